@@ -1,0 +1,2 @@
+"""The ACH event backbone: CloudEvents envelope on Kafka, transactional outbox, idempotent inbox,
+dead letters, and the table of topics."""

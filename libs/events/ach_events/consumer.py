@@ -1,0 +1,234 @@
+"""Idempotent event consumers on FastStream, with bounded retries and dead letters.
+
+For every record: decode the envelope (an undecodable or schema-invalid record is dead-lettered at
+once); skip event types this consumer does not handle; otherwise run the handler and record the
+event id in the inbox in one transaction. A handler that keeps failing after ``max_attempts`` is
+dead-lettered with the reason; the consumer goes on with the next record. The offset is committed
+only after that (FastStream ``AckPolicy.NACK_ON_ERROR``: never before the handler, as FastStream's
+default would). When the database itself is unreachable the record is not dead-lettered: it is
+nacked and redelivered once the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from google.protobuf.message import Message
+from opentelemetry import metrics, propagate, trace
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.envelope import Envelope, EnvelopeError
+from ach_events.inbox import InboxEvent
+from ach_events.topics import Topic, dead_letter_topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ach_events.consumer")
+meter = metrics.get_meter("ach_events.consumer")
+consumed_counter = meter.create_counter(
+    "ach_events_consumed", unit="{event}", description="Events consumed, by consumer, topic and result"
+)
+handle_duration = meter.create_histogram(
+    "ach_event_handle_duration", unit="s", description="Time to handle one event (decode to commit)"
+)
+end_to_end_lag = meter.create_histogram(
+    "ach_event_lag", unit="s", description="From the event's ce_time to the end of its handling"
+)
+
+EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
+
+
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that can never be processed (e.g. it breaks a domain rule).
+    It is dead-lettered at once with this message as the reason, without retries."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # processed | duplicate | skipped | dead_lettered
+    reason: str = ""
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        topics: tuple[Topic, ...],
+        handlers: Mapping[str, EventHandler],
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.name = name
+        self._sessions = sessions
+        self._producer = producer
+        self.topics = topics
+        self._handlers = dict(handlers)
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
+        self.dead_letter_topic = dead_letter_topic(name)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def subscribe(self, broker: KafkaBroker) -> None:
+        async def on_message(message: KafkaMessage) -> None:
+            await self.process(message.raw_message)  # type: ignore[arg-type]
+
+        broker.subscriber(
+            *[t.name for t in self.topics],
+            group_id=self.name,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+        )(on_message)
+
+    async def drained(self) -> None:
+        """Wait until no record is being processed (used by a graceful stop)."""
+        await self._idle.wait()
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+        self._in_flight += 1
+        self._idle.clear()
+        started = asyncio.get_running_loop().time()
+        try:
+            outcome = await self._process(record)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        consumed_counter.add(1, {"consumer": self.name, "topic": record.topic, "result": outcome.result})
+        handle_duration.record(asyncio.get_running_loop().time() - started, {"consumer": self.name})
+        return outcome
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+        try:
+            envelope = Envelope.from_record(record.key, record.value, record.headers)
+        except EnvelopeError as exc:
+            return await self._dead_letter(record, str(exc), attempts=0)
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            # Not a poison message: a type this consumer has no interest in (the topic carries several).
+            return Outcome("skipped")
+        try:
+            message = envelope.message()
+        except EnvelopeError as exc:
+            return await self._dead_letter(record, str(exc), attempts=0)
+
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=propagate.extract(envelope.trace_headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": envelope.id,
+                "messaging.kafka.message.offset": record.offset,
+                "cloudevents.event_type": envelope.type,
+            },
+        ) as span:
+            outcome = await self._handle_with_retries(record, envelope, message, handler)
+            span.set_attribute("ach.consume.result", outcome.result)
+        end_to_end_lag.record(
+            max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()), {"consumer": self.name}
+        )
+        return outcome
+
+    async def _handle_with_retries(
+        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, message: Message, handler: EventHandler
+    ) -> Outcome:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._sessions() as session, session.begin():
+                    if await session.get(InboxEvent, (self.name, envelope.id)) is not None:
+                        return Outcome("duplicate")
+                    session.add(
+                        InboxEvent(
+                            consumer=self.name,
+                            event_id=envelope.id,
+                            event_type=envelope.type,
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            processed_at=datetime.now(UTC),
+                        )
+                    )
+                    await session.flush()
+                    await handler(session, envelope, message)
+                return Outcome("processed")
+            except PoisonEvent as exc:
+                return await self._dead_letter(record, f"rejected by handler: {exc}", attempts=attempt)
+            except IntegrityError as exc:
+                if _is_inbox_conflict(exc):
+                    return Outcome("duplicate")  # a concurrent delivery of the same event won
+                reason = f"handler failed: IntegrityError: {_first_line(exc)}"
+            except DBAPIError as exc:
+                if exc.connection_invalidated or _is_unavailable(exc):
+                    # The database, not the event, is at fault: nack so the record comes back later.
+                    log.warning("database unavailable while consuming; the record will be redelivered")
+                    raise
+                reason = f"handler failed: {type(exc).__name__}: {_first_line(exc)}"
+            except Exception as exc:
+                reason = f"handler failed: {type(exc).__name__}: {_first_line(exc)}"
+            if attempt >= self._max_attempts:
+                return await self._dead_letter(record, f"{reason} (after {attempt} attempts)", attempts=attempt)
+            log.warning(
+                "event handler failed; retrying",
+                extra={"consumer": self.name, "event_id": envelope.id, "attempt": attempt},
+            )
+            await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, *, attempts: int) -> Outcome:
+        headers = list(record.headers or ()) + [
+            ("ach_dlq_reason", reason.encode()),
+            ("ach_dlq_consumer", self.name.encode()),
+            ("ach_dlq_source_topic", record.topic.encode()),
+            ("ach_dlq_source_partition", str(record.partition).encode()),
+            ("ach_dlq_source_offset", str(record.offset).encode()),
+            ("ach_dlq_attempts", str(attempts).encode()),
+            ("ach_dlq_time", datetime.now(UTC).isoformat().encode()),
+        ]
+        # Awaited before the offset is committed: a dead letter is never lost either.
+        await self._producer.send_and_wait(
+            self.dead_letter_topic.name, value=record.value, key=record.key, headers=headers
+        )
+        log.warning(
+            "event dead-lettered",
+            extra={
+                "consumer": self.name,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": reason,
+            },
+        )
+        return Outcome("dead_lettered", reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _is_inbox_conflict(exc: IntegrityError) -> bool:
+    return "inbox_event" in str(exc.orig) or "inbox_event" in str(exc.statement or "")
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(s in text for s in ("could not connect", "connection refused", "server closed", "terminating connection",
+                                    "database is locked", "unable to open database"))

@@ -1,0 +1,74 @@
+"""Transactional outbox: events are rows written in the same transaction as the state change.
+
+``Outbox.add`` is called inside a service's unit of work; the relay (``relay.py``) publishes the
+rows afterwards. A crash between commit and publish loses nothing: the rows wait for the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from opentelemetry import propagate
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, event
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.envelope import Envelope
+from ach_events.topics import Topic
+
+
+class OutboxEvent(SQLModel, table=True):
+    __tablename__ = "outbox_event"
+
+    # Publication order: the relay sends rows in this order, so per-key order is commit order.
+    seq: int | None = Field(
+        default=None,
+        # SQLite autoincrements only an INTEGER primary key; PostgreSQL gets a 64-bit sequence.
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    event_id: str = Field(max_length=36, unique=True)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=200)
+    event_type: str = Field(max_length=200)
+    headers: str  # JSON list of [name, value] pairs: the envelope's Kafka headers
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+    published_at: datetime | None = Field(default=None, index=True)
+
+
+class Outbox:
+    """Writes events into the caller's transaction and wakes the relay once it commits."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.committed = asyncio.Event()
+
+    def add(
+        self, session: AsyncSession, topic: Topic, message: Message, *, key: str, subject: str = ""
+    ) -> Envelope:
+        if message.DESCRIPTOR.full_name not in topic.event_types:
+            raise ValueError(f"{message.DESCRIPTOR.full_name} is not an event type of topic {topic.name}")
+        trace_headers: dict[str, str] = {}
+        propagate.inject(trace_headers)  # the caller's span: the trace goes on through Kafka
+        envelope = Envelope.wrap(message, source=self.source, key=key, subject=subject)
+        envelope = Envelope(**{**envelope.__dict__, "trace_headers": trace_headers})
+        session.add(
+            OutboxEvent(
+                event_id=envelope.id,
+                topic=topic.name,
+                key=envelope.key,
+                event_type=envelope.type,
+                headers=json.dumps([[k, v.decode()] for k, v in envelope.headers()]),
+                payload=envelope.payload,
+                created_at=datetime.now(UTC),
+            )
+        )
+        if not event.contains(session.sync_session, "after_commit", self._wake):
+            event.listen(session.sync_session, "after_commit", self._wake, once=True)
+        return envelope
+
+    def _wake(self, _session: object) -> None:
+        self.committed.set()

@@ -1,0 +1,36 @@
+"""Which protobuf message an event type names (``ce_type`` is the message's full name)."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from ach.directory.v1 import directory_pb2
+from ach.funding.v1 import funding_pb2
+from ach.notifications.v1 import notifications_pb2
+from ach.referrals.v1 import referrals_pb2
+from ach.screening.v1 import screening_pb2
+
+
+class EventTypeError(Exception):
+    pass
+
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    cls.DESCRIPTOR.full_name: cls
+    for cls in (
+        screening_pb2.ScreeningCompleted,
+        screening_pb2.NeedIdentified,
+        referrals_pb2.ReferralCreated,
+        referrals_pb2.ReferralStatusChanged,
+        directory_pb2.ServiceChanged,
+        notifications_pb2.NotificationDelivered,
+        funding_pb2.TransferPosted,
+    )
+}
+
+
+def message_class(event_type: str) -> type[Message]:
+    try:
+        return EVENT_TYPES[event_type]
+    except KeyError:
+        raise EventTypeError(f"unknown event type {event_type!r}") from None

@@ -1,0 +1,149 @@
+"""The outbox relay: publishes committed outbox rows to Kafka in order, then marks them published.
+
+Delivery is at least once (a crash after publishing and before marking republishes the rows);
+consumers are idempotent on the event id, so the effect is exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import metrics, propagate, trace
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.outbox import Outbox, OutboxEvent
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ach_events.relay")
+meter = metrics.get_meter("ach_events.relay")
+published_counter = meter.create_counter(
+    "ach_outbox_published", unit="{event}", description="Outbox events published to Kafka"
+)
+publish_duration = meter.create_histogram(
+    "ach_outbox_publish_batch_duration", unit="s", description="Time to publish one outbox batch"
+)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        outbox: Outbox,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._producer = producer
+        self._outbox = outbox
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._stopping = asyncio.Event()
+        self.backlog = 0
+        meter.create_observable_gauge(
+            "ach_outbox_backlog",
+            callbacks=[lambda _options: [metrics.Observation(self.backlog)]],
+            unit="{event}",
+            description="Outbox events committed but not yet published (at the last poll)",
+        )
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unpublished rows; returns how many were published."""
+        started = asyncio.get_running_loop().time()
+        async with self._sessions() as session, session.begin():
+            query = (
+                select(OutboxEvent)
+                .where(col(OutboxEvent.published_at).is_(None))
+                .order_by(col(OutboxEvent.seq))
+                .limit(self._batch_size)
+            )
+            if session.bind.dialect.name == "postgresql":
+                # Several replicas may relay: each row goes to exactly one of them at a time.
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await session.exec(query)).all())
+            if not rows:
+                self.backlog = 0
+                return 0
+            sends = [await self._send(row) for row in rows]
+            await asyncio.gather(*sends)
+            await session.exec(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))
+                .values(published_at=datetime.now(UTC))
+            )  # type: ignore[call-overload]
+            if len(rows) == self._batch_size:
+                remaining = await session.exec(
+                    select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+                )
+                self.backlog = int(remaining.one()) - len(rows)
+            else:
+                self.backlog = 0
+        published_counter.add(len(rows))
+        publish_duration.record(asyncio.get_running_loop().time() - started)
+        return len(rows)
+
+    async def _send(self, row: OutboxEvent) -> asyncio.Future[object]:
+        headers = {k: v for k, v in json.loads(row.headers)}
+        parent = propagate.extract(headers)
+        with tracer.start_as_current_span(
+            f"{row.topic} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": row.topic,
+                "messaging.message.id": row.event_id,
+                "cloudevents.event_type": row.event_type,
+            },
+        ):
+            # The consumer's span is a child of this publish span.
+            propagate.inject(headers)
+        return await self._producer.send(
+            row.topic,
+            value=row.payload,
+            key=row.key.encode(),
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            # Cleared before looking, so a commit that lands while we publish still wakes us.
+            self._outbox.committed.clear()
+            try:
+                published = await self.publish_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay batch failed; retrying")
+                published = 0
+                await asyncio.sleep(self._poll_interval_s)
+            if published:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        work = asyncio.ensure_future(self._outbox.committed.wait())
+        try:
+            await asyncio.wait({stop, work}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            work.cancel()
+
+    async def stop(self) -> None:
+        """Stop after publishing what is already committed (a graceful stop leaves no backlog)."""
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            while await self.publish_batch():
+                pass

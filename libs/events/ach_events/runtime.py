@@ -1,0 +1,189 @@
+"""How every ACH service process runs: one asyncio loop holding the gRPC server, the FastStream
+consumers, the outbox relay and the metrics endpoint, with fail-fast start-up checks and a
+graceful stop on SIGTERM/SIGINT.
+
+A service's ``main`` only says what it serves and what it consumes (``ServiceWiring``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.consumer import EventConsumer, EventHandler
+from ach_events.kafka_clients import idempotent_producer, start_producer
+from ach_events.outbox import Outbox
+from ach_events.relay import OutboxRelay
+from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
+from ach_platform import migrations
+from ach_platform.database import check_database, create_engine, session_factory
+from ach_platform.grpc_server import GrpcServer, Registrar
+from ach_platform.settings import ConfigError, ServiceSettings
+from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 10.0
+
+
+@dataclass
+class Runtime:
+    """What a service's wiring gets to build its servicers and handlers from."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    outbox: Outbox
+    registrars: list[Registrar] = field(default_factory=list)
+    grpc_service_names: list[str] = field(default_factory=list)
+    subscriptions: list[tuple[tuple[Topic, ...], Mapping[str, EventHandler]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
+        self.registrars.append(registrar)
+        self.grpc_service_names.append(full_service_name)
+
+    def consume(self, topics: Sequence[Topic], handlers: Mapping[str, EventHandler]) -> None:
+        self.subscriptions.append((tuple(topics), handlers))
+
+    def run_in_background(self, task: Callable[[], Awaitable[None]]) -> None:
+        self.background.append(task)
+
+
+Wiring = Callable[[Runtime], None]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    migrations_dir: Path
+    wiring: Wiring
+    # Tables whose presence shows the database was migrated (checked at start-up).
+    required_tables: tuple[str, ...] = ("outbox_event", "inbox_event")
+
+
+class RunningService:
+    """A started service; ``stop`` drains it. Tests start services in-process through this too."""
+
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.engine = create_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.outbox = Outbox(source=f"/ach/{definition.name}")
+        self.runtime = Runtime(settings, self.engine, self.sessions, self.outbox)
+        self.consumers: list[EventConsumer] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.grpc: GrpcServer | None = None
+        self.broker: KafkaBroker | None = None
+        self.relay: OutboxRelay | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        await check_database(self.engine, s.connect_timeout_s, tables=list(self.definition.required_tables))
+        await asyncio.to_thread(ensure_topics, s.kafka_bootstrap_servers, timeout_s=s.connect_timeout_s)
+        self.producer = idempotent_producer(s.kafka_bootstrap_servers, f"ach-{s.service}")
+        await start_producer(self.producer, s.kafka_bootstrap_servers, s.connect_timeout_s)
+        self.definition.wiring(self.runtime)
+
+        self.relay = OutboxRelay(self.sessions, self.producer, self.outbox)
+        self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{s.service}-outbox-relay"))
+        for job in self.runtime.background:
+            self.tasks.append(asyncio.create_task(job(), name=f"{s.service}-background"))
+
+        if self.runtime.subscriptions:
+            self.broker = KafkaBroker(
+                s.kafka_bootstrap_servers, client_id=f"ach-{s.service}", graceful_timeout=GRACE_S, logger=None
+            )
+            for topics, handlers in self.runtime.subscriptions:
+                consumer = EventConsumer(
+                    name=s.service, sessions=self.sessions, producer=self.producer, topics=topics, handlers=handlers
+                )
+                consumer.subscribe(self.broker)
+                self.consumers.append(consumer)
+            try:
+                async with asyncio.timeout(s.connect_timeout_s):
+                    await self.broker.start()
+            except Exception as exc:
+                raise BrokerUnavailable(
+                    f"cannot start consumers against {s.kafka_bootstrap_servers}: {type(exc).__name__}"
+                ) from None
+
+        self.grpc = GrpcServer(s.grpc_port, self.runtime.registrars, self.runtime.grpc_service_names)
+        await self.grpc.start()
+
+    async def stop(self) -> None:
+        """Graceful: stop taking calls and drain them, finish the record in hand, flush the outbox."""
+        if self.grpc:
+            await self.grpc.stop(GRACE_S)
+        if self.broker:
+            await self.broker.stop()
+        for consumer in self.consumers:
+            await consumer.drained()
+        if self.relay:
+            await self.relay.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.producer.stop()
+        await self.engine.dispose()
+
+
+async def serve(definition: ServiceDefinition) -> None:
+    settings = ServiceSettings.from_env(definition.name)
+    metrics_port = setup_telemetry(definition.name, settings.metrics_port)
+    service = RunningService(definition, settings)
+    try:
+        await service.start()
+    except BaseException:
+        await service.engine.dispose()
+        raise
+    log.info(
+        "service started",
+        extra={"grpc_port": settings.grpc_port, "metrics_port": metrics_port, "database": settings.database_url.split("://")[0]},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining calls and consumers")
+    await service.stop()
+    shutdown_telemetry()
+    log.info("stopped")
+
+
+def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"ach-{definition.name}", description=f"ACH {definition.name} service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("migrate", help="apply the database migrations, then exit")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "migrate":
+            settings = ServiceSettings.from_env(definition.name)
+            migrations.upgrade(definition.migrations_dir, settings.database_url)
+            print(f"ach-{definition.name}: database migrated", file=sys.stderr)
+        else:
+            asyncio.run(serve(definition))
+    except (ConfigError, BrokerUnavailable) as exc:
+        print(f"ach-{definition.name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as exc:  # e.g. a migration that cannot reach the database
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError | OSError):
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            print(f"ach-{definition.name}: error: {first[0] if first else type(exc).__name__}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise

@@ -1,0 +1,127 @@
+"""The table of topics: one place that names every topic, its key, partitions, retention,
+producer and consumers. The README's topic table is checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    producer: str
+    consumers: tuple[str, ...]
+    partitions: int = 3
+    compacted: bool = False
+    retention_days: int = 365
+    event_types: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def retention(self) -> str:
+        return "compacted" if self.compacted else f"{self.retention_days} days"
+
+    def configs(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_days * DAY_MS)}
+
+
+SCREENING_EVENTS = Topic(
+    name="ach.screening.events.v1",
+    key="resident id",
+    producer="screening",
+    consumers=("referrals", "measurement"),
+    event_types=("ach.screening.v1.ScreeningCompleted", "ach.screening.v1.NeedIdentified"),
+)
+REFERRAL_EVENTS = Topic(
+    name="ach.referrals.events.v1",
+    key="referral id",
+    producer="referrals",
+    consumers=("notifications", "measurement", "funding"),
+    event_types=("ach.referrals.v1.ReferralCreated", "ach.referrals.v1.ReferralStatusChanged"),
+)
+DIRECTORY_SERVICES = Topic(
+    name="ach.directory.services.v1",
+    key="service id",
+    producer="directory",
+    consumers=("referrals",),
+    compacted=True,
+    event_types=("ach.directory.v1.ServiceChanged",),
+)
+NOTIFICATION_EVENTS = Topic(
+    name="ach.notifications.events.v1",
+    key="referral id (the notification's subject)",
+    producer="notifications",
+    consumers=("measurement",),
+    event_types=("ach.notifications.v1.NotificationDelivered",),
+)
+FUNDING_EVENTS = Topic(
+    name="ach.funding.events.v1",
+    key="transfer id",
+    producer="funding",
+    consumers=(),
+    event_types=("ach.funding.v1.TransferPosted",),
+)
+
+
+def dead_letter_topic(consumer: str) -> Topic:
+    """Each consuming service has its own dead-letter topic; records keep the original key and headers."""
+    return Topic(
+        name=f"ach.dlq.{consumer}.v1",
+        key="original key",
+        producer=consumer,
+        consumers=("ops",),
+        retention_days=30,
+    )
+
+
+DOMAIN_TOPICS: tuple[Topic, ...] = (
+    SCREENING_EVENTS,
+    REFERRAL_EVENTS,
+    DIRECTORY_SERVICES,
+    NOTIFICATION_EVENTS,
+    FUNDING_EVENTS,
+)
+CONSUMING_SERVICES = sorted({c for t in DOMAIN_TOPICS for c in t.consumers})
+ALL_TOPICS: tuple[Topic, ...] = DOMAIN_TOPICS + tuple(dead_letter_topic(s) for s in CONSUMING_SERVICES)
+
+
+def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS, timeout_s: float = 20) -> None:
+    """Create the topics that do not exist yet (idempotent). Raises BrokerUnavailable on failure."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers.split(","),
+            client_id="ach-topic-admin",
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka broker unreachable at {bootstrap_servers}: {type(exc).__name__}") from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(t.name, t.partitions, replication, topic_configs=t.configs()) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it first
+            log.info("created topics", extra={"topics": [t.name for t in missing]})
+    finally:
+        admin.close()
+
+
+class BrokerUnavailable(Exception):
+    pass

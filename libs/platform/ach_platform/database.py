@@ -1,0 +1,105 @@
+"""One database per service: SQLite files by default, PostgreSQL when DATABASE_URL says so.
+
+Services use SQLAlchemy's asyncio engine (aiosqlite / psycopg 3); migrations use the sync driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_platform.settings import ConfigError
+
+
+def _driver_url(url: str, *, asynchronous: bool) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL: {_redact(url)}") from None
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        raise ConfigError(f"DATABASE_URL backend {backend!r} is not supported (postgresql or sqlite)")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable)"
+
+
+def sync_url(url: str) -> str:
+    return _driver_url(url, asynchronous=False)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    engine = create_async_engine(_driver_url(url, asynchronous=True), **kwargs)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets readers go on while the outbox relay writes; busy_timeout rides out the
+            # single-writer lock instead of failing with "database is locked".
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin_immediate(conn: Any) -> None:
+            # Take the write lock at BEGIN so two writers queue instead of deadlocking on upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: everything done in the block commits together or not at all."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+async def check_database(engine: AsyncEngine, timeout_s: float, *, tables: list[str] | None = None) -> None:
+    """Fail fast with one clear message when the database is unreachable or not migrated."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            for table in tables or []:
+                exists = await conn.run_sync(lambda sync_conn, t=table: sync_conn.dialect.has_table(sync_conn, t))
+                if not exists:
+                    raise ConfigError(
+                        f"database {_redact(str(engine.url))} has no table {table!r}: run the migrations first "
+                        "(make migrate)"
+                    )
+    except TimeoutError:
+        raise ConfigError(f"database {_redact(str(engine.url))} did not answer within {timeout_s:g} s") from None
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig) if getattr(exc, "orig", None) else type(exc).__name__
+        first_line = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
+        raise ConfigError(f"cannot use database {_redact(str(engine.url))}: {first_line}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use database {_redact(str(engine.url))}: {exc}") from None

@@ -1,0 +1,109 @@
+"""Service configuration from the environment, checked once at start-up.
+
+Every setting has an embedded default for the local stack (SQLite files under ``ACH_DATA_DIR``
+and a broker on 127.0.0.1:9092), so a fresh clone runs with no configuration at all. A bad value
+fails fast with one message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and what is wrong."""
+
+
+# Fixed, documented default ports of the local stack (README: "Services").
+DEFAULT_PORTS: dict[str, tuple[int, int]] = {
+    # service: (gRPC, Prometheus metrics)
+    "screening": (50051, 9464),
+    "referrals": (50052, 9465),
+    "directory": (50053, 9466),
+    "measurement": (50054, 9467),
+    "funding": (50055, 9468),
+    "notifications": (50056, 9469),
+}
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ACH_DATA_DIR", repo_root() / ".data"))
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}={raw!r} is outside 0-65535")
+    return value
+
+
+def database_url(service: str) -> str:
+    """The service's own database: DATABASE_URL (or <SERVICE>_DATABASE_URL), else a SQLite file."""
+    url = os.environ.get(f"{service.upper()}_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{data_dir() / f'{service}.db'}"
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme not in {"sqlite", "postgresql", "postgres"}:
+        raise ConfigError(
+            f"DATABASE_URL scheme {scheme or '(none)'!r} is not supported: use postgresql://... or sqlite:///..."
+        )
+    return url
+
+
+def kafka_bootstrap_servers() -> str:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").strip()
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS entry {server!r} is not host:port")
+    return servers
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service: str
+    database_url: str
+    kafka_bootstrap_servers: str
+    grpc_port: int
+    metrics_port: int
+    # How long start-up waits for the broker and the database before giving up.
+    connect_timeout_s: float
+    # Where the local stack finds the other services' gRPC APIs (host:port).
+    peers: dict[str, str]
+
+    @classmethod
+    def from_env(cls, service: str) -> ServiceSettings:
+        if service not in DEFAULT_PORTS:
+            raise ConfigError(f"unknown service {service!r}")
+        grpc_default, metrics_default = DEFAULT_PORTS[service]
+        timeout_raw = os.environ.get("ACH_CONNECT_TIMEOUT_S", "20")
+        try:
+            timeout = float(timeout_raw)
+        except ValueError:
+            raise ConfigError(f"ACH_CONNECT_TIMEOUT_S={timeout_raw!r} is not a number of seconds") from None
+        peers = {
+            name: os.environ.get(f"{name.upper()}_GRPC_ADDR", f"127.0.0.1:{ports[0]}")
+            for name, ports in DEFAULT_PORTS.items()
+        }
+        return cls(
+            service=service,
+            database_url=database_url(service),
+            kafka_bootstrap_servers=kafka_bootstrap_servers(),
+            grpc_port=_port("GRPC_PORT", grpc_default),
+            metrics_port=_port("METRICS_PORT", metrics_default),
+            connect_timeout_s=timeout,
+            peers=peers,
+        )

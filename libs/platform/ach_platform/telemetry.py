@@ -1,0 +1,127 @@
+"""OpenTelemetry traces and metrics, JSON logs with trace ids, Prometheus over HTTP.
+
+Set up once per service process by ``setup_telemetry``. Exporters:
+- traces: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; JSON lines to ACH_TRACE_FILE when set
+  (used by the tests and handy on a laptop); otherwise spans still carry context but are not exported.
+- metrics: a Prometheus endpoint on the service's metrics port (/metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from prometheus_client import start_http_server
+from pythonjsonlogger.json import JsonFormatter
+
+# Log record attributes that must never reach a log line: resident identity and screening answers.
+PHI_FIELDS = frozenset(
+    {"name", "first_name", "last_name", "given_name", "family_name", "birth_date", "dob", "date_of_birth",
+     "address", "street", "phone", "email", "ssn", "answers", "answer", "medicaid_id", "mrn"}
+)
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Writes one JSON object per finished span to a file (appending, safe across processes)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [json.dumps(json.loads(span.to_json()), separators=(",", ":")) for span in spans]
+        with self._lock, open(self._path, "a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+_STANDARD_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds the current trace and span ids to every log record, and drops PHI-named extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+        record.span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
+        # Only fields passed as `extra=` can carry PHI by name; the record's own (e.g. the logger
+        # name) are left alone.
+        for key in PHI_FIELDS.intersection(record.__dict__).difference(_STANDARD_RECORD_FIELDS):
+            setattr(record, key, "[redacted]")
+        return True
+
+
+def configure_logging(service: str, stream: TextIO = sys.stderr) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": f"ach-{service}"},
+            timestamp=False,
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(TraceContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    # Client libraries are chatty at INFO about connections; their warnings still come through.
+    for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy.engine"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_configured = False
+
+
+def setup_telemetry(service: str, metrics_port: int | None) -> int | None:
+    """Set up tracing, metrics and logging once; returns the bound metrics port (None if off)."""
+    global _configured
+    configure_logging(service)
+    if _configured:
+        return metrics_port
+    _configured = True
+    resource = Resource.create({"service.name": f"ach-{service}", "service.namespace": "ach"})
+    tracer_provider = TracerProvider(resource=resource)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace_file = os.environ.get("ACH_TRACE_FILE")
+    if trace_file:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
+    trace.set_tracer_provider(tracer_provider)
+
+    readers: list[Any] = []
+    if metrics_port is not None:
+        readers.append(PrometheusMetricReader())
+        server, _thread = start_http_server(metrics_port)
+        metrics_port = int(server.server_port)
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    return metrics_port
+
+
+def shutdown_telemetry() -> None:
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()

@@ -1,0 +1,1 @@
+"""The resource directory (Open Referral HSDS): the services the network can refer to."""

@@ -1,0 +1,42 @@
+"""Wiring of the measurement service: consumes every domain's events, serves the funnel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ach.measurement.v1 import measurement_pb2_grpc
+from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import cli as run_cli
+from ach_events.topics import NOTIFICATION_EVENTS, REFERRAL_EVENTS, SCREENING_EVENTS
+
+from ach_measurement import events
+from ach_measurement.api import MeasurementApi
+
+
+def wire(runtime: Runtime) -> None:
+    api = MeasurementApi(runtime.sessions)
+    runtime.serve_grpc(
+        lambda server: measurement_pb2_grpc.add_MeasurementServiceServicer_to_server(api, server),
+        "ach.measurement.v1.MeasurementService",
+    )
+    runtime.consume(
+        [SCREENING_EVENTS, REFERRAL_EVENTS, NOTIFICATION_EVENTS],
+        {
+            "ach.screening.v1.ScreeningCompleted": events.on_screening_completed,
+            "ach.screening.v1.NeedIdentified": events.on_need_identified,
+            "ach.referrals.v1.ReferralCreated": events.on_referral_created,
+            "ach.referrals.v1.ReferralStatusChanged": events.on_status_changed,
+            "ach.notifications.v1.NotificationDelivered": events.on_notification_delivered,
+        },
+    )
+
+
+DEFINITION = ServiceDefinition("measurement", Path(__file__).parent / "migrations", wire)
+
+
+def cli() -> None:
+    run_cli(DEFINITION)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""Partner notifications: id-only messages to partners about referrals that concern them."""

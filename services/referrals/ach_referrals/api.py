@@ -1,0 +1,92 @@
+"""gRPC API of the referral service."""
+
+from __future__ import annotations
+
+import grpc
+from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_referrals import domain
+from ach_referrals.events import (
+    ReferralEvents,
+    outcome_from_proto,
+    outcome_to_proto,
+    status_from_proto,
+    status_to_proto,
+)
+from ach_referrals.store import ReferralHistory, ReferralRecord
+
+
+def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
+    return referrals_pb2.Referral(
+        referral_id=r.id, resident_id=r.resident_id, need_domain=r.need_domain,
+        source_partner_id=r.source_partner_id, target_partner_id=r.target_partner_id,
+        target_service_id=r.target_service_id, status=status_to_proto(domain.Status(r.status)),
+        outcome=outcome_to_proto(r.outcome), screening_id=r.screening_id, need_id=r.need_id,
+        created_at=to_timestamp(r.created_at), updated_at=to_timestamp(r.updated_at),
+    )
+
+
+class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents) -> None:
+        self._sessions = sessions
+        self._events = events
+
+    async def GetReferral(
+        self, request: referrals_pb2.GetReferralRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.Referral:
+        if not request.referral_id:
+            raise InvalidArgument.of("referral_id", "is required")
+        async with self._sessions() as session:
+            referral = await session.get(ReferralRecord, request.referral_id)
+        if referral is None:
+            raise NotFound(f"referral {request.referral_id} not found")
+        return to_proto(referral)
+
+    async def UpdateReferralStatus(
+        self, request: referrals_pb2.UpdateReferralStatusRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.Referral:
+        problems: list[FieldViolation] = []
+        if not request.referral_id:
+            problems.append(FieldViolation("referral_id", "is required"))
+        if not request.actor.partner_id:
+            problems.append(FieldViolation("actor.partner_id", "is required"))
+        to = status_from_proto(request.status)
+        if to is None:
+            problems.append(FieldViolation("status", "is required"))
+        if problems:
+            raise InvalidArgument(problems)
+        assert to is not None
+        outcome = outcome_from_proto(request.outcome)
+        async with self._sessions() as session, session.begin():
+            referral = await session.get(ReferralRecord, request.referral_id)
+            if referral is None:
+                raise NotFound(f"referral {request.referral_id} not found")
+            actor = request.actor.partner_id
+            role = (domain.Role.TARGET if actor == referral.target_partner_id
+                    else domain.Role.SOURCE if actor == referral.source_partner_id else None)
+            if role is None:
+                raise PermissionDenied("only the referral's source or target may change it")
+            errors = domain.check_transition(domain.Status(referral.status), to, role, request.reason, outcome)
+            bad_input = [e for e in errors if not e.precondition]
+            if bad_input:
+                raise InvalidArgument([FieldViolation(e.field, e.description) for e in bad_input])
+            if errors:
+                raise FailedPrecondition(errors[0].description, violation_type="TRANSITION", subject=referral.id)
+            now = utc_now()
+            referral.sequence += 1
+            change = ReferralHistory(
+                referral_id=referral.id, sequence=referral.sequence, from_status=referral.status,
+                to_status=to.value, actor_partner_id=actor, actor_user_id=request.actor.user_id,
+                reason=request.reason, outcome=outcome.value if outcome else "", changed_at=now,
+            )
+            referral.status = to.value
+            referral.outcome = outcome.value if outcome else referral.outcome
+            referral.updated_at = now
+            session.add(referral)
+            session.add(change)
+            self._events.publish_status_changed(session, referral, change)
+        return to_proto(referral)

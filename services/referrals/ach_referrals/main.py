@@ -1,0 +1,40 @@
+"""Wiring of the referral service: its gRPC API; it consumes identified needs and directory changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ach.referrals.v1 import referrals_pb2_grpc
+from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import cli as run_cli
+from ach_events.topics import DIRECTORY_SERVICES, SCREENING_EVENTS
+
+from ach_referrals.api import ReferralApi
+from ach_referrals.events import ReferralEvents
+
+
+def wire(runtime: Runtime) -> None:
+    events = ReferralEvents(runtime.outbox)
+    api = ReferralApi(runtime.sessions, events)
+    runtime.serve_grpc(
+        lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
+        "ach.referrals.v1.ReferralService",
+    )
+    runtime.consume(
+        [SCREENING_EVENTS, DIRECTORY_SERVICES],
+        {
+            "ach.screening.v1.NeedIdentified": events.on_need_identified,
+            "ach.directory.v1.ServiceChanged": events.on_service_changed,
+        },
+    )
+
+
+DEFINITION = ServiceDefinition("referrals", Path(__file__).parent / "migrations", wire)
+
+
+def cli() -> None:
+    run_cli(DEFINITION)
+
+
+if __name__ == "__main__":
+    cli()

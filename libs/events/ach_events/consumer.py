@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.envelope import Envelope, EnvelopeError
 from ach_events.inbox import InboxEvent
-from ach_events.topics import Topic, dead_letter_topic
+from ach_events.topics import Topic, dead_letter_topic, namespaced
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_events.consumer")
@@ -88,8 +88,8 @@ class EventConsumer:
             await self.process(message.raw_message)  # type: ignore[arg-type]
 
         broker.subscriber(
-            *[t.name for t in self.topics],
-            group_id=self.name,
+            *[t.physical_name for t in self.topics],
+            group_id=namespaced(self.name),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
         )(on_message)
@@ -204,7 +204,7 @@ class EventConsumer:
         ]
         # Awaited before the offset is committed: a dead letter is never lost either.
         await self._producer.send_and_wait(
-            self.dead_letter_topic.name, value=record.value, key=record.key, headers=headers
+            self.dead_letter_topic.physical_name, value=record.value, key=record.key, headers=headers
         )
         log.warning(
             "event dead-lettered",

@@ -58,7 +58,7 @@ class Outbox:
         session.add(
             OutboxEvent(
                 event_id=envelope.id,
-                topic=topic.name,
+                topic=topic.physical_name,
                 key=envelope.key,
                 event_type=envelope.type,
                 headers=json.dumps([[k, v.decode()] for k, v in envelope.headers()]),

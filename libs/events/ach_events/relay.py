@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.outbox import Outbox, OutboxEvent
+from ach_platform.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_events.relay")
@@ -73,8 +74,10 @@ class OutboxRelay:
             if not rows:
                 self.backlog = 0
                 return 0
+            failpoint("relay.before_send")
             sends = [await self._send(row) for row in rows]
             await asyncio.gather(*sends)
+            failpoint("relay.after_send")
             await session.exec(
                 update(OutboxEvent)
                 .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))

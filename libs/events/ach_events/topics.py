@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
+
+
+def namespaced(name: str) -> str:
+    """The physical name of a topic or consumer group. ACH_KAFKA_NAMESPACE lets several environments
+    (or test runs) share one cluster without seeing each other's events."""
+    namespace = os.environ.get("ACH_KAFKA_NAMESPACE", "")
+    return f"{namespace}.{name}" if namespace else name
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,10 @@ class Topic:
     compacted: bool = False
     retention_days: int = 365
     event_types: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def physical_name(self) -> str:
+        return namespaced(self.name)
 
     @property
     def retention(self) -> str:
@@ -100,25 +112,34 @@ def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","),
-            client_id="ach-topic-admin",
-            request_timeout_ms=int(timeout_s * 1000),
-        )
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"Kafka broker unreachable at {bootstrap_servers}: {type(exc).__name__}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # The broker may still be starting (the local stack starts everything at once): retry until the deadline.
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers.split(","),
+                client_id="ach-topic-admin",
+                request_timeout_ms=int(max(timeout_s, 5) * 1000),
+            )
+            break
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"Kafka broker unreachable at {bootstrap_servers} ({type(exc).__name__}); start it with "
+                    "'make kafka' or set KAFKA_BOOTSTRAP_SERVERS"
+                ) from None
+            time.sleep(1)
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in topics if t.name not in existing]
+        missing = [t for t in topics if t.physical_name not in existing]
         if missing:
             try:
                 admin.create_topics(
-                    [NewTopic(t.name, t.partitions, replication, topic_configs=t.configs()) for t in missing]
+                    [NewTopic(t.physical_name, t.partitions, replication, topic_configs=t.configs()) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 pass  # another service created it first
-            log.info("created topics", extra={"topics": [t.name for t in missing]})
+            log.info("created topics", extra={"topics": [t.physical_name for t in missing]})
     finally:
         admin.close()
 

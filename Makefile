@@ -1,0 +1,90 @@
+# The one entry point for every developer task. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help
+help: ## list the tasks
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+.PHONY: setup
+setup: $(UV) ## install the whole workspace into one virtual environment (.venv) from uv.lock
+	$(UV) sync --all-packages --frozen --python 3.11
+
+.PHONY: run
+run: setup ## run the whole stack locally: Kafka, migrations, every service, demo data (Ctrl-C stops it)
+	$(PY) scripts/stack.py
+
+.PHONY: protos
+protos: ## regenerate Python code and type stubs from protos/ into libs/protos
+	scripts/gen_protos.sh
+
+.PHONY: protos-check
+protos-check: ## fail when the committed generated code differs from what protos/ generates
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	scripts/gen_protos.sh "$$tmp" >/dev/null 2>&1; \
+	if ! diff -r -x __pycache__ "$$tmp/ach" libs/protos/ach >/dev/null; then \
+	  echo "generated protobuf code is stale: run 'make protos' and commit"; diff -r -q -x __pycache__ "$$tmp/ach" libs/protos/ach || true; exit 1; fi; \
+	echo "generated protobuf code is up to date"
+
+.PHONY: migrate
+migrate: setup ## apply every service's database migrations (DATABASE_URL or the SQLite defaults)
+	for s in screening referrals directory measurement funding notifications; do $(VENV)/bin/ach-$$s migrate; done
+
+.PHONY: migration
+migration: ## write a new migration: make migration SERVICE=referrals MESSAGE="add x"
+	$(PY) scripts/new_migration.py "$(SERVICE)" "$(MESSAGE)"
+
+.PHONY: kafka
+kafka: ## start the local Kafka broker (KRaft, jars from Maven Central) in the background
+	scripts/kafka/broker.sh start
+
+.PHONY: kafka-stop
+kafka-stop: ## stop the local Kafka broker
+	scripts/kafka/broker.sh stop
+
+.PHONY: postgres
+postgres: ## start the throwaway PostgreSQL server the tests use (installs Debian's package if absent)
+	scripts/postgres/server.sh start
+
+.PHONY: postgres-stop
+postgres-stop:
+	scripts/postgres/server.sh stop
+
+.PHONY: lint
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs services tests scripts
+
+.PHONY: fmt
+fmt: setup ## format the code
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test-infra
+test-infra:
+	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then scripts/kafka/broker.sh start; fi
+	@if [ -z "$${TEST_DATABASE_URL:-}" ]; then scripts/postgres/server.sh start; fi
+
+.PHONY: test
+test: setup protos-check lint test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
+	  $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: setup test-infra ## benchmarks: prints a table and writes bench/results.json
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" $(PY) -m bench
+
+.PHONY: helm-check
+helm-check: ## render the Helm chart and validate it with kubeconform (builds both with go install)
+	scripts/helm_check.sh

@@ -1,0 +1,94 @@
+"""Fixtures shared by every test folder: a real Kafka broker and real databases (SQLite and PostgreSQL).
+
+`make test` starts the local broker and a throwaway PostgreSQL server when none is configured;
+KAFKA_BOOTSTRAP_SERVERS and TEST_DATABASE_URL point the tests at others. A test that needs them
+fails (never skips) when they are absent: CI must not go green without really exercising them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+
+def _reachable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    host, _, port = servers.split(",")[0].rpartition(":")
+    if not _reachable(host, int(port)):
+        pytest.fail(f"no Kafka broker at {servers}: run 'make kafka' (make test starts it)")
+    return servers
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.fail("TEST_DATABASE_URL is not set: run the tests with 'make test' (it starts PostgreSQL)")
+    parsed = make_url(url)
+    if not _reachable(parsed.host or "127.0.0.1", parsed.port or 5432):
+        pytest.fail(f"no PostgreSQL server at {parsed.host}:{parsed.port}: run 'make postgres'")
+    return url
+
+
+def _fresh_postgres_database(server_url: str) -> tuple[str, str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_url(server_url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_postgres_database(server_url: str, name: str) -> None:
+    admin = make_url(server_url).set(drivername="postgresql")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend the platform supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    url, name = _fresh_postgres_database(server)
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(server, name)
+
+
+@pytest.fixture
+def fresh_postgres_database(postgres_server_url: str) -> Iterator[str]:
+    url, name = _fresh_postgres_database(postgres_server_url)
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(postgres_server_url, name)
+
+
+@pytest.fixture
+def kafka_namespace(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Topics and consumer groups of this test only (ACH_KAFKA_NAMESPACE)."""
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("ACH_KAFKA_NAMESPACE", namespace)
+    return namespace
+
+
+@pytest.fixture
+async def no_async_leaks() -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,203 @@
+"""The event backbone against a real Kafka broker and real databases (SQLite and PostgreSQL):
+outbox -> relay -> Kafka -> idempotent consumer, redelivery without a second effect, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from ach.screening.v1 import screening_pb2
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.consumer import EventConsumer, PoisonEvent
+from ach_events.envelope import Envelope
+from ach_events.inbox import InboxEvent
+from ach_events.kafka_clients import idempotent_producer
+from ach_events.outbox import Outbox, OutboxEvent
+from ach_events.relay import OutboxRelay
+from ach_events.topics import Topic, dead_letter_topic, ensure_topics
+from ach_platform.database import create_engine, session_factory
+
+NEED = "ach.screening.v1.NeedIdentified"
+
+
+class NeedSeen(SQLModel, table=True):
+    """The handler's effect in these tests: one row per need."""
+
+    __tablename__ = "test_need_seen"
+    need_id: str = Field(primary_key=True)
+    times: int = 0
+
+
+@dataclass
+class Backbone:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    outbox: Outbox
+    relay: OutboxRelay
+    topic: Topic
+    bootstrap: str
+
+
+@pytest.fixture
+async def backbone(database_url: str, kafka_bootstrap: str, kafka_namespace: str) -> AsyncIterator[Backbone]:
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        tables = [OutboxEvent.__table__, InboxEvent.__table__, NeedSeen.__table__]
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))  # type: ignore[arg-type]
+    topic = Topic(name="backbone", key="resident id", producer="test", consumers=("test-consumer",), event_types=(NEED,))
+    ensure_topics(kafka_bootstrap, (topic, dead_letter_topic("test-consumer")))
+    producer = idempotent_producer(kafka_bootstrap, "test")
+    await producer.start()
+    sessions = session_factory(engine)
+    outbox = Outbox("/ach/test")
+    relay = OutboxRelay(sessions, producer, outbox, poll_interval_s=0.2)
+    yield Backbone(engine, sessions, producer, outbox, relay, topic, kafka_bootstrap)
+    await producer.stop()
+    await engine.dispose()
+
+
+async def count_effects(b: Backbone) -> tuple[int, int]:
+    async with b.sessions() as s:
+        rows = (await s.exec(select(func.count(), func.coalesce(func.sum(NeedSeen.times), 0)))).one()
+    return int(rows[0]), int(rows[1])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def record_need(session: AsyncSession, _envelope: Envelope, need: screening_pb2.NeedIdentified) -> None:
+    seen = await session.get(NeedSeen, need.need_id) or NeedSeen(need_id=need.need_id)
+    seen.times += 1
+    session.add(seen)
+
+
+async def start_consumer(b: Backbone, handler: Any = record_need, **kw: Any) -> tuple[KafkaBroker, EventConsumer]:
+    broker = KafkaBroker(b.bootstrap, logger=None)
+    consumer = EventConsumer(name="test-consumer", sessions=b.sessions, producer=b.producer, topics=(b.topic,),
+                             handlers={NEED: handler}, **kw)
+    consumer.subscribe(broker)
+    await broker.start()
+    return broker, consumer
+
+
+async def write_needs(b: Backbone, n: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    async with b.sessions() as session, session.begin():
+        for need_id in ids:
+            b.outbox.add(session, b.topic, screening_pb2.NeedIdentified(need_id=need_id, resident_id="r-1",
+                                                                     need_domain="food-insecurity"), key="r-1")
+    return ids
+
+
+async def test_outbox_to_consumer_exactly_once_even_when_republished(backbone: Backbone) -> None:
+    b = backbone
+    await write_needs(b, 25)
+    broker, _ = await start_consumer(b)
+    relay_task = asyncio.create_task(b.relay.run())
+    try:
+        async def all_seen() -> bool:
+            return await count_effects(b) == (25, 25)
+
+        await eventually(all_seen)
+        # A relay that crashed after sending and before marking republishes everything: same event ids.
+        async with b.sessions() as session, session.begin():
+            await session.exec(update(OutboxEvent).values(published_at=None))  # type: ignore[call-overload]
+        b.outbox.committed.set()
+
+        async def republished() -> bool:
+            async with b.sessions() as s:
+                left = (await s.exec(select(func.count()).select_from(OutboxEvent)
+                                     .where(OutboxEvent.published_at == None))).one()  # noqa: E711
+            return int(left) == 0
+
+        await eventually(republished)
+        await write_needs(b, 1)  # a marker behind the duplicates on the same key (same partition)
+
+        async def marker_seen() -> bool:
+            return (await count_effects(b))[0] == 26
+
+        await eventually(marker_seen)
+        assert await count_effects(b) == (26, 26), "a redelivered event had a second effect"
+        async with b.sessions() as s:
+            inbox = (await s.exec(select(func.count()).select_from(InboxEvent))).one()
+        assert int(inbox) == 26
+    finally:
+        await b.relay.stop()
+        relay_task.cancel()
+        await broker.stop()
+
+
+async def read_dead_letters(b: Backbone, n: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(dead_letter_topic("test-consumer").physical_name, bootstrap_servers=b.bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < n:
+                batch = await consumer.getmany(timeout_ms=500)
+                for rs in batch.values():
+                    records.extend(rs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(backbone: Backbone) -> None:
+    b = backbone
+    valid = Envelope.wrap(screening_pb2.NeedIdentified(need_id="ok-1", need_domain="food-insecurity"),
+                          source="/ach/test", key="r-2")
+    failing = Envelope.wrap(screening_pb2.NeedIdentified(need_id="always-fails"), source="/ach/test", key="r-2")
+    poison_rule = Envelope.wrap(screening_pb2.NeedIdentified(need_id="poison-rule"), source="/ach/test", key="r-2")
+    topic = b.topic.physical_name
+    await b.producer.send_and_wait(topic, b"not protobuf at all", key=b"r-2", headers=[])
+    await b.producer.send_and_wait(topic, b"\xff\xff\xff", key=b"r-2", headers=valid.headers())
+    await b.producer.send_and_wait(topic, failing.payload, key=b"r-2", headers=failing.headers())
+    await b.producer.send_and_wait(topic, poison_rule.payload, key=b"r-2", headers=poison_rule.headers())
+    await b.producer.send_and_wait(topic, valid.payload, key=b"r-2", headers=valid.headers())
+
+    calls: dict[str, int] = {}
+
+    async def handler(session: AsyncSession, envelope: Envelope, need: screening_pb2.NeedIdentified) -> None:
+        calls[need.need_id] = calls.get(need.need_id, 0) + 1
+        if need.need_id == "always-fails":
+            raise RuntimeError("downstream rule engine exploded")
+        if need.need_id == "poison-rule":
+            raise PoisonEvent("need domain is missing")
+        await record_need(session, envelope, need)
+
+    broker, _ = await start_consumer(b, handler, max_attempts=3, retry_backoff_s=0.01)
+    try:
+        async def valid_seen() -> bool:
+            return (await count_effects(b))[0] == 1
+
+        await eventually(valid_seen)
+    finally:
+        await broker.stop()
+    assert calls == {"always-fails": 3, "poison-rule": 1, "ok-1": 1}
+    letters = await read_dead_letters(b, 4)
+    reasons = [dict(r.headers)["ach_dlq_reason"].decode() for r in letters]
+    assert reasons[0].startswith("not a CloudEvent: missing header(s) ce_id")
+    assert reasons[1].startswith("payload is not a valid ach.screening.v1.NeedIdentified")
+    assert reasons[2] == "handler failed: RuntimeError: downstream rule engine exploded (after 3 attempts)"
+    assert reasons[3] == "rejected by handler: need domain is missing"
+    # The original record travels with its reason: value, key and CloudEvents headers.
+    third = dict(letters[2].headers)
+    assert third["ce_id"].decode() == failing.id and letters[2].value == failing.payload and letters[2].key == b"r-2"
+    assert third["ach_dlq_source_topic"].decode() == topic and third["ach_dlq_attempts"] == b"3"

@@ -1,0 +1,103 @@
+"""The local stack: broker, migrations, every service, demo data — under one supervisor (honcho).
+
+Run by `make run`. Ctrl-C stops every process cleanly (SIGTERM, then a kill after a grace period).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from demo_data import load  # noqa: E402
+
+from ach_platform import migrations  # noqa: E402
+from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
+
+SERVICES = list(DEFAULT_PORTS)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_serving(addr: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(addr) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def announce(manager: Manager, printer: Printer) -> None:
+    deadline = time.monotonic() + 180
+    settings = {name: ServiceSettings.from_env(name) for name in SERVICES}
+    for name in SERVICES:
+        if not wait_serving(f"127.0.0.1:{settings[name].grpc_port}", deadline):
+            print(f"stack: {name} did not become healthy; see its log lines above", file=sys.stderr)
+            return
+    try:
+        lines = load(f"127.0.0.1:{settings['directory'].grpc_port}", f"127.0.0.1:{settings['screening'].grpc_port}")
+    except grpc.RpcError as exc:
+        lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
+    table = ["", "ACH platform is up. Demo data:", *[f"  - {line}" for line in lines], "",
+             f"  {'service':<14} {'gRPC':<18} {'metrics (Prometheus)'}"]
+    for name in SERVICES:
+        s = settings[name]
+        table.append(f"  {name:<14} 127.0.0.1:{s.grpc_port:<8} http://127.0.0.1:{s.metrics_port}/metrics")
+    table += [f"  {'kafka':<14} {kafka_bootstrap_servers()}", "",
+              "  grpcurl -plaintext 127.0.0.1:50054 ach.measurement.v1.MeasurementService/GetReferralFunnel",
+              "  Ctrl-C stops everything.", ""]
+    print("\n".join(table), flush=True)
+
+
+def main() -> int:
+    os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    try:
+        for name in SERVICES:
+            migrations.upgrade(ROOT / "services" / name / f"ach_{name}" / "migrations",
+                               ServiceSettings.from_env(name).database_url)
+        servers = kafka_bootstrap_servers()
+    except ConfigError as exc:
+        print(f"stack: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"stack: databases migrated ({len(SERVICES)} services)", flush=True)
+
+    printer = Printer(sys.stdout)
+    manager = Manager(printer)
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        if port_open("127.0.0.1", 9092):
+            print("stack: using the Kafka broker already listening on 127.0.0.1:9092", flush=True)
+        else:
+            manager.add_process("kafka", str(ROOT / "scripts/kafka/broker.sh") + " run", env=env, cwd=str(ROOT))
+    else:
+        print(f"stack: using Kafka at {servers}", flush=True)
+    for name in SERVICES:
+        manager.add_process(name, f"ach-{name} serve", env=env, cwd=str(ROOT))
+    threading.Thread(target=announce, args=(manager, printer), daemon=True).start()
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

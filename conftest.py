@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.databases import drop_postgres_database, fresh_postgres_database
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -44,20 +45,6 @@ def postgres_server_url() -> str:
     return url
 
 
-def _fresh_postgres_database(server_url: str) -> tuple[str, str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_url(server_url).set(drivername="postgresql")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return admin.set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_postgres_database(server_url: str, name: str) -> None:
-    admin = make_url(server_url).set(drivername="postgresql")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on each backend the platform supports."""
@@ -65,20 +52,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     server = request.getfixturevalue("postgres_server_url")
-    url, name = _fresh_postgres_database(server)
+    url, name = fresh_postgres_database(server)
     try:
         yield url
     finally:
-        _drop_postgres_database(server, name)
-
-
-@pytest.fixture
-def fresh_postgres_database(postgres_server_url: str) -> Iterator[str]:
-    url, name = _fresh_postgres_database(postgres_server_url)
-    try:
-        yield url
-    finally:
-        _drop_postgres_database(postgres_server_url, name)
+        drop_postgres_database(server, name)
 
 
 @pytest.fixture
@@ -87,8 +65,3 @@ def kafka_namespace(monkeypatch: pytest.MonkeyPatch) -> str:
     namespace = f"test-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("ACH_KAFKA_NAMESPACE", namespace)
     return namespace
-
-
-@pytest.fixture
-async def no_async_leaks() -> AsyncIterator[None]:
-    yield

@@ -1,0 +1,73 @@
+"""The Gravity referral Task state machine, every (status, transition, actor), without I/O."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ach_referrals.domain import (
+    REASON_REQUIRED,
+    TRANSITIONS,
+    CandidateService,
+    Outcome,
+    Role,
+    Status,
+    check_transition,
+    rank_targets,
+)
+
+# The allowed transitions from the Gravity IG, written out independently of the implementation.
+ALLOWED = {
+    ("draft", "requested"): {"source"},
+    ("requested", "accepted"): {"target"}, ("requested", "rejected"): {"target"},
+    ("requested", "cancelled"): {"source"},
+    ("accepted", "in-progress"): {"target"}, ("accepted", "on-hold"): {"target"},
+    ("accepted", "completed"): {"target"}, ("accepted", "failed"): {"target"},
+    ("accepted", "cancelled"): {"source", "target"},
+    ("in-progress", "on-hold"): {"target"}, ("in-progress", "completed"): {"target"},
+    ("in-progress", "failed"): {"target"}, ("in-progress", "cancelled"): {"source", "target"},
+    ("on-hold", "in-progress"): {"target"}, ("on-hold", "completed"): {"target"},
+    ("on-hold", "failed"): {"target"}, ("on-hold", "cancelled"): {"source", "target"},
+    **{(s.value, "entered-in-error"): {"source", "target"} for s in Status if s is not Status.ENTERED_IN_ERROR},
+}
+
+
+@pytest.mark.parametrize(("current", "to", "role"), list(itertools.product(Status, Status, [Role.SOURCE, Role.TARGET, None])))
+def test_every_status_transition_actor(current: Status, to: Status, role: Role | None) -> None:
+    reason = "resident moved away" if to in REASON_REQUIRED else ""
+    outcome = Outcome.NEED_MET if to is Status.COMPLETED else None
+    errors = check_transition(current, to, role, reason, outcome)
+    allowed = role is not None and role.value in ALLOWED.get((current.value, to.value), set())
+    assert (errors == []) == allowed, (current, to, role, errors)
+
+
+def test_table_matches_the_written_rules() -> None:
+    assert {(a.value, b.value): {r.value for r in roles} for (a, b), roles in TRANSITIONS.items()} == ALLOWED
+
+
+@pytest.mark.parametrize("to", sorted(REASON_REQUIRED))
+def test_reason_required(to: Status) -> None:
+    current = Status.REQUESTED if to in (Status.REJECTED, Status.CANCELLED) else Status.ACCEPTED
+    role = Role.SOURCE if to is Status.CANCELLED else Role.TARGET
+    errors = check_transition(current, to, role, "  ", None)
+    assert [(e.field, e.precondition) for e in errors] == [("reason", False)]
+
+
+def test_outcome_only_and_always_on_completion() -> None:
+    assert [e.field for e in check_transition(Status.ACCEPTED, Status.COMPLETED, Role.TARGET, "", None)] == ["outcome"]
+    errors = check_transition(Status.REQUESTED, Status.ACCEPTED, Role.TARGET, "", Outcome.NEED_MET)
+    assert [e.field for e in errors] == ["outcome"]
+
+
+def test_ranking_prefers_language_then_capacity_and_skips_inactive() -> None:
+    c = [
+        CandidateService("a", "org-a", ("food-insecurity",), ("en",), True, 5),
+        CandidateService("b", "org-b", ("food-insecurity",), ("en", "es"), True, 0),
+        CandidateService("c", "org-c", ("food-insecurity",), ("es",), True, 3),
+        CandidateService("d", "org-d", ("food-insecurity",), ("es",), False, 9),
+        CandidateService("e", "org-e", ("housing-instability",), ("es",), True, 9),
+    ]
+    ranked = rank_targets(c, "food-insecurity", "es")
+    assert [m.service.service_id for m in ranked] == ["c", "b", "a"]
+    assert ranked[0].reasons == ("serves food-insecurity", "speaks es", "3 openings")

@@ -1,0 +1,44 @@
+"""End-to-end fixtures: a stack of real service processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.databases import drop_postgres_database, fresh_postgres_database
+from tests.harness import Stack
+
+SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "notifications")
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, kafka_bootstrap: str, kafka_namespace: str,
+               request: pytest.FixtureRequest) -> Iterator[Callable[[str], Stack]]:
+    """make_stack(backend) -> a Stack whose services use SQLite files or fresh PostgreSQL databases."""
+    stacks: list[Stack] = []
+    cleanups: list[Callable[[], None]] = []
+
+    def make(backend: str) -> Stack:
+        urls: dict[str, str] = {}
+        for name in SERVICES:
+            if backend == "sqlite":
+                urls[name] = f"sqlite:///{tmp_path / f'{name}.db'}"
+            else:
+                server = request.getfixturevalue("postgres_server_url")
+                url, db = fresh_postgres_database(server)
+                urls[name] = url
+                cleanups.append(lambda server=server, db=db: drop_postgres_database(server, db))
+        stack = Stack(tmp_path, kafka_bootstrap, kafka_namespace, urls)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        for service in stack.services.values():
+            if service.process is not None and service.process.poll() is None:
+                service.process.kill()
+                service.process.wait()
+    for cleanup in cleanups:
+        cleanup()

@@ -1,0 +1,146 @@
+"""Runs ACH services as real processes for end-to-end tests: own ports, own databases, own Kafka
+namespace, traces to a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ach_platform import migrations
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def eventually(check: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (grpc.RpcError, AssertionError) as exc:
+            last_error = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not reached within {timeout_s} s (last error: {last_error})")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    grpc_port: int
+    metrics_port: int
+    database_url: str
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child writes to it until it exits)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"ach_{self.name}.main", "serve"],
+            env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        def serving() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+            with grpc.insecure_channel(self.address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        eventually(serving, timeout_s, f"{self.name} healthy")
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, and the process must drain and exit by itself."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"{self.name} did not stop within {timeout_s} s after SIGTERM") from None
+        return self.process.returncode
+
+    def wait_exit(self, timeout_s: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    kafka_bootstrap: str
+    namespace: str
+    database_urls: dict[str, str]
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def trace_file(self) -> Path:
+        return self.workdir / "spans.jsonl"
+
+    def add(self, name: str) -> ServiceProcess:
+        url = self.database_urls[name]
+        migrations.upgrade(ROOT / "services" / name / f"ach_{name}" / "migrations", url)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")},
+            "DATABASE_URL": url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "ACH_KAFKA_NAMESPACE": self.namespace,
+            "ACH_TRACE_FILE": str(self.trace_file),
+            "ACH_CONNECT_TIMEOUT_S": "30",
+            "GRPC_PORT": str(free_port()),
+            "METRICS_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        service = ServiceProcess(name, int(env["GRPC_PORT"]), int(env["METRICS_PORT"]), url,
+                                 self.workdir / f"{name}.log", env)
+        self.services[name] = service
+        return service
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            (self.services.get(name) or self.add(name)).start()
+        for name in names:
+            self.services[name].wait_healthy()
+
+    def channel(self, name: str) -> grpc.Channel:
+        return grpc.insecure_channel(self.services[name].address)
+
+    def spans(self) -> list[dict[str, Any]]:
+        if not self.trace_file.exists():
+            return []
+        return [json.loads(line) for line in self.trace_file.read_text().splitlines() if line.strip()]
+
+    def stop_all(self) -> dict[str, int]:
+        return {name: s.stop() for name, s in self.services.items() if s.process is not None}

@@ -1,0 +1,134 @@
+"""One path across every service, as real processes on a real broker, on SQLite and on PostgreSQL:
+a clinic submits a screening over gRPC -> screening events -> referrals places a referral with a CBO
+from its directory replica -> notifications records deliveries -> the CBO accepts and completes it ->
+measurement's funnel counts every step -> funding posts the CBO's payment. One trace id spans them."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.funding.v1 import funding_pb2, funding_pb2_grpc
+from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
+from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.screening.v1 import screening_pb2, screening_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from sqlalchemy.engine import make_url
+
+from tests.harness import Stack, eventually
+from tests.conftest import SERVICES
+
+pytestmark = pytest.mark.slow
+
+FOOD_POSITIVE = [("71802-3", "LA31993-1"), ("96778-6", "LA9-3"), ("88122-7", "LA6729-3"), ("88123-5", "LA28398-8"),
+                 ("93030-5", "LA32-8"), ("96779-4", "LA32-8"), ("95618-5", "LA6270-8"), ("95617-7", "LA6270-8"),
+                 ("95616-9", "LA6270-8"), ("95615-1", "LA6270-8")]
+
+
+def screening_request(resident: str, partner: str = "clinic-1", language: str = "es") -> screening_pb2.SubmitScreeningRequest:
+    now = Timestamp()
+    now.GetCurrentTime()
+    request = screening_pb2.SubmitScreeningRequest(
+        submitter_screening_id=str(uuid.uuid4()), resident_id=resident, instrument_id="ahc-hrsn-core",
+        instrument_version="1", screened_at=now, site_id="site-1", language=language,
+        answers=[screening_pb2.Answer(question_code=q, answer_codes=[a]) for q, a in FOOD_POSITIVE],
+    )
+    request.screened_by.partner_id = partner
+    return request
+
+
+def replica_size(database_url: str) -> int:
+    url = make_url(database_url)
+    sql = "SELECT count(*) FROM directory_service_replica"
+    if url.get_backend_name() == "sqlite":
+        with sqlite3.connect(url.database or "") as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+        row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_screening_to_funded_outcome_across_all_services(make_stack: Callable[[str], Stack], backend: str) -> None:
+    stack = make_stack(backend)
+    stack.start(*SERVICES)
+
+    # Every service answers health checks and lists its API through reflection.
+    with stack.channel("referrals") as channel:
+        listing = next(iter(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)))
+        names = {s.name for s in listing.list_services_response.service}
+        assert {"ach.referrals.v1.ReferralService", "grpc.health.v1.Health"} <= names
+
+    with stack.channel("directory") as channel:
+        directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(directory_pb2.UpsertServiceRequest(
+            service=directory_pb2.Service(service_id="svc-pantry", organization_id="cbo-pantry", name="Food Pantry",
+                                          need_domains=["food-insecurity"], languages=["en", "es"],
+                                          capacity_available=10, capacity_maximum=10)), timeout=10)
+    eventually(lambda: replica_size(stack.database_urls["referrals"]) == 1, what="the referral service's replica")
+
+    with stack.channel("screening") as channel:
+        result = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
+            screening_request("resident-42"), timeout=10)
+    assert list(result.positive_domains) == ["food-insecurity"]
+
+    with stack.channel("notifications") as channel:
+        notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
+        delivered = eventually(lambda: notifications.ListDeliveries(
+            notifications_pb2.ListDeliveriesRequest(partner_id="cbo-pantry"), timeout=5).deliveries,
+            what="the CBO's notification")
+    assert delivered[0].subject_type == "referral" and delivered[0].event_type == "referral.created"
+    referral_id = delivered[0].subject_id
+
+    with stack.channel("referrals") as channel:
+        referrals = referrals_pb2_grpc.ReferralServiceStub(channel)
+        referral = referrals.GetReferral(referrals_pb2.GetReferralRequest(referral_id=referral_id), timeout=5)
+        assert referral.status == referrals_pb2.REFERRAL_STATUS_REQUESTED
+        assert (referral.target_partner_id, referral.source_partner_id) == ("cbo-pantry", "clinic-1")
+        cbo = referrals_pb2.UpdateReferralStatusRequest(referral_id=referral_id)
+        cbo.actor.partner_id = "cbo-pantry"
+        cbo.status = referrals_pb2.REFERRAL_STATUS_ACCEPTED
+        referrals.UpdateReferralStatus(cbo, timeout=5)
+        cbo.status = referrals_pb2.REFERRAL_STATUS_COMPLETED
+        cbo.outcome = referrals_pb2.REFERRAL_OUTCOME_NEED_MET
+        done = referrals.UpdateReferralStatus(cbo, timeout=5)
+        assert done.status == referrals_pb2.REFERRAL_STATUS_COMPLETED
+
+    with stack.channel("funding") as channel:
+        funding = funding_pb2_grpc.FundingServiceStub(channel)
+        balance = eventually(lambda: funding.GetAccountBalance(
+            funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-pantry:payable"), timeout=5),
+            what="the CBO's payment")
+    assert balance.credits_posted.cents == 5000 and balance.debits_posted.cents == 0
+
+    expected = dict(screenings_completed=1, needs_identified=1, referrals_created=1, referrals_accepted=1,
+                    referrals_completed=1, referrals_need_met=1, notifications_delivered=3)
+    with stack.channel("measurement") as channel:
+        measurement = measurement_pb2_grpc.MeasurementServiceStub(channel)
+
+        def funnel_complete() -> bool:
+            f = measurement.GetReferralFunnel(measurement_pb2.GetReferralFunnelRequest(), timeout=5)
+            return all(getattr(f, k) == v for k, v in expected.items())
+
+        eventually(funnel_complete, what=f"the funnel {expected}")
+        food = measurement.GetReferralFunnel(
+            measurement_pb2.GetReferralFunnelRequest(need_domain="food-insecurity"), timeout=5)
+        assert (food.needs_identified, food.referrals_need_met, food.screenings_completed) == (1, 1, 0)
+
+    # One trace: the clinic's gRPC call, through the outbox and Kafka, into the referral and notification services.
+    spans = stack.spans()
+    submit = [s for s in spans if s["name"].endswith("ScreeningService/SubmitScreening")]
+    assert len(submit) == 1, [s["name"] for s in spans]
+    trace_id = submit[0]["context"]["trace_id"]
+    services_in_trace = {s["resource"]["attributes"]["service.name"] for s in spans
+                         if s["context"]["trace_id"] == trace_id}
+    assert {"ach-screening", "ach-referrals", "ach-notifications", "ach-measurement"} <= services_in_trace
+
+    # Graceful stop: every process drains and exits 0 on SIGTERM.
+    assert stack.stop_all() == {name: 0 for name in SERVICES}

@@ -11,24 +11,68 @@ from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 SERVICES = [
-    ("svc-food-pantry", "cbo-south-stockton-food", "Community Food Pantry", ["food-insecurity"], ["en", "es"], 40),
-    ("svc-housing-nav", "cbo-housing-partners", "Housing Navigation", ["housing-instability", "homelessness"],
-     ["en", "es"], 12),
+    (
+        "svc-food-pantry",
+        "cbo-south-stockton-food",
+        "Community Food Pantry",
+        ["food-insecurity"],
+        ["en", "es"],
+        40,
+    ),
+    (
+        "svc-housing-nav",
+        "cbo-housing-partners",
+        "Housing Navigation",
+        ["housing-instability", "homelessness"],
+        ["en", "es"],
+        12,
+    ),
     ("svc-rides", "cbo-ride-share", "Rides to Care", ["transportation-insecurity"], ["en"], 25),
-    ("svc-utility-help", "cbo-energy-assist", "Utility Bill Assistance", ["utility-insecurity"], ["en", "es", "vi"], 8),
+    (
+        "svc-utility-help",
+        "cbo-energy-assist",
+        "Utility Bill Assistance",
+        ["utility-insecurity"],
+        ["en", "es", "vi"],
+        8,
+    ),
     ("svc-safe-home", "cbo-safe-home", "Safe Home Advocacy", ["intimate-partner-violence"], ["en", "es"], 5),
 ]
 
 # (question, answer) pairs of the AHC HRSN core: the first resident is worried about housing and food.
 SCREENINGS = [
-    ("clinic-st-marys", "es", [("71802-3", "LA31994-9"), ("96778-6", "LA9-3"), ("88122-7", "LA6729-3"),
-                               ("88123-5", "LA28398-8"), ("93030-5", "LA32-8"), ("96779-4", "LA32-8"),
-                               ("95618-5", "LA6270-8"), ("95617-7", "LA6270-8"), ("95616-9", "LA6270-8"),
-                               ("95615-1", "LA6270-8")]),
-    ("chw-trustbuilders", "en", [("71802-3", "LA31993-1"), ("96778-6", "LA9-3"), ("88122-7", "LA28398-8"),
-                                 ("88123-5", "LA28398-8"), ("93030-5", "LA33-6"), ("96779-4", "LA32002-0"),
-                                 ("95618-5", "LA6270-8"), ("95617-7", "LA10066-1"), ("95616-9", "LA6270-8"),
-                                 ("95615-1", "LA6270-8")]),
+    (
+        "clinic-st-marys",
+        "es",
+        [
+            ("71802-3", "LA31994-9"),
+            ("96778-6", "LA9-3"),
+            ("88122-7", "LA6729-3"),
+            ("88123-5", "LA28398-8"),
+            ("93030-5", "LA32-8"),
+            ("96779-4", "LA32-8"),
+            ("95618-5", "LA6270-8"),
+            ("95617-7", "LA6270-8"),
+            ("95616-9", "LA6270-8"),
+            ("95615-1", "LA6270-8"),
+        ],
+    ),
+    (
+        "chw-trustbuilders",
+        "en",
+        [
+            ("71802-3", "LA31993-1"),
+            ("96778-6", "LA9-3"),
+            ("88122-7", "LA28398-8"),
+            ("88123-5", "LA28398-8"),
+            ("93030-5", "LA33-6"),
+            ("96779-4", "LA32002-0"),
+            ("95618-5", "LA6270-8"),
+            ("95617-7", "LA10066-1"),
+            ("95616-9", "LA6270-8"),
+            ("95615-1", "LA6270-8"),
+        ],
+    ),
 ]
 
 
@@ -38,10 +82,21 @@ def load(directory_addr: str, screening_addr: str) -> list[str]:
     with grpc.insecure_channel(directory_addr) as channel:
         directory = directory_pb2_grpc.DirectoryServiceStub(channel)
         for service_id, org, name, domains, languages, capacity in SERVICES:
-            directory.UpsertService(directory_pb2.UpsertServiceRequest(service=directory_pb2.Service(
-                service_id=service_id, organization_id=org, name=name, status=directory_pb2.SERVICE_STATUS_ACTIVE,
-                need_domains=domains, languages=languages, capacity_available=capacity, capacity_maximum=capacity,
-            )), timeout=10)
+            directory.UpsertService(
+                directory_pb2.UpsertServiceRequest(
+                    service=directory_pb2.Service(
+                        service_id=service_id,
+                        organization_id=org,
+                        name=name,
+                        status=directory_pb2.SERVICE_STATUS_ACTIVE,
+                        need_domains=domains,
+                        languages=languages,
+                        capacity_available=capacity,
+                        capacity_maximum=capacity,
+                    )
+                ),
+                timeout=10,
+            )
             done.append(f"directory: {name} ({', '.join(domains)})")
     with grpc.insecure_channel(screening_addr) as channel:
         screening = screening_pb2_grpc.ScreeningServiceStub(channel)
@@ -49,12 +104,18 @@ def load(directory_addr: str, screening_addr: str) -> list[str]:
             now = Timestamp()
             now.GetCurrentTime()
             request = screening_pb2.SubmitScreeningRequest(
-                submitter_screening_id=f"demo-{uuid.uuid4()}", resident_id=f"resident-{uuid.uuid4().hex[:8]}",
-                instrument_id="ahc-hrsn-core", instrument_version="1", screened_at=now, site_id=partner,
+                submitter_screening_id=f"demo-{uuid.uuid4()}",
+                resident_id=f"resident-{uuid.uuid4().hex[:8]}",
+                instrument_id="ahc-hrsn-core",
+                instrument_version="1",
+                screened_at=now,
+                site_id=partner,
                 language=language,
                 answers=[screening_pb2.Answer(question_code=q, answer_codes=[a]) for q, a in answers],
             )
             request.screened_by.partner_id = partner
             result = screening.SubmitScreening(request, timeout=10)
-            done.append(f"screening by {partner}: positive for {', '.join(result.positive_domains) or 'nothing'}")
+            done.append(
+                f"screening by {partner}: positive for {', '.join(result.positive_domains) or 'nothing'}"
+            )
     return done

@@ -8,9 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from alembic import command
-
 from ach_platform.migrations import alembic_config
+from alembic import command
 
 
 def main() -> None:
@@ -18,6 +17,7 @@ def main() -> None:
         raise SystemExit('usage: new_migration.py <service> "<message>"')
     service, message = sys.argv[1], sys.argv[2]
     package = importlib.import_module(f"ach_{service}")
+    assert package.__file__, f"ach_{service} is not a package on disk"
     script_location = Path(package.__file__).parent / "migrations"
     with tempfile.TemporaryDirectory() as scratch:
         config = alembic_config(script_location, f"sqlite:///{scratch}/scratch.db")

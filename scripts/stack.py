@@ -20,10 +20,9 @@ from honcho.printer import Printer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo_data import load  # noqa: E402
-
 from ach_platform import migrations  # noqa: E402
 from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
+from demo_data import load  # noqa: E402
 
 SERVICES = list(DEFAULT_PORTS)
 
@@ -55,28 +54,45 @@ def announce(manager: Manager, printer: Printer) -> None:
             print(f"stack: {name} did not become healthy; see its log lines above", file=sys.stderr)
             return
     try:
-        lines = load(f"127.0.0.1:{settings['directory'].grpc_port}", f"127.0.0.1:{settings['screening'].grpc_port}")
+        lines = load(
+            f"127.0.0.1:{settings['directory'].grpc_port}", f"127.0.0.1:{settings['screening'].grpc_port}"
+        )
     except grpc.RpcError as exc:
         lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
-    table = ["", "ACH platform is up. Demo data:", *[f"  - {line}" for line in lines], "",
-             f"  {'service':<14} {'gRPC':<18} {'metrics (Prometheus)'}"]
+    table = [
+        "",
+        "ACH platform is up. Demo data:",
+        *[f"  - {line}" for line in lines],
+        "",
+        f"  {'service':<14} {'gRPC':<18} {'metrics (Prometheus)'}",
+    ]
     for name in SERVICES:
         s = settings[name]
         table.append(f"  {name:<14} 127.0.0.1:{s.grpc_port:<8} http://127.0.0.1:{s.metrics_port}/metrics")
-    table += [f"  {'kafka':<14} {kafka_bootstrap_servers()}", "",
-              "  grpcurl -plaintext 127.0.0.1:50054 ach.measurement.v1.MeasurementService/GetReferralFunnel",
-              "  Ctrl-C stops everything.", ""]
+    table += [
+        f"  {'kafka':<14} {kafka_bootstrap_servers()}",
+        "",
+        "  grpcurl -plaintext 127.0.0.1:50054 ach.measurement.v1.MeasurementService/GetReferralFunnel",
+        "  Ctrl-C stops everything.",
+        "",
+    ]
     print("\n".join(table), flush=True)
 
 
 def main() -> int:
     os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
     venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
     try:
         for name in SERVICES:
-            migrations.upgrade(ROOT / "services" / name / f"ach_{name}" / "migrations",
-                               ServiceSettings.from_env(name).database_url)
+            migrations.upgrade(
+                ROOT / "services" / name / f"ach_{name}" / "migrations",
+                ServiceSettings.from_env(name).database_url,
+            )
         servers = kafka_bootstrap_servers()
     except ConfigError as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
@@ -89,7 +105,9 @@ def main() -> int:
         if port_open("127.0.0.1", 9092):
             print("stack: using the Kafka broker already listening on 127.0.0.1:9092", flush=True)
         else:
-            manager.add_process("kafka", str(ROOT / "scripts/kafka/broker.sh") + " run", env=env, cwd=str(ROOT))
+            manager.add_process(
+                "kafka", str(ROOT / "scripts/kafka/broker.sh") + " run", env=env, cwd=str(ROOT)
+            )
     else:
         print(f"stack: using Kafka at {servers}", flush=True)
     for name in SERVICES:

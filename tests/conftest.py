@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "no
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path, kafka_bootstrap: str, kafka_namespace: str,
-               request: pytest.FixtureRequest) -> Iterator[Callable[[str], Stack]]:
+def make_stack(
+    tmp_path: Path, kafka_bootstrap: str, kafka_namespace: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Stack]]:
     """make_stack(backend) -> a Stack whose services use SQLite files or fresh PostgreSQL databases."""
     stacks: list[Stack] = []
     cleanups: list[Callable[[], None]] = []
@@ -29,7 +31,7 @@ def make_stack(tmp_path: Path, kafka_bootstrap: str, kafka_namespace: str,
                 server = request.getfixturevalue("postgres_server_url")
                 url, db = fresh_postgres_database(server)
                 urls[name] = url
-                cleanups.append(lambda server=server, db=db: drop_postgres_database(server, db))
+                cleanups.append(functools.partial(drop_postgres_database, server, db))
         stack = Stack(tmp_path, kafka_bootstrap, kafka_namespace, urls)
         stacks.append(stack)
         return stack

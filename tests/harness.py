@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from ach_platform import migrations
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +61,10 @@ class ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child writes to it until it exits)
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"ach_{self.name}.main", "serve"],
-            env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     def wait_healthy(self, timeout_s: float = 60) -> None:
@@ -72,7 +74,7 @@ class ServiceProcess:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
             with grpc.insecure_channel(self.address) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
         eventually(serving, timeout_s, f"{self.name} healthy")
 
@@ -123,8 +125,9 @@ class Stack:
             "METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
-        service = ServiceProcess(name, int(env["GRPC_PORT"]), int(env["METRICS_PORT"]), url,
-                                 self.workdir / f"{name}.log", env)
+        service = ServiceProcess(
+            name, int(env["GRPC_PORT"]), int(env["METRICS_PORT"]), url, self.workdir / f"{name}.log", env
+        )
         self.services[name] = service
         return service
 

@@ -21,22 +21,38 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from tests.harness import Stack, eventually
 from tests.conftest import SERVICES
+from tests.harness import Stack, eventually
 
 pytestmark = pytest.mark.slow
 
-FOOD_POSITIVE = [("71802-3", "LA31993-1"), ("96778-6", "LA9-3"), ("88122-7", "LA6729-3"), ("88123-5", "LA28398-8"),
-                 ("93030-5", "LA32-8"), ("96779-4", "LA32-8"), ("95618-5", "LA6270-8"), ("95617-7", "LA6270-8"),
-                 ("95616-9", "LA6270-8"), ("95615-1", "LA6270-8")]
+FOOD_POSITIVE = [
+    ("71802-3", "LA31993-1"),
+    ("96778-6", "LA9-3"),
+    ("88122-7", "LA6729-3"),
+    ("88123-5", "LA28398-8"),
+    ("93030-5", "LA32-8"),
+    ("96779-4", "LA32-8"),
+    ("95618-5", "LA6270-8"),
+    ("95617-7", "LA6270-8"),
+    ("95616-9", "LA6270-8"),
+    ("95615-1", "LA6270-8"),
+]
 
 
-def screening_request(resident: str, partner: str = "clinic-1", language: str = "es") -> screening_pb2.SubmitScreeningRequest:
+def screening_request(
+    resident: str, partner: str = "clinic-1", language: str = "es"
+) -> screening_pb2.SubmitScreeningRequest:
     now = Timestamp()
     now.GetCurrentTime()
     request = screening_pb2.SubmitScreeningRequest(
-        submitter_screening_id=str(uuid.uuid4()), resident_id=resident, instrument_id="ahc-hrsn-core",
-        instrument_version="1", screened_at=now, site_id="site-1", language=language,
+        submitter_screening_id=str(uuid.uuid4()),
+        resident_id=resident,
+        instrument_id="ahc-hrsn-core",
+        instrument_version="1",
+        screened_at=now,
+        site_id="site-1",
+        language=language,
         answers=[screening_pb2.Answer(question_code=q, answer_codes=[a]) for q, a in FOOD_POSITIVE],
     )
     request.screened_by.partner_id = partner
@@ -55,34 +71,59 @@ def replica_size(database_url: str) -> int:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_screening_to_funded_outcome_across_all_services(make_stack: Callable[[str], Stack], backend: str) -> None:
+def test_screening_to_funded_outcome_across_all_services(
+    make_stack: Callable[[str], Stack], backend: str
+) -> None:
     stack = make_stack(backend)
     stack.start(*SERVICES)
 
     # Every service answers health checks and lists its API through reflection.
     with stack.channel("referrals") as channel:
-        listing = next(iter(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)))
+        listing = next(
+            iter(
+                reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+                )
+            )
+        )
         names = {s.name for s in listing.list_services_response.service}
         assert {"ach.referrals.v1.ReferralService", "grpc.health.v1.Health"} <= names
 
     with stack.channel("directory") as channel:
-        directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(directory_pb2.UpsertServiceRequest(
-            service=directory_pb2.Service(service_id="svc-pantry", organization_id="cbo-pantry", name="Food Pantry",
-                                          need_domains=["food-insecurity"], languages=["en", "es"],
-                                          capacity_available=10, capacity_maximum=10)), timeout=10)
-    eventually(lambda: replica_size(stack.database_urls["referrals"]) == 1, what="the referral service's replica")
+        directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(
+            directory_pb2.UpsertServiceRequest(
+                service=directory_pb2.Service(
+                    service_id="svc-pantry",
+                    organization_id="cbo-pantry",
+                    name="Food Pantry",
+                    need_domains=["food-insecurity"],
+                    languages=["en", "es"],
+                    capacity_available=10,
+                    capacity_maximum=10,
+                )
+            ),
+            timeout=10,
+        )
+    eventually(
+        lambda: replica_size(stack.database_urls["referrals"]) == 1, what="the referral service's replica"
+    )
 
     with stack.channel("screening") as channel:
         result = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
-            screening_request("resident-42"), timeout=10)
+            screening_request("resident-42"), timeout=10
+        )
     assert list(result.positive_domains) == ["food-insecurity"]
 
     with stack.channel("notifications") as channel:
         notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
-        delivered = eventually(lambda: notifications.ListDeliveries(
-            notifications_pb2.ListDeliveriesRequest(partner_id="cbo-pantry"), timeout=5).deliveries,
-            what="the CBO's notification")
+        delivered = eventually(
+            lambda: (
+                notifications.ListDeliveries(
+                    notifications_pb2.ListDeliveriesRequest(partner_id="cbo-pantry"), timeout=5
+                ).deliveries
+            ),
+            what="the CBO's notification",
+        )
     assert delivered[0].subject_type == "referral" and delivered[0].event_type == "referral.created"
     referral_id = delivered[0].subject_id
 
@@ -102,13 +143,23 @@ def test_screening_to_funded_outcome_across_all_services(make_stack: Callable[[s
 
     with stack.channel("funding") as channel:
         funding = funding_pb2_grpc.FundingServiceStub(channel)
-        balance = eventually(lambda: funding.GetAccountBalance(
-            funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-pantry:payable"), timeout=5),
-            what="the CBO's payment")
+        balance = eventually(
+            lambda: funding.GetAccountBalance(
+                funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-pantry:payable"), timeout=5
+            ),
+            what="the CBO's payment",
+        )
     assert balance.credits_posted.cents == 5000 and balance.debits_posted.cents == 0
 
-    expected = dict(screenings_completed=1, needs_identified=1, referrals_created=1, referrals_accepted=1,
-                    referrals_completed=1, referrals_need_met=1, notifications_delivered=3)
+    expected = dict(
+        screenings_completed=1,
+        needs_identified=1,
+        referrals_created=1,
+        referrals_accepted=1,
+        referrals_completed=1,
+        referrals_need_met=1,
+        notifications_delivered=3,
+    )
     with stack.channel("measurement") as channel:
         measurement = measurement_pb2_grpc.MeasurementServiceStub(channel)
 
@@ -118,16 +169,19 @@ def test_screening_to_funded_outcome_across_all_services(make_stack: Callable[[s
 
         eventually(funnel_complete, what=f"the funnel {expected}")
         food = measurement.GetReferralFunnel(
-            measurement_pb2.GetReferralFunnelRequest(need_domain="food-insecurity"), timeout=5)
+            measurement_pb2.GetReferralFunnelRequest(need_domain="food-insecurity"), timeout=5
+        )
         assert (food.needs_identified, food.referrals_need_met, food.screenings_completed) == (1, 1, 0)
 
-    # One trace: the clinic's gRPC call, through the outbox and Kafka, into the referral and notification services.
+    # One trace: the clinic's gRPC call, through the outbox and Kafka, into the referral,
+    # notification and measurement services.
     spans = stack.spans()
     submit = [s for s in spans if s["name"].endswith("ScreeningService/SubmitScreening")]
     assert len(submit) == 1, [s["name"] for s in spans]
     trace_id = submit[0]["context"]["trace_id"]
-    services_in_trace = {s["resource"]["attributes"]["service.name"] for s in spans
-                         if s["context"]["trace_id"] == trace_id}
+    services_in_trace = {
+        s["resource"]["attributes"]["service.name"] for s in spans if s["context"]["trace_id"] == trace_id
+    }
     assert {"ach-screening", "ach-referrals", "ach-notifications", "ach-measurement"} <= services_in_trace
 
     # Graceful stop: every process drains and exits 0 on SIGTERM.

@@ -147,7 +147,11 @@ class EventConsumer:
         return outcome
 
     async def _handle_with_retries(
-        self, record: ConsumerRecord[bytes, bytes], envelope: Envelope, message: Message, handler: EventHandler
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        message: Message,
+        handler: EventHandler,
     ) -> Outcome:
         attempt = 0
         while True:
@@ -185,15 +189,20 @@ class EventConsumer:
             except Exception as exc:
                 reason = f"handler failed: {type(exc).__name__}: {_first_line(exc)}"
             if attempt >= self._max_attempts:
-                return await self._dead_letter(record, f"{reason} (after {attempt} attempts)", attempts=attempt)
+                return await self._dead_letter(
+                    record, f"{reason} (after {attempt} attempts)", attempts=attempt
+                )
             log.warning(
                 "event handler failed; retrying",
                 extra={"consumer": self.name, "event_id": envelope.id, "attempt": attempt},
             )
             await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, *, attempts: int) -> Outcome:
-        headers = list(record.headers or ()) + [
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, *, attempts: int
+    ) -> Outcome:
+        headers = [
+            *(record.headers or ()),
             ("ach_dlq_reason", reason.encode()),
             ("ach_dlq_consumer", self.name.encode()),
             ("ach_dlq_source_topic", record.topic.encode()),
@@ -230,5 +239,14 @@ def _is_inbox_conflict(exc: IntegrityError) -> bool:
 
 def _is_unavailable(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    return any(s in text for s in ("could not connect", "connection refused", "server closed", "terminating connection",
-                                    "database is locked", "unable to open database"))
+    return any(
+        s in text
+        for s in (
+            "could not connect",
+            "connection refused",
+            "server closed",
+            "terminating connection",
+            "database is locked",
+            "unable to open database",
+        )
+    )

@@ -85,7 +85,9 @@ class Envelope:
         return msg
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]) -> Envelope:
+    def from_record(
+        cls, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+    ) -> Envelope:
         """Read a Kafka record; raises EnvelopeError naming what is wrong."""
         found: dict[str, str] = {}
         for name, raw in headers or ():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import Message
-
 from ach.directory.v1 import directory_pb2
 from ach.funding.v1 import funding_pb2
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
+from google.protobuf.message import Message
 
 
 class EventTypeError(Exception):

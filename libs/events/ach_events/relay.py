@@ -12,6 +12,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from ach_platform.failpoints import failpoint
 from aiokafka import AIOKafkaProducer
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy import func, update
@@ -20,7 +21,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.outbox import Outbox, OutboxEvent
-from ach_platform.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_events.relay")
@@ -67,7 +67,7 @@ class OutboxRelay:
                 .order_by(col(OutboxEvent.seq))
                 .limit(self._batch_size)
             )
-            if session.bind.dialect.name == "postgresql":
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
                 # Several replicas may relay: each row goes to exactly one of them at a time.
                 query = query.with_for_update(skip_locked=True)
             rows = list((await session.exec(query)).all())
@@ -85,7 +85,9 @@ class OutboxRelay:
             )  # type: ignore[call-overload]
             if len(rows) == self._batch_size:
                 remaining = await session.exec(
-                    select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+                    select(func.count())
+                    .select_from(OutboxEvent)
+                    .where(col(OutboxEvent.published_at).is_(None))
                 )
                 self.backlog = int(remaining.one()) - len(rows)
             else:
@@ -110,12 +112,13 @@ class OutboxRelay:
         ):
             # The consumer's span is a child of this publish span.
             propagate.inject(headers)
-        return await self._producer.send(
+        sent: asyncio.Future[object] = await self._producer.send(
             row.topic,
             value=row.payload,
             key=row.key.encode(),
             headers=[(k, v.encode()) for k, v in headers.items()],
         )
+        return sent
 
     async def run(self) -> None:
         while not self._stopping.is_set():

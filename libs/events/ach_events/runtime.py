@@ -12,10 +12,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ach_platform import migrations
+from ach_platform.database import check_database, create_engine, session_factory
+from ach_platform.grpc_server import GrpcServer, Registrar
+from ach_platform.settings import ConfigError, ServiceSettings
+from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,11 +31,6 @@ from ach_events.kafka_clients import idempotent_producer, start_producer
 from ach_events.outbox import Outbox
 from ach_events.relay import OutboxRelay
 from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
-from ach_platform import migrations
-from ach_platform.database import check_database, create_engine, session_factory
-from ach_platform.grpc_server import GrpcServer, Registrar
-from ach_platform.settings import ConfigError, ServiceSettings
-from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Runtime:
     registrars: list[Registrar] = field(default_factory=list)
     grpc_service_names: list[str] = field(default_factory=list)
     subscriptions: list[tuple[tuple[Topic, ...], Mapping[str, EventHandler]]] = field(default_factory=list)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
         self.registrars.append(registrar)
@@ -56,7 +57,7 @@ class Runtime:
     def consume(self, topics: Sequence[Topic], handlers: Mapping[str, EventHandler]) -> None:
         self.subscriptions.append((tuple(topics), handlers))
 
-    def run_in_background(self, task: Callable[[], Awaitable[None]]) -> None:
+    def run_in_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.background.append(task)
 
 
@@ -107,7 +108,11 @@ class RunningService:
             )
             for topics, handlers in self.runtime.subscriptions:
                 consumer = EventConsumer(
-                    name=s.service, sessions=self.sessions, producer=self.producer, topics=topics, handlers=handlers
+                    name=s.service,
+                    sessions=self.sessions,
+                    producer=self.producer,
+                    topics=topics,
+                    handlers=handlers,
                 )
                 consumer.subscribe(self.broker)
                 self.consumers.append(consumer)
@@ -150,7 +155,11 @@ async def serve(definition: ServiceDefinition) -> None:
         raise
     log.info(
         "service started",
-        extra={"grpc_port": settings.grpc_port, "metrics_port": metrics_port, "database": settings.database_url.split("://")[0]},
+        extra={
+            "grpc_port": settings.grpc_port,
+            "metrics_port": metrics_port,
+            "database": settings.database_url.split("://")[0],
+        },
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,7 +173,9 @@ async def serve(definition: ServiceDefinition) -> None:
 
 
 def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"ach-{definition.name}", description=f"ACH {definition.name} service")
+    parser = argparse.ArgumentParser(
+        prog=f"ach-{definition.name}", description=f"ACH {definition.name} service"
+    )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply the database migrations, then exit")
@@ -184,6 +195,8 @@ def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
 
         if isinstance(exc, SQLAlchemyError | OSError):
             first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            print(f"ach-{definition.name}: error: {first[0] if first else type(exc).__name__}", file=sys.stderr)
+            print(
+                f"ach-{definition.name}: error: {first[0] if first else type(exc).__name__}", file=sys.stderr
+            )
             raise SystemExit(2) from None
         raise

@@ -4,6 +4,7 @@ producer and consumers. The README's topic table is checked against it by a test
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -106,7 +107,9 @@ CONSUMING_SERVICES = sorted({c for t in DOMAIN_TOPICS for c in t.consumers})
 ALL_TOPICS: tuple[Topic, ...] = DOMAIN_TOPICS + tuple(dead_letter_topic(s) for s in CONSUMING_SERVICES)
 
 
-def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS, timeout_s: float = 20) -> None:
+def ensure_topics(
+    bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS, timeout_s: float = 20
+) -> None:
     """Create the topics that do not exist yet (idempotent). Raises BrokerUnavailable on failure."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -114,12 +117,14 @@ def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
     deadline = time.monotonic() + timeout_s
     while True:
-        # The broker may still be starting (the local stack starts everything at once): retry until the deadline.
+        # The broker may still be starting (the local stack starts everything at once):
+        # retry until the deadline.
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=bootstrap_servers.split(","),
                 client_id="ach-topic-admin",
                 request_timeout_ms=int(max(timeout_s, 5) * 1000),
+                bootstrap_timeout_ms=int(max(min(timeout_s, deadline - time.monotonic()), 1) * 1000),
             )
             break
         except KafkaError as exc:
@@ -133,12 +138,13 @@ def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS
         existing = set(admin.list_topics())
         missing = [t for t in topics if t.physical_name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service created it first
                 admin.create_topics(
-                    [NewTopic(t.physical_name, t.partitions, replication, topic_configs=t.configs()) for t in missing]
+                    [
+                        NewTopic(t.physical_name, t.partitions, replication, topic_configs=t.configs())
+                        for t in missing
+                    ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another service created it first
             log.info("created topics", extra={"topics": [t.physical_name for t in missing]})
     finally:
         admin.close()

@@ -11,13 +11,6 @@ from typing import Any
 
 import pytest
 from ach.screening.v1 import screening_pb2
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from faststream.kafka import KafkaBroker
-from sqlalchemy import func, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import Field, SQLModel, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from ach_events.consumer import EventConsumer, PoisonEvent
 from ach_events.envelope import Envelope
 from ach_events.inbox import InboxEvent
@@ -26,6 +19,12 @@ from ach_events.outbox import Outbox, OutboxEvent
 from ach_events.relay import OutboxRelay
 from ach_events.topics import Topic, dead_letter_topic, ensure_topics
 from ach_platform.database import create_engine, session_factory
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 NEED = "ach.screening.v1.NeedIdentified"
 
@@ -53,9 +52,11 @@ class Backbone:
 async def backbone(database_url: str, kafka_bootstrap: str, kafka_namespace: str) -> AsyncIterator[Backbone]:
     engine = create_engine(database_url)
     async with engine.begin() as conn:
-        tables = [OutboxEvent.__table__, InboxEvent.__table__, NeedSeen.__table__]
-        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))  # type: ignore[arg-type]
-    topic = Topic(name="backbone", key="resident id", producer="test", consumers=("test-consumer",), event_types=(NEED,))
+        tables = [SQLModel.metadata.tables[t] for t in ("outbox_event", "inbox_event", "test_need_seen")]
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))
+    topic = Topic(
+        name="backbone", key="resident id", producer="test", consumers=("test-consumer",), event_types=(NEED,)
+    )
     ensure_topics(kafka_bootstrap, (topic, dead_letter_topic("test-consumer")))
     producer = idempotent_producer(kafka_bootstrap, "test")
     await producer.start()
@@ -87,10 +88,18 @@ async def record_need(session: AsyncSession, _envelope: Envelope, need: screenin
     session.add(seen)
 
 
-async def start_consumer(b: Backbone, handler: Any = record_need, **kw: Any) -> tuple[KafkaBroker, EventConsumer]:
+async def start_consumer(
+    b: Backbone, handler: Any = record_need, **kw: Any
+) -> tuple[KafkaBroker, EventConsumer]:
     broker = KafkaBroker(b.bootstrap, logger=None)
-    consumer = EventConsumer(name="test-consumer", sessions=b.sessions, producer=b.producer, topics=(b.topic,),
-                             handlers={NEED: handler}, **kw)
+    consumer = EventConsumer(
+        name="test-consumer",
+        sessions=b.sessions,
+        producer=b.producer,
+        topics=(b.topic,),
+        handlers={NEED: handler},
+        **kw,
+    )
     consumer.subscribe(broker)
     await broker.start()
     return broker, consumer
@@ -100,8 +109,14 @@ async def write_needs(b: Backbone, n: int) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(n)]
     async with b.sessions() as session, session.begin():
         for need_id in ids:
-            b.outbox.add(session, b.topic, screening_pb2.NeedIdentified(need_id=need_id, resident_id="r-1",
-                                                                     need_domain="food-insecurity"), key="r-1")
+            b.outbox.add(
+                session,
+                b.topic,
+                screening_pb2.NeedIdentified(
+                    need_id=need_id, resident_id="r-1", need_domain="food-insecurity"
+                ),
+                key="r-1",
+            )
     return ids
 
 
@@ -111,6 +126,7 @@ async def test_outbox_to_consumer_exactly_once_even_when_republished(backbone: B
     broker, _ = await start_consumer(b)
     relay_task = asyncio.create_task(b.relay.run())
     try:
+
         async def all_seen() -> bool:
             return await count_effects(b) == (25, 25)
 
@@ -122,8 +138,13 @@ async def test_outbox_to_consumer_exactly_once_even_when_republished(backbone: B
 
         async def republished() -> bool:
             async with b.sessions() as s:
-                left = (await s.exec(select(func.count()).select_from(OutboxEvent)
-                                     .where(OutboxEvent.published_at == None))).one()  # noqa: E711
+                left = (
+                    await s.exec(
+                        select(func.count())
+                        .select_from(OutboxEvent)
+                        .where(col(OutboxEvent.published_at).is_(None))
+                    )
+                ).one()
             return int(left) == 0
 
         await eventually(republished)
@@ -144,8 +165,12 @@ async def test_outbox_to_consumer_exactly_once_even_when_republished(backbone: B
 
 
 async def read_dead_letters(b: Backbone, n: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(dead_letter_topic("test-consumer").physical_name, bootstrap_servers=b.bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic("test-consumer").physical_name,
+        bootstrap_servers=b.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     records: list[Any] = []
     try:
@@ -159,12 +184,21 @@ async def read_dead_letters(b: Backbone, n: int) -> list[Any]:
     return records
 
 
-async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(backbone: Backbone) -> None:
+async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes_on(
+    backbone: Backbone,
+) -> None:
     b = backbone
-    valid = Envelope.wrap(screening_pb2.NeedIdentified(need_id="ok-1", need_domain="food-insecurity"),
-                          source="/ach/test", key="r-2")
-    failing = Envelope.wrap(screening_pb2.NeedIdentified(need_id="always-fails"), source="/ach/test", key="r-2")
-    poison_rule = Envelope.wrap(screening_pb2.NeedIdentified(need_id="poison-rule"), source="/ach/test", key="r-2")
+    valid = Envelope.wrap(
+        screening_pb2.NeedIdentified(need_id="ok-1", need_domain="food-insecurity"),
+        source="/ach/test",
+        key="r-2",
+    )
+    failing = Envelope.wrap(
+        screening_pb2.NeedIdentified(need_id="always-fails"), source="/ach/test", key="r-2"
+    )
+    poison_rule = Envelope.wrap(
+        screening_pb2.NeedIdentified(need_id="poison-rule"), source="/ach/test", key="r-2"
+    )
     topic = b.topic.physical_name
     await b.producer.send_and_wait(topic, b"not protobuf at all", key=b"r-2", headers=[])
     await b.producer.send_and_wait(topic, b"\xff\xff\xff", key=b"r-2", headers=valid.headers())
@@ -184,6 +218,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
 
     broker, _ = await start_consumer(b, handler, max_attempts=3, retry_backoff_s=0.01)
     try:
+
         async def valid_seen() -> bool:
             return (await count_effects(b))[0] == 1
 
@@ -199,5 +234,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
     assert reasons[3] == "rejected by handler: need domain is missing"
     # The original record travels with its reason: value, key and CloudEvents headers.
     third = dict(letters[2].headers)
-    assert third["ce_id"].decode() == failing.id and letters[2].value == failing.payload and letters[2].key == b"r-2"
+    assert (
+        third["ce_id"].decode() == failing.id
+        and letters[2].value == failing.payload
+        and letters[2].key == b"r-2"
+    )
     assert third["ach_dlq_source_topic"].decode() == topic and third["ach_dlq_attempts"] == b"3"

@@ -6,12 +6,13 @@ import re
 
 import pytest
 from ach.screening.v1 import screening_pb2
-
 from ach_events.envelope import CONTENT_TYPE, Envelope, EnvelopeError
 
 
 def need() -> screening_pb2.NeedIdentified:
-    return screening_pb2.NeedIdentified(need_id="n1", screening_id="s1", resident_id="r1", need_domain="food-insecurity")
+    return screening_pb2.NeedIdentified(
+        need_id="n1", screening_id="s1", resident_id="r1", need_domain="food-insecurity"
+    )
 
 
 def test_binary_mode_headers_and_round_trip() -> None:
@@ -34,9 +35,18 @@ def test_binary_mode_headers_and_round_trip() -> None:
     [
         (lambda h: [x for x in h if x[0] != "ce_id"], "missing header(s) ce_id"),
         (lambda h: [x for x in h if x[0] != "ce_type"], "missing header(s) ce_type"),
-        (lambda h: [(k, b"0.3" if k == "ce_specversion" else v) for k, v in h], "unsupported CloudEvents specversion"),
-        (lambda h: [(k, b"application/json" if k == "content-type" else v) for k, v in h], "unsupported content-type"),
-        (lambda h: [(k, b"ach.nope.v1.Nothing" if k == "ce_type" else v) for k, v in h], "unknown event type"),
+        (
+            lambda h: [(k, b"0.3" if k == "ce_specversion" else v) for k, v in h],
+            "unsupported CloudEvents specversion",
+        ),
+        (
+            lambda h: [(k, b"application/json" if k == "content-type" else v) for k, v in h],
+            "unsupported content-type",
+        ),
+        (
+            lambda h: [(k, b"ach.nope.v1.Nothing" if k == "ce_type" else v) for k, v in h],
+            "unknown event type",
+        ),
         (lambda h: [(k, b"\xff\xfe" if k == "ce_source" else v) for k, v in h], "is not UTF-8"),
         (lambda h: [(k, b"yesterday" if k == "ce_time" else v) for k, v in h], "is not an RFC 3339 time"),
     ],
@@ -49,7 +59,7 @@ def test_invalid_records_are_named(mutate, reason: str) -> None:  # type: ignore
 
 def test_undecodable_payload_is_refused() -> None:
     envelope = Envelope.wrap(need(), source="/ach/screening", key="r1")
-    with pytest.raises(EnvelopeError, match="payload is not a valid ach.screening.v1.NeedIdentified"):
+    with pytest.raises(EnvelopeError, match=r"payload is not a valid ach\.screening\.v1\.NeedIdentified"):
         Envelope.from_record(b"r1", b"\xff\xff\xff\xff", envelope.headers()).message()
 
 

@@ -55,6 +55,7 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(_driver_url(url, asynchronous=True), **kwargs)
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # WAL lets readers go on while the outbox relay writes; busy_timeout rides out the
@@ -69,6 +70,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         def _sqlite_begin_immediate(conn: Any) -> None:
             # Take the write lock at BEGIN so two writers queue instead of deadlocking on upgrade.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     return engine
 
 
@@ -89,17 +91,23 @@ async def check_database(engine: AsyncEngine, timeout_s: float, *, tables: list[
         async with asyncio.timeout(timeout_s), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
             for table in tables or []:
-                exists = await conn.run_sync(lambda sync_conn, t=table: sync_conn.dialect.has_table(sync_conn, t))
-                if not exists:
+                if not await conn.run_sync(_has_table, table):
                     raise ConfigError(
-                        f"database {_redact(str(engine.url))} has no table {table!r}: run the migrations first "
-                        "(make migrate)"
+                        f"database {_redact(str(engine.url))} has no table {table!r}: "
+                        "run the migrations first (make migrate)"
                     )
     except TimeoutError:
-        raise ConfigError(f"database {_redact(str(engine.url))} did not answer within {timeout_s:g} s") from None
+        raise ConfigError(
+            f"database {_redact(str(engine.url))} did not answer within {timeout_s:g} s"
+        ) from None
     except SQLAlchemyError as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) else type(exc).__name__
+        orig = getattr(exc, "orig", None)
+        reason = str(orig) if orig is not None else type(exc).__name__
         first_line = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
         raise ConfigError(f"cannot use database {_redact(str(engine.url))}: {first_line}") from None
     except OSError as exc:
         raise ConfigError(f"cannot use database {_redact(str(engine.url))}: {exc}") from None
+
+
+def _has_table(sync_conn: Any, table: str) -> bool:
+    return bool(sync_conn.dialect.has_table(sync_conn, table))

@@ -30,7 +30,9 @@ class InvalidArgument(DomainError):
     violations: list[FieldViolation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations) or "invalid request")
+        super().__init__(
+            "; ".join(f"{v.field}: {v.description}" for v in self.violations) or "invalid request"
+        )
 
     @classmethod
     def of(cls, field_name: str, description: str) -> InvalidArgument:

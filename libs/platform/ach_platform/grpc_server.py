@@ -56,7 +56,7 @@ def status_for(error: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Runs unary handlers under the caller's deadline and maps domain errors to status codes."""
 
     async def intercept_service(
@@ -103,7 +103,8 @@ class GrpcServer:
 
     def __init__(self, port: int, registrars: Sequence[Registrar], service_names: Sequence[str]) -> None:
         self.port = port
-        self._server = grpc.aio.server(interceptors=[aio_server_interceptor(), ErrorMappingInterceptor()])
+        tracing = aio_server_interceptor()  # type: ignore[no-untyped-call]
+        self._server = grpc.aio.server(interceptors=[tracing, ErrorMappingInterceptor()])
         for register in registrars:
             register(self._server)
         self._health = health.aio.HealthServicer()

@@ -32,8 +32,25 @@ from pythonjsonlogger.json import JsonFormatter
 
 # Log record attributes that must never reach a log line: resident identity and screening answers.
 PHI_FIELDS = frozenset(
-    {"name", "first_name", "last_name", "given_name", "family_name", "birth_date", "dob", "date_of_birth",
-     "address", "street", "phone", "email", "ssn", "answers", "answer", "medicaid_id", "mrn"}
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "given_name",
+        "family_name",
+        "birth_date",
+        "dob",
+        "date_of_birth",
+        "address",
+        "street",
+        "phone",
+        "email",
+        "ssn",
+        "answers",
+        "answer",
+        "medicaid_id",
+        "mrn",
+    }
 )
 
 
@@ -54,7 +71,10 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
-_STANDARD_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
 
 
 class TraceContextFilter(logging.Filter):

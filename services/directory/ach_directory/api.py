@@ -18,10 +18,15 @@ from ach_directory.store import ServiceRecord
 
 def to_proto(r: ServiceRecord) -> directory_pb2.Service:
     return directory_pb2.Service(
-        service_id=r.id, organization_id=r.organization_id, name=r.name, description=r.description,
+        service_id=r.id,
+        organization_id=r.organization_id,
+        name=r.name,
+        description=r.description,
         status=r.status,  # type: ignore[arg-type]
-        need_domains=r.need_domains, languages=r.languages,
-        capacity_available=r.capacity_available, capacity_maximum=r.capacity_maximum,
+        need_domains=r.need_domains,
+        languages=r.languages,
+        capacity_available=r.capacity_available,
+        capacity_maximum=r.capacity_maximum,
         updated_at=to_timestamp(r.updated_at),
     )
 
@@ -35,16 +40,30 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.UpsertServiceRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Service:
         s = request.service
-        draft = domain.ServiceDraft(s.service_id, s.organization_id, s.name, tuple(s.need_domains),
-                                    tuple(s.languages), s.capacity_available, s.capacity_maximum)
+        draft = domain.ServiceDraft(
+            s.service_id,
+            s.organization_id,
+            s.name,
+            tuple(s.need_domains),
+            tuple(s.languages),
+            s.capacity_available,
+            s.capacity_maximum,
+        )
         problems = domain.validate_service(draft)
         if problems:
             raise InvalidArgument(problems)
         async with self._sessions() as session, session.begin():
             record = await session.get(ServiceRecord, s.service_id)
             if record is None:
-                record = ServiceRecord(id=s.service_id, organization_id=s.organization_id, name=s.name, status=0,
-                                       need_domains=[], languages=[], updated_at=utc_now())
+                record = ServiceRecord(
+                    id=s.service_id,
+                    organization_id=s.organization_id,
+                    name=s.name,
+                    status=0,
+                    need_domains=[],
+                    languages=[],
+                    updated_at=utc_now(),
+                )
             record.organization_id = s.organization_id
             record.name = s.name
             record.description = s.description
@@ -76,7 +95,9 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
     ) -> directory_pb2.SearchServicesResponse:
         problems: list[FieldViolation] = []
         if request.need_domain and request.need_domain not in domain.NEED_DOMAINS:
-            problems.append(FieldViolation("need_domain", f"{request.need_domain!r} is not a Gravity SDOH category"))
+            problems.append(
+                FieldViolation("need_domain", f"{request.need_domain!r} is not a Gravity SDOH category")
+            )
         if request.page_size < 0 or request.page_size > domain.MAX_PAGE_SIZE:
             problems.append(FieldViolation("page_size", f"must be between 0 and {domain.MAX_PAGE_SIZE}"))
         if request.page_token and not request.page_token.isdigit():
@@ -87,10 +108,16 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         offset = int(request.page_token or 0)
         async with self._sessions() as session:
             rows = (await session.exec(select(ServiceRecord).order_by(col(ServiceRecord.id)))).all()
-        # A plain filter for now; indexed search (need, language, distance, hours) comes with the full directory.
-        hits = [r for r in rows
-                if (not request.need_domain or request.need_domain in r.need_domains)
-                and (not request.language or request.language in r.languages)]
-        page = hits[offset:offset + size]
+        # A plain filter for now; indexed search (need, language, distance, hours)
+        # comes with the full directory.
+        hits = [
+            r
+            for r in rows
+            if (not request.need_domain or request.need_domain in r.need_domains)
+            and (not request.language or request.language in r.languages)
+        ]
+        page = hits[offset : offset + size]
         next_token = str(offset + size) if offset + size < len(hits) else ""
-        return directory_pb2.SearchServicesResponse(services=[to_proto(r) for r in page], next_page_token=next_token)
+        return directory_pb2.SearchServicesResponse(
+            services=[to_proto(r) for r in page], next_page_token=next_token
+        )

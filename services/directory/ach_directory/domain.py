@@ -8,14 +8,34 @@ from dataclasses import dataclass
 from ach_platform.errors import FieldViolation
 
 # Gravity SDOH category codes (domain brief).
-NEED_DOMAINS = frozenset({
-    "food-insecurity", "housing-instability", "homelessness", "inadequate-housing", "transportation-insecurity",
-    "utility-insecurity", "financial-insecurity", "material-hardship", "employment-status",
-    "educational-attainment", "intimate-partner-violence", "elder-abuse", "social-connection", "stress",
-    "health-insurance-coverage-status", "medical-cost-burden", "digital-access", "digital-literacy",
-    "language-access", "incarceration-status", "veteran-status", "personal-health-literacy", "protective-factor",
-    "sdoh-category-unspecified",
-})
+NEED_DOMAINS = frozenset(
+    {
+        "food-insecurity",
+        "housing-instability",
+        "homelessness",
+        "inadequate-housing",
+        "transportation-insecurity",
+        "utility-insecurity",
+        "financial-insecurity",
+        "material-hardship",
+        "employment-status",
+        "educational-attainment",
+        "intimate-partner-violence",
+        "elder-abuse",
+        "social-connection",
+        "stress",
+        "health-insurance-coverage-status",
+        "medical-cost-burden",
+        "digital-access",
+        "digital-literacy",
+        "language-access",
+        "incarceration-status",
+        "veteran-status",
+        "personal-health-literacy",
+        "protective-factor",
+        "sdoh-category-unspecified",
+    }
+)
 LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 MAX_PAGE_SIZE = 100
 
@@ -33,16 +53,23 @@ class ServiceDraft:
 
 def validate_service(draft: ServiceDraft) -> list[FieldViolation]:
     problems: list[FieldViolation] = []
-    for name, value in (("service.service_id", draft.service_id), ("service.organization_id", draft.organization_id),
-                        ("service.name", draft.name)):
+    for name, value in (
+        ("service.service_id", draft.service_id),
+        ("service.organization_id", draft.organization_id),
+        ("service.name", draft.name),
+    ):
         if not value.strip():
             problems.append(FieldViolation(name, "is required"))
     for i, domain in enumerate(draft.need_domains):
         if domain not in NEED_DOMAINS:
-            problems.append(FieldViolation(f"service.need_domains[{i}]", f"{domain!r} is not a Gravity SDOH category"))
+            problems.append(
+                FieldViolation(f"service.need_domains[{i}]", f"{domain!r} is not a Gravity SDOH category")
+            )
     for i, lang in enumerate(draft.languages):
         if not LANGUAGE_TAG.match(lang):
-            problems.append(FieldViolation(f"service.languages[{i}]", f"{lang!r} is not a BCP 47 language tag"))
+            problems.append(
+                FieldViolation(f"service.languages[{i}]", f"{lang!r} is not a BCP 47 language tag")
+            )
     if draft.capacity_available < 0:
         problems.append(FieldViolation("service.capacity_available", "cannot be negative"))
     if draft.capacity_maximum < 0:

@@ -8,6 +8,12 @@ from ach_events.topics import DIRECTORY_SERVICES
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
-def publish_service_changed(session: AsyncSession, outbox: Outbox, service: directory_pb2.Service, version: int) -> None:
-    outbox.add(session, DIRECTORY_SERVICES, directory_pb2.ServiceChanged(service=service, version=version),
-               key=service.service_id)
+def publish_service_changed(
+    session: AsyncSession, outbox: Outbox, service: directory_pb2.Service, version: int
+) -> None:
+    outbox.add(
+        session,
+        DIRECTORY_SERVICES,
+        directory_pb2.ServiceChanged(service=service, version=version),
+        key=service.service_id,
+    )

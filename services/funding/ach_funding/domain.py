@@ -40,20 +40,23 @@ def payable_account(partner_id: str) -> str:
     return f"partner:{partner_id}:payable"
 
 
-def transfer_for_completed_referral(source_event_id: str, referral_id: str, target_partner_id: str,
-                                    outcome: str) -> TransferDraft | None:
+def transfer_for_completed_referral(
+    source_event_id: str, referral_id: str, target_partner_id: str, outcome: str
+) -> TransferDraft | None:
     """The payment a completed referral earns its CBO, or None when it earns nothing."""
     amount = OUTCOME_RATES_CENTS.get(outcome, 0)
     if amount == 0 or not target_partner_id:
         return None
-    return checked(TransferDraft(
-        # Derived from the event: a redelivered event names the same transfer.
-        transfer_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ach:transfer:{source_event_id}")),
-        debit_account_id=OUTCOME_PAYMENTS_ACCOUNT,
-        credit_account_id=payable_account(target_partner_id),
-        amount_cents=amount,
-        reason=f"referral {referral_id} completed: {outcome}",
-    ))
+    return checked(
+        TransferDraft(
+            # Derived from the event: a redelivered event names the same transfer.
+            transfer_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ach:transfer:{source_event_id}")),
+            debit_account_id=OUTCOME_PAYMENTS_ACCOUNT,
+            credit_account_id=payable_account(target_partner_id),
+            amount_cents=amount,
+            reason=f"referral {referral_id} completed: {outcome}",
+        )
+    )
 
 
 def checked(draft: TransferDraft) -> TransferDraft:

@@ -19,11 +19,20 @@ class FundingEvents:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
-    async def on_status_changed(self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged) -> None:
+    async def on_status_changed(
+        self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged
+    ) -> None:
         if event.to_status != referrals_pb2.REFERRAL_STATUS_COMPLETED:
             return
-        outcome = referrals_pb2.ReferralOutcome.Name(event.outcome).removeprefix("REFERRAL_OUTCOME_").lower().replace("_", "-")
-        draft = domain.transfer_for_completed_referral(envelope.id, event.referral_id, event.target_partner_id, outcome)
+        outcome = (
+            referrals_pb2.ReferralOutcome.Name(event.outcome)
+            .removeprefix("REFERRAL_OUTCOME_")
+            .lower()
+            .replace("_", "-")
+        )
+        draft = domain.transfer_for_completed_referral(
+            envelope.id, event.referral_id, event.target_partner_id, outcome
+        )
         if draft is None or await session.get(TransferRecord, draft.transfer_id) is not None:
             return
         now = utc_now()
@@ -31,17 +40,29 @@ class FundingEvents:
             if await session.get(Account, account_id) is None:
                 session.add(Account(id=account_id, currency=domain.LEDGER_CURRENCY, created_at=now))
         await session.flush()
-        record = TransferRecord(id=draft.transfer_id, debit_account_id=draft.debit_account_id,
-                                credit_account_id=draft.credit_account_id, amount_cents=draft.amount_cents,
-                                currency=domain.LEDGER_CURRENCY, reason=draft.reason, source_event_id=envelope.id,
-                                posted_at=now)
+        record = TransferRecord(
+            id=draft.transfer_id,
+            debit_account_id=draft.debit_account_id,
+            credit_account_id=draft.credit_account_id,
+            amount_cents=draft.amount_cents,
+            currency=domain.LEDGER_CURRENCY,
+            reason=draft.reason,
+            source_event_id=envelope.id,
+            posted_at=now,
+        )
         session.add(record)
-        self._outbox.add(session, FUNDING_EVENTS, funding_pb2.TransferPosted(transfer=to_proto(record)), key=record.id)
+        self._outbox.add(
+            session, FUNDING_EVENTS, funding_pb2.TransferPosted(transfer=to_proto(record)), key=record.id
+        )
 
 
 def to_proto(r: TransferRecord) -> funding_pb2.Transfer:
     return funding_pb2.Transfer(
-        transfer_id=r.id, debit_account_id=r.debit_account_id, credit_account_id=r.credit_account_id,
-        amount=common_pb2.Money(cents=r.amount_cents, currency=r.currency), reason=r.reason,
-        source_event_id=r.source_event_id, posted_at=to_timestamp(r.posted_at),
+        transfer_id=r.id,
+        debit_account_id=r.debit_account_id,
+        credit_account_id=r.credit_account_id,
+        amount=common_pb2.Money(cents=r.amount_cents, currency=r.currency),
+        reason=r.reason,
+        source_event_id=r.source_event_id,
+        posted_at=to_timestamp(r.posted_at),
     )

@@ -32,16 +32,27 @@ class TransferRecord(SQLModel, table=True):
 
 async def totals(session: AsyncSession, account_id: str) -> tuple[int, int]:
     """(debits, credits) posted to the account, in cents."""
-    debits = (await session.exec(select(func.coalesce(func.sum(TransferRecord.amount_cents), 0))
-                                 .where(TransferRecord.debit_account_id == account_id))).one()
-    credits = (await session.exec(select(func.coalesce(func.sum(TransferRecord.amount_cents), 0))
-                                  .where(TransferRecord.credit_account_id == account_id))).one()
+    debits = (
+        await session.exec(
+            select(func.coalesce(func.sum(TransferRecord.amount_cents), 0)).where(
+                TransferRecord.debit_account_id == account_id
+            )
+        )
+    ).one()
+    credits = (
+        await session.exec(
+            select(func.coalesce(func.sum(TransferRecord.amount_cents), 0)).where(
+                TransferRecord.credit_account_id == account_id
+            )
+        )
+    ).one()
     return int(debits), int(credits)
 
 
 async def transfers_of(session: AsyncSession, account_id: str, limit: int) -> list[TransferRecord]:
     query = select(TransferRecord).order_by(col(TransferRecord.posted_at)).limit(limit)
     if account_id:
-        query = query.where((TransferRecord.debit_account_id == account_id)
-                            | (TransferRecord.credit_account_id == account_id))
+        query = query.where(
+            (TransferRecord.debit_account_id == account_id) | (TransferRecord.credit_account_id == account_id)
+        )
     return list((await session.exec(query)).all())

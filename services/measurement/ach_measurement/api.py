@@ -20,5 +20,6 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
     ) -> measurement_pb2.ReferralFunnel:
         async with self._sessions() as session:
             counts = await counters_for(session, request.need_domain)
-        return measurement_pb2.ReferralFunnel(need_domain=request.need_domain,
-                                              **{m: counts.get(m, 0) for m in domain.FUNNEL})
+        return measurement_pb2.ReferralFunnel(
+            need_domain=request.need_domain, **{m: counts.get(m, 0) for m in domain.FUNNEL}
+        )

@@ -13,27 +13,47 @@ from ach_measurement import domain
 from ach_measurement.store import increment
 
 
-async def on_screening_completed(session: AsyncSession, _e: Envelope, _event: screening_pb2.ScreeningCompleted) -> None:
+async def on_screening_completed(
+    session: AsyncSession, _e: Envelope, _event: screening_pb2.ScreeningCompleted
+) -> None:
     await increment(session, domain.SCREENINGS_COMPLETED, domain.ALL_DOMAINS)
 
 
-async def on_need_identified(session: AsyncSession, _e: Envelope, event: screening_pb2.NeedIdentified) -> None:
+async def on_need_identified(
+    session: AsyncSession, _e: Envelope, event: screening_pb2.NeedIdentified
+) -> None:
     for metric, need_domain in domain.per_domain(domain.NEEDS_IDENTIFIED, event.need_domain):
         await increment(session, metric, need_domain)
 
 
-async def on_referral_created(session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralCreated) -> None:
+async def on_referral_created(
+    session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralCreated
+) -> None:
     for metric, need_domain in domain.per_domain(domain.REFERRALS_CREATED, event.need_domain):
         await increment(session, metric, need_domain)
 
 
-async def on_status_changed(session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralStatusChanged) -> None:
-    to = referrals_pb2.ReferralStatus.Name(event.to_status).removeprefix("REFERRAL_STATUS_").lower().replace("_", "-")
-    outcome = referrals_pb2.ReferralOutcome.Name(event.outcome).removeprefix("REFERRAL_OUTCOME_").lower().replace("_", "-")
+async def on_status_changed(
+    session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralStatusChanged
+) -> None:
+    to = (
+        referrals_pb2.ReferralStatus.Name(event.to_status)
+        .removeprefix("REFERRAL_STATUS_")
+        .lower()
+        .replace("_", "-")
+    )
+    outcome = (
+        referrals_pb2.ReferralOutcome.Name(event.outcome)
+        .removeprefix("REFERRAL_OUTCOME_")
+        .lower()
+        .replace("_", "-")
+    )
     for metric, need_domain in domain.status_change_counters(to, outcome, event.need_domain):
         await increment(session, metric, need_domain)
 
 
-async def on_notification_delivered(session: AsyncSession, _e: Envelope, event: notifications_pb2.NotificationDelivered) -> None:
+async def on_notification_delivered(
+    session: AsyncSession, _e: Envelope, event: notifications_pb2.NotificationDelivered
+) -> None:
     if event.status == notifications_pb2.DELIVERY_STATUS_DELIVERED:
         await increment(session, domain.NOTIFICATIONS_DELIVERED, domain.ALL_DOMAINS)

@@ -31,11 +31,21 @@ class NotificationApi(notifications_pb2_grpc.NotificationServiceServicer):
             query = query.where(DeliveryRecord.subject_id == request.subject_id)
         async with self._sessions() as session:
             rows = (await session.exec(query.limit(request.page_size or 100))).all()
-        return notifications_pb2.ListDeliveriesResponse(deliveries=[
-            notifications_pb2.Delivery(
-                delivery_id=r.id, partner_id=r.partner_id, channel=r.channel, subject_type=r.subject_type,
-                subject_id=r.subject_id, event_type=r.event_type, status=r.status,  # type: ignore[arg-type]
-                attempts=r.attempts, created_at=to_timestamp(r.created_at),
-                delivered_at=to_timestamp(r.delivered_at), source_event_id=r.source_event_id,
-            ) for r in rows
-        ])
+        return notifications_pb2.ListDeliveriesResponse(
+            deliveries=[
+                notifications_pb2.Delivery(
+                    delivery_id=r.id,
+                    partner_id=r.partner_id,
+                    channel=r.channel,
+                    subject_type=r.subject_type,
+                    subject_id=r.subject_id,
+                    event_type=r.event_type,
+                    status=r.status,  # type: ignore[arg-type]
+                    attempts=r.attempts,
+                    created_at=to_timestamp(r.created_at),
+                    delivered_at=to_timestamp(r.delivered_at),
+                    source_event_id=r.source_event_id,
+                )
+                for r in rows
+            ]
+        )

@@ -20,7 +20,9 @@ def notices_for_referral_created(referral_id: str, target_partner_id: str) -> li
     return [Notice(target_partner_id, "referral", referral_id, "referral.created")]
 
 
-def notices_for_status_changed(referral_id: str, source_partner_id: str, actor_partner_id: str) -> list[Notice]:
+def notices_for_status_changed(
+    referral_id: str, source_partner_id: str, actor_partner_id: str
+) -> list[Notice]:
     """The source hears of every change the target makes (closing the loop); not of its own."""
     if not source_partner_id or source_partner_id == actor_partner_id:
         return []

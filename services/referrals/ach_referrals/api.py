@@ -5,7 +5,13 @@ from __future__ import annotations
 import grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_platform.clock import to_timestamp, utc_now
-from ach_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from ach_platform.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,11 +28,18 @@ from ach_referrals.store import ReferralHistory, ReferralRecord
 
 def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
     return referrals_pb2.Referral(
-        referral_id=r.id, resident_id=r.resident_id, need_domain=r.need_domain,
-        source_partner_id=r.source_partner_id, target_partner_id=r.target_partner_id,
-        target_service_id=r.target_service_id, status=status_to_proto(domain.Status(r.status)),
-        outcome=outcome_to_proto(r.outcome), screening_id=r.screening_id, need_id=r.need_id,
-        created_at=to_timestamp(r.created_at), updated_at=to_timestamp(r.updated_at),
+        referral_id=r.id,
+        resident_id=r.resident_id,
+        need_domain=r.need_domain,
+        source_partner_id=r.source_partner_id,
+        target_partner_id=r.target_partner_id,
+        target_service_id=r.target_service_id,
+        status=status_to_proto(domain.Status(r.status)),
+        outcome=outcome_to_proto(r.outcome),
+        screening_id=r.screening_id,
+        need_id=r.need_id,
+        created_at=to_timestamp(r.created_at),
+        updated_at=to_timestamp(r.updated_at),
     )
 
 
@@ -66,22 +79,37 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             if referral is None:
                 raise NotFound(f"referral {request.referral_id} not found")
             actor = request.actor.partner_id
-            role = (domain.Role.TARGET if actor == referral.target_partner_id
-                    else domain.Role.SOURCE if actor == referral.source_partner_id else None)
+            role = (
+                domain.Role.TARGET
+                if actor == referral.target_partner_id
+                else domain.Role.SOURCE
+                if actor == referral.source_partner_id
+                else None
+            )
             if role is None:
                 raise PermissionDenied("only the referral's source or target may change it")
-            errors = domain.check_transition(domain.Status(referral.status), to, role, request.reason, outcome)
+            errors = domain.check_transition(
+                domain.Status(referral.status), to, role, request.reason, outcome
+            )
             bad_input = [e for e in errors if not e.precondition]
             if bad_input:
                 raise InvalidArgument([FieldViolation(e.field, e.description) for e in bad_input])
             if errors:
-                raise FailedPrecondition(errors[0].description, violation_type="TRANSITION", subject=referral.id)
+                raise FailedPrecondition(
+                    errors[0].description, violation_type="TRANSITION", subject=referral.id
+                )
             now = utc_now()
             referral.sequence += 1
             change = ReferralHistory(
-                referral_id=referral.id, sequence=referral.sequence, from_status=referral.status,
-                to_status=to.value, actor_partner_id=actor, actor_user_id=request.actor.user_id,
-                reason=request.reason, outcome=outcome.value if outcome else "", changed_at=now,
+                referral_id=referral.id,
+                sequence=referral.sequence,
+                from_status=referral.status,
+                to_status=to.value,
+                actor_partner_id=actor,
+                actor_user_id=request.actor.user_id,
+                reason=request.reason,
+                outcome=outcome.value if outcome else "",
+                changed_at=now,
             )
             referral.status = to.value
             referral.outcome = outcome.value if outcome else referral.outcome

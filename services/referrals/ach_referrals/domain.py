@@ -41,17 +41,25 @@ TRANSITIONS: dict[tuple[Status, Status], frozenset[Role]] = {
     (Status.REQUESTED, Status.ACCEPTED): frozenset({T}),
     (Status.REQUESTED, Status.REJECTED): frozenset({T}),
     (Status.REQUESTED, Status.CANCELLED): frozenset({S}),
-    **{(Status.ACCEPTED, to): frozenset({T}) for to in
-       (Status.IN_PROGRESS, Status.ON_HOLD, Status.COMPLETED, Status.FAILED)},
+    **{
+        (Status.ACCEPTED, to): frozenset({T})
+        for to in (Status.IN_PROGRESS, Status.ON_HOLD, Status.COMPLETED, Status.FAILED)
+    },
     (Status.ACCEPTED, Status.CANCELLED): frozenset({S, T}),
     **{(Status.IN_PROGRESS, to): frozenset({T}) for to in (Status.ON_HOLD, Status.COMPLETED, Status.FAILED)},
     (Status.IN_PROGRESS, Status.CANCELLED): frozenset({S, T}),
     **{(Status.ON_HOLD, to): frozenset({T}) for to in (Status.IN_PROGRESS, Status.COMPLETED, Status.FAILED)},
     (Status.ON_HOLD, Status.CANCELLED): frozenset({S, T}),
-    **{(frm, Status.ENTERED_IN_ERROR): frozenset({S, T}) for frm in Status if frm is not Status.ENTERED_IN_ERROR},
+    **{
+        (frm, Status.ENTERED_IN_ERROR): frozenset({S, T})
+        for frm in Status
+        if frm is not Status.ENTERED_IN_ERROR
+    },
 }
 REASON_REQUIRED = frozenset({Status.REJECTED, Status.CANCELLED, Status.ON_HOLD, Status.FAILED})
-TERMINAL = frozenset({Status.REJECTED, Status.CANCELLED, Status.FAILED, Status.COMPLETED, Status.ENTERED_IN_ERROR})
+TERMINAL = frozenset(
+    {Status.REJECTED, Status.CANCELLED, Status.FAILED, Status.COMPLETED, Status.ENTERED_IN_ERROR}
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,9 @@ def check_transition(
         errors.append(TransitionError("status", f"cannot move a referral from {current} to {to}", True))
     elif role is None or role not in allowed:
         who = " or ".join(sorted(allowed))
-        errors.append(TransitionError("actor", f"only the referral's {who} may move it from {current} to {to}", True))
+        errors.append(
+            TransitionError("actor", f"only the referral's {who} may move it from {current} to {to}", True)
+        )
     if to in REASON_REQUIRED and not reason.strip():
         errors.append(TransitionError("reason", f"a reason is required to move a referral to {to}", False))
     if to is Status.COMPLETED and outcome is None:

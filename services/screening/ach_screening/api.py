@@ -44,14 +44,18 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
             "instrument_id",
             f"unknown instrument {request.instrument_id!r} version {request.instrument_version!r}",
         )
-        answers = [domain.AnswerGiven(a.question_code, tuple(a.answer_codes), a.declined) for a in request.answers]
+        answers = [
+            domain.AnswerGiven(a.question_code, tuple(a.answer_codes), a.declined) for a in request.answers
+        ]
         now = utc_now()
         screened_at = from_timestamp(request.screened_at) if request.HasField("screened_at") else None
         check.violations.extend(domain.validate(instrument, answers, screened_at, now))
         check.raise_if_any()
         assert instrument is not None and screened_at is not None
         scored = domain.score(instrument, answers)
-        trace.get_current_span().set_attribute("ach.screening.positive_domain_count", len(scored.positive_domains))
+        trace.get_current_span().set_attribute(
+            "ach.screening.positive_domain_count", len(scored.positive_domains)
+        )
 
         partner = request.screened_by.partner_id
         try:
@@ -76,8 +80,14 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
                 session.add(record)
                 await session.flush()
                 for a in answers:
-                    session.add(ScreeningAnswer(screening_id=record.id, question_code=a.question_code,
-                                                answer_codes=list(a.answer_codes), declined=a.declined))
+                    session.add(
+                        ScreeningAnswer(
+                            screening_id=record.id,
+                            question_code=a.question_code,
+                            answer_codes=list(a.answer_codes),
+                            declined=a.declined,
+                        )
+                    )
                 publish_screening_completed(session, self._outbox, record, partner)
         except IntegrityError:
             # A concurrent submission of the same screening committed first: answer with it.

@@ -50,8 +50,13 @@ class Scored:
 OFTEN, SOMETIMES, NEVER = "LA28397-0", "LA6729-3", "LA28398-8"
 YES, NO, SHUT_OFF = "LA33-6", "LA32-8", "LA32002-0"
 FREQUENCY = {"LA6270-8": 1, "LA10066-1": 2, "LA10082-8": 3, "LA16644-9": 4, "LA6482-9": 5}
-FREQUENCY_TEXT = {"LA6270-8": "Never", "LA10066-1": "Rarely", "LA10082-8": "Sometimes",
-                  "LA16644-9": "Fairly often", "LA6482-9": "Frequently"}
+FREQUENCY_TEXT = {
+    "LA6270-8": "Never",
+    "LA10066-1": "Rarely",
+    "LA10082-8": "Sometimes",
+    "LA16644-9": "Fairly often",
+    "LA6482-9": "Frequently",
+}
 SAFETY_QUESTIONS = ("95618-5", "95617-7", "95616-9", "95615-1")
 SAFETY_POSITIVE_AT = 11
 NONE_OF_THE_ABOVE = "LA9-3"
@@ -60,31 +65,75 @@ AHC_HRSN_CORE = Instrument(
     id="ahc-hrsn-core",
     version="1",
     questions=(
-        Question("71802-3", "What is your living situation today?",
-                 {"LA31993-1": "I have a steady place to live",
-                  "LA31994-9": "I have a place to live today, but I am worried about losing it in the future",
-                  "LA31995-6": "I do not have a steady place to live"}),
-        Question("96778-6", "Think about the place you live. Do you have problems with any of the following?",
-                 {"LA31996-4": "Pests", "LA28580-1": "Mold", "LA31997-2": "Lead paint or pipes",
-                  "LA31998-0": "Lack of heat", "LA31999-8": "Oven or stove not working",
-                  "LA32000-4": "Smoke detectors missing or not working", "LA32001-2": "Water leaks",
-                  NONE_OF_THE_ABOVE: "None of the above"}, multi_select=True),
-        Question("88122-7", "Within the past 12 months, you worried that your food would run out...",
-                 {OFTEN: "Often true", SOMETIMES: "Sometimes true", NEVER: "Never true"}),
-        Question("88123-5", "Within the past 12 months, the food you bought just didn't last...",
-                 {OFTEN: "Often true", SOMETIMES: "Sometimes true", NEVER: "Never true"}),
-        Question("93030-5", "In the past 12 months, has lack of reliable transportation kept you from...",
-                 {YES: "Yes", NO: "No"}),
-        Question("96779-4", "In the past 12 months has the electric, gas, oil, or water company threatened "
-                 "to shut off services in your home?", {YES: "Yes", NO: "No", SHUT_OFF: "Already shut off"}),
-        Question("95618-5", "How often does anyone, including family and friends, physically hurt you?",
-                 FREQUENCY_TEXT, points=FREQUENCY),
-        Question("95617-7", "How often does anyone, including family and friends, insult or talk down to you?",
-                 FREQUENCY_TEXT, points=FREQUENCY),
-        Question("95616-9", "How often does anyone, including family and friends, threaten you with harm?",
-                 FREQUENCY_TEXT, points=FREQUENCY),
-        Question("95615-1", "How often does anyone, including family and friends, scream or curse at you?",
-                 FREQUENCY_TEXT, points=FREQUENCY),
+        Question(
+            "71802-3",
+            "What is your living situation today?",
+            {
+                "LA31993-1": "I have a steady place to live",
+                "LA31994-9": "I have a place to live today, but I am worried about losing it in the future",
+                "LA31995-6": "I do not have a steady place to live",
+            },
+        ),
+        Question(
+            "96778-6",
+            "Think about the place you live. Do you have problems with any of the following?",
+            {
+                "LA31996-4": "Pests",
+                "LA28580-1": "Mold",
+                "LA31997-2": "Lead paint or pipes",
+                "LA31998-0": "Lack of heat",
+                "LA31999-8": "Oven or stove not working",
+                "LA32000-4": "Smoke detectors missing or not working",
+                "LA32001-2": "Water leaks",
+                NONE_OF_THE_ABOVE: "None of the above",
+            },
+            multi_select=True,
+        ),
+        Question(
+            "88122-7",
+            "Within the past 12 months, you worried that your food would run out...",
+            {OFTEN: "Often true", SOMETIMES: "Sometimes true", NEVER: "Never true"},
+        ),
+        Question(
+            "88123-5",
+            "Within the past 12 months, the food you bought just didn't last...",
+            {OFTEN: "Often true", SOMETIMES: "Sometimes true", NEVER: "Never true"},
+        ),
+        Question(
+            "93030-5",
+            "In the past 12 months, has lack of reliable transportation kept you from...",
+            {YES: "Yes", NO: "No"},
+        ),
+        Question(
+            "96779-4",
+            "In the past 12 months has the electric, gas, oil, or water company threatened "
+            "to shut off services in your home?",
+            {YES: "Yes", NO: "No", SHUT_OFF: "Already shut off"},
+        ),
+        Question(
+            "95618-5",
+            "How often does anyone, including family and friends, physically hurt you?",
+            FREQUENCY_TEXT,
+            points=FREQUENCY,
+        ),
+        Question(
+            "95617-7",
+            "How often does anyone, including family and friends, insult or talk down to you?",
+            FREQUENCY_TEXT,
+            points=FREQUENCY,
+        ),
+        Question(
+            "95616-9",
+            "How often does anyone, including family and friends, threaten you with harm?",
+            FREQUENCY_TEXT,
+            points=FREQUENCY,
+        ),
+        Question(
+            "95615-1",
+            "How often does anyone, including family and friends, scream or curse at you?",
+            FREQUENCY_TEXT,
+            points=FREQUENCY,
+        ),
     ),
 )
 
@@ -108,30 +157,51 @@ def validate(
         where = f"answers[{i}]"
         question = instrument.question(answer.question_code)
         if question is None:
-            problems.append(FieldViolation(f"{where}.question_code",
-                                           f"{answer.question_code!r} is not a question of {instrument.id}"))
+            problems.append(
+                FieldViolation(
+                    f"{where}.question_code", f"{answer.question_code!r} is not a question of {instrument.id}"
+                )
+            )
             continue
         if answer.question_code in seen:
-            problems.append(FieldViolation(f"{where}.question_code", f"{answer.question_code} is answered twice"))
+            problems.append(
+                FieldViolation(f"{where}.question_code", f"{answer.question_code} is answered twice")
+            )
         seen.add(answer.question_code)
         if answer.declined:
             if answer.answer_codes:
-                problems.append(FieldViolation(f"{where}.answer_codes", "a declined question has no answer codes"))
+                problems.append(
+                    FieldViolation(f"{where}.answer_codes", "a declined question has no answer codes")
+                )
             continue
         if not answer.answer_codes:
-            problems.append(FieldViolation(f"{where}.answer_codes", "no answer given (mark it declined instead)"))
+            problems.append(
+                FieldViolation(f"{where}.answer_codes", "no answer given (mark it declined instead)")
+            )
             continue
         if len(answer.answer_codes) > 1 and not question.multi_select:
-            problems.append(FieldViolation(f"{where}.answer_codes",
-                                           f"{question.code} takes one answer, got {len(answer.answer_codes)}"))
+            problems.append(
+                FieldViolation(
+                    f"{where}.answer_codes",
+                    f"{question.code} takes one answer, got {len(answer.answer_codes)}",
+                )
+            )
         for code in answer.answer_codes:
             if code not in question.answers:
-                problems.append(FieldViolation(f"{where}.answer_codes", f"{code!r} is not an answer to {question.code}"))
-        if question.multi_select and NONE_OF_THE_ABOVE in answer.answer_codes and len(answer.answer_codes) > 1:
+                problems.append(
+                    FieldViolation(f"{where}.answer_codes", f"{code!r} is not an answer to {question.code}")
+                )
+        if (
+            question.multi_select
+            and NONE_OF_THE_ABOVE in answer.answer_codes
+            and len(answer.answer_codes) > 1
+        ):
             problems.append(FieldViolation(f"{where}.answer_codes", "'none of the above' cannot be combined"))
     for question in instrument.questions:
         if question.code not in seen:
-            problems.append(FieldViolation("answers", f"required question {question.code} is not answered or declined"))
+            problems.append(
+                FieldViolation("answers", f"required question {question.code} is not answered or declined")
+            )
     return problems
 
 

@@ -13,7 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_screening.store import ScreeningRecord
 
 
-def publish_screening_completed(session: AsyncSession, outbox: Outbox, record: ScreeningRecord, screener: str) -> None:
+def publish_screening_completed(
+    session: AsyncSession, outbox: Outbox, record: ScreeningRecord, screener: str
+) -> None:
     completed = screening_pb2.ScreeningCompleted(
         screening_id=record.id,
         resident_id=record.resident_id,

@@ -36,7 +36,9 @@ class ScreeningAnswer(SQLModel, table=True):
     declined: bool = False
 
 
-async def find_by_submitter(session: AsyncSession, partner_id: str, submitter_id: str) -> ScreeningRecord | None:
+async def find_by_submitter(
+    session: AsyncSession, partner_id: str, submitter_id: str
+) -> ScreeningRecord | None:
     query = select(ScreeningRecord).where(
         ScreeningRecord.submitter_partner_id == partner_id,
         ScreeningRecord.submitter_screening_id == submitter_id,

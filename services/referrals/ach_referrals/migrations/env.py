@@ -1,10 +1,7 @@
 """Alembic environment of the referrals service (the wiring is shared: ach_platform.migrations)."""
 
-from sqlmodel import SQLModel
-
-import ach_events.inbox
-import ach_events.outbox
 import ach_referrals.store  # noqa: F401  (registers the service's tables for autogenerate)
 from ach_platform.migrations import run_env
+from sqlmodel import SQLModel
 
 run_env(SQLModel.metadata)

@@ -13,8 +13,10 @@ from ach_measurement.domain import (
 
 def test_completion_with_need_met_counts_twice_per_level() -> None:
     assert status_change_counters("completed", "need-met", "food-insecurity") == [
-        (REFERRALS_COMPLETED, ALL_DOMAINS), (REFERRALS_COMPLETED, "food-insecurity"),
-        (REFERRALS_NEED_MET, ALL_DOMAINS), (REFERRALS_NEED_MET, "food-insecurity"),
+        (REFERRALS_COMPLETED, ALL_DOMAINS),
+        (REFERRALS_COMPLETED, "food-insecurity"),
+        (REFERRALS_NEED_MET, ALL_DOMAINS),
+        (REFERRALS_NEED_MET, "food-insecurity"),
     ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from ach_referrals.domain import (
     REASON_REQUIRED,
     TRANSITIONS,
@@ -20,20 +19,33 @@ from ach_referrals.domain import (
 # The allowed transitions from the Gravity IG, written out independently of the implementation.
 ALLOWED = {
     ("draft", "requested"): {"source"},
-    ("requested", "accepted"): {"target"}, ("requested", "rejected"): {"target"},
+    ("requested", "accepted"): {"target"},
+    ("requested", "rejected"): {"target"},
     ("requested", "cancelled"): {"source"},
-    ("accepted", "in-progress"): {"target"}, ("accepted", "on-hold"): {"target"},
-    ("accepted", "completed"): {"target"}, ("accepted", "failed"): {"target"},
+    ("accepted", "in-progress"): {"target"},
+    ("accepted", "on-hold"): {"target"},
+    ("accepted", "completed"): {"target"},
+    ("accepted", "failed"): {"target"},
     ("accepted", "cancelled"): {"source", "target"},
-    ("in-progress", "on-hold"): {"target"}, ("in-progress", "completed"): {"target"},
-    ("in-progress", "failed"): {"target"}, ("in-progress", "cancelled"): {"source", "target"},
-    ("on-hold", "in-progress"): {"target"}, ("on-hold", "completed"): {"target"},
-    ("on-hold", "failed"): {"target"}, ("on-hold", "cancelled"): {"source", "target"},
-    **{(s.value, "entered-in-error"): {"source", "target"} for s in Status if s is not Status.ENTERED_IN_ERROR},
+    ("in-progress", "on-hold"): {"target"},
+    ("in-progress", "completed"): {"target"},
+    ("in-progress", "failed"): {"target"},
+    ("in-progress", "cancelled"): {"source", "target"},
+    ("on-hold", "in-progress"): {"target"},
+    ("on-hold", "completed"): {"target"},
+    ("on-hold", "failed"): {"target"},
+    ("on-hold", "cancelled"): {"source", "target"},
+    **{
+        (s.value, "entered-in-error"): {"source", "target"}
+        for s in Status
+        if s is not Status.ENTERED_IN_ERROR
+    },
 }
 
 
-@pytest.mark.parametrize(("current", "to", "role"), list(itertools.product(Status, Status, [Role.SOURCE, Role.TARGET, None])))
+@pytest.mark.parametrize(
+    ("current", "to", "role"), list(itertools.product(Status, Status, [Role.SOURCE, Role.TARGET, None]))
+)
 def test_every_status_transition_actor(current: Status, to: Status, role: Role | None) -> None:
     reason = "resident moved away" if to in REASON_REQUIRED else ""
     outcome = Outcome.NEED_MET if to is Status.COMPLETED else None
@@ -55,7 +67,9 @@ def test_reason_required(to: Status) -> None:
 
 
 def test_outcome_only_and_always_on_completion() -> None:
-    assert [e.field for e in check_transition(Status.ACCEPTED, Status.COMPLETED, Role.TARGET, "", None)] == ["outcome"]
+    assert [e.field for e in check_transition(Status.ACCEPTED, Status.COMPLETED, Role.TARGET, "", None)] == [
+        "outcome"
+    ]
     errors = check_transition(Status.REQUESTED, Status.ACCEPTED, Role.TARGET, "", Outcome.NEED_MET)
     assert [e.field for e in errors] == ["outcome"]
 

@@ -6,11 +6,14 @@ from ach_notifications.domain import Notice, notices_for_referral_created, notic
 
 
 def test_target_is_told_of_a_new_referral_ids_only() -> None:
-    assert notices_for_referral_created("ref-1", "cbo-1") == [Notice("cbo-1", "referral", "ref-1", "referral.created")]
+    assert notices_for_referral_created("ref-1", "cbo-1") == [
+        Notice("cbo-1", "referral", "ref-1", "referral.created")
+    ]
     assert notices_for_referral_created("ref-1", "") == []
 
 
 def test_source_hears_of_changes_it_did_not_make() -> None:
     assert notices_for_status_changed("ref-1", "clinic-1", "cbo-1") == [
-        Notice("clinic-1", "referral", "ref-1", "referral.status-changed")]
+        Notice("clinic-1", "referral", "ref-1", "referral.status-changed")
+    ]
     assert notices_for_status_changed("ref-1", "clinic-1", "clinic-1") == []

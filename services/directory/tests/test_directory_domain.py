@@ -12,6 +12,9 @@ def test_valid_service() -> None:
 def test_every_problem_is_named() -> None:
     problems = validate_service(ServiceDraft("", "o", " ", ("food", "stress"), ("english",), 11, 10))
     assert {p.field for p in problems} == {
-        "service.service_id", "service.name", "service.need_domains[0]", "service.languages[0]",
+        "service.service_id",
+        "service.name",
+        "service.need_domains[0]",
+        "service.languages[0]",
         "service.capacity_available",
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ach_funding.domain import (
     OUTCOME_PAYMENTS_ACCOUNT,
     LedgerError,
@@ -17,8 +16,11 @@ from ach_funding.domain import (
 def test_completed_referral_pays_the_target_in_cents() -> None:
     t = transfer_for_completed_referral("evt-1", "ref-1", "cbo-1", "need-met")
     assert t is not None
-    assert (t.debit_account_id, t.credit_account_id, t.amount_cents) == (OUTCOME_PAYMENTS_ACCOUNT,
-                                                                         payable_account("cbo-1"), 5000)
+    assert (t.debit_account_id, t.credit_account_id, t.amount_cents) == (
+        OUTCOME_PAYMENTS_ACCOUNT,
+        payable_account("cbo-1"),
+        5000,
+    )
     assert isinstance(t.amount_cents, int)
 
 

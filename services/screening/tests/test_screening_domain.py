@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from ach_screening.domain import AHC_HRSN_CORE, AnswerGiven, score_ahc_hrsn, validate
 
 NEGATIVE = {
-    "71802-3": "LA31993-1", "96778-6": "LA9-3", "88122-7": "LA28398-8", "88123-5": "LA28398-8",
-    "93030-5": "LA32-8", "96779-4": "LA32-8",
-    "95618-5": "LA6270-8", "95617-7": "LA6270-8", "95616-9": "LA6270-8", "95615-1": "LA6270-8",
+    "71802-3": "LA31993-1",
+    "96778-6": "LA9-3",
+    "88122-7": "LA28398-8",
+    "88123-5": "LA28398-8",
+    "93030-5": "LA32-8",
+    "96779-4": "LA32-8",
+    "95618-5": "LA6270-8",
+    "95617-7": "LA6270-8",
+    "95616-9": "LA6270-8",
+    "95615-1": "LA6270-8",
 }
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -51,15 +57,21 @@ def test_each_domain_positive(changes: dict[str, str], domain: str) -> None:
 
 def safety(points: tuple[int, int, int, int]) -> dict[str, str]:
     code = {1: "LA6270-8", 2: "LA10066-1", 3: "LA10082-8", 4: "LA16644-9", 5: "LA6482-9"}
-    return {f"q{q.replace('-', '_')}": code[p] for q, p in zip(("95618-5", "95617-7", "95616-9", "95615-1"), points,
-                                                                strict=True)}
+    return {
+        f"q{q.replace('-', '_')}": code[p]
+        for q, p in zip(("95618-5", "95617-7", "95616-9", "95615-1"), points, strict=True)
+    }
 
 
 def test_safety_total_10_is_negative_and_11_is_positive_and_urgent() -> None:
     ten = score_ahc_hrsn(answers(**safety((4, 2, 2, 2))))
     assert ten.safety_score == 10 and ten.positive_domains == () and not ten.urgent
     eleven = score_ahc_hrsn(answers(**safety((5, 2, 2, 2))))
-    assert eleven.safety_score == 11 and eleven.positive_domains == ("intimate-partner-violence",) and eleven.urgent
+    assert (
+        eleven.safety_score == 11
+        and eleven.positive_domains == ("intimate-partner-violence",)
+        and eleven.urgent
+    )
 
 
 def test_declined_safety_item_is_not_scored_as_never() -> None:
@@ -69,10 +81,10 @@ def test_declined_safety_item_is_not_scored_as_never() -> None:
 
 def test_validation_names_every_problem() -> None:
     bad = [
-        AnswerGiven("71802-3", ("LA31993-1", "LA31994-9")),   # two answers on single-select
-        AnswerGiven("96778-6", ("LA9-3", "LA31996-4")),       # none of the above combined
-        AnswerGiven("88122-7", ("LA-bogus",)),                # unknown answer
-        AnswerGiven("12345-6", ("LA33-6",)),                  # unknown question
+        AnswerGiven("71802-3", ("LA31993-1", "LA31994-9")),  # two answers on single-select
+        AnswerGiven("96778-6", ("LA9-3", "LA31996-4")),  # none of the above combined
+        AnswerGiven("88122-7", ("LA-bogus",)),  # unknown answer
+        AnswerGiven("12345-6", ("LA33-6",)),  # unknown question
     ]
     problems = validate(AHC_HRSN_CORE, bad, NOW + timedelta(days=1), NOW)
     fields = [p.field for p in problems]

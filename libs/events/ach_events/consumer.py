@@ -1,12 +1,12 @@
 """Idempotent event consumers on FastStream, with bounded retries and dead letters.
 
-For every record: decode the envelope (an undecodable or schema-invalid record is dead-lettered at
-once); skip event types this consumer does not handle; otherwise run the handler and record the
-event id in the inbox in one transaction. A handler that keeps failing after ``max_attempts`` is
-dead-lettered with the reason; the consumer goes on with the next record. The offset is committed
-only after that (FastStream ``AckPolicy.NACK_ON_ERROR``: never before the handler, as FastStream's
-default would). When the database itself is unreachable the record is not dead-lettered: it is
-nacked and redelivered once the database is back.
+Records come in batches. For every record: decode the envelope (an undecodable or schema-invalid
+record is dead-lettered at once); skip event types this consumer does not handle; otherwise run the
+handler and record the event id in the inbox in the same transaction. A handler that keeps
+failing after ``max_attempts`` is dead-lettered with the reason; the consumer goes on with the
+next record. Offsets are committed only after that (FastStream ``AckPolicy.NACK_ON_ERROR``: never
+before the handler, as FastStream's default would). When the database itself is unreachable the
+records are not dead-lettered: they are nacked and redelivered once the database is back.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.envelope import Envelope, EnvelopeError
@@ -70,6 +71,7 @@ class EventConsumer:
         handlers: Mapping[str, EventHandler],
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
+        max_batch: int = 500,
     ) -> None:
         self.name = name
         self._sessions = sessions
@@ -78,55 +80,80 @@ class EventConsumer:
         self._handlers = dict(handlers)
         self._max_attempts = max_attempts
         self._retry_backoff_s = retry_backoff_s
+        self._max_batch = max_batch
         self.dead_letter_topic = dead_letter_topic(name)
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     def subscribe(self, broker: KafkaBroker) -> None:
-        async def on_message(message: KafkaMessage) -> None:
-            await self.process(message.raw_message)  # type: ignore[arg-type]
+        async def on_batch(message: KafkaMessage) -> None:
+            await self.process_batch(list(message.raw_message))  # type: ignore[arg-type]
 
         broker.subscriber(
             *[t.physical_name for t in self.topics],
             group_id=namespaced(self.name),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
-        )(on_message)
+            batch=True,
+            max_records=self._max_batch,
+            batch_timeout_ms=50,
+        )(on_batch)
 
     async def drained(self) -> None:
         """Wait until no record is being processed (used by a graceful stop)."""
         await self._idle.wait()
 
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+        return (await self.process_batch([record]))[0]
+
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[Outcome]:
+        """Handle records in order. The usual case, a batch of good events, commits once; when any
+        handler fails, the batch is rolled back and handled record by record, with retries, so a
+        poison event is isolated and dead-lettered alone."""
         self._in_flight += 1
         self._idle.clear()
         started = asyncio.get_running_loop().time()
         try:
-            outcome = await self._process(record)
+            outcomes = await self._process_batch(records)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-        consumed_counter.add(1, {"consumer": self.name, "topic": record.topic, "result": outcome.result})
-        handle_duration.record(asyncio.get_running_loop().time() - started, {"consumer": self.name})
-        return outcome
+        for record, outcome in zip(records, outcomes, strict=True):
+            consumed_counter.add(1, {"consumer": self.name, "topic": record.topic, "result": outcome.result})
+        if records:
+            handle_duration.record(
+                (asyncio.get_running_loop().time() - started) / len(records), {"consumer": self.name}
+            )
+        return outcomes
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
-        try:
-            envelope = Envelope.from_record(record.key, record.value, record.headers)
-        except EnvelopeError as exc:
-            return await self._dead_letter(record, str(exc), attempts=0)
-        handler = self._handlers.get(envelope.type)
-        if handler is None:
-            # Not a poison message: a type this consumer has no interest in (the topic carries several).
-            return Outcome("skipped")
-        try:
-            message = envelope.message()
-        except EnvelopeError as exc:
-            return await self._dead_letter(record, str(exc), attempts=0)
+    async def _process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(records)
+        work: list[tuple[int, Envelope, Message, EventHandler]] = []
+        for i, record in enumerate(records):
+            try:
+                envelope = Envelope.from_record(record.key, record.value, record.headers)
+                handler = self._handlers.get(envelope.type)
+                if handler is None:
+                    # Not poison: a type this consumer has no interest in (a topic carries several).
+                    outcomes[i] = Outcome("skipped")
+                    continue
+                work.append((i, envelope, envelope.message(), handler))
+            except EnvelopeError as exc:
+                outcomes[i] = await self._dead_letter(record, str(exc), attempts=0)
+        # One record goes straight to the record-by-record path: no point in trying it twice.
+        if work and (len(work) == 1 or not await self._handle_together(records, work, outcomes)):
+            for i, envelope, message, handler in work:
+                outcomes[i] = await self._handle_one(records[i], envelope, message, handler)
+        for _, envelope, _, _ in work:
+            end_to_end_lag.record(
+                max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()), {"consumer": self.name}
+            )
+        return [o or Outcome("skipped") for o in outcomes]
 
-        with tracer.start_as_current_span(
+    def _span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Any:
+        return tracer.start_as_current_span(
             f"{record.topic} process",
             context=propagate.extract(envelope.trace_headers),
             kind=trace.SpanKind.CONSUMER,
@@ -138,12 +165,71 @@ class EventConsumer:
                 "messaging.kafka.message.offset": record.offset,
                 "cloudevents.event_type": envelope.type,
             },
-        ) as span:
+        )
+
+    async def _handle_together(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        work: list[tuple[int, Envelope, Message, EventHandler]],
+        outcomes: list[Outcome | None],
+    ) -> bool:
+        """All handlers and inbox records of the batch in one transaction; False if any handler failed."""
+        results: dict[int, Outcome] = {}
+        try:
+            async with self._sessions() as session, session.begin():
+                ids = [envelope.id for _, envelope, _, _ in work]
+                seen = set(
+                    (
+                        await session.exec(
+                            select(InboxEvent.event_id).where(
+                                InboxEvent.consumer == self.name, col(InboxEvent.event_id).in_(ids)
+                            )
+                        )
+                    ).all()
+                )
+                for i, envelope, message, handler in work:
+                    if envelope.id in seen:
+                        results[i] = Outcome("duplicate")
+                        continue
+                    seen.add(envelope.id)
+                    record = records[i]
+                    with self._span(record, envelope) as span:
+                        session.add(self._inbox_row(record, envelope))
+                        await handler(session, envelope, message)
+                        span.set_attribute("ach.consume.result", "processed")
+                    results[i] = Outcome("processed")
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_unavailable(exc):
+                log.warning("database unavailable while consuming; the records will be redelivered")
+                raise
+            return False
+        except Exception:
+            return False
+        for i, outcome in results.items():
+            outcomes[i] = outcome
+        return True
+
+    def _inbox_row(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> InboxEvent:
+        return InboxEvent(
+            consumer=self.name,
+            event_id=envelope.id,
+            event_type=envelope.type,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            processed_at=datetime.now(UTC),
+        )
+
+    async def _handle_one(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        message: Message,
+        handler: EventHandler,
+    ) -> Outcome:
+        with self._span(record, envelope) as span:
             outcome = await self._handle_with_retries(record, envelope, message, handler)
             span.set_attribute("ach.consume.result", outcome.result)
-        end_to_end_lag.record(
-            max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()), {"consumer": self.name}
-        )
         return outcome
 
     async def _handle_with_retries(
@@ -160,17 +246,7 @@ class EventConsumer:
                 async with self._sessions() as session, session.begin():
                     if await session.get(InboxEvent, (self.name, envelope.id)) is not None:
                         return Outcome("duplicate")
-                    session.add(
-                        InboxEvent(
-                            consumer=self.name,
-                            event_id=envelope.id,
-                            event_type=envelope.type,
-                            topic=record.topic,
-                            partition=record.partition,
-                            offset=record.offset,
-                            processed_at=datetime.now(UTC),
-                        )
-                    )
+                    session.add(self._inbox_row(record, envelope))
                     await session.flush()
                     await handler(session, envelope, message)
                 return Outcome("processed")

@@ -216,7 +216,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
             raise PoisonEvent("need domain is missing")
         await record_need(session, envelope, need)
 
-    broker, _ = await start_consumer(b, handler, max_attempts=3, retry_backoff_s=0.01)
+    # Batches of one record, so the attempt counts are exact (in bigger batches a failing handler also
+    # gets the batch's shared try before its own).
+    broker, _ = await start_consumer(b, handler, max_attempts=3, retry_backoff_s=0.01, max_batch=1)
     try:
 
         async def valid_seen() -> bool:
@@ -225,7 +227,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
         await eventually(valid_seen)
     finally:
         await broker.stop()
+    # Three attempts for the failing handler, one for the poison, then the consumer went on.
     assert calls == {"always-fails": 3, "poison-rule": 1, "ok-1": 1}
+    assert await count_effects(b) == (1, 1), "the good event after the poison ones had no effect, or two"
     letters = await read_dead_letters(b, 4)
     reasons = [dict(r.headers)["ach_dlq_reason"].decode() for r in letters]
     assert reasons[0].startswith("not a CloudEvent: missing header(s) ce_id")

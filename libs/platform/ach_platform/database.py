@@ -62,6 +62,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # single-writer lock instead of failing with "database is locked".
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL survives a process crash (what the outbox guards against); only an
+            # OS crash or power loss can drop the last commits. PostgreSQL is the choice for production.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()

@@ -6,6 +6,7 @@ measurement's funnel counts every step -> funding posts the CBO's payment. One t
 from __future__ import annotations
 
 import sqlite3
+import urllib.request
 import uuid
 from collections.abc import Callable
 
@@ -57,6 +58,22 @@ def screening_request(
     )
     request.screened_by.partner_id = partner
     return request
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples whose labels contain ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            sample_labels = line[len(name) :].split(" ")[0]
+            if all(part in sample_labels for part in labels.split(",") if part):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def replica_size(database_url: str) -> int:
@@ -183,6 +200,15 @@ def test_screening_to_funded_outcome_across_all_services(
         s["resource"]["attributes"]["service.name"] for s in spans if s["context"]["trace_id"] == trace_id
     }
     assert {"ach-screening", "ach-referrals", "ach-notifications", "ach-measurement"} <= services_in_trace
+
+    # Prometheus metrics an ops team can alert on, scraped from the services' metrics ports.
+    screening_metrics = scrape(stack.services["screening"].metrics_port)
+    assert metric(screening_metrics, "ach_outbox_published_total") >= 2
+    submit_ok = 'rpc_grpc_status_code="OK",rpc_method="/ach.screening.v1.ScreeningService/SubmitScreening"'
+    assert metric(screening_metrics, "ach_grpc_server_requests_total", submit_ok) == 1
+    referral_metrics = scrape(stack.services["referrals"].metrics_port)
+    assert metric(referral_metrics, "ach_events_consumed_total", 'result="processed"') >= 2
+    assert "ach_outbox_backlog" in referral_metrics and "ach_event_lag_seconds_bucket" in referral_metrics
 
     # Graceful stop: every process drains and exits 0 on SIGTERM.
     assert stack.stop_all() == {name: 0 for name in SERVICES}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,11 +19,19 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from opentelemetry import metrics
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from ach_platform.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
+meter = metrics.get_meter("ach_platform.grpc")
+requests_counter = meter.create_counter(
+    "ach_grpc_server_requests", unit="{request}", description="gRPC calls handled, by method and status code"
+)
+request_duration = meter.create_histogram(
+    "ach_grpc_server_duration", unit="s", description="gRPC call duration, by method"
+)
 
 
 def status_for(error: DomainError) -> status_pb2.Status:
@@ -71,22 +80,36 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            remaining = context.time_remaining()
-            if remaining is not None and remaining <= 0:
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already expired")
+            started = time.perf_counter()
+            code = "OK"
             try:
-                async with asyncio.timeout(remaining):
-                    return await inner(request, context)
-            except DomainError as error:
-                await context.abort_with_status(rpc_status.to_status(status_for(error)))
-            except TimeoutError:
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception:
-                # The client gets a bare INTERNAL; the details (no PHI: ids only) go to the log.
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                remaining = context.time_remaining()
+                if remaining is not None and remaining <= 0:
+                    code = "DEADLINE_EXCEEDED"
+                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already expired")
+                try:
+                    async with asyncio.timeout(remaining):
+                        return await inner(request, context)
+                except DomainError as error:
+                    status = status_for(error)
+                    code = code_pb2.Code.Name(status.code)
+                    await context.abort_with_status(rpc_status.to_status(status))
+                except TimeoutError:
+                    code = "DEADLINE_EXCEEDED"
+                    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except grpc.aio.AbortError:
+                    raise
+                except Exception:
+                    # The client gets a bare INTERNAL; the details (no PHI: ids only) go to the log.
+                    code = "INTERNAL"
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                requests_counter.add(1, {"rpc_method": method, "rpc_grpc_status_code": code})
+                request_duration.record(time.perf_counter() - started, {"rpc_method": method})
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,

@@ -77,7 +77,7 @@ test-infra:
 	@if [ -z "$${TEST_DATABASE_URL:-}" ]; then scripts/postgres/server.sh start; fi
 
 .PHONY: test
-test: setup protos-check lint test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
+test: setup protos-check lint helm-check test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
 	  $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -86,5 +86,5 @@ bench: setup test-infra ## benchmarks: prints a table and writes bench/results.j
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" $(PY) -m bench
 
 .PHONY: helm-check
-helm-check: ## render the Helm chart and validate it with kubeconform (builds both with go install)
+helm-check: setup ## render the Helm chart and validate every manifest strictly (builds helm with go install)
 	scripts/helm_check.sh

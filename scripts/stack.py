@@ -111,7 +111,8 @@ def main() -> int:
     else:
         print(f"stack: using Kafka at {servers}", flush=True)
     for name in SERVICES:
-        manager.add_process(name, f"ach-{name} serve", env=env, cwd=str(ROOT))
+        # exec: the service itself gets the SIGTERM and reports its own exit code, not a shell's.
+        manager.add_process(name, f"exec ach-{name} serve", env=env, cwd=str(ROOT))
     threading.Thread(target=announce, args=(manager, printer), daemon=True).start()
     manager.loop()
     return manager.returncode or 0

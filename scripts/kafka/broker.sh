@@ -58,8 +58,7 @@ log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
 log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaServer=INFO
-log4j.logger.kafka.server.BrokerServer=INFO
+log4j.logger.kafka.server.BrokerServer=WARN
 PROPS
   if [ ! -f "$data/logs/meta.properties" ]; then
     java "-Dlog4j.configuration=file:$data/log4j.properties" -cp "$libs/*" kafka.tools.StorageTool format -t "ach-local-cluster-0001" \
@@ -97,6 +96,7 @@ case "${1:-}" in
     listening && die "something already listens on 127.0.0.1:$port"
     resolve_jars; configure
     java_cmd
+    echo "kafka: broker starting on 127.0.0.1:$port (data: $data)" >&2
     exec "${cmd[@]}" ;;
   stop)
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

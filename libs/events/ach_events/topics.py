@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +112,20 @@ def ensure_topics(
     bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS, timeout_s: float = 20
 ) -> None:
     """Create the topics that do not exist yet (idempotent). Raises BrokerUnavailable on failure."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
 
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
     deadline = time.monotonic() + timeout_s
-    while True:
-        # The broker may still be starting (the local stack starts everything at once):
-        # retry until the deadline.
-        try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers.split(","),
-                client_id="ach-topic-admin",
-                request_timeout_ms=int(max(timeout_s, 5) * 1000),
-                bootstrap_timeout_ms=int(max(min(timeout_s, deadline - time.monotonic()), 1) * 1000),
-            )
-            break
-        except KafkaError as exc:
-            if time.monotonic() >= deadline:
-                raise BrokerUnavailable(
-                    f"Kafka broker unreachable at {bootstrap_servers} ({type(exc).__name__}); start it with "
-                    "'make kafka' or set KAFKA_BOOTSTRAP_SERVERS"
-                ) from None
-            time.sleep(1)
+    # kafka-python logs every refused connection at ERROR while the broker starts; we say it once,
+    # ourselves, if the deadline passes.
+    client_log = logging.getLogger("kafka")
+    previous_level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        admin = _connect_admin(bootstrap_servers, timeout_s, deadline)
+    finally:
+        client_log.setLevel(previous_level)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t.physical_name not in existing]
@@ -152,3 +144,26 @@ def ensure_topics(
 
 class BrokerUnavailable(Exception):
     pass
+
+
+def _connect_admin(bootstrap_servers: str, timeout_s: float, deadline: float) -> Any:
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    while True:
+        # The broker may still be starting (the local stack starts everything at once):
+        # retry until the deadline.
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers.split(","),
+                client_id="ach-topic-admin",
+                request_timeout_ms=int(max(timeout_s, 5) * 1000),
+                bootstrap_timeout_ms=int(max(min(timeout_s, deadline - time.monotonic()), 1) * 1000),
+            )
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"Kafka broker unreachable at {bootstrap_servers} ({type(exc).__name__}); start it with "
+                    "'make kafka' or set KAFKA_BOOTSTRAP_SERVERS"
+                ) from None
+            time.sleep(1)

@@ -54,6 +54,14 @@ class PoisonEvent(Exception):
     It is dead-lettered at once with this message as the reason, without retries."""
 
 
+def require_fields(message: Message, *names: str) -> None:
+    """Schema rules protobuf cannot state (proto3 has no required fields): a missing one makes the
+    event poison, dead-lettered with the fields named."""
+    missing = [name for name in names if not getattr(message, name)]
+    if missing:
+        raise PoisonEvent(f"{message.DESCRIPTOR.full_name} without {', '.join(missing)}")
+
+
 @dataclass(frozen=True)
 class Outcome:
     result: str  # processed | duplicate | skipped | dead_lettered

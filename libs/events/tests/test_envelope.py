@@ -67,3 +67,13 @@ def test_record_without_key_is_refused() -> None:
     envelope = Envelope.wrap(need(), source="/ach/screening", key="r1")
     with pytest.raises(EnvelopeError, match="no key"):
         Envelope.from_record(None, envelope.payload, envelope.headers())
+
+
+def test_required_fields_make_an_event_poison_naming_them() -> None:
+    from ach_events.consumer import PoisonEvent, require_fields
+
+    with pytest.raises(
+        PoisonEvent, match=r"ach\.screening\.v1\.NeedIdentified without resident_id, need_domain"
+    ):
+        require_fields(screening_pb2.NeedIdentified(need_id="n"), "need_id", "resident_id", "need_domain")
+    require_fields(need(), "need_id", "resident_id", "need_domain")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ach.common.v1 import common_pb2
 from ach.funding.v1 import funding_pb2
 from ach.referrals.v1 import referrals_pb2
+from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import FUNDING_EVENTS
@@ -24,6 +25,7 @@ class FundingEvents:
     ) -> None:
         if event.to_status != referrals_pb2.REFERRAL_STATUS_COMPLETED:
             return
+        require_fields(event, "referral_id")
         outcome = (
             referrals_pb2.ReferralOutcome.Name(event.outcome)
             .removeprefix("REFERRAL_OUTCOME_")

@@ -7,6 +7,7 @@ import uuid
 
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
+from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import NOTIFICATION_EVENTS
@@ -24,6 +25,7 @@ class NotificationEvents:
     async def on_referral_created(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralCreated
     ) -> None:
+        require_fields(event, "referral_id", "source_partner_id")
         session.add(
             ReferralParty(
                 referral_id=event.referral_id,
@@ -38,6 +40,7 @@ class NotificationEvents:
     async def on_status_changed(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged
     ) -> None:
+        require_fields(event, "referral_id")
         party = await session.get(ReferralParty, event.referral_id)
         source = party.source_partner_id if party else ""
         await self._deliver(

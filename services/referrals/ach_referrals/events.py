@@ -10,6 +10,7 @@ from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
+from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import REFERRAL_EVENTS
@@ -60,6 +61,8 @@ class ReferralEvents:
         self, session: AsyncSession, envelope: Envelope, event: directory_pb2.ServiceChanged
     ) -> None:
         """Keep the local directory replica; an older version than the one held is ignored."""
+        require_fields(event, "service")
+        require_fields(event.service, "service_id", "organization_id")
         svc = event.service
         current = await session.get(DirectoryServiceReplica, svc.service_id)
         if current is not None and current.version >= event.version:
@@ -86,6 +89,7 @@ class ReferralEvents:
     ) -> None:
         """Place a referral for the need with the best-matching service of the local replica.
         With no match the referral stays a draft for the source to route by hand."""
+        require_fields(need, "need_id", "resident_id", "need_domain", "source_partner_id")
         if await referral_for_need(session, need.need_id) is not None:
             return
         candidates = [

@@ -6,7 +6,8 @@ SHELL := bash
 UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv, at a pinned version, in a tool environment of its own under .cache (nothing global needed).
+UV := .cache/uv-$(UV_VERSION)/bin/uv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help
@@ -14,7 +15,8 @@ help: ## list the tasks
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(UV):
-	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	python3 -m venv .cache/uv-$(UV_VERSION)
+	.cache/uv-$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 .PHONY: setup
 setup: $(UV) ## install the whole workspace into one virtual environment (.venv) from uv.lock

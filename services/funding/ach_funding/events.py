@@ -10,6 +10,7 @@ from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import FUNDING_EVENTS
 from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding import domain
@@ -26,12 +27,7 @@ class FundingEvents:
         if event.to_status != referrals_pb2.REFERRAL_STATUS_COMPLETED:
             return
         require_fields(event, "referral_id")
-        outcome = (
-            referrals_pb2.ReferralOutcome.Name(event.outcome)
-            .removeprefix("REFERRAL_OUTCOME_")
-            .lower()
-            .replace("_", "-")
-        )
+        outcome = code_of(referrals_pb2.ReferralOutcome, event.outcome)
         draft = domain.transfer_for_completed_referral(
             envelope.id, event.referral_id, event.target_partner_id, outcome
         )

@@ -7,6 +7,7 @@ from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.envelope import Envelope
+from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_measurement import domain
@@ -36,18 +37,8 @@ async def on_referral_created(
 async def on_status_changed(
     session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralStatusChanged
 ) -> None:
-    to = (
-        referrals_pb2.ReferralStatus.Name(event.to_status)
-        .removeprefix("REFERRAL_STATUS_")
-        .lower()
-        .replace("_", "-")
-    )
-    outcome = (
-        referrals_pb2.ReferralOutcome.Name(event.outcome)
-        .removeprefix("REFERRAL_OUTCOME_")
-        .lower()
-        .replace("_", "-")
-    )
+    to = code_of(referrals_pb2.ReferralStatus, event.to_status)
+    outcome = code_of(referrals_pb2.ReferralOutcome, event.outcome)
     for metric, need_domain in domain.status_change_counters(to, outcome, event.need_domain):
         await increment(session, metric, need_domain)
 

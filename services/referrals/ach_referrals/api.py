@@ -67,13 +67,21 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             problems.append(FieldViolation("referral_id", "is required"))
         if not request.actor.partner_id:
             problems.append(FieldViolation("actor.partner_id", "is required"))
-        to = status_from_proto(request.status)
-        if to is None:
-            problems.append(FieldViolation("status", "is required"))
+        to: domain.Status | None = None
+        outcome: domain.Outcome | None = None
+        try:
+            to = status_from_proto(request.status)
+            if to is None:
+                problems.append(FieldViolation("status", "is required"))
+        except ValueError:
+            problems.append(FieldViolation("status", f"{request.status} is not a referral status"))
+        try:
+            outcome = outcome_from_proto(request.outcome)
+        except ValueError:
+            problems.append(FieldViolation("outcome", f"{request.outcome} is not a referral outcome"))
         if problems:
             raise InvalidArgument(problems)
         assert to is not None
-        outcome = outcome_from_proto(request.outcome)
         async with self._sessions() as session, session.begin():
             referral = await session.get(ReferralRecord, request.referral_id)
             if referral is None:

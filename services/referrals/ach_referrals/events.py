@@ -15,6 +15,7 @@ from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.codes import code_of, value_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
@@ -30,27 +31,21 @@ log = logging.getLogger(__name__)
 
 
 def status_to_proto(status: domain.Status) -> referrals_pb2.ReferralStatus.ValueType:
-    return referrals_pb2.ReferralStatus.Value("REFERRAL_STATUS_" + status.value.upper().replace("-", "_"))
+    return value_of(referrals_pb2.ReferralStatus, status.value)  # type: ignore[return-value]
 
 
 def status_from_proto(value: int) -> domain.Status | None:
-    name = referrals_pb2.ReferralStatus.Name(value)  # type: ignore[arg-type]
-    if name == "REFERRAL_STATUS_UNSPECIFIED":
-        return None
-    return domain.Status(name.removeprefix("REFERRAL_STATUS_").lower().replace("_", "-"))
+    code = code_of(referrals_pb2.ReferralStatus, value)
+    return domain.Status(code) if code else None
 
 
 def outcome_to_proto(outcome: str) -> referrals_pb2.ReferralOutcome.ValueType:
-    if not outcome:
-        return referrals_pb2.REFERRAL_OUTCOME_UNSPECIFIED
-    return referrals_pb2.ReferralOutcome.Value("REFERRAL_OUTCOME_" + outcome.upper().replace("-", "_"))
+    return value_of(referrals_pb2.ReferralOutcome, outcome)  # type: ignore[return-value]
 
 
 def outcome_from_proto(value: int) -> domain.Outcome | None:
-    name = referrals_pb2.ReferralOutcome.Name(value)  # type: ignore[arg-type]
-    if name == "REFERRAL_OUTCOME_UNSPECIFIED":
-        return None
-    return domain.Outcome(name.removeprefix("REFERRAL_OUTCOME_").lower().replace("_", "-"))
+    code = code_of(referrals_pb2.ReferralOutcome, value)
+    return domain.Outcome(code) if code else None
 
 
 class ReferralEvents:

@@ -131,6 +131,10 @@ async def test_status_codes_with_details(api: tuple) -> None:  # type: ignore[ty
     assert illegal.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "cannot move a referral from requested to completed" in (illegal.details() or "")
 
+    unknown = await rpc_error(stub.UpdateReferralStatus(update(99, "cbo-1", outcome=42), timeout=5))  # type: ignore[arg-type]
+    assert unknown.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "99 is not a referral status; outcome: 42 is not a referral outcome" in (unknown.details() or "")
+
     no_reason = await rpc_error(
         stub.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_REJECTED, "cbo-1"), timeout=5)
     )

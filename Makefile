@@ -90,3 +90,7 @@ bench: setup test-infra ## benchmarks: prints a table and writes bench/results.j
 .PHONY: helm-check
 helm-check: setup ## render the Helm chart and validate every manifest strictly (builds helm with go install)
 	scripts/helm_check.sh
+
+.PHONY: certs
+certs: setup ## create the local stack's development CA and partner certificates (.data/pki); make run does it too
+	$(PY) scripts/stack.py --certs-only

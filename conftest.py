@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ach_platform.dev_pki import DevPki
+from ach_platform.dev_pki import create as create_pki
 from sqlalchemy.engine import make_url
 
 from tests.databases import drop_postgres_database, fresh_postgres_database
@@ -23,6 +25,23 @@ def _reachable(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex((host, port)) == 0
+
+
+TEST_PARTNERS = ["ach-backbone", "clinic-1", "cbo-1", "cbo-2", "cbo-pantry"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevPki]:
+    """Services run with authentication on, in tests too: a development PKI for the session, which
+    service processes find through ACH_PKI_DIR."""
+    pki = create_pki(tmp_path_factory.mktemp("pki"), TEST_PARTNERS)
+    previous = os.environ.get("ACH_PKI_DIR")
+    os.environ["ACH_PKI_DIR"] = str(pki.directory)
+    yield pki
+    if previous is None:
+        os.environ.pop("ACH_PKI_DIR", None)
+    else:
+        os.environ["ACH_PKI_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,11 @@ import uuid
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
+from ach_platform.dev_pki import DevPki
+from ach_platform.grpc_client import partner_channel
 from google.protobuf.timestamp_pb2 import Timestamp
+
+BACKBONE = "ach-backbone"  # the ACH's own organization: directory editor and network admin
 
 SERVICES = [
     (
@@ -76,10 +80,20 @@ SCREENINGS = [
 ]
 
 
-def load(directory_addr: str, screening_addr: str) -> list[str]:
-    """Load the demo data; returns one line per thing done."""
+PARTNERS = sorted({BACKBONE, *(s[1] for s in SERVICES), *(s[0] for s in SCREENINGS)})
+
+
+def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
+    """Load the demo data, each call made with its partner's client certificate; returns one line
+    per thing done."""
     done: list[str] = []
-    with grpc.insecure_channel(directory_addr) as channel:
+
+    def as_partner(address: str, partner: str) -> grpc.Channel:
+        return partner_channel(
+            address, pki.ca_cert, cert=pki.client_cert(partner), key=pki.client_key(partner)
+        )
+
+    with as_partner(directory_addr, BACKBONE) as channel:
         directory = directory_pb2_grpc.DirectoryServiceStub(channel)
         for service_id, org, name, domains, languages, capacity in SERVICES:
             directory.UpsertService(
@@ -98,9 +112,9 @@ def load(directory_addr: str, screening_addr: str) -> list[str]:
                 timeout=10,
             )
             done.append(f"directory: {name} ({', '.join(domains)})")
-    with grpc.insecure_channel(screening_addr) as channel:
-        screening = screening_pb2_grpc.ScreeningServiceStub(channel)
-        for partner, language, answers in SCREENINGS:
+    for partner, language, answers in SCREENINGS:
+        with as_partner(screening_addr, partner) as channel:
+            screening = screening_pb2_grpc.ScreeningServiceStub(channel)
             now = Timestamp()
             now.GetCurrentTime()
             request = screening_pb2.SubmitScreeningRequest(

@@ -20,9 +20,10 @@ from honcho.printer import Printer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from ach_platform import migrations  # noqa: E402
+from ach_platform import dev_pki, migrations  # noqa: E402
+from ach_platform.auth import AuthSettings  # noqa: E402
 from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
-from demo_data import load  # noqa: E402
+from demo_data import PARTNERS, load  # noqa: E402
 
 SERVICES = list(DEFAULT_PORTS)
 
@@ -31,6 +32,20 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def ensure_pki() -> dev_pki.DevPki:
+    """The local stack runs with authentication on: a development CA and a certificate per demo
+    partner under ACH_PKI_DIR (default .data/pki), made once."""
+    directory = Path(os.environ.get("ACH_PKI_DIR", ROOT / ".data" / "pki"))
+    pki = dev_pki.DevPki(directory)
+    if not pki.ca_cert.is_file():
+        dev_pki.create(directory, PARTNERS)
+        print(f"stack: created a development PKI in {directory}", flush=True)
+    for partner in PARTNERS:
+        if not pki.client_cert(partner).is_file():
+            dev_pki.add_partner(pki, partner)
+    return pki
 
 
 def wait_serving(addr: str, deadline: float) -> bool:
@@ -46,16 +61,18 @@ def wait_serving(addr: str, deadline: float) -> bool:
     return False
 
 
-def announce(manager: Manager, printer: Printer) -> None:
+def announce(pki: dev_pki.DevPki) -> None:
     deadline = time.monotonic() + 180
     settings = {name: ServiceSettings.from_env(name) for name in SERVICES}
     for name in SERVICES:
-        if not wait_serving(f"127.0.0.1:{settings[name].grpc_port}", deadline):
+        if not wait_serving(f"127.0.0.1:{settings[name].health_port}", deadline):
             print(f"stack: {name} did not become healthy; see its log lines above", file=sys.stderr)
             return
     try:
         lines = load(
-            f"127.0.0.1:{settings['directory'].grpc_port}", f"127.0.0.1:{settings['screening'].grpc_port}"
+            pki,
+            f"127.0.0.1:{settings['directory'].grpc_port}",
+            f"127.0.0.1:{settings['screening'].grpc_port}",
         )
     except grpc.RpcError as exc:
         lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
@@ -64,15 +81,22 @@ def announce(manager: Manager, printer: Printer) -> None:
         "ACH platform is up. Demo data:",
         *[f"  - {line}" for line in lines],
         "",
-        f"  {'service':<14} {'gRPC':<18} {'metrics (Prometheus)'}",
+        f"  {'service':<14} {'gRPC (TLS)':<18} {'health (plain)':<18} {'metrics (Prometheus)'}",
     ]
     for name in SERVICES:
         s = settings[name]
-        table.append(f"  {name:<14} 127.0.0.1:{s.grpc_port:<8} http://127.0.0.1:{s.metrics_port}/metrics")
+        table.append(
+            f"  {name:<14} 127.0.0.1:{s.grpc_port:<8} 127.0.0.1:{s.health_port:<8} "
+            f"http://127.0.0.1:{s.metrics_port}/metrics"
+        )
     table += [
         f"  {'kafka':<14} {kafka_bootstrap_servers()}",
         "",
-        "  grpcurl -plaintext 127.0.0.1:50054 ach.measurement.v1.MeasurementService/GetReferralFunnel",
+        "  Calls need a partner's client certificate (or a bearer token); the demo partners' are in",
+        f"  {pki.directory}:",
+        f"  grpcurl -cacert {pki.ca_cert} -cert {pki.client_cert('ach-backbone')} \\",
+        f"    -key {pki.client_key('ach-backbone')} 127.0.0.1:50054 "
+        "ach.measurement.v1.MeasurementService/GetReferralFunnel",
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -81,13 +105,12 @@ def announce(manager: Manager, printer: Printer) -> None:
 
 def main() -> int:
     os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
-    venv_bin = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONUNBUFFERED": "1",
-    }
+    pki = ensure_pki()
+    os.environ["ACH_PKI_DIR"] = str(pki.directory)
+    if "--certs-only" in sys.argv:
+        return 0
     try:
+        AuthSettings.from_env()  # fail here, once, rather than in every service
         for name in SERVICES:
             migrations.upgrade(
                 ROOT / "services" / name / f"ach_{name}" / "migrations",
@@ -99,21 +122,26 @@ def main() -> int:
         return 2
     print(f"stack: databases migrated ({len(SERVICES)} services)", flush=True)
 
-    printer = Printer(sys.stdout)
-    manager = Manager(printer)
+    venv_bin = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    manager = Manager(Printer(sys.stdout))
+    # exec: each process itself gets the SIGTERM and reports its own exit code, not a shell's.
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         if port_open("127.0.0.1", 9092):
             print("stack: using the Kafka broker already listening on 127.0.0.1:9092", flush=True)
         else:
             manager.add_process(
-                "kafka", str(ROOT / "scripts/kafka/broker.sh") + " run", env=env, cwd=str(ROOT)
+                "kafka", f"exec {ROOT / 'scripts/kafka/broker.sh'} run", env=env, cwd=str(ROOT)
             )
     else:
         print(f"stack: using Kafka at {servers}", flush=True)
     for name in SERVICES:
-        # exec: the service itself gets the SIGTERM and reports its own exit code, not a shell's.
         manager.add_process(name, f"exec ach-{name} serve", env=env, cwd=str(ROOT))
-    threading.Thread(target=announce, args=(manager, printer), daemon=True).start()
+    threading.Thread(target=announce, args=(pki,), daemon=True).start()
     manager.loop()
     return manager.returncode or 0
 

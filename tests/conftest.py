@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ach_platform.dev_pki import DevPki
 
 from tests.databases import drop_postgres_database, fresh_postgres_database
 from tests.harness import Stack
@@ -16,7 +17,11 @@ SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "no
 
 @pytest.fixture
 def make_stack(
-    tmp_path: Path, kafka_bootstrap: str, kafka_namespace: str, request: pytest.FixtureRequest
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_namespace: str,
+    dev_pki: DevPki,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Callable[[str], Stack]]:
     """make_stack(backend) -> a Stack whose services use SQLite files or fresh PostgreSQL databases."""
     stacks: list[Stack] = []
@@ -32,7 +37,7 @@ def make_stack(
                 url, db = fresh_postgres_database(server)
                 urls[name] = url
                 cleanups.append(functools.partial(drop_postgres_database, server, db))
-        stack = Stack(tmp_path, kafka_bootstrap, kafka_namespace, urls)
+        stack = Stack(tmp_path, kafka_bootstrap, kafka_namespace, urls, dev_pki)
         stacks.append(stack)
         return stack
 

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import grpc
 from ach_platform import migrations
+from ach_platform.dev_pki import DevPki, add_partner
+from ach_platform.grpc_client import partner_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 T = TypeVar("T")
@@ -67,12 +69,16 @@ class ServiceProcess:
             cwd=ROOT,
         )
 
+    @property
+    def health_address(self) -> str:
+        return f"127.0.0.1:{self.env['HEALTH_PORT']}"
+
     def wait_healthy(self, timeout_s: float = 60) -> None:
         def serving() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            with grpc.insecure_channel(self.address) as channel:
+            with grpc.insecure_channel(self.health_address) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
@@ -105,6 +111,7 @@ class Stack:
     kafka_bootstrap: str
     namespace: str
     database_urls: dict[str, str]
+    pki: DevPki
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     @property
@@ -122,6 +129,8 @@ class Stack:
             "ACH_TRACE_FILE": str(self.trace_file),
             "ACH_CONNECT_TIMEOUT_S": "30",
             "GRPC_PORT": str(free_port()),
+            "HEALTH_PORT": str(free_port()),
+            "TOKEN_PORT": str(free_port()),
             "METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
@@ -137,8 +146,16 @@ class Stack:
         for name in names:
             self.services[name].wait_healthy()
 
-    def channel(self, name: str) -> grpc.Channel:
-        return grpc.insecure_channel(self.services[name].address)
+    def channel(self, name: str, partner: str = "ach-backbone") -> grpc.Channel:
+        """A TLS channel to a service, authenticated with ``partner``'s client certificate."""
+        if not self.pki.client_cert(partner).is_file():
+            add_partner(self.pki, partner)
+        return partner_channel(
+            self.services[name].address,
+            self.pki.ca_cert,
+            cert=self.pki.client_cert(partner),
+            key=self.pki.client_key(partner),
+        )
 
     def spans(self) -> list[dict[str, Any]]:
         if not self.trace_file.exists():

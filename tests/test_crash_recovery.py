@@ -31,7 +31,7 @@ def test_kill_between_commit_and_publish_counts_once(
     resident = f"resident-{uuid.uuid4().hex[:6]}"
     first = screening_request(resident)
     try:
-        with stack.channel("screening") as channel:
+        with stack.channel("screening", "clinic-1") as channel:
             screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(first, timeout=5)
     except Exception:
         pass
@@ -39,7 +39,7 @@ def test_kill_between_commit_and_publish_counts_once(
 
     screening.start()  # no failpoint: the relay finds the unpublished rows
     screening.wait_healthy()
-    with stack.channel("screening") as channel:
+    with stack.channel("screening", "clinic-1") as channel:
         stub = screening_pb2_grpc.ScreeningServiceStub(channel)
         # The same screening again is answered from what was committed before the crash: no new events.
         again = stub.SubmitScreening(first, timeout=5)

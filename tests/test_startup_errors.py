@@ -71,3 +71,12 @@ def test_unreachable_broker_fails_fast(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Kafka broker unreachable at 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_certificates_are_named(tmp_path: Path) -> None:
+    result = run_service({"DATABASE_URL": migrated_sqlite(tmp_path), "ACH_PKI_DIR": str(tmp_path / "no-pki")})
+    assert result.returncode == 2
+    assert (
+        f"ACH_TLS_CERT: no file at {tmp_path / 'no-pki' / 'server.pem'} (for the local stack: make certs)"
+        in result.stderr
+    )

@@ -125,13 +125,13 @@ def test_screening_to_funded_outcome_across_all_services(
         lambda: replica_size(stack.database_urls["referrals"]) == 1, what="the referral service's replica"
     )
 
-    with stack.channel("screening") as channel:
+    with stack.channel("screening", "clinic-1") as channel:
         result = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
             screening_request("resident-42"), timeout=10
         )
     assert list(result.positive_domains) == ["food-insecurity"]
 
-    with stack.channel("notifications") as channel:
+    with stack.channel("notifications", "cbo-pantry") as channel:
         notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
         delivered = eventually(
             lambda: (
@@ -144,7 +144,7 @@ def test_screening_to_funded_outcome_across_all_services(
     assert delivered[0].subject_type == "referral" and delivered[0].event_type == "referral.created"
     referral_id = delivered[0].subject_id
 
-    with stack.channel("referrals") as channel:
+    with stack.channel("referrals", "cbo-pantry") as channel:
         referrals = referrals_pb2_grpc.ReferralServiceStub(channel)
         referral = referrals.GetReferral(referrals_pb2.GetReferralRequest(referral_id=referral_id), timeout=5)
         assert referral.status == referrals_pb2.REFERRAL_STATUS_REQUESTED

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ach_platform import migrations
+from ach_platform.auth import AuthSettings
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.grpc_server import GrpcServer, Registrar
 from ach_platform.settings import ConfigError, ServiceSettings
@@ -91,6 +92,7 @@ class RunningService:
 
     async def start(self) -> None:
         s = self.settings
+        self.auth = AuthSettings.from_env()
         await check_database(self.engine, s.connect_timeout_s, tables=list(self.definition.required_tables))
         await asyncio.to_thread(ensure_topics, s.kafka_bootstrap_servers, timeout_s=s.connect_timeout_s)
         self.producer = idempotent_producer(s.kafka_bootstrap_servers, f"ach-{s.service}")
@@ -124,7 +126,14 @@ class RunningService:
                     f"cannot start consumers against {s.kafka_bootstrap_servers}: {type(exc).__name__}"
                 ) from None
 
-        self.grpc = GrpcServer(s.grpc_port, self.runtime.registrars, self.runtime.grpc_service_names)
+        self.grpc = GrpcServer(
+            s.grpc_port,
+            self.runtime.registrars,
+            self.runtime.grpc_service_names,
+            auth=self.auth,
+            token_port=s.token_port,
+            health_port=s.health_port,
+        )
         await self.grpc.start()
 
     async def stop(self) -> None:

@@ -43,6 +43,10 @@ class NotFound(DomainError):
     """The thing asked for does not exist (or the caller may not know it exists)."""
 
 
+class Unauthenticated(DomainError):
+    """No valid credentials. The message says what was wrong with them, never what they unlock."""
+
+
 class PermissionDenied(DomainError):
     """The caller is known but may not do this (e.g. a CBO updating a referral addressed to another)."""
 

@@ -22,7 +22,15 @@ from grpc_status import rpc_status
 from opentelemetry import metrics
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from ach_platform.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ach_platform.auth import Authenticator, AuthInterceptor, AuthSettings
+from ach_platform.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 meter = metrics.get_meter("ach_platform.grpc")
@@ -49,6 +57,8 @@ def status_for(error: DomainError) -> status_pb2.Status:
         return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=error.message, details=[detail])
     if isinstance(error, NotFound):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=error.message)
+    if isinstance(error, Unauthenticated):
+        return status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=error.message)
     if isinstance(error, PermissionDenied):
         return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=error.message)
     if isinstance(error, FailedPrecondition):
@@ -122,12 +132,32 @@ Registrar = Callable[[grpc.aio.Server], None]
 
 
 class GrpcServer:
-    """A service's gRPC server: its APIs plus health and reflection."""
+    """A service's gRPC server: its APIs plus health and reflection.
 
-    def __init__(self, port: int, registrars: Sequence[Registrar], service_names: Sequence[str]) -> None:
+    With ``auth`` (every deployed and local-stack service) the gRPC port speaks mutual TLS, the token
+    port TLS with bearer tokens, and every call but health and reflection must authenticate;
+    without it (in-process tests of the API only) the port is plaintext.
+    ``health_port`` adds a plaintext port that serves only health checks, for kubelet probes
+    (which cannot do TLS).
+    """
+
+    def __init__(
+        self,
+        port: int,
+        registrars: Sequence[Registrar],
+        service_names: Sequence[str],
+        *,
+        auth: AuthSettings | None = None,
+        token_port: int | None = None,
+        health_port: int | None = None,
+    ) -> None:
         self.port = port
         tracing = aio_server_interceptor()  # type: ignore[no-untyped-call]
-        self._server = grpc.aio.server(interceptors=[tracing, ErrorMappingInterceptor()])
+        # Order matters: the first wraps the rest, so errors raised by authentication are mapped too.
+        interceptors: list[Any] = [tracing, ErrorMappingInterceptor()]
+        if auth is not None:
+            interceptors.append(AuthInterceptor(Authenticator(auth)))
+        self._server = grpc.aio.server(interceptors=interceptors)
         for register in registrars:
             register(self._server)
         self._health = health.aio.HealthServicer()
@@ -136,12 +166,32 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
         )
-        self.bound_port = self._server.add_insecure_port(f"0.0.0.0:{port}")
+        address = f"0.0.0.0:{port}"
+        self.bound_token_port: int | None = None
+        if auth is not None:
+            self.bound_port = self._server.add_secure_port(address, auth.mtls_credentials())
+            if token_port is not None:
+                self.bound_token_port = self._server.add_secure_port(
+                    f"0.0.0.0:{token_port}", auth.token_credentials()
+                )
+                if self.bound_token_port == 0:
+                    raise OSError(f"cannot listen on token port {token_port}")
+        else:
+            self.bound_port = self._server.add_insecure_port(address)
         if self.bound_port == 0:
             raise OSError(f"cannot listen on gRPC port {port}")
+        self._probe_server: grpc.aio.Server | None = None
+        if health_port is not None:
+            self._probe_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probe_server)
+            self.bound_health_port = self._probe_server.add_insecure_port(f"0.0.0.0:{health_port}")
+            if self.bound_health_port == 0:
+                raise OSError(f"cannot listen on health port {health_port}")
 
     async def start(self) -> None:
         await self._server.start()
+        if self._probe_server is not None:
+            await self._probe_server.start()
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -150,3 +200,5 @@ class GrpcServer:
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace_s)
+        if self._probe_server is not None:
+            await self._probe_server.stop(0)

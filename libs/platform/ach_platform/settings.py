@@ -29,6 +29,12 @@ DEFAULT_PORTS: dict[str, tuple[int, int]] = {
 }
 
 
+# Unless TOKEN_PORT / HEALTH_PORT say otherwise, a service's bearer-token port is its gRPC port + 100
+# and its health-only port its gRPC port + 1000.
+TOKEN_PORT_OFFSET = 100
+HEALTH_PORT_OFFSET = 1000
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
@@ -79,6 +85,10 @@ class ServiceSettings:
     kafka_bootstrap_servers: str
     grpc_port: int
     metrics_port: int
+    # TLS with bearer tokens, for partners that cannot do mTLS (the gRPC port requires a client cert).
+    token_port: int
+    # Plaintext, health checks only: kubelet gRPC probes cannot speak TLS.
+    health_port: int
     # How long start-up waits for the broker and the database before giving up.
     connect_timeout_s: float
     # Where the local stack finds the other services' gRPC APIs (host:port).
@@ -103,6 +113,8 @@ class ServiceSettings:
             database_url=database_url(service),
             kafka_bootstrap_servers=kafka_bootstrap_servers(),
             grpc_port=_port("GRPC_PORT", grpc_default),
+            token_port=_port("TOKEN_PORT", grpc_default + TOKEN_PORT_OFFSET),
+            health_port=_port("HEALTH_PORT", grpc_default + HEALTH_PORT_OFFSET),
             metrics_port=_port("METRICS_PORT", metrics_default),
             connect_timeout_s=timeout,
             peers=peers,

@@ -1,0 +1,201 @@
+"""Who is calling: every gRPC call is authenticated, by mutual TLS (the partner id from the client
+certificate's SAN URI urn:ach:partner:<id>) or by a signed bearer token (JWT: signature from a
+rotatable JWKS, issuer, audience and expiry checked; partner id = ``sub``). A call without valid
+credentials is UNAUTHENTICATED and reaches no handler. Health checks and reflection stay open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+
+from ach_platform.dev_pki import DEFAULT_AUDIENCE, DEFAULT_ISSUER, PARTNER_URI_PREFIX
+from ach_platform.errors import Unauthenticated
+from ach_platform.settings import ConfigError, data_dir
+
+log = logging.getLogger(__name__)
+
+OPEN_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    partner_id: str
+    user_id: str
+    credential: str  # "mtls" or "jwt"
+
+
+current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
+
+
+def principal() -> Principal:
+    """The authenticated caller of the current call (set by the interceptor before any handler runs)."""
+    found = current_principal.get()
+    if found is None:
+        raise Unauthenticated("no authenticated caller")
+    return found
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    server_cert: Path
+    server_key: Path
+    client_ca: Path
+    jwks: Path | None
+    issuer: str
+    audience: str
+
+    @classmethod
+    def from_env(cls) -> AuthSettings:
+        pki = Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki"))
+        settings = cls(
+            server_cert=Path(os.environ.get("ACH_TLS_CERT", pki / "server.pem")),
+            server_key=Path(os.environ.get("ACH_TLS_KEY", pki / "server-key.pem")),
+            client_ca=Path(os.environ.get("ACH_TLS_CLIENT_CA", pki / "ca.pem")),
+            jwks=Path(os.environ.get("ACH_JWT_JWKS", pki / "jwks.json")),
+            issuer=os.environ.get("ACH_JWT_ISSUER", DEFAULT_ISSUER),
+            audience=os.environ.get("ACH_JWT_AUDIENCE", DEFAULT_AUDIENCE),
+        )
+        for variable, path in (
+            ("ACH_TLS_CERT", settings.server_cert),
+            ("ACH_TLS_KEY", settings.server_key),
+            ("ACH_TLS_CLIENT_CA", settings.client_ca),
+        ):
+            if not path.is_file():
+                raise ConfigError(f"{variable}: no file at {path} (for the local stack: make certs)")
+        if settings.jwks is not None and not settings.jwks.is_file():
+            raise ConfigError(f"ACH_JWT_JWKS: no file at {settings.jwks} (for the local stack: make certs)")
+        return settings
+
+    def mtls_credentials(self) -> grpc.ServerCredentials:
+        """For the main port: TLS that requires a client certificate from the partners' CA."""
+        return grpc.ssl_server_credentials(
+            [(self.server_key.read_bytes(), self.server_cert.read_bytes())],
+            root_certificates=self.client_ca.read_bytes(),
+            require_client_auth=True,
+        )
+
+    def token_credentials(self) -> grpc.ServerCredentials:
+        """For the token port: server-side TLS only; the caller must bring a bearer token.
+        (gRPC cannot ask for an optional client certificate, hence a port of its own.)"""
+        return grpc.ssl_server_credentials([(self.server_key.read_bytes(), self.server_cert.read_bytes())])
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against a JWKS file, re-read when it changes (key rotation)."""
+
+    def __init__(self, jwks: Path, issuer: str, audience: str) -> None:
+        self._jwks_path = jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._mtime = -1.0
+        self._keys: dict[str, Any] = {}
+
+    def _load(self) -> None:
+        mtime = self._jwks_path.stat().st_mtime
+        if mtime != self._mtime:
+            document = json.loads(self._jwks_path.read_text())
+            self._keys = {k["kid"]: jwt.PyJWK(k) for k in document.get("keys", []) if "kid" in k}
+            self._mtime = mtime
+
+    def verify(self, token: str) -> Principal:
+        try:
+            self._load()
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._keys.get(kid or "")
+            if key is None:
+                raise Unauthenticated("token signed with an unknown key")
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=["ES256", "RS256"],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("token from an unknown issuer") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("token is not valid") from None
+        return Principal(
+            partner_id=str(claims["sub"]), user_id=str(claims.get("ach_user", "")), credential="jwt"
+        )
+
+
+def partner_from_certificate(auth_context: dict[str, list[bytes]]) -> str | None:
+    for san in auth_context.get("x509_subject_alternative_name", []):
+        value = san.decode(errors="replace")
+        if value.startswith(PARTNER_URI_PREFIX):
+            return value.removeprefix(PARTNER_URI_PREFIX)
+    return None
+
+
+class Authenticator:
+    def __init__(self, settings: AuthSettings) -> None:
+        self._tokens = (
+            TokenVerifier(settings.jwks, settings.issuer, settings.audience) if settings.jwks else None
+        )
+
+    def authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ())}
+        header = metadata.get("authorization", "")
+        user = str(metadata.get("x-ach-user", ""))
+        partner = partner_from_certificate(context.auth_context())
+        if partner:
+            return Principal(partner_id=partner, user_id=user, credential="mtls")
+        if isinstance(header, str) and header.lower().startswith("bearer "):
+            if self._tokens is None:
+                raise Unauthenticated("bearer tokens are not accepted here")
+            return self._tokens.verify(header[7:].strip())
+        raise Unauthenticated("a client certificate or a bearer token is required")
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Authenticates every unary call (but health and reflection) before its handler runs."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler_call_details.method in OPEN_METHODS:
+            return handler
+        inner = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            caller = self._authenticator.authenticate(context)
+            token = current_principal.set(caller)
+            try:
+                return await inner(request, context)
+            finally:
+                current_principal.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

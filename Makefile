@@ -40,7 +40,7 @@ protos-check: ## fail when the committed generated code differs from what protos
 
 .PHONY: migrate
 migrate: setup ## apply every service's database migrations (DATABASE_URL or the SQLite defaults)
-	for s in screening referrals directory measurement funding notifications; do $(VENV)/bin/ach-$$s migrate; done
+	for s in identity screening referrals directory measurement funding notifications; do $(VENV)/bin/ach-$$s migrate; done
 
 .PHONY: migration
 migration: ## write a new migration: make migration SERVICE=referrals MESSAGE="add x"

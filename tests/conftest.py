@@ -13,6 +13,7 @@ from tests.databases import drop_postgres_database, fresh_postgres_database
 from tests.harness import Stack
 
 SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "notifications")
+ALL_SERVICES = ("identity", *SERVICES)
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def make_stack(
 
     def make(backend: str) -> Stack:
         urls: dict[str, str] = {}
-        for name in SERVICES:
+        for name in ALL_SERVICES:
             if backend == "sqlite":
                 urls[name] = f"sqlite:///{tmp_path / f'{name}.db'}"
             else:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,12 +17,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import psycopg
+from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach_platform import migrations
+from ach_platform.codes import value_of
 from ach_platform.dev_pki import DevPki, add_partner
 from ach_platform.grpc_client import partner_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
+
+# The partners every test stack registers (besides ach-backbone, bootstrapped with every role).
+TEST_PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "clinic-1": ("clinic", ("screener", "referral-source")),
+    "cbo-pantry": ("cbo", ("referral-target",)),
+    "cbo-1": ("cbo", ("referral-target",)),
+    "cbo-2": ("cbo", ("referral-target",)),
+    "funder-1": ("funder", ("fund-manager", "measurement-viewer")),
+}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -141,10 +155,66 @@ class Stack:
         return service
 
     def start(self, *names: str) -> None:
+        """Start services; the partner registry first (with the test partners registered), since
+        every service authorizes calls against it."""
+        if "identity" not in self.services:
+            self._start_registry()
+        names = tuple(n for n in names if n != "identity")
         for name in names:
             (self.services.get(name) or self.add(name)).start()
         for name in names:
             self.services[name].wait_healthy()
+
+    def _start_registry(self) -> None:
+        identity = self.add("identity")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ach_identity.main",
+                "bootstrap",
+                "--admin",
+                "ach-backbone",
+                "--name",
+                "Test backbone",
+            ],
+            env=identity.env,
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        identity.start()
+        identity.wait_healthy()
+        with self.channel("identity") as channel:
+            registry = identity_pb2_grpc.PartnerRegistryStub(channel)
+            for partner_id, (type_code, roles) in TEST_PARTNER_ROLES.items():
+                registry.RegisterPartner(
+                    identity_pb2.RegisterPartnerRequest(
+                        partner_id=partner_id,
+                        name=partner_id,
+                        type=value_of(identity_pb2.PartnerType, type_code),
+                        roles=[value_of(identity_pb2.PartnerRole, r) for r in roles],
+                    ),
+                    timeout=10,
+                )
+        self.wait_registry_published()
+
+    def wait_registry_published(self) -> None:
+        """Until the registry's outbox is on Kafka: services started afterwards read it at start-up."""
+        url = make_url(self.database_urls["identity"])
+
+        def published() -> bool:
+            sql = "SELECT count(*) FROM outbox_event WHERE published_at IS NULL"
+            if url.get_backend_name() == "sqlite":
+                with sqlite3.connect(url.database or "") as conn:
+                    return int(conn.execute(sql).fetchone()[0]) == 0
+            with psycopg.connect(
+                url.set(drivername="postgresql").render_as_string(hide_password=False)
+            ) as conn:
+                row = conn.execute(sql).fetchone()
+                return row is not None and int(row[0]) == 0
+
+        eventually(published, 30, "the partner registry published")
 
     def channel(self, name: str, partner: str = "ach-backbone") -> grpc.Channel:
         """A TLS channel to a service, authenticated with ``partner``'s client certificate."""

@@ -61,4 +61,4 @@ def test_kill_between_commit_and_publish_counts_once(
     assert (counted.screenings_completed, counted.needs_identified) == (2, 2), (
         "an event was lost or counted twice"
     )
-    assert stack.stop_all() == {"measurement": 0, "screening": 0}
+    assert stack.stop_all() == {"identity": 0, "measurement": 0, "screening": 0}

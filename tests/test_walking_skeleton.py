@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from tests.conftest import SERVICES
+from tests.conftest import ALL_SERVICES, SERVICES
 from tests.harness import Stack, eventually
 
 pytestmark = pytest.mark.slow
@@ -211,4 +211,4 @@ def test_screening_to_funded_outcome_across_all_services(
     assert "ach_outbox_backlog" in referral_metrics and "ach_event_lag_seconds_bucket" in referral_metrics
 
     # Graceful stop: every process drains and exits 0 on SIGTERM.
-    assert stack.stop_all() == {name: 0 for name in SERVICES}
+    assert stack.stop_all() == dict.fromkeys(ALL_SERVICES, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ach.directory.v1 import directory_pb2
 from ach.funding.v1 import funding_pb2
+from ach.identity.v1 import identity_pb2
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
@@ -24,6 +25,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         directory_pb2.ServiceChanged,
         notifications_pb2.NotificationDelivered,
         funding_pb2.TransferPosted,
+        identity_pb2.PartnerChanged,
     )
 }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ach_platform import migrations
+from ach_platform.access import OwnerResolver
 from ach_platform.auth import AuthSettings
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.grpc_server import GrpcServer, Registrar
@@ -30,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_events.consumer import EventConsumer, EventHandler
 from ach_events.kafka_clients import idempotent_producer, start_producer
 from ach_events.outbox import Outbox
+from ach_events.partners import PartnerReplica
 from ach_events.relay import OutboxRelay
 from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
 
@@ -50,6 +52,7 @@ class Runtime:
     grpc_service_names: list[str] = field(default_factory=list)
     subscriptions: list[tuple[tuple[Topic, ...], Mapping[str, EventHandler]]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    owner_resolvers: dict[str, OwnerResolver] = field(default_factory=dict)
 
     def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
         self.registrars.append(registrar)
@@ -57,6 +60,10 @@ class Runtime:
 
     def consume(self, topics: Sequence[Topic], handlers: Mapping[str, EventHandler]) -> None:
         self.subscriptions.append((tuple(topics), handlers))
+
+    def resolve_owners(self, resource: str, resolver: OwnerResolver) -> None:
+        """Tell the access policy which partners a stored resource of this service belongs to."""
+        self.owner_resolvers[resource] = resolver
 
     def run_in_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.background.append(task)
@@ -89,6 +96,7 @@ class RunningService:
         self.grpc: GrpcServer | None = None
         self.broker: KafkaBroker | None = None
         self.relay: OutboxRelay | None = None
+        self.partners: PartnerReplica | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -126,11 +134,15 @@ class RunningService:
                     f"cannot start consumers against {s.kafka_bootstrap_servers}: {type(exc).__name__}"
                 ) from None
 
+        self.partners = PartnerReplica(s.kafka_bootstrap_servers)
+        await self.partners.start(s.connect_timeout_s)
         self.grpc = GrpcServer(
             s.grpc_port,
             self.runtime.registrars,
             self.runtime.grpc_service_names,
             auth=self.auth,
+            partners=self.partners,
+            resolvers=self.runtime.owner_resolvers,
             token_port=s.token_port,
             health_port=s.health_port,
         )
@@ -140,6 +152,8 @@ class RunningService:
         """Graceful: stop taking calls and drain them, finish the record in hand, flush the outbox."""
         if self.grpc:
             await self.grpc.stop(GRACE_S)
+        if self.partners:
+            await self.partners.stop()
         if self.broker:
             await self.broker.stop()
         for consumer in self.consumers:

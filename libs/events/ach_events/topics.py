@@ -77,6 +77,16 @@ NOTIFICATION_EVENTS = Topic(
     consumers=("measurement",),
     event_types=("ach.notifications.v1.NotificationDelivered",),
 )
+IDENTITY_PARTNERS = Topic(
+    name="ach.identity.partners.v1",
+    key="partner id",
+    producer="identity",
+    # Every service reads it from the beginning into memory (no consumer group): the access policy's
+    # view of who each partner is.
+    consumers=("every service (replica)",),
+    compacted=True,
+    event_types=("ach.identity.v1.PartnerChanged",),
+)
 FUNDING_EVENTS = Topic(
     name="ach.funding.events.v1",
     key="transfer id",
@@ -103,8 +113,10 @@ DOMAIN_TOPICS: tuple[Topic, ...] = (
     DIRECTORY_SERVICES,
     NOTIFICATION_EVENTS,
     FUNDING_EVENTS,
+    IDENTITY_PARTNERS,
 )
-CONSUMING_SERVICES = sorted({c for t in DOMAIN_TOPICS for c in t.consumers})
+# Services that consume in a consumer group, each with its own dead-letter topic.
+CONSUMING_SERVICES = sorted({c for t in DOMAIN_TOPICS for c in t.consumers if t is not IDENTITY_PARTNERS})
 ALL_TOPICS: tuple[Topic, ...] = DOMAIN_TOPICS + tuple(dead_letter_topic(s) for s in CONSUMING_SERVICES)
 
 

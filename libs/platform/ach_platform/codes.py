@@ -20,8 +20,9 @@ def code_of(enum: Any, value: int) -> str:
     return "" if code == "unspecified" else code
 
 
-def value_of(enum: Any, code: str) -> int:
-    """The enum value of a code; UNSPECIFIED for "". Raises ValueError for an unknown code."""
+def value_of(enum: Any, code: str) -> Any:
+    """The enum value of a code (typed as the enum's ValueType by the caller's context); UNSPECIFIED
+    for "". Raises ValueError for an unknown code."""
     if not code:
         return 0
-    return int(enum.Value(_prefix(enum) + code.upper().replace("-", "_")))
+    return enum.Value(_prefix(enum) + code.upper().replace("-", "_"))

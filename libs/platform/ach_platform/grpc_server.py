@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 from opentelemetry import metrics
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from ach_platform.access import POLICY, AuthorizationInterceptor, OwnerResolver, PartnerLookup, Rule
 from ach_platform.auth import Authenticator, AuthInterceptor, AuthSettings
 from ach_platform.errors import (
     DomainError,
@@ -148,6 +149,9 @@ class GrpcServer:
         service_names: Sequence[str],
         *,
         auth: AuthSettings | None = None,
+        partners: PartnerLookup | None = None,
+        resolvers: Mapping[str, OwnerResolver] | None = None,
+        policy: Mapping[str, Rule] = POLICY,
         token_port: int | None = None,
         health_port: int | None = None,
     ) -> None:
@@ -157,6 +161,9 @@ class GrpcServer:
         interceptors: list[Any] = [tracing, ErrorMappingInterceptor()]
         if auth is not None:
             interceptors.append(AuthInterceptor(Authenticator(auth)))
+            if partners is None:
+                raise ValueError("an authenticated server needs the partner registry to authorize calls")
+            interceptors.append(AuthorizationInterceptor(partners, resolvers or {}, policy))
         self._server = grpc.aio.server(interceptors=interceptors)
         for register in registrars:
             register(self._server)

@@ -26,6 +26,7 @@ DEFAULT_PORTS: dict[str, tuple[int, int]] = {
     "measurement": (50054, 9467),
     "funding": (50055, 9468),
     "notifications": (50056, 9469),
+    "identity": (50057, 9470),
 }
 
 

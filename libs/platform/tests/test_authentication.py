@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ach_platform.access import ANY, PartnerView, Rule
 from ach_platform.auth import AuthSettings, principal
 from ach_platform.dev_pki import DevPki, _key, _write_key, create
 from ach_platform.grpc_client import partner_aio_channel
@@ -77,7 +78,18 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     settings = AuthSettings(
         pki.server_cert, pki.server_key, pki.ca_cert, pki.jwks, "https://ach.local/issuer", "ach-platform"
     )
-    server = GrpcServer(0, [register], [], auth=settings, token_port=0, health_port=0)
+    # Authentication is under test here; the access policy lets any registered partner call.
+    partners = {p: PartnerView(p, "cbo", frozenset({"referral-target"}), True) for p in ("clinic-1", "cbo-7")}
+    server = GrpcServer(
+        0,
+        [register],
+        [],
+        auth=settings,
+        partners=partners,
+        policy={"/test.Who/AmI": Rule(roles=frozenset({ANY}))},
+        token_port=0,
+        health_port=0,
+    )
     await server.start()
     handled.clear()
     yield Running(pki, server)

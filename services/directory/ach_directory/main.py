@@ -9,6 +9,7 @@ from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 
 from ach_directory.api import DirectoryApi
+from ach_directory.store import ServiceRecord
 
 
 def wire(runtime: Runtime) -> None:
@@ -17,6 +18,13 @@ def wire(runtime: Runtime) -> None:
         lambda server: directory_pb2_grpc.add_DirectoryServiceServicer_to_server(api, server),
         "ach.directory.v1.DirectoryService",
     )
+
+    async def service_owners(service_id: str) -> set[str] | None:
+        async with runtime.sessions() as session:
+            record = await session.get(ServiceRecord, service_id)
+        return {record.organization_id} if record else None
+
+    runtime.resolve_owners("service", service_owners)
 
 
 DEFINITION = ServiceDefinition("directory", Path(__file__).parent / "migrations", wire)

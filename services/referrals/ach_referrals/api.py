@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach_platform.auth import principal
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.errors import (
     FailedPrecondition,
@@ -65,8 +66,6 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         problems: list[FieldViolation] = []
         if not request.referral_id:
             problems.append(FieldViolation("referral_id", "is required"))
-        if not request.actor.partner_id:
-            problems.append(FieldViolation("actor.partner_id", "is required"))
         to: domain.Status | None = None
         outcome: domain.Outcome | None = None
         try:
@@ -86,7 +85,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             referral = await session.get(ReferralRecord, request.referral_id)
             if referral is None:
                 raise NotFound(f"referral {request.referral_id} not found")
-            actor = request.actor.partner_id
+            actor = principal().partner_id  # the authenticated caller, whatever the request claims
             role = (
                 domain.Role.TARGET
                 if actor == referral.target_partner_id
@@ -114,7 +113,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 from_status=referral.status,
                 to_status=to.value,
                 actor_partner_id=actor,
-                actor_user_id=request.actor.user_id,
+                actor_user_id=principal().user_id or request.actor.user_id,
                 reason=request.reason,
                 outcome=outcome.value if outcome else "",
                 changed_at=now,

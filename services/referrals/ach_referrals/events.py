@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def status_to_proto(status: domain.Status) -> referrals_pb2.ReferralStatus.ValueType:
-    return value_of(referrals_pb2.ReferralStatus, status.value)  # type: ignore[return-value]
+    value: referrals_pb2.ReferralStatus.ValueType = value_of(referrals_pb2.ReferralStatus, status.value)
+    return value
 
 
 def status_from_proto(value: int) -> domain.Status | None:
@@ -40,7 +41,8 @@ def status_from_proto(value: int) -> domain.Status | None:
 
 
 def outcome_to_proto(outcome: str) -> referrals_pb2.ReferralOutcome.ValueType:
-    return value_of(referrals_pb2.ReferralOutcome, outcome)  # type: ignore[return-value]
+    value: referrals_pb2.ReferralOutcome.ValueType = value_of(referrals_pb2.ReferralOutcome, outcome)
+    return value
 
 
 def outcome_from_proto(value: int) -> domain.Outcome | None:

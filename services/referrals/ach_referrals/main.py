@@ -11,6 +11,7 @@ from ach_events.topics import DIRECTORY_SERVICES, SCREENING_EVENTS
 
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
+from ach_referrals.store import ReferralRecord
 
 
 def wire(runtime: Runtime) -> None:
@@ -20,6 +21,15 @@ def wire(runtime: Runtime) -> None:
         lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
         "ach.referrals.v1.ReferralService",
     )
+
+    async def referral_parties(referral_id: str) -> set[str] | None:
+        async with runtime.sessions() as session:
+            referral = await session.get(ReferralRecord, referral_id)
+        return (
+            {p for p in (referral.source_partner_id, referral.target_partner_id) if p} if referral else None
+        )
+
+    runtime.resolve_owners("referral", referral_parties)
     runtime.consume(
         [SCREENING_EVENTS, DIRECTORY_SERVICES],
         {

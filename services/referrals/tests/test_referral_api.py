@@ -1,10 +1,11 @@
-"""The referral gRPC API over a real server and database (SQLite and PostgreSQL): status codes with
-details, and the state change and its event committed together."""
+"""The referral gRPC API over a real TLS server and database (SQLite and PostgreSQL), with the
+platform's authentication and access policy: status codes with details, and the state change and
+its event committed together."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,11 @@ import pytest
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_events.outbox import Outbox, OutboxEvent
 from ach_platform import migrations
+from ach_platform.access import PartnerView
+from ach_platform.auth import AuthSettings
 from ach_platform.database import create_engine, session_factory
+from ach_platform.dev_pki import DevPki
+from ach_platform.grpc_client import partner_aio_channel
 from ach_platform.grpc_server import GrpcServer
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
@@ -21,22 +26,24 @@ from ach_referrals.store import ReferralHistory, ReferralRecord
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_referrals" / "migrations"
-slow_call_finished = asyncio.Event()
+PARTNERS = {
+    "clinic-1": PartnerView("clinic-1", "clinic", frozenset({"screener", "referral-source"}), True),
+    "cbo-1": PartnerView("cbo-1", "cbo", frozenset({"referral-target"}), True),
+    "cbo-2": PartnerView("cbo-2", "cbo", frozenset({"referral-target"}), True),
+}
 
-
-async def slow(_request: empty_pb2.Empty, _context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
-    await asyncio.sleep(5)
-    slow_call_finished.set()
-    return empty_pb2.Empty()
+Stub = Callable[[str], referrals_pb2_grpc.ReferralServiceStub]
 
 
 @pytest.fixture
 async def api(
-    database_url: str,
-) -> AsyncIterator[tuple[referrals_pb2_grpc.ReferralServiceStub, grpc.aio.Channel, object]]:
+    database_url: str, dev_pki: DevPki
+) -> AsyncIterator[tuple[Stub, async_sessionmaker[AsyncSession]]]:
     await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url)
     engine = create_engine(database_url)
     sessions = session_factory(engine)
@@ -55,41 +62,56 @@ async def api(
             )
         )
     servicer = ReferralApi(sessions, ReferralEvents(Outbox("/ach/referrals")))
-    generic = grpc.method_handlers_generic_handler(
-        "test.Slow",
-        {
-            "Sleep": grpc.unary_unary_rpc_method_handler(
-                slow,
-                request_deserializer=empty_pb2.Empty.FromString,
-                response_serializer=empty_pb2.Empty.SerializeToString,
-            )
-        },
+
+    async def parties(referral_id: str) -> set[str] | None:
+        async with sessions() as session:
+            r = await session.get(ReferralRecord, referral_id)
+        return {r.source_partner_id, r.target_partner_id} if r else None
+
+    auth = AuthSettings(
+        dev_pki.server_cert,
+        dev_pki.server_key,
+        dev_pki.ca_cert,
+        dev_pki.jwks,
+        "https://ach.local/issuer",
+        "ach-platform",
     )
-
-    def register(server: grpc.aio.Server) -> None:
-        referrals_pb2_grpc.add_ReferralServiceServicer_to_server(servicer, server)
-        server.add_generic_rpc_handlers((generic,))
-
-    server = GrpcServer(0, [register], ["ach.referrals.v1.ReferralService"])
+    server = GrpcServer(
+        0,
+        [lambda s: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(servicer, s)],
+        ["ach.referrals.v1.ReferralService"],
+        auth=auth,
+        partners=PARTNERS,  # type: ignore[arg-type]
+        resolvers={"referral": parties},
+    )
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.bound_port}")
-    yield referrals_pb2_grpc.ReferralServiceStub(channel), channel, sessions
-    await channel.close()
+    channels: list[grpc.aio.Channel] = []
+
+    def stub(partner: str) -> referrals_pb2_grpc.ReferralServiceStub:
+        channel = partner_aio_channel(
+            f"127.0.0.1:{server.bound_port}",
+            dev_pki.ca_cert,
+            cert=dev_pki.client_cert(partner),
+            key=dev_pki.client_key(partner),
+        )
+        channels.append(channel)
+        return referrals_pb2_grpc.ReferralServiceStub(channel)
+
+    yield stub, sessions
+    for channel in channels:
+        await channel.close()
     await server.stop(1)
     await engine.dispose()
 
 
 def update(
     status: referrals_pb2.ReferralStatus.ValueType,
-    actor: str,
     reason: str = "",
     outcome: referrals_pb2.ReferralOutcome.ValueType = referrals_pb2.REFERRAL_OUTCOME_UNSPECIFIED,
 ) -> referrals_pb2.UpdateReferralStatusRequest:
-    request = referrals_pb2.UpdateReferralStatusRequest(
+    return referrals_pb2.UpdateReferralStatusRequest(
         referral_id="ref-1", status=status, reason=reason, outcome=outcome
     )
-    request.actor.partner_id = actor
-    return request
 
 
 async def rpc_error(call: object) -> grpc.aio.AioRpcError:
@@ -98,55 +120,59 @@ async def rpc_error(call: object) -> grpc.aio.AioRpcError:
     return caught.value
 
 
-async def test_status_codes_with_details(api: tuple) -> None:  # type: ignore[type-arg]
-    stub, _, sessions = api
+async def test_status_codes_with_details(api: tuple[Stub, async_sessionmaker[AsyncSession]]) -> None:
+    stub, sessions = api
+    cbo, other_cbo = stub("cbo-1"), stub("cbo-2")
     missing = await rpc_error(
-        stub.GetReferral(referrals_pb2.GetReferralRequest(referral_id="nope"), timeout=5)
+        cbo.GetReferral(referrals_pb2.GetReferralRequest(referral_id="nope"), timeout=5)
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
-    empty = await rpc_error(stub.UpdateReferralStatus(referrals_pb2.UpdateReferralStatusRequest(), timeout=5))
+    empty = await rpc_error(cbo.UpdateReferralStatus(referrals_pb2.UpdateReferralStatusRequest(), timeout=5))
     assert empty.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(empty)  # type: ignore[arg-type]
     assert status is not None
     bad_request = error_details_pb2.BadRequest()
     status.details[0].Unpack(bad_request)
-    assert [v.field for v in bad_request.field_violations] == ["referral_id", "actor.partner_id", "status"]
+    assert [v.field for v in bad_request.field_violations] == ["referral_id", "status"]
 
-    other_cbo = await rpc_error(
-        stub.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_ACCEPTED, "cbo-2"), timeout=5)
-    )
-    assert other_cbo.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A CBO asking for, or acting on, a referral addressed to another CBO.
+    for call in (
+        other_cbo.GetReferral(referrals_pb2.GetReferralRequest(referral_id="ref-1"), timeout=5),
+        other_cbo.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_ACCEPTED), timeout=5),
+    ):
+        assert (await rpc_error(call)).code() == grpc.StatusCode.PERMISSION_DENIED
 
     illegal = await rpc_error(
-        stub.UpdateReferralStatus(
-            update(
-                referrals_pb2.REFERRAL_STATUS_COMPLETED,
-                "cbo-1",
-                outcome=referrals_pb2.REFERRAL_OUTCOME_NEED_MET,
-            ),
+        cbo.UpdateReferralStatus(
+            update(referrals_pb2.REFERRAL_STATUS_COMPLETED, outcome=referrals_pb2.REFERRAL_OUTCOME_NEED_MET),
             timeout=5,
         )
     )
     assert illegal.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "cannot move a referral from requested to completed" in (illegal.details() or "")
 
-    unknown = await rpc_error(stub.UpdateReferralStatus(update(99, "cbo-1", outcome=42), timeout=5))  # type: ignore[arg-type]
+    source_accepting = await rpc_error(
+        stub("clinic-1").UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_ACCEPTED), timeout=5)
+    )
+    assert source_accepting.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "only the referral's target may move it" in (source_accepting.details() or "")
+
+    unknown = await rpc_error(cbo.UpdateReferralStatus(update(99, outcome=42), timeout=5))  # type: ignore[arg-type]
     assert unknown.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "99 is not a referral status; outcome: 42 is not a referral outcome" in (unknown.details() or "")
 
     no_reason = await rpc_error(
-        stub.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_REJECTED, "cbo-1"), timeout=5)
+        cbo.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_REJECTED), timeout=5)
     )
     assert no_reason.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     async with sessions() as session:  # nothing changed by the refused calls
-        assert (await session.get(ReferralRecord, "ref-1")).status == "requested"
+        referral = await session.get(ReferralRecord, "ref-1")
+        assert referral is not None and referral.status == "requested"
         assert (await session.exec(select(OutboxEvent))).all() == []
 
-    accepted = await stub.UpdateReferralStatus(
-        update(referrals_pb2.REFERRAL_STATUS_ACCEPTED, "cbo-1"), timeout=5
-    )
+    accepted = await cbo.UpdateReferralStatus(update(referrals_pb2.REFERRAL_STATUS_ACCEPTED), timeout=5)
     assert accepted.status == referrals_pb2.REFERRAL_STATUS_ACCEPTED
     async with sessions() as session:  # the change, its history and its event, committed together
         history = (await session.exec(select(ReferralHistory))).all()
@@ -159,14 +185,38 @@ async def test_status_codes_with_details(api: tuple) -> None:  # type: ignore[ty
     ].key == "ref-1"
 
 
-async def test_deadline_is_honoured(api: tuple) -> None:  # type: ignore[type-arg]
-    _, channel, _ = api
-    sleep = channel.unary_unary(
-        "/test.Slow/Sleep",
-        request_serializer=empty_pb2.Empty.SerializeToString,
-        response_deserializer=empty_pb2.Empty.FromString,
+slow_call_finished = asyncio.Event()
+
+
+async def slow(_request: empty_pb2.Empty, _context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    await asyncio.sleep(5)
+    slow_call_finished.set()
+    return empty_pb2.Empty()
+
+
+async def test_deadline_is_honoured() -> None:
+    generic = grpc.method_handlers_generic_handler(
+        "test.Slow",
+        {
+            "Sleep": grpc.unary_unary_rpc_method_handler(
+                slow,
+                request_deserializer=empty_pb2.Empty.FromString,
+                response_serializer=empty_pb2.Empty.SerializeToString,
+            )
+        },
     )
-    error = await rpc_error(sleep(empty_pb2.Empty(), timeout=0.3))
-    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await asyncio.sleep(0.2)
-    assert not slow_call_finished.is_set(), "the handler kept running past the caller's deadline"
+    server = GrpcServer(0, [lambda s: s.add_generic_rpc_handlers((generic,))], [])
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.bound_port}") as channel:
+            sleep = channel.unary_unary(
+                "/test.Slow/Sleep",
+                request_serializer=empty_pb2.Empty.SerializeToString,
+                response_deserializer=empty_pb2.Empty.FromString,
+            )
+            error = await rpc_error(sleep(empty_pb2.Empty(), timeout=0.3))
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.2)
+        assert not slow_call_finished.is_set(), "the handler kept running past the caller's deadline"
+    finally:
+        await server.stop(0)

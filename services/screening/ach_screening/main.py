@@ -9,6 +9,7 @@ from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 
 from ach_screening.api import ScreeningApi
+from ach_screening.store import ScreeningRecord
 
 
 def wire(runtime: Runtime) -> None:
@@ -17,6 +18,13 @@ def wire(runtime: Runtime) -> None:
         lambda server: screening_pb2_grpc.add_ScreeningServiceServicer_to_server(api, server),
         "ach.screening.v1.ScreeningService",
     )
+
+    async def screening_owners(screening_id: str) -> set[str] | None:
+        async with runtime.sessions() as session:
+            record = await session.get(ScreeningRecord, screening_id)
+        return {record.submitter_partner_id} if record else None
+
+    runtime.resolve_owners("screening", screening_owners)
 
 
 DEFINITION = ServiceDefinition("screening", Path(__file__).parent / "migrations", wire)

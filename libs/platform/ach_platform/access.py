@@ -1,0 +1,225 @@
+"""Who may call what: the one access policy of the platform, enforced by one interceptor.
+
+A rule names the roles that may call a method outright, and the roles that may call it for what is
+their own (a screening they submitted, a referral they are party to, their own organization's
+directory entries or payable account). Ownership of stored things is answered by the owning
+service through a resolver; the decision is made here. Methods without a rule are refused.
+
+Unknown partners are PERMISSION_DENIED; a suspended partner's credentials count as revoked
+(UNAUTHENTICATED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import Message
+
+from ach_platform.auth import OPEN_METHODS, principal
+from ach_platform.errors import PermissionDenied, Unauthenticated
+
+ANY = "*"  # any active partner of the network
+
+
+@dataclass(frozen=True)
+class PartnerView:
+    partner_id: str
+    type: str
+    roles: frozenset[str]
+    active: bool
+    version: int = 0
+
+
+class PartnerLookup(Protocol):
+    def get(self, partner_id: str) -> PartnerView | None: ...
+
+
+# Given a resource id, the partners it belongs to; None when there is no such resource (the handler
+# then answers NOT_FOUND itself).
+OwnerResolver = Callable[[str], Awaitable[set[str] | None]]
+
+
+def field_value(request: Message, path: str) -> str:
+    value: Any = request
+    for part in path.split("."):
+        value = getattr(value, part)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RequestNamesCaller:
+    """A field of the request must name the caller (e.g. the partner a screening is submitted by)."""
+
+    path: str
+    template: str = "{caller}"
+
+    async def holds(self, caller: str, request: Message, resolvers: Mapping[str, OwnerResolver]) -> bool:
+        return field_value(request, self.path) == self.template.format(caller=caller)
+
+
+@dataclass(frozen=True)
+class PartyTo:
+    """The stored resource the request addresses must belong to the caller."""
+
+    resource: str
+    id_path: str
+    missing_ok: bool = True  # no such resource: the handler says NOT_FOUND (or creates it)
+
+    async def holds(self, caller: str, request: Message, resolvers: Mapping[str, OwnerResolver]) -> bool:
+        resource_id = field_value(request, self.id_path)
+        owners = await resolvers[self.resource](resource_id) if resource_id else None
+        if owners is None:
+            return self.missing_ok
+        return caller in owners
+
+
+@dataclass(frozen=True)
+class AllOf:
+    checks: tuple[RequestNamesCaller | PartyTo, ...]
+
+    async def holds(self, caller: str, request: Message, resolvers: Mapping[str, OwnerResolver]) -> bool:
+        for check in self.checks:
+            if not await check.holds(caller, request, resolvers):
+                return False
+        return True
+
+
+Ownership = RequestNamesCaller | PartyTo | AllOf
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str] = frozenset()
+    owner_roles: frozenset[str] = frozenset()
+    owner: Ownership | None = None
+    resources: tuple[str, ...] = field(default_factory=tuple)
+
+    def has_role(self, partner: PartnerView, roles: frozenset[str]) -> bool:
+        return ANY in roles or bool(roles & partner.roles)
+
+
+def _r(*roles: str) -> frozenset[str]:
+    return frozenset(roles)
+
+
+POLICY: dict[str, Rule] = {
+    # Screening intake: a screener submits in its own name and reads what it submitted.
+    "/ach.screening.v1.ScreeningService/SubmitScreening": Rule(
+        owner_roles=_r("screener"), owner=RequestNamesCaller("screened_by.partner_id")
+    ),
+    "/ach.screening.v1.ScreeningService/GetScreening": Rule(
+        owner_roles=_r("screener", "referral-source"), owner=PartyTo("screening", "screening_id")
+    ),
+    # Referrals: only the source and the target of a referral see it or move it on.
+    "/ach.referrals.v1.ReferralService/GetReferral": Rule(
+        owner_roles=_r("referral-source", "referral-target"), owner=PartyTo("referral", "referral_id")
+    ),
+    "/ach.referrals.v1.ReferralService/UpdateReferralStatus": Rule(
+        owner_roles=_r("referral-source", "referral-target"), owner=PartyTo("referral", "referral_id")
+    ),
+    # Directory: directory editors edit anything; a CBO edits its own organization's services.
+    "/ach.directory.v1.DirectoryService/UpsertService": Rule(
+        roles=_r("directory-editor"),
+        owner_roles=_r("referral-target"),
+        owner=AllOf(
+            (RequestNamesCaller("service.organization_id"), PartyTo("service", "service.service_id"))
+        ),
+    ),
+    "/ach.directory.v1.DirectoryService/GetService": Rule(roles=_r(ANY)),
+    "/ach.directory.v1.DirectoryService/SearchServices": Rule(roles=_r(ANY)),
+    # Measurement: aggregate figures for viewers and the backbone.
+    "/ach.measurement.v1.MeasurementService/GetReferralFunnel": Rule(
+        roles=_r("measurement-viewer", "ach-admin")
+    ),
+    # Funding: fund managers see the ledger; a CBO sees its own payable account.
+    "/ach.funding.v1.FundingService/GetAccountBalance": Rule(
+        roles=_r("fund-manager"),
+        owner_roles=_r("referral-target"),
+        owner=RequestNamesCaller("account_id", "partner:{caller}:payable"),
+    ),
+    "/ach.funding.v1.FundingService/ListTransfers": Rule(
+        roles=_r("fund-manager"),
+        owner_roles=_r("referral-target"),
+        owner=RequestNamesCaller("account_id", "partner:{caller}:payable"),
+    ),
+    # Notifications: ops (the backbone) read every delivery log; a partner reads its own.
+    "/ach.notifications.v1.NotificationService/ListDeliveries": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+    # Partner registry: the backbone administers; a partner reads its own entry.
+    "/ach.identity.v1.PartnerRegistry/RegisterPartner": Rule(roles=_r("ach-admin")),
+    "/ach.identity.v1.PartnerRegistry/UpdatePartner": Rule(roles=_r("ach-admin")),
+    "/ach.identity.v1.PartnerRegistry/ListPartners": Rule(roles=_r("ach-admin")),
+    "/ach.identity.v1.PartnerRegistry/GetPartner": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+}
+
+
+async def decide(
+    method: str,
+    partner: PartnerView | None,
+    request: Message,
+    resolvers: Mapping[str, OwnerResolver],
+    policy: Mapping[str, Rule] = POLICY,
+) -> None:
+    """Raises Unauthenticated or PermissionDenied unless the call is allowed."""
+    rule = policy.get(method)
+    if rule is None:
+        raise PermissionDenied(f"no access rule for {method}")
+    if partner is None:
+        raise PermissionDenied("the caller is not a registered partner")
+    if not partner.active:
+        raise Unauthenticated("the caller's credentials are revoked (partner suspended)")
+    if rule.has_role(partner, rule.roles):
+        return
+    if rule.owner is not None and rule.has_role(partner, rule.owner_roles):
+        if await rule.owner.holds(partner.partner_id, request, resolvers):
+            return
+        raise PermissionDenied(
+            f"{partner.partner_id} may not {method.rsplit('/', 1)[-1]} for another partner"
+        )
+    raise PermissionDenied(f"{partner.partner_id} has no role that allows {method.rsplit('/', 1)[-1]}")
+
+
+class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Runs after authentication: applies POLICY to every call before its handler runs."""
+
+    def __init__(
+        self,
+        partners: PartnerLookup,
+        resolvers: Mapping[str, OwnerResolver],
+        policy: Mapping[str, Rule] = POLICY,
+    ) -> None:
+        self._partners = partners
+        self._resolvers = resolvers
+        self._policy = policy
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method in OPEN_METHODS:
+            return handler
+        if handler.unary_unary is None:
+            return None  # fail closed: a streaming API would need its own enforcement (UNIMPLEMENTED)
+        inner = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            caller = principal()
+            await decide(
+                method, self._partners.get(caller.partner_id), request, self._resolvers, self._policy
+            )
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

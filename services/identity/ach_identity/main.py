@@ -1,0 +1,187 @@
+"""Wiring of the identity service, and its command line:
+
+    ach-identity migrate | serve
+    ach-identity bootstrap --admin ach-backbone --name "Reinvent South Stockton Coalition"
+    ach-identity partners list
+    ach-identity partners add ID --name NAME --type cbo --role referral-target [--role ...]
+    ach-identity partners update ID [--role ...] [--suspend | --reactivate] [--name NAME]
+
+`bootstrap` writes the first ACH admin straight into the registry's database (only while there is
+none); every other change goes through the gRPC API as a partner (--as, default ach-backbone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import grpc
+from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach_events.outbox import Outbox
+from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import cli as run_cli
+from ach_platform.clock import utc_now
+from ach_platform.codes import code_of, value_of
+from ach_platform.database import create_engine, session_factory
+from ach_platform.dev_pki import DevPki
+from ach_platform.grpc_client import partner_channel
+from ach_platform.settings import ConfigError, ServiceSettings, data_dir
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlmodel import select
+
+from ach_identity import domain
+from ach_identity.api import PartnerRegistryApi
+from ach_identity.events import publish_partner_changed
+from ach_identity.store import PartnerRecord
+
+
+def wire(runtime: Runtime) -> None:
+    api = PartnerRegistryApi(runtime.sessions, runtime.outbox)
+    runtime.serve_grpc(
+        lambda server: identity_pb2_grpc.add_PartnerRegistryServicer_to_server(api, server),
+        "ach.identity.v1.PartnerRegistry",
+    )
+
+
+DEFINITION = ServiceDefinition("identity", Path(__file__).parent / "migrations", wire)
+
+
+async def bootstrap(admin: str, name: str) -> str:
+    settings = ServiceSettings.from_env("identity")
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            for existing in (await session.exec(select(PartnerRecord))).all():
+                if "ach-admin" in existing.roles and existing.status == "active":
+                    return f"the registry already has an ACH admin ({existing.id}); nothing done"
+            problems = domain.validate(domain.PartnerDraft(admin, name, "backbone", ("ach-admin",)))
+            if problems:
+                raise ConfigError("; ".join(f"{p.field}: {p.description}" for p in problems))
+            now = utc_now()
+            record = PartnerRecord(
+                id=admin,
+                name=name,
+                type="backbone",
+                roles=sorted(domain.ROLES),
+                status="active",
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(record)
+            publish_partner_changed(session, Outbox("/ach/identity"), record)
+        return f"registered {admin} as the ACH backbone with every role"
+    finally:
+        await engine.dispose()
+
+
+def _registry(as_partner: str) -> identity_pb2_grpc.PartnerRegistryStub:
+    pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
+    address = os.environ.get(
+        "IDENTITY_GRPC_ADDR", f"127.0.0.1:{ServiceSettings.from_env('identity').grpc_port}"
+    )
+    if not pki.client_cert(as_partner).is_file():
+        raise ConfigError(f"no client certificate for {as_partner} in {pki.directory}")
+    channel = partner_channel(
+        address, pki.ca_cert, cert=pki.client_cert(as_partner), key=pki.client_key(as_partner)
+    )
+    return identity_pb2_grpc.PartnerRegistryStub(channel)
+
+
+def _show(p: identity_pb2.Partner) -> str:
+    roles = ",".join(code_of(identity_pb2.PartnerRole, r) for r in p.roles)
+    return (
+        f"{p.partner_id:<28} {code_of(identity_pb2.PartnerType, p.type):<9} "
+        f"{code_of(identity_pb2.PartnerStatus, p.status):<10} {roles}  ({p.name})"
+    )
+
+
+def partners_command(args: argparse.Namespace) -> int:
+    registry = _registry(args.as_partner)
+    try:
+        if args.action == "list":
+            for partner in registry.ListPartners(identity_pb2.ListPartnersRequest(), timeout=10).partners:
+                print(_show(partner))
+            return 0
+        roles = [value_of(identity_pb2.PartnerRole, r) for r in args.role or []]
+        if args.action == "add":
+            result = registry.RegisterPartner(
+                identity_pb2.RegisterPartnerRequest(
+                    partner_id=args.partner_id,
+                    name=args.name or "",
+                    roles=roles,
+                    type=value_of(identity_pb2.PartnerType, args.type or ""),
+                ),
+                timeout=10,
+            )
+        else:
+            status = "suspended" if args.suspend else "active" if args.reactivate else ""
+            current = registry.GetPartner(
+                identity_pb2.GetPartnerRequest(partner_id=args.partner_id), timeout=10
+            )
+            result = registry.UpdatePartner(
+                identity_pb2.UpdatePartnerRequest(
+                    partner_id=args.partner_id,
+                    name=args.name or "",
+                    roles=roles if args.role is not None else list(current.roles),  # type: ignore[arg-type]
+                    status=value_of(identity_pb2.PartnerStatus, status),
+                ),
+                timeout=10,
+            )
+        print(_show(result))
+        return 0
+    except ValueError as exc:  # an unknown role or type name given on the command line
+        print(f"ach-identity: error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"ach-identity: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        status_details = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        for detail in status_details.details if status_details else []:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                for v in bad.field_violations:
+                    print(f"  {v.field}: {v.description}", file=sys.stderr)
+        return 2
+
+
+def cli(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in {"bootstrap", "partners"}:
+        run_cli(DEFINITION, argv)
+        return
+    parser = argparse.ArgumentParser(prog="ach-identity")
+    sub = parser.add_subparsers(dest="command", required=True)
+    boot = sub.add_parser("bootstrap", help="register the first ACH admin (only while there is none)")
+    boot.add_argument("--admin", required=True)
+    boot.add_argument("--name", required=True)
+    partners = sub.add_parser("partners", help="list, add or update partners through the gRPC API")
+    partners.add_argument("action", choices=["list", "add", "update"])
+    partners.add_argument("partner_id", nargs="?")
+    partners.add_argument("--name")
+    partners.add_argument("--type", choices=sorted(domain.TYPES))
+    partners.add_argument("--role", action="append", choices=sorted(domain.ROLES))
+    state = partners.add_mutually_exclusive_group()
+    state.add_argument("--suspend", action="store_true")
+    state.add_argument("--reactivate", action="store_true")
+    partners.add_argument(
+        "--as", dest="as_partner", default="ach-backbone", help="the partner making the change"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bootstrap":
+            print(f"ach-identity: {asyncio.run(bootstrap(args.admin, args.name))}", file=sys.stderr)
+            raise SystemExit(0)
+        if args.action != "list" and not args.partner_id:
+            parser.error("partners add/update need a partner id")
+        raise SystemExit(partners_command(args))
+    except ConfigError as exc:
+        print(f"ach-identity: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    cli()

@@ -3,14 +3,22 @@ from a clinic and a community health worker that turn into referrals."""
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
+from ach_platform.codes import value_of
 from ach_platform.dev_pki import DevPki
 from ach_platform.grpc_client import partner_channel
 from google.protobuf.timestamp_pb2 import Timestamp
+
+T = TypeVar("T")
 
 BACKBONE = "ach-backbone"  # the ACH's own organization: directory editor and network admin
 
@@ -80,7 +88,56 @@ SCREENINGS = [
 ]
 
 
-PARTNERS = sorted({BACKBONE, *(s[1] for s in SERVICES), *(s[0] for s in SCREENINGS)})
+# Demo partners: (type, roles). The backbone is bootstrapped with every role.
+PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{s[1]: ("cbo", ("referral-target",)) for s in SERVICES},
+    "clinic-st-marys": ("clinic", ("screener", "referral-source")),
+    "chw-trustbuilders": ("cbo", ("screener", "referral-source")),
+    "county-health": ("county", ("measurement-viewer",)),
+    "wellness-fund": ("funder", ("fund-manager", "measurement-viewer")),
+}
+PARTNERS = sorted({BACKBONE, *PARTNER_ROLES})
+
+
+def register_partners(pki: DevPki, identity_addr: str) -> list[str]:
+    """Register the demo partners with the registry, as the backbone (idempotent)."""
+    done: list[str] = []
+    with partner_channel(
+        identity_addr, pki.ca_cert, cert=pki.client_cert(BACKBONE), key=pki.client_key(BACKBONE)
+    ) as channel:
+        registry = identity_pb2_grpc.PartnerRegistryStub(channel)
+        for partner_id, (type_code, roles) in PARTNER_ROLES.items():
+            try:
+                registry.RegisterPartner(
+                    identity_pb2.RegisterPartnerRequest(
+                        partner_id=partner_id,
+                        name=partner_id,
+                        type=value_of(identity_pb2.PartnerType, type_code),
+                        roles=[value_of(identity_pb2.PartnerRole, r) for r in roles],
+                    ),
+                    timeout=10,
+                )
+                done.append(f"partner: {partner_id} ({type_code}: {', '.join(roles)})")
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+                    raise
+    return done
+
+
+def retrying(call: Callable[[], T], within_s: float = 30) -> T:
+    """Services learn of new partners from the registry's topic within moments: retry until then."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            transient = exc.code() in (
+                grpc.StatusCode.PERMISSION_DENIED,  # type: ignore[attr-defined]
+                grpc.StatusCode.UNAVAILABLE,
+            )
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
@@ -96,21 +153,19 @@ def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
     with as_partner(directory_addr, BACKBONE) as channel:
         directory = directory_pb2_grpc.DirectoryServiceStub(channel)
         for service_id, org, name, domains, languages, capacity in SERVICES:
-            directory.UpsertService(
-                directory_pb2.UpsertServiceRequest(
-                    service=directory_pb2.Service(
-                        service_id=service_id,
-                        organization_id=org,
-                        name=name,
-                        status=directory_pb2.SERVICE_STATUS_ACTIVE,
-                        need_domains=domains,
-                        languages=languages,
-                        capacity_available=capacity,
-                        capacity_maximum=capacity,
-                    )
-                ),
-                timeout=10,
+            upsert = directory_pb2.UpsertServiceRequest(
+                service=directory_pb2.Service(
+                    service_id=service_id,
+                    organization_id=org,
+                    name=name,
+                    status=directory_pb2.SERVICE_STATUS_ACTIVE,
+                    need_domains=domains,
+                    languages=languages,
+                    capacity_available=capacity,
+                    capacity_maximum=capacity,
+                )
             )
+            retrying(functools.partial(directory.UpsertService, upsert, timeout=10))
             done.append(f"directory: {name} ({', '.join(domains)})")
     for partner, language, answers in SCREENINGS:
         with as_partner(screening_addr, partner) as channel:
@@ -128,7 +183,7 @@ def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
                 answers=[screening_pb2.Answer(question_code=q, answer_codes=[a]) for q, a in answers],
             )
             request.screened_by.partner_id = partner
-            result = screening.SubmitScreening(request, timeout=10)
+            result = retrying(functools.partial(screening.SubmitScreening, request, timeout=10))
             done.append(
                 f"screening by {partner}: positive for {', '.join(result.positive_domains) or 'nothing'}"
             )

@@ -5,6 +5,7 @@ Run by `make run`. Ctrl-C stops every process cleanly (SIGTERM, then a kill afte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -20,10 +21,11 @@ from honcho.printer import Printer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from ach_identity.main import bootstrap  # noqa: E402
 from ach_platform import dev_pki, migrations  # noqa: E402
 from ach_platform.auth import AuthSettings  # noqa: E402
 from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
-from demo_data import PARTNERS, load  # noqa: E402
+from demo_data import BACKBONE, PARTNERS, load, register_partners  # noqa: E402
 
 SERVICES = list(DEFAULT_PORTS)
 
@@ -69,7 +71,8 @@ def announce(pki: dev_pki.DevPki) -> None:
             print(f"stack: {name} did not become healthy; see its log lines above", file=sys.stderr)
             return
     try:
-        lines = load(
+        lines = register_partners(pki, f"127.0.0.1:{settings['identity'].grpc_port}")
+        lines += load(
             pki,
             f"127.0.0.1:{settings['directory'].grpc_port}",
             f"127.0.0.1:{settings['screening'].grpc_port}",
@@ -117,6 +120,7 @@ def main() -> int:
                 ServiceSettings.from_env(name).database_url,
             )
         servers = kafka_bootstrap_servers()
+        print(f"stack: {asyncio.run(bootstrap(BACKBONE, 'ACH backbone (demo)'))}", flush=True)
     except ConfigError as exc:
         print(f"stack: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,295 @@
+"""Every role against every API method, over real mutual TLS against the running services: the
+access policy as a table, written out here independently of ach_platform.access.
+
+Each call is made "for oneself" (the request names the caller wherever a rule asks for that, and
+addresses stored things that do not exist), so an allowed call ends in INVALID_ARGUMENT, NOT_FOUND
+or OK and a refused one in PERMISSION_DENIED. Then the same for someone else's things, for a
+suspended partner (credentials revoked) and for a stranger with a valid certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import pytest
+from ach.common.v1 import common_pb2
+from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.funding.v1 import funding_pb2, funding_pb2_grpc
+from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
+from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.screening.v1 import screening_pb2, screening_pb2_grpc
+from ach_platform.access import POLICY
+from ach_platform.codes import value_of
+from google.protobuf.message import Message
+
+from tests.conftest import ALL_SERVICES
+from tests.harness import Stack, eventually
+
+pytestmark = pytest.mark.slow
+
+ROLE_PARTNERS = {  # one partner per role, of a type that may hold it
+    "screener": "clinic",
+    "referral-source": "clinic",
+    "referral-target": "cbo",
+    "directory-editor": "backbone",
+    "fund-manager": "funder",
+    "measurement-viewer": "county",
+    "ach-admin": "backbone",
+}
+EVERYONE = frozenset(ROLE_PARTNERS)
+
+# method -> (service, stub class, method name, request for `me`, roles that may call it for themselves)
+Request = Callable[[str], Message]
+CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
+    "/ach.screening.v1.ScreeningService/SubmitScreening": (
+        "screening",
+        screening_pb2_grpc.ScreeningServiceStub,
+        "SubmitScreening",
+        lambda me: screening_pb2.SubmitScreeningRequest(screened_by=common_pb2.Actor(partner_id=me)),
+        frozenset({"screener"}),
+    ),
+    "/ach.screening.v1.ScreeningService/GetScreening": (
+        "screening",
+        screening_pb2_grpc.ScreeningServiceStub,
+        "GetScreening",
+        lambda me: screening_pb2.GetScreeningRequest(screening_id="no-such-screening"),
+        frozenset({"screener", "referral-source"}),
+    ),
+    "/ach.referrals.v1.ReferralService/GetReferral": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "GetReferral",
+        lambda me: referrals_pb2.GetReferralRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source", "referral-target"}),
+    ),
+    "/ach.referrals.v1.ReferralService/UpdateReferralStatus": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "UpdateReferralStatus",
+        lambda me: referrals_pb2.UpdateReferralStatusRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source", "referral-target"}),
+    ),
+    "/ach.directory.v1.DirectoryService/UpsertService": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "UpsertService",
+        lambda me: directory_pb2.UpsertServiceRequest(
+            service=directory_pb2.Service(service_id=f"svc-of-{me}", organization_id=me)
+        ),
+        frozenset({"directory-editor", "referral-target"}),
+    ),
+    "/ach.directory.v1.DirectoryService/GetService": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "GetService",
+        lambda me: directory_pb2.GetServiceRequest(service_id="no-such-service"),
+        EVERYONE,
+    ),
+    "/ach.directory.v1.DirectoryService/SearchServices": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "SearchServices",
+        lambda me: directory_pb2.SearchServicesRequest(page_size=-1),
+        EVERYONE,
+    ),
+    "/ach.measurement.v1.MeasurementService/GetReferralFunnel": (
+        "measurement",
+        measurement_pb2_grpc.MeasurementServiceStub,
+        "GetReferralFunnel",
+        lambda me: measurement_pb2.GetReferralFunnelRequest(),
+        frozenset({"measurement-viewer", "ach-admin"}),
+    ),
+    "/ach.funding.v1.FundingService/GetAccountBalance": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "GetAccountBalance",
+        lambda me: funding_pb2.GetAccountBalanceRequest(account_id=f"partner:{me}:payable"),
+        frozenset({"fund-manager", "referral-target"}),
+    ),
+    "/ach.funding.v1.FundingService/ListTransfers": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "ListTransfers",
+        lambda me: funding_pb2.ListTransfersRequest(account_id=f"partner:{me}:payable", page_size=-1),
+        frozenset({"fund-manager", "referral-target"}),
+    ),
+    "/ach.notifications.v1.NotificationService/ListDeliveries": (
+        "notifications",
+        notifications_pb2_grpc.NotificationServiceStub,
+        "ListDeliveries",
+        lambda me: notifications_pb2.ListDeliveriesRequest(partner_id=me, page_size=-1),
+        EVERYONE,
+    ),
+    "/ach.identity.v1.PartnerRegistry/RegisterPartner": (
+        "identity",
+        identity_pb2_grpc.PartnerRegistryStub,
+        "RegisterPartner",
+        lambda me: identity_pb2.RegisterPartnerRequest(partner_id="Not Valid"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.identity.v1.PartnerRegistry/UpdatePartner": (
+        "identity",
+        identity_pb2_grpc.PartnerRegistryStub,
+        "UpdatePartner",
+        lambda me: identity_pb2.UpdatePartnerRequest(partner_id="no-such-partner"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.identity.v1.PartnerRegistry/ListPartners": (
+        "identity",
+        identity_pb2_grpc.PartnerRegistryStub,
+        "ListPartners",
+        lambda me: identity_pb2.ListPartnersRequest(),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.identity.v1.PartnerRegistry/GetPartner": (
+        "identity",
+        identity_pb2_grpc.PartnerRegistryStub,
+        "GetPartner",
+        lambda me: identity_pb2.GetPartnerRequest(partner_id=me),
+        EVERYONE,
+    ),
+}
+
+# Requests for what belongs to another partner: refused to every role but the unconditional ones.
+SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
+    "/ach.screening.v1.ScreeningService/SubmitScreening": (
+        lambda me: screening_pb2.SubmitScreeningRequest(
+            screened_by=common_pb2.Actor(partner_id="clinic-elsewhere")
+        ),
+        frozenset(),
+    ),
+    "/ach.directory.v1.DirectoryService/UpsertService": (
+        lambda me: directory_pb2.UpsertServiceRequest(
+            service=directory_pb2.Service(service_id="x", organization_id="cbo-elsewhere")
+        ),
+        frozenset({"directory-editor"}),
+    ),
+    "/ach.funding.v1.FundingService/GetAccountBalance": (
+        lambda me: funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-elsewhere:payable"),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.notifications.v1.NotificationService/ListDeliveries": (
+        lambda me: notifications_pb2.ListDeliveriesRequest(partner_id="cbo-elsewhere"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.identity.v1.PartnerRegistry/GetPartner": (
+        lambda me: identity_pb2.GetPartnerRequest(partner_id="cbo-elsewhere"),
+        frozenset({"ach-admin"}),
+    ),
+}
+
+
+def all_api_methods() -> set[str]:
+    modules = (
+        screening_pb2,
+        referrals_pb2,
+        directory_pb2,
+        measurement_pb2,
+        funding_pb2,
+        notifications_pb2,
+        identity_pb2,
+    )
+    return {
+        f"/{service.full_name}/{method.name}"
+        for module in modules
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+
+
+def test_every_api_method_has_a_rule_and_a_row_here() -> None:
+    assert all_api_methods() == set(POLICY) == set(CASES)
+
+
+def call_with_details(
+    stack: Stack, partner: str, method: str, request: Message
+) -> tuple[grpc.StatusCode, str]:
+    service, stub_class, name, _, _ = CASES[method]
+    with stack.channel(service, partner) as channel:
+        try:
+            getattr(stub_class(channel), name)(request, timeout=10)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as exc:
+            return exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+
+
+def call(stack: Stack, partner: str, method: str, request: Message) -> grpc.StatusCode:
+    return call_with_details(stack, partner, method, request)[0]
+
+
+def test_role_by_method_matrix(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack("sqlite")
+    stack.start(*ALL_SERVICES)
+    with stack.channel("identity") as channel:
+        registry = identity_pb2_grpc.PartnerRegistryStub(channel)
+        for role, type_code in ROLE_PARTNERS.items():
+            registry.RegisterPartner(
+                identity_pb2.RegisterPartnerRequest(
+                    partner_id=f"only-{role}",
+                    name=role,
+                    type=value_of(identity_pb2.PartnerType, type_code),
+                    roles=[value_of(identity_pb2.PartnerRole, role)],
+                ),
+                timeout=10,
+            )
+        registry.RegisterPartner(
+            identity_pb2.RegisterPartnerRequest(
+                partner_id="suspended-cbo",
+                name="s",
+                type=identity_pb2.PARTNER_TYPE_CBO,
+                roles=[identity_pb2.PARTNER_ROLE_REFERRAL_TARGET],
+            ),
+            timeout=10,
+        )
+        registry.UpdatePartner(
+            identity_pb2.UpdatePartnerRequest(
+                partner_id="suspended-cbo",
+                roles=[identity_pb2.PARTNER_ROLE_REFERRAL_TARGET],
+                status=identity_pb2.PARTNER_STATUS_SUSPENDED,
+            ),
+            timeout=10,
+        )
+    stack.wait_registry_published()
+
+    one_method_per_service = {case[0]: method for method, case in CASES.items()}
+    partners = [f"only-{role}" for role in ROLE_PARTNERS] + ["suspended-cbo"]
+
+    def settled() -> bool:  # every service's replica knows every partner, and the suspension
+        for method in one_method_per_service.values():
+            for partner in partners:
+                code, details = call_with_details(stack, partner, method, CASES[method][3](partner))
+                if details == "the caller is not a registered partner":
+                    return False
+                if partner == "suspended-cbo" and code != grpc.StatusCode.UNAUTHENTICATED:
+                    return False
+        return True
+
+    eventually(settled, 30, "the replicas caught up")
+    denied = {grpc.StatusCode.PERMISSION_DENIED}
+    mismatches: list[str] = []
+    for method, (_, _, _, request, allowed) in CASES.items():
+        for role in ROLE_PARTNERS:
+            partner = f"only-{role}"
+            code = call(stack, partner, method, request(partner))
+            if (code in denied) == (role in allowed) or code == grpc.StatusCode.UNAUTHENTICATED:
+                mismatches.append(
+                    f"{role} -> {method}: {code.name} (expected {'allowed' if role in allowed else 'denied'})"
+                )
+        for who, expected in (
+            ("suspended-cbo", grpc.StatusCode.UNAUTHENTICATED),
+            ("never-registered", grpc.StatusCode.PERMISSION_DENIED),
+        ):
+            code = call(stack, who, method, request(who))
+            if code != expected:
+                mismatches.append(f"{who} -> {method}: {code.name} (expected {expected.name})")
+    for method, (request, allowed) in SOMEONE_ELSES.items():
+        for role in ROLE_PARTNERS:
+            partner = f"only-{role}"
+            code = call(stack, partner, method, request(partner))
+            if (code in denied) == (role in allowed):
+                mismatches.append(f"{role} -> {method} for another partner: {code.name}")
+    assert mismatches == []
+    assert stack.stop_all() == dict.fromkeys(ALL_SERVICES, 0)

@@ -210,5 +210,10 @@ def test_screening_to_funded_outcome_across_all_services(
     assert metric(referral_metrics, "ach_events_consumed_total", 'result="processed"') >= 2
     assert "ach_outbox_backlog" in referral_metrics and "ach_event_lag_seconds_bucket" in referral_metrics
 
+    # PHI: the screening's answers appear in no span and no log line of any service.
+    exported = stack.trace_file.read_text() + "".join(s.log_path.read_text() for s in stack.services.values())
+    leaked = [code for _, code in FOOD_POSITIVE if code in exported]
+    assert leaked == [], f"screening answers reached spans or logs: {leaked}"
+
     # Graceful stop: every process drains and exits 0 on SIGTERM.
     assert stack.stop_all() == dict.fromkeys(ALL_SERVICES, 0)

@@ -53,7 +53,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    engine = create_async_engine(_driver_url(url, asynchronous=True), **kwargs)
+    # hide_parameters: a database error's message must not carry the values of a statement (they
+    # can be resident data) into logs, traces or client errors.
+    engine = create_async_engine(_driver_url(url, asynchronous=True), hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -32,7 +32,7 @@ def run_env(target_metadata: MetaData | None = None) -> None:
     ``target_metadata`` is what autogenerate compares against when a developer writes a migration."""
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is set by alembic_config"
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -13,14 +13,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -52,6 +52,58 @@ PHI_FIELDS = frozenset(
         "mrn",
     }
 )
+
+
+REDACTED = "[redacted]"
+# Span attributes kept verbatim from exception events: the type is useful to ops, the message and
+# stack trace can quote data (a value that failed validation, a statement's parameters).
+_EXCEPTION_TEXT = ("exception.message", "exception.stacktrace")
+
+
+def _phi_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1].lower()
+    return last in PHI_FIELDS
+
+
+def scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        k: (REDACTED if _phi_key(k) or k in _EXCEPTION_TEXT else v) for k, v in (attributes or {}).items()
+    }
+
+
+class PhiScrubbingExporter(SpanExporter):
+    """Wraps an exporter: span and event attributes named like PHI, and exception messages and
+    stack traces, are redacted before any span leaves the process."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([self._scrub(span) for span in spans])
+
+    @staticmethod
+    def _scrub(span: ReadableSpan) -> ReadableSpan:
+        events = [Event(e.name, scrub_attributes(e.attributes), e.timestamp) for e in span.events]
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=scrub_attributes(span.attributes),
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -126,10 +178,12 @@ def setup_telemetry(service: str, metrics_port: int | None) -> int | None:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        tracer_provider.add_span_processor(BatchSpanProcessor(PhiScrubbingExporter(OTLPSpanExporter())))
     trace_file = os.environ.get("ACH_TRACE_FILE")
     if trace_file:
-        tracer_provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(PhiScrubbingExporter(JsonLinesSpanExporter(trace_file)))
+        )
     trace.set_tracer_provider(tracer_provider)
 
     readers: list[Any] = []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.funding.v1 import funding_pb2, funding_pb2_grpc
@@ -144,6 +145,13 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: identity_pb2.ListPartnersRequest(),
         frozenset({"ach-admin"}),
     ),
+    "/ach.audit.v1.AuditLog/QueryAccess": (
+        "identity",
+        audit_pb2_grpc.AuditLogStub,
+        "QueryAccess",
+        lambda me: audit_pb2.QueryAccessRequest(page_size=-1),
+        frozenset({"ach-admin"}),
+    ),
     "/ach.identity.v1.PartnerRegistry/GetPartner": (
         "identity",
         identity_pb2_grpc.PartnerRegistryStub,
@@ -191,6 +199,7 @@ def all_api_methods() -> set[str]:
         funding_pb2,
         notifications_pb2,
         identity_pb2,
+        audit_pb2,
     )
     return {
         f"/{service.full_name}/{method.name}"

@@ -10,8 +10,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 
+import grpc
 import psycopg
 import pytest
+from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.funding.v1 import funding_pb2, funding_pb2_grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
@@ -209,6 +211,38 @@ def test_screening_to_funded_outcome_across_all_services(
     referral_metrics = scrape(stack.services["referrals"].metrics_port)
     assert metric(referral_metrics, "ach_events_consumed_total", 'result="processed"') >= 2
     assert "ach_outbox_backlog" in referral_metrics and "ach_event_lag_seconds_bucket" in referral_metrics
+
+    # The audit trail: each access to resident-level data, allowed or refused, with who, why and how it ended.
+    with stack.channel("referrals", "cbo-2") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            referrals_pb2_grpc.ReferralServiceStub(channel).GetReferral(
+                referrals_pb2.GetReferralRequest(referral_id=referral_id), timeout=5
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    with stack.channel("identity") as channel:
+        audit = audit_pb2_grpc.AuditLogStub(channel)
+
+        def trail() -> list[tuple[str, str, str, str]]:
+            records = audit.QueryAccess(audit_pb2.QueryAccessRequest(), timeout=5).records
+            return [
+                (r.method.rsplit("/", 1)[1], r.partner_id, r.outcome, r.purpose_of_use)
+                for r in records
+                if r.method.startswith("/ach.screening") or r.method.startswith("/ach.referrals")
+            ]
+
+        expected_trail = [
+            ("SubmitScreening", "clinic-1", "OK", "TREAT"),
+            ("GetReferral", "cbo-pantry", "OK", "COC"),
+            ("UpdateReferralStatus", "cbo-pantry", "OK", "COC"),
+            ("UpdateReferralStatus", "cbo-pantry", "OK", "COC"),
+            ("GetReferral", "cbo-2", "PERMISSION_DENIED", "COC"),
+        ]
+        eventually(lambda: trail() == expected_trail, what=f"the audit trail {expected_trail}")
+        by_resident = audit.QueryAccess(
+            audit_pb2.QueryAccessRequest(resident_id="resident-42"), timeout=5
+        ).records
+        assert [r.method.rsplit("/", 1)[1] for r in by_resident] == ["SubmitScreening"]
+        assert all(r.trace_id for r in by_resident)
 
     # PHI: the screening's answers appear in no span and no log line of any service.
     exported = stack.trace_file.read_text() + "".join(s.log_path.read_text() for s in stack.services.values())

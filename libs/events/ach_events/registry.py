@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ach.audit.v1 import audit_pb2
 from ach.directory.v1 import directory_pb2
 from ach.funding.v1 import funding_pb2
 from ach.identity.v1 import identity_pb2
@@ -26,6 +27,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         notifications_pb2.NotificationDelivered,
         funding_pb2.TransferPosted,
         identity_pb2.PartnerChanged,
+        audit_pb2.AccessRecorded,
     )
 }
 

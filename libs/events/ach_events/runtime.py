@@ -28,6 +28,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ach_events.audit_trail import KafkaAuditSink
 from ach_events.consumer import EventConsumer, EventHandler
 from ach_events.kafka_clients import idempotent_producer, start_producer
 from ach_events.outbox import Outbox
@@ -143,6 +144,8 @@ class RunningService:
             auth=self.auth,
             partners=self.partners,
             resolvers=self.runtime.owner_resolvers,
+            audit=KafkaAuditSink(self.producer, s.service),
+            service=s.service,
             token_port=s.token_port,
             health_port=s.health_port,
         )

@@ -87,6 +87,14 @@ IDENTITY_PARTNERS = Topic(
     compacted=True,
     event_types=("ach.identity.v1.PartnerChanged",),
 )
+AUDIT_EVENTS = Topic(
+    name="ach.audit.events.v1",
+    key="partner id of the caller",
+    producer="every service",
+    consumers=("identity",),
+    retention_days=2190,  # six years, as HIPAA asks of audit documentation
+    event_types=("ach.audit.v1.AccessRecorded",),
+)
 FUNDING_EVENTS = Topic(
     name="ach.funding.events.v1",
     key="transfer id",
@@ -114,6 +122,7 @@ DOMAIN_TOPICS: tuple[Topic, ...] = (
     NOTIFICATION_EVENTS,
     FUNDING_EVENTS,
     IDENTITY_PARTNERS,
+    AUDIT_EVENTS,
 )
 # Services that consume in a consumer group, each with its own dead-letter topic.
 CONSUMING_SERVICES = sorted({c for t in DOMAIN_TOPICS for c in t.consumers if t is not IDENTITY_PARTNERS})

@@ -95,7 +95,14 @@ class Rule:
     roles: frozenset[str] = frozenset()
     owner_roles: frozenset[str] = frozenset()
     owner: Ownership | None = None
-    resources: tuple[str, ...] = field(default_factory=tuple)
+    # Resident-level data: every call is audited, with these request fields as the ids it touched
+    # and the purpose of use a caller gives (x-ach-purpose-of-use) or this default.
+    audit_ids: tuple[str, ...] = field(default_factory=tuple)
+    purpose: str = "COC"
+
+    @property
+    def audited(self) -> bool:
+        return bool(self.audit_ids)
 
     def has_role(self, partner: PartnerView, roles: frozenset[str]) -> bool:
         return ANY in roles or bool(roles & partner.roles)
@@ -108,17 +115,27 @@ def _r(*roles: str) -> frozenset[str]:
 POLICY: dict[str, Rule] = {
     # Screening intake: a screener submits in its own name and reads what it submitted.
     "/ach.screening.v1.ScreeningService/SubmitScreening": Rule(
-        owner_roles=_r("screener"), owner=RequestNamesCaller("screened_by.partner_id")
+        owner_roles=_r("screener"),
+        owner=RequestNamesCaller("screened_by.partner_id"),
+        audit_ids=("resident_id", "submitter_screening_id"),
+        purpose="TREAT",
     ),
     "/ach.screening.v1.ScreeningService/GetScreening": Rule(
-        owner_roles=_r("screener", "referral-source"), owner=PartyTo("screening", "screening_id")
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("screening", "screening_id"),
+        audit_ids=("screening_id",),
+        purpose="TREAT",
     ),
     # Referrals: only the source and the target of a referral see it or move it on.
     "/ach.referrals.v1.ReferralService/GetReferral": Rule(
-        owner_roles=_r("referral-source", "referral-target"), owner=PartyTo("referral", "referral_id")
+        owner_roles=_r("referral-source", "referral-target"),
+        owner=PartyTo("referral", "referral_id"),
+        audit_ids=("referral_id",),
     ),
     "/ach.referrals.v1.ReferralService/UpdateReferralStatus": Rule(
-        owner_roles=_r("referral-source", "referral-target"), owner=PartyTo("referral", "referral_id")
+        owner_roles=_r("referral-source", "referral-target"),
+        owner=PartyTo("referral", "referral_id"),
+        audit_ids=("referral_id",),
     ),
     # Directory: directory editors edit anything; a CBO edits its own organization's services.
     "/ach.directory.v1.DirectoryService/UpsertService": Rule(
@@ -155,6 +172,10 @@ POLICY: dict[str, Rule] = {
     "/ach.identity.v1.PartnerRegistry/ListPartners": Rule(roles=_r("ach-admin")),
     "/ach.identity.v1.PartnerRegistry/GetPartner": Rule(
         roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+    # The audit trail names residents: only the backbone reads it, and reading it is audited too.
+    "/ach.audit.v1.AuditLog/QueryAccess": Rule(
+        roles=_r("ach-admin"), audit_ids=("resident_id", "partner_id"), purpose="HOPERAT"
     ),
 }
 

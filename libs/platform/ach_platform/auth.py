@@ -187,12 +187,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
         inner = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            caller = self._authenticator.authenticate(context)
-            token = current_principal.set(caller)
-            try:
-                return await inner(request, context)
-            finally:
-                current_principal.reset(token)
+            # Each call runs in its own task, so the caller stays set for this call only; it is not
+            # reset on the way out because the audit, further out, records who it was.
+            current_principal.set(self._authenticator.authenticate(context))
+            return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,

@@ -23,6 +23,7 @@ from opentelemetry import metrics
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from ach_platform.access import POLICY, AuthorizationInterceptor, OwnerResolver, PartnerLookup, Rule
+from ach_platform.audit import AuditInterceptor, AuditSink
 from ach_platform.auth import Authenticator, AuthInterceptor, AuthSettings
 from ach_platform.errors import (
     DomainError,
@@ -152,6 +153,8 @@ class GrpcServer:
         partners: PartnerLookup | None = None,
         resolvers: Mapping[str, OwnerResolver] | None = None,
         policy: Mapping[str, Rule] = POLICY,
+        audit: AuditSink | None = None,
+        service: str = "",
         token_port: int | None = None,
         health_port: int | None = None,
     ) -> None:
@@ -159,6 +162,9 @@ class GrpcServer:
         tracing = aio_server_interceptor()  # type: ignore[no-untyped-call]
         # Order matters: the first wraps the rest, so errors raised by authentication are mapped too.
         interceptors: list[Any] = [tracing, ErrorMappingInterceptor()]
+        if audit is not None:
+            # Outside authentication and authorization, so refusals are audited as well.
+            interceptors.append(AuditInterceptor(service, audit, policy))
         if auth is not None:
             interceptors.append(AuthInterceptor(Authenticator(auth)))
             if partners is None:

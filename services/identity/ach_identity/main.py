@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
 import grpc
+from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
+from ach_events.topics import AUDIT_EVENTS
 from ach_platform.clock import utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.database import create_engine, session_factory
@@ -35,6 +38,7 @@ from sqlmodel import select
 
 from ach_identity import domain
 from ach_identity.api import PartnerRegistryApi
+from ach_identity.audit import AuditLogApi, on_access_recorded
 from ach_identity.events import publish_partner_changed
 from ach_identity.store import PartnerRecord
 
@@ -45,6 +49,12 @@ def wire(runtime: Runtime) -> None:
         lambda server: identity_pb2_grpc.add_PartnerRegistryServicer_to_server(api, server),
         "ach.identity.v1.PartnerRegistry",
     )
+    audit_api = AuditLogApi(runtime.sessions)
+    runtime.serve_grpc(
+        lambda server: audit_pb2_grpc.add_AuditLogServicer_to_server(audit_api, server),
+        "ach.audit.v1.AuditLog",
+    )
+    runtime.consume([AUDIT_EVENTS], {"ach.audit.v1.AccessRecorded": on_access_recorded})
 
 
 DEFINITION = ServiceDefinition("identity", Path(__file__).parent / "migrations", wire)
@@ -148,9 +158,42 @@ def partners_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def audit_export(args: argparse.Namespace) -> int:
+    """Every matching record as one JSON object a line, oldest first, page by page."""
+    from google.protobuf.json_format import MessageToDict
+
+    pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
+    address = os.environ.get(
+        "IDENTITY_GRPC_ADDR", f"127.0.0.1:{ServiceSettings.from_env('identity').grpc_port}"
+    )
+    channel = partner_channel(
+        address, pki.ca_cert, cert=pki.client_cert(args.as_partner), key=pki.client_key(args.as_partner)
+    )
+    log = audit_pb2_grpc.AuditLogStub(channel)
+    request = audit_pb2.QueryAccessRequest(
+        partner_id=args.partner or "", resident_id=args.resident or "", page_size=1000
+    )
+    metadata = (("x-ach-purpose-of-use", "HOPERAT"),)
+    count = 0
+    try:
+        while True:
+            page = log.QueryAccess(request, timeout=30, metadata=metadata)
+            for record in page.records:
+                print(json.dumps(MessageToDict(record), separators=(",", ":")))
+                count += 1
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    except grpc.RpcError as exc:
+        print(f"ach-identity: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 2
+    print(f"ach-identity: exported {count} audit records", file=sys.stderr)
+    return 0
+
+
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in {"bootstrap", "partners"}:
+    if not argv or argv[0] not in {"bootstrap", "partners", "audit"}:
         run_cli(DEFINITION, argv)
         return
     parser = argparse.ArgumentParser(prog="ach-identity")
@@ -170,8 +213,15 @@ def cli(argv: list[str] | None = None) -> None:
     partners.add_argument(
         "--as", dest="as_partner", default="ach-backbone", help="the partner making the change"
     )
+    audit = sub.add_parser("audit", help="export the audit log of access to resident-level data (JSON lines)")
+    audit.add_argument("action", choices=["export"])
+    audit.add_argument("--partner", help="only this partner's accesses")
+    audit.add_argument("--resident", help="only accesses to this (pseudonymous) resident")
+    audit.add_argument("--as", dest="as_partner", default="ach-backbone")
     args = parser.parse_args(argv)
     try:
+        if args.command == "audit":
+            raise SystemExit(audit_export(args))
         if args.command == "bootstrap":
             print(f"ach-identity: {asyncio.run(bootstrap(args.admin, args.name))}", file=sys.stderr)
             raise SystemExit(0)

@@ -19,3 +19,22 @@ class PartnerRecord(SQLModel, table=True):
     version: int = 0
     created_at: datetime
     updated_at: datetime
+
+
+class AuditRecord(SQLModel, table=True):
+    """The append-only audit log of access to resident-level data (from every service)."""
+
+    __tablename__ = "audit_record"
+
+    id: str = Field(primary_key=True, max_length=36)
+    at: datetime = Field(index=True)
+    service: str = Field(max_length=50)
+    method: str = Field(max_length=200)
+    partner_id: str = Field(index=True, max_length=64)
+    user_id: str = Field(max_length=200)
+    credential: str = Field(max_length=10)
+    purpose_of_use: str = Field(max_length=20)
+    resources: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+    resident_id: str = Field(index=True, max_length=100)
+    outcome: str = Field(max_length=40)
+    trace_id: str = Field(max_length=32)

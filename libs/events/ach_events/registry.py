@@ -8,6 +8,7 @@ from ach.funding.v1 import funding_pb2
 from ach.identity.v1 import identity_pb2
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
+from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
 from google.protobuf.message import Message
 
@@ -28,6 +29,9 @@ EVENT_TYPES: dict[str, type[Message]] = {
         funding_pb2.TransferPosted,
         identity_pb2.PartnerChanged,
         audit_pb2.AccessRecorded,
+        residents_pb2.ConsentChanged,
+        residents_pb2.ContactPreferenceChanged,
+        residents_pb2.ResidentsMerged,
     )
 }
 

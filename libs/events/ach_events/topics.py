@@ -59,7 +59,7 @@ REFERRAL_EVENTS = Topic(
     name="ach.referrals.events.v1",
     key="referral id",
     producer="referrals",
-    consumers=("notifications", "measurement", "funding"),
+    consumers=("notifications", "measurement", "funding", "identity"),
     event_types=("ach.referrals.v1.ReferralCreated", "ach.referrals.v1.ReferralStatusChanged"),
 )
 DIRECTORY_SERVICES = Topic(
@@ -86,6 +86,17 @@ IDENTITY_PARTNERS = Topic(
     consumers=("every service (replica)",),
     compacted=True,
     event_types=("ach.identity.v1.PartnerChanged",),
+)
+RESIDENT_EVENTS = Topic(
+    name="ach.residents.events.v1",
+    key="resident id",
+    producer="identity",
+    consumers=("referrals",),
+    event_types=(
+        "ach.residents.v1.ConsentChanged",
+        "ach.residents.v1.ContactPreferenceChanged",
+        "ach.residents.v1.ResidentsMerged",
+    ),
 )
 AUDIT_EVENTS = Topic(
     name="ach.audit.events.v1",
@@ -122,6 +133,7 @@ DOMAIN_TOPICS: tuple[Topic, ...] = (
     NOTIFICATION_EVENTS,
     FUNDING_EVENTS,
     IDENTITY_PARTNERS,
+    RESIDENT_EVENTS,
     AUDIT_EVENTS,
 )
 # Services that consume in a consumer group, each with its own dead-letter topic.

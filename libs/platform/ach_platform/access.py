@@ -173,6 +173,52 @@ POLICY: dict[str, Rule] = {
     "/ach.identity.v1.PartnerRegistry/GetPartner": Rule(
         roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
     ),
+    # Resident index: screeners and referral sources register residents in their own name (the
+    # link is to the caller's own id) and read those on their own books; a referral's target sees
+    # what the resident consented to share, for that referral only; only the backbone merges.
+    "/ach.residents.v1.ResidentIndex/RegisterResident": Rule(
+        roles=_r("screener", "referral-source"), audit_ids=("partner_resident_id",), purpose="TREAT"
+    ),
+    "/ach.residents.v1.ResidentIndex/GetResident": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("resident", "resident_id"),
+        audit_ids=("resident_id",),
+        purpose="TREAT",
+    ),
+    "/ach.residents.v1.ResidentIndex/GetResidentForReferral": Rule(
+        owner_roles=_r("referral-target"),
+        owner=PartyTo("referral-target", "referral_id"),
+        audit_ids=("referral_id",),
+    ),
+    "/ach.residents.v1.ResidentIndex/MergeResidents": Rule(
+        roles=_r("ach-admin"), audit_ids=("survivor_id", "merged_id"), purpose="HOPERAT"
+    ),
+    # Consent: recorded and read by the partners that have the resident on their books; the
+    # backbone may also revoke (a resident can call the ACH) and read.
+    "/ach.residents.v1.ConsentRegistry/RecordConsent": Rule(
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("resident", "resident_id"),
+        audit_ids=("resident_id",),
+    ),
+    "/ach.residents.v1.ConsentRegistry/RevokeConsent": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("consent", "consent_id"),
+        audit_ids=("consent_id",),
+    ),
+    "/ach.residents.v1.ConsentRegistry/ListConsents": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("resident", "resident_id"),
+        audit_ids=("resident_id",),
+    ),
+    "/ach.residents.v1.ConsentRegistry/SetContactPreference": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("resident", "resident_id"),
+        audit_ids=("resident_id",),
+    ),
     # The audit trail names residents: only the backbone reads it, and reading it is audited too.
     "/ach.audit.v1.AuditLog/QueryAccess": Rule(
         roles=_r("ach-admin"), audit_ids=("resident_id", "partner_id"), purpose="HOPERAT"

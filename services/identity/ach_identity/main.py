@@ -22,10 +22,11 @@ from pathlib import Path
 import grpc
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach.residents.v1 import residents_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import AUDIT_EVENTS
+from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS
 from ach_platform.clock import utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.database import create_engine, session_factory
@@ -36,7 +37,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlmodel import select
 
-from ach_identity import domain
+from ach_identity import domain, residents
 from ach_identity.api import PartnerRegistryApi
 from ach_identity.audit import AuditLogApi, on_access_recorded
 from ach_identity.events import publish_partner_changed
@@ -54,7 +55,26 @@ def wire(runtime: Runtime) -> None:
         lambda server: audit_pb2_grpc.add_AuditLogServicer_to_server(audit_api, server),
         "ach.audit.v1.AuditLog",
     )
-    runtime.consume([AUDIT_EVENTS], {"ach.audit.v1.AccessRecorded": on_access_recorded})
+    index_api = residents.ResidentIndexApi(runtime.sessions, runtime.outbox)
+    runtime.serve_grpc(
+        lambda server: residents_pb2_grpc.add_ResidentIndexServicer_to_server(index_api, server),
+        "ach.residents.v1.ResidentIndex",
+    )
+    consent_api = residents.ConsentRegistryApi(runtime.sessions, runtime.outbox)
+    runtime.serve_grpc(
+        lambda server: residents_pb2_grpc.add_ConsentRegistryServicer_to_server(consent_api, server),
+        "ach.residents.v1.ConsentRegistry",
+    )
+    for resource, resolver in residents.owner_resolvers(runtime.sessions).items():
+        runtime.resolve_owners(resource, resolver)
+    runtime.consume(
+        [AUDIT_EVENTS, REFERRAL_EVENTS],
+        {
+            "ach.audit.v1.AccessRecorded": on_access_recorded,
+            "ach.referrals.v1.ReferralCreated": residents.on_referral_created,
+            "ach.referrals.v1.ReferralStatusChanged": residents.on_referral_status_changed,
+        },
+    )
 
 
 DEFINITION = ServiceDefinition("identity", Path(__file__).parent / "migrations", wire)

@@ -12,6 +12,7 @@ from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import NOTIFICATION_EVENTS
 from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
@@ -46,7 +47,13 @@ class NotificationEvents:
         await self._deliver(
             session,
             envelope,
-            domain.notices_for_status_changed(event.referral_id, source, event.changed_by.partner_id),
+            domain.notices_for_status_changed(
+                event.referral_id,
+                source,
+                event.target_partner_id,
+                event.changed_by.partner_id,
+                code_of(referrals_pb2.ReferralStatus, event.to_status),
+            ),
         )
 
     async def _deliver(self, session: AsyncSession, envelope: Envelope, notices: list[domain.Notice]) -> None:

@@ -41,6 +41,7 @@ def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
         need_id=r.need_id,
         created_at=to_timestamp(r.created_at),
         updated_at=to_timestamp(r.updated_at),
+        draft_reason=r.draft_reason,
     )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+
+from ach_platform.consent import ConsentTerms, consent_for_share
 
 
 class Status(StrEnum):
@@ -122,3 +125,44 @@ def rank_targets(candidates: Iterable[CandidateService], need_domain: str, langu
         rank = (0 if speaks else 1, 0 if c.capacity_available > 0 else 1, c.service_id)
         matches.append((rank, Match(c, tuple(reasons))))
     return [m for _, m in sorted(matches, key=lambda pair: pair[0])]
+
+
+NO_MATCHING_SERVICE = "no-matching-service"
+CONSENT_REQUIRED = "consent-required"
+CONSENT_REVOKED = "consent revoked by the resident"
+OPEN = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD})
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a need goes: a matched service the resident consented to share with, or a draft and why."""
+
+    match: Match | None
+    draft_reason: str
+
+
+def route(
+    candidates: Iterable[CandidateService],
+    need_domain: str,
+    language: str,
+    consents: Iterable[ConsentTerms],
+    at: datetime,
+) -> Routing:
+    """The best-ranked service whose organization the resident's consent covers for this need.
+    Nothing identifying reaches a CBO without consent, so without it the referral stays a draft."""
+    matches = rank_targets(candidates, need_domain, language)
+    if not matches:
+        return Routing(None, NO_MATCHING_SERVICE)
+    terms = list(consents)
+    for m in matches:
+        if consent_for_share(terms, need_domain, m.service.organization_id, at) is not None:
+            return Routing(m, "")
+    return Routing(None, CONSENT_REQUIRED)
+
+
+def withdraw_on_revocation(
+    status: Status, need_domain: str, target: str, consents: Iterable[ConsentTerms], at: datetime
+) -> bool:
+    """An open referral whose target no consent covers any more is cancelled: the CBO gets nothing
+    further about the resident (the identity service already refuses the share itself)."""
+    return status in OPEN and bool(target) and consent_for_share(consents, need_domain, target, at) is None

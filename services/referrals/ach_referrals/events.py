@@ -5,26 +5,34 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2
 from ach.referrals.v1 import referrals_pb2
+from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import REFERRAL_EVENTS
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
+from ach_platform.consent import ConsentTerms
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
 from ach_referrals.store import (
+    ConsentReplica,
     DirectoryServiceReplica,
     ReferralHistory,
     ReferralRecord,
+    ResidentAlias,
+    consents_for,
     referral_for_need,
+    referrals_of,
     replica_services,
+    same_person_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -84,11 +92,35 @@ class ReferralEvents:
     async def on_need_identified(
         self, session: AsyncSession, envelope: Envelope, need: screening_pb2.NeedIdentified
     ) -> None:
-        """Place a referral for the need with the best-matching service of the local replica.
-        With no match the referral stays a draft for the source to route by hand."""
+        """Place a referral for the need with the best-matching service the resident consented to
+        share with. Otherwise the referral stays a draft, saying why, for the source to act on."""
         require_fields(need, "need_id", "resident_id", "need_domain", "source_partner_id")
         if await referral_for_need(session, need.need_id) is not None:
             return
+        now = utc_now()
+        routing = await self._route(session, need.resident_id, need.need_domain, need.language, now)
+        referral = ReferralRecord(
+            id=str(uuid.uuid4()),
+            resident_id=need.resident_id,
+            need_domain=need.need_domain,
+            need_id=need.need_id,
+            screening_id=need.screening_id,
+            language=need.language or "en",
+            source_partner_id=need.source_partner_id,
+            status=(domain.Status.REQUESTED if routing.match else domain.Status.DRAFT).value,
+            draft_reason=routing.draft_reason,
+            created_at=now,
+            updated_at=now,
+        )
+        if routing.match:
+            referral.target_partner_id = routing.match.service.organization_id
+            referral.target_service_id = routing.match.service.service_id
+        session.add(referral)
+        self.publish_created(session, referral)
+
+    async def _route(
+        self, session: AsyncSession, resident_id: str, need_domain: str, language: str, at: datetime
+    ) -> domain.Routing:
         candidates = [
             domain.CandidateService(
                 r.service_id,
@@ -100,25 +132,103 @@ class ReferralEvents:
             )
             for r in await replica_services(session)
         ]
-        matches = domain.rank_targets(candidates, need.need_domain, need.language)
-        now = utc_now()
-        referral = ReferralRecord(
-            id=str(uuid.uuid4()),
-            resident_id=need.resident_id,
-            need_domain=need.need_domain,
-            need_id=need.need_id,
-            screening_id=need.screening_id,
-            language=need.language or "en",
-            source_partner_id=need.source_partner_id,
-            status=(domain.Status.REQUESTED if matches else domain.Status.DRAFT).value,
-            created_at=now,
-            updated_at=now,
+        consents = await self._consents(session, resident_id)
+        return domain.route(candidates, need_domain, language, consents, at)
+
+    async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
+        ids = await same_person_ids(session, resident_id)
+        return [
+            ConsentTerms(
+                consent_id=c.consent_id,
+                resident_id=c.resident_id,
+                need_domains=frozenset(c.need_domains),
+                partner_ids=frozenset(c.partner_ids),
+                status=c.status,
+                given_at=as_utc(c.given_at),
+                expires_at=as_utc(c.expires_at) if c.expires_at else None,
+            )
+            for c in await consents_for(session, ids)
+        ]
+
+    async def on_consent_changed(
+        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
+    ) -> None:
+        """Keep the consent replica, then act on it: a revocation cancels the open referrals it no
+        longer covers; a new consent routes the drafts that were waiting for one."""
+        require_fields(event, "consent")
+        require_fields(event.consent, "consent_id", "resident_id", "status", "given_at")
+        c = event.consent
+        replica = await session.get(ConsentReplica, c.consent_id)
+        if replica is not None and replica.version >= c.version:
+            return
+        given_at = from_timestamp(c.given_at)
+        assert given_at is not None
+        replica = replica or ConsentReplica(
+            consent_id=c.consent_id,
+            resident_id=c.resident_id,
+            need_domains=[],
+            partner_ids=[],
+            status="",
+            given_at=given_at,
+            version=0,
         )
-        if matches:
-            referral.target_partner_id = matches[0].service.organization_id
-            referral.target_service_id = matches[0].service.service_id
+        replica.need_domains = list(c.scope.need_domains)
+        replica.partner_ids = list(c.scope.partner_ids)
+        replica.status = code_of(residents_pb2.ConsentStatus, c.status)
+        replica.given_at = given_at
+        replica.expires_at = from_timestamp(c.expires_at)
+        replica.version = c.version
+        session.add(replica)
+        await session.flush()
+        await self._apply_consents(session, c.resident_id)
+
+    async def on_residents_merged(
+        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
+    ) -> None:
+        require_fields(event, "survivor_id", "merged_id")
+        if await session.get(ResidentAlias, event.merged_id) is None:
+            session.add(ResidentAlias(merged_id=event.merged_id, survivor_id=event.survivor_id))
+            await session.flush()
+            await self._apply_consents(session, event.survivor_id)
+
+    async def _apply_consents(self, session: AsyncSession, resident_id: str) -> None:
+        now = utc_now()
+        consents = await self._consents(session, resident_id)
+        for referral in await referrals_of(session, await same_person_ids(session, resident_id)):
+            status = domain.Status(referral.status)
+            if domain.withdraw_on_revocation(
+                status, referral.need_domain, referral.target_partner_id, consents, now
+            ):
+                self._system_change(session, referral, domain.Status.CANCELLED, domain.CONSENT_REVOKED, now)
+            elif status is domain.Status.DRAFT and referral.draft_reason == domain.CONSENT_REQUIRED:
+                routing = await self._route(
+                    session, referral.resident_id, referral.need_domain, referral.language, now
+                )
+                if routing.match:
+                    referral.target_partner_id = routing.match.service.organization_id
+                    referral.target_service_id = routing.match.service.service_id
+                    referral.draft_reason = ""
+                    self._system_change(session, referral, domain.Status.REQUESTED, "consent recorded", now)
+
+    def _system_change(
+        self, session: AsyncSession, referral: ReferralRecord, to: domain.Status, reason: str, now: datetime
+    ) -> None:
+        """A change the network makes on the resident's behalf (no partner made it)."""
+        referral.sequence += 1
+        change = ReferralHistory(
+            referral_id=referral.id,
+            sequence=referral.sequence,
+            from_status=referral.status,
+            to_status=to.value,
+            actor_partner_id="",
+            reason=reason,
+            changed_at=now,
+        )
+        referral.status = to.value
+        referral.updated_at = now
         session.add(referral)
-        self.publish_created(session, referral)
+        session.add(change)
+        self.publish_status_changed(session, referral, change)
 
     def publish_created(self, session: AsyncSession, r: ReferralRecord) -> None:
         self._outbox.add(
@@ -135,6 +245,7 @@ class ReferralEvents:
                 screening_id=r.screening_id,
                 need_id=r.need_id,
                 created_at=to_timestamp(r.created_at),
+                draft_reason=r.draft_reason,
             ),
             key=r.id,
         )

@@ -1,4 +1,5 @@
-"""Wiring of the referral service: its gRPC API; it consumes identified needs and directory changes."""
+"""Wiring of the referral service: its gRPC API; it consumes identified needs, directory changes
+and residents' consents."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from ach.referrals.v1 import referrals_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import DIRECTORY_SERVICES, SCREENING_EVENTS
+from ach_events.topics import DIRECTORY_SERVICES, RESIDENT_EVENTS, SCREENING_EVENTS
 
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
@@ -31,8 +32,10 @@ def wire(runtime: Runtime) -> None:
 
     runtime.resolve_owners("referral", referral_parties)
     runtime.consume(
-        [SCREENING_EVENTS, DIRECTORY_SERVICES],
+        [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {
+            "ach.residents.v1.ConsentChanged": events.on_consent_changed,
+            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
             "ach.screening.v1.NeedIdentified": events.on_need_identified,
             "ach.directory.v1.ServiceChanged": events.on_service_changed,
         },

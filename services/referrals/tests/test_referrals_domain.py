@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from ach_platform.consent import ConsentTerms
 from ach_referrals.domain import (
+    CONSENT_REQUIRED,
+    NO_MATCHING_SERVICE,
     REASON_REQUIRED,
     TRANSITIONS,
     CandidateService,
@@ -14,6 +18,8 @@ from ach_referrals.domain import (
     Status,
     check_transition,
     rank_targets,
+    route,
+    withdraw_on_revocation,
 )
 
 # The allowed transitions from the Gravity IG, written out independently of the implementation.
@@ -85,3 +91,37 @@ def test_ranking_prefers_language_then_capacity_and_skips_inactive() -> None:
     ranked = rank_targets(c, "food-insecurity", "es")
     assert [m.service.service_id for m in ranked] == ["c", "b", "a"]
     assert ranked[0].reasons == ("serves food-insecurity", "speaks es", "3 openings")
+
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def consent(partners: tuple[str, ...] = (), status: str = "active") -> ConsentTerms:
+    return ConsentTerms("c1", "r1", frozenset(), frozenset(partners), status, NOW - timedelta(days=1))
+
+
+PANTRY = CandidateService("svc-pantry", "cbo-pantry", ("food-insecurity",), ("en", "es"), True, 5)
+MEALS = CandidateService("svc-meals", "cbo-meals", ("food-insecurity",), ("en",), True, 5)
+
+
+def test_a_need_goes_to_the_best_service_the_resident_consented_to() -> None:
+    routing = route([PANTRY, MEALS], "food-insecurity", "es", [consent()], NOW)
+    assert routing.match is not None and routing.match.service is PANTRY and routing.draft_reason == ""
+    # The resident named the meals program only: the better-ranked pantry is passed over.
+    routing = route([PANTRY, MEALS], "food-insecurity", "es", [consent(("cbo-meals",))], NOW)
+    assert routing.match is not None and routing.match.service is MEALS
+
+
+def test_without_consent_or_without_a_service_the_referral_stays_a_draft_and_says_why() -> None:
+    assert route([PANTRY], "food-insecurity", "en", [], NOW).draft_reason == CONSENT_REQUIRED
+    assert route([PANTRY], "food-insecurity", "en", [consent(status="revoked")], NOW).match is None
+    assert route([PANTRY], "housing-instability", "en", [consent()], NOW).draft_reason == NO_MATCHING_SERVICE
+
+
+def test_open_referrals_the_consents_no_longer_cover_are_withdrawn() -> None:
+    revoked = [consent(status="revoked")]
+    for status in (Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD):
+        assert withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", revoked, NOW)
+        assert not withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", [consent()], NOW)
+    for status in (Status.DRAFT, Status.COMPLETED, Status.CANCELLED, Status.REJECTED):
+        assert not withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", revoked, NOW)

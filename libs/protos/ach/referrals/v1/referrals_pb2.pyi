@@ -92,6 +92,7 @@ class Referral(_message.Message):
     NEED_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    DRAFT_REASON_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -102,6 +103,10 @@ class Referral(_message.Message):
     outcome: Global___ReferralOutcome.ValueType
     screening_id: _builtins.str
     need_id: _builtins.str
+    draft_reason: _builtins.str
+    """Why a referral is still a draft: "no-matching-service", or "consent-required" (a service
+    matches but the resident has no active consent to share with it); empty otherwise.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -121,10 +126,11 @@ class Referral(_message.Message):
         need_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        draft_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,6 +203,7 @@ class ReferralCreated(_message.Message):
     SCREENING_ID_FIELD_NUMBER: _builtins.int
     NEED_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    DRAFT_REASON_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -206,6 +213,7 @@ class ReferralCreated(_message.Message):
     status: Global___ReferralStatus.ValueType
     screening_id: _builtins.str
     need_id: _builtins.str
+    draft_reason: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -221,10 +229,11 @@ class ReferralCreated(_message.Message):
         screening_id: _builtins.str = ...,
         need_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        draft_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

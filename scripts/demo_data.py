@@ -1,5 +1,6 @@
-"""A small demo data set for the local stack: a few CBO services in the directory, and screenings
-from a clinic and a community health worker that turn into referrals."""
+"""A small demo data set for the local stack: a few CBO services in the directory, two fictional
+residents (one consenting to share with CBOs), and their screenings from a clinic and a community
+health worker that turn into referrals."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TypeVar
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from ach_platform.codes import value_of
 from ach_platform.dev_pki import DevPki
@@ -49,6 +51,14 @@ SERVICES = [
         8,
     ),
     ("svc-safe-home", "cbo-safe-home", "Safe Home Advocacy", ["intimate-partner-violence"], ["en", "es"], 5),
+]
+
+# Fictional residents: (partner's own id, given name, family name, birth date, phone, consent scope).
+# The first consents to sharing with every CBO for every need; the second has not consented yet, so
+# the network keeps its referrals as drafts ("consent-required") and shares nothing with a CBO.
+RESIDENTS = [
+    ("MRN-100234", "Ana", "Demo-Reyes", "1979-05-14", "209-555-0101", True),
+    ("TB-0042", "Sam", "Demo-Nguyen", "1991-11-02", "", False),
 ]
 
 # (question, answer) pairs of the AHC HRSN core: the first resident is worried about housing and food.
@@ -140,7 +150,7 @@ def retrying(call: Callable[[], T], within_s: float = 30) -> T:
             time.sleep(0.5)
 
 
-def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
+def load(pki: DevPki, identity_addr: str, directory_addr: str, screening_addr: str) -> list[str]:
     """Load the demo data, each call made with its partner's client certificate; returns one line
     per thing done."""
     done: list[str] = []
@@ -167,14 +177,44 @@ def load(pki: DevPki, directory_addr: str, screening_addr: str) -> list[str]:
             )
             retrying(functools.partial(directory.UpsertService, upsert, timeout=10))
             done.append(f"directory: {name} ({', '.join(domains)})")
-    for partner, language, answers in SCREENINGS:
+    for (partner, language, answers), resident in zip(SCREENINGS, RESIDENTS, strict=True):
+        mrn, given, family, born, phone, consents = resident
+        with as_partner(identity_addr, partner) as channel:
+            registered = retrying(
+                functools.partial(
+                    residents_pb2_grpc.ResidentIndexStub(channel).RegisterResident,
+                    residents_pb2.RegisterResidentRequest(
+                        partner_resident_id=mrn,
+                        demographics=residents_pb2.Demographics(
+                            given_name=given,
+                            family_name=family,
+                            birth_date=born,
+                            phone=phone,
+                            preferred_language=language,
+                        ),
+                    ),
+                    timeout=10,
+                )
+            )
+            resident_id = registered.resident_id
+            if consents:
+                residents_pb2_grpc.ConsentRegistryStub(channel).RecordConsent(
+                    residents_pb2.RecordConsentRequest(
+                        resident_id=resident_id, method=residents_pb2.CONSENT_METHOD_WRITTEN
+                    ),
+                    timeout=10,
+                )
+            done.append(
+                f"resident {resident_id} registered by {partner}"
+                f" ({'consents to share with CBOs' if consents else 'no consent yet'})"
+            )
         with as_partner(screening_addr, partner) as channel:
             screening = screening_pb2_grpc.ScreeningServiceStub(channel)
             now = Timestamp()
             now.GetCurrentTime()
             request = screening_pb2.SubmitScreeningRequest(
                 submitter_screening_id=f"demo-{uuid.uuid4()}",
-                resident_id=f"resident-{uuid.uuid4().hex[:8]}",
+                resident_id=resident_id,
                 instrument_id="ahc-hrsn-core",
                 instrument_version="1",
                 screened_at=now,

@@ -66,6 +66,11 @@ def wait_serving(addr: str, deadline: float) -> bool:
 def announce(pki: dev_pki.DevPki) -> None:
     deadline = time.monotonic() + 180
     settings = {name: ServiceSettings.from_env(name) for name in SERVICES}
+    # Plain sockets first: gRPC's threads must not be running in this process while the supervisor
+    # is still forking the services (a fork then can abort the child inside gRPC's poller).
+    for name in SERVICES:
+        while not port_open("127.0.0.1", settings[name].health_port) and time.monotonic() < deadline:
+            time.sleep(0.5)
     for name in SERVICES:
         if not wait_serving(f"127.0.0.1:{settings[name].health_port}", deadline):
             print(f"stack: {name} did not become healthy; see its log lines above", file=sys.stderr)
@@ -74,6 +79,7 @@ def announce(pki: dev_pki.DevPki) -> None:
         lines = register_partners(pki, f"127.0.0.1:{settings['identity'].grpc_port}")
         lines += load(
             pki,
+            f"127.0.0.1:{settings['identity'].grpc_port}",
             f"127.0.0.1:{settings['directory'].grpc_port}",
             f"127.0.0.1:{settings['screening'].grpc_port}",
         )
@@ -98,7 +104,7 @@ def announce(pki: dev_pki.DevPki) -> None:
         "  Calls need a partner's client certificate (or a bearer token); the demo partners' are in",
         f"  {pki.directory}:",
         f"  grpcurl -cacert {pki.ca_cert} -cert {pki.client_cert('ach-backbone')} \\",
-        f"    -key {pki.client_key('ach-backbone')} 127.0.0.1:50054 "
+        f"    -key {pki.client_key('ach-backbone')} 127.0.0.1:7054 "
         "ach.measurement.v1.MeasurementService/GetReferralFunnel",
         "  Ctrl-C stops everything.",
         "",

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import grpc
 import psycopg
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_platform import migrations
 from ach_platform.codes import value_of
 from ach_platform.dev_pki import DevPki, add_partner
@@ -199,22 +201,68 @@ class Stack:
                 )
         self.wait_registry_published()
 
+    def count_rows(self, service: str, sql: str) -> int:
+        """The first column of the first row of a count query on a service's own database."""
+        url = make_url(self.database_urls[service])
+        if url.get_backend_name() == "sqlite":
+            with sqlite3.connect(url.database or "") as conn:
+                return int(conn.execute(sql).fetchone()[0])
+        with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+            row = conn.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+
     def wait_registry_published(self) -> None:
         """Until the registry's outbox is on Kafka: services started afterwards read it at start-up."""
-        url = make_url(self.database_urls["identity"])
+        eventually(
+            lambda: (
+                self.count_rows("identity", "SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
+                == 0
+            ),
+            30,
+            "the partner registry published",
+        )
 
-        def published() -> bool:
-            sql = "SELECT count(*) FROM outbox_event WHERE published_at IS NULL"
-            if url.get_backend_name() == "sqlite":
-                with sqlite3.connect(url.database or "") as conn:
-                    return int(conn.execute(sql).fetchone()[0]) == 0
-            with psycopg.connect(
-                url.set(drivername="postgresql").render_as_string(hide_password=False)
-            ) as conn:
-                row = conn.execute(sql).fetchone()
-                return row is not None and int(row[0]) == 0
+    def consenting_resident(
+        self,
+        partner: str = "clinic-1",
+        need_domains: tuple[str, ...] = (),
+        partners: tuple[str, ...] = (),
+    ) -> str:
+        """A resident registered by ``partner`` with an active consent to share (by default with
+        every CBO for every need); returns the pseudonymous resident id."""
+        suffix = uuid.uuid4().hex[:8]
+        with self.channel("identity", partner) as channel:
+            registered = residents_pb2_grpc.ResidentIndexStub(channel).RegisterResident(
+                residents_pb2.RegisterResidentRequest(
+                    partner_resident_id=f"mrn-{suffix}",
+                    demographics=residents_pb2.Demographics(
+                        given_name=f"Test{suffix}",
+                        family_name="Resident",
+                        birth_date="1980-01-01",
+                        phone="209-555-0100",
+                        preferred_language="es",
+                    ),
+                ),
+                timeout=10,
+            )
+            residents_pb2_grpc.ConsentRegistryStub(channel).RecordConsent(
+                residents_pb2.RecordConsentRequest(
+                    resident_id=registered.resident_id,
+                    scope=residents_pb2.ConsentScope(need_domains=need_domains, partner_ids=partners),
+                    method=residents_pb2.CONSENT_METHOD_WRITTEN,
+                ),
+                timeout=10,
+            )
+        return str(registered.resident_id)
 
-        eventually(published, 30, "the partner registry published")
+    def wait_consents_replicated(self, n: int) -> None:
+        """Until the referral service holds ``n`` consents: screenings submitted afterwards are routed
+        under them (not drafted first and routed when the consent arrives)."""
+        eventually(
+            lambda: self.count_rows("referrals", "SELECT count(*) FROM consent_replica") >= n,
+            30,
+            f"{n} consents in the referral service",
+        )
 
     def channel(self, name: str, partner: str = "ach-backbone") -> grpc.Channel:
         """A TLS channel to a service, authenticated with ``partner``'s client certificate."""

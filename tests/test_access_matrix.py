@@ -21,6 +21,7 @@ from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from ach_platform.access import POLICY
 from ach_platform.codes import value_of
@@ -41,6 +42,9 @@ ROLE_PARTNERS = {  # one partner per role, of a type that may hold it
     "ach-admin": "backbone",
 }
 EVERYONE = frozenset(ROLE_PARTNERS)
+ADMIN_OR_OWNERS = frozenset({"ach-admin", "screener", "referral-source"})
+# A resident on another partner's books (clinic-1's), registered by the test before the matrix runs.
+OTHERS: dict[str, str] = {}
 
 # method -> (service, stub class, method name, request for `me`, roles that may call it for themselves)
 Request = Callable[[str], Message]
@@ -65,6 +69,69 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         "GetReferral",
         lambda me: referrals_pb2.GetReferralRequest(referral_id="no-such-referral"),
         frozenset({"referral-source", "referral-target"}),
+    ),
+    "/ach.referrals.v1.ReferralService/ListReferrals": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "ListReferrals",
+        lambda me: referrals_pb2.ListReferralsRequest(partner_id=me, page_size=-1),
+        frozenset({"referral-source", "referral-target", "ach-admin"}),
+    ),
+    "/ach.residents.v1.ResidentIndex/RegisterResident": (
+        "identity",
+        residents_pb2_grpc.ResidentIndexStub,
+        "RegisterResident",
+        lambda me: residents_pb2.RegisterResidentRequest(),
+        frozenset({"screener", "referral-source"}),
+    ),
+    "/ach.residents.v1.ResidentIndex/GetResident": (
+        "identity",
+        residents_pb2_grpc.ResidentIndexStub,
+        "GetResident",
+        lambda me: residents_pb2.GetResidentRequest(resident_id="no-such-resident"),
+        ADMIN_OR_OWNERS,
+    ),
+    "/ach.residents.v1.ResidentIndex/GetResidentForReferral": (
+        "identity",
+        residents_pb2_grpc.ResidentIndexStub,
+        "GetResidentForReferral",
+        lambda me: residents_pb2.GetResidentForReferralRequest(referral_id="no-such-referral"),
+        frozenset({"referral-target"}),
+    ),
+    "/ach.residents.v1.ResidentIndex/MergeResidents": (
+        "identity",
+        residents_pb2_grpc.ResidentIndexStub,
+        "MergeResidents",
+        lambda me: residents_pb2.MergeResidentsRequest(survivor_id="no-such-resident"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.residents.v1.ConsentRegistry/RecordConsent": (
+        "identity",
+        residents_pb2_grpc.ConsentRegistryStub,
+        "RecordConsent",
+        lambda me: residents_pb2.RecordConsentRequest(resident_id="no-such-resident"),
+        frozenset({"screener", "referral-source"}),
+    ),
+    "/ach.residents.v1.ConsentRegistry/RevokeConsent": (
+        "identity",
+        residents_pb2_grpc.ConsentRegistryStub,
+        "RevokeConsent",
+        lambda me: residents_pb2.RevokeConsentRequest(consent_id="no-such-consent"),
+        ADMIN_OR_OWNERS,
+    ),
+    "/ach.residents.v1.ConsentRegistry/ListConsents": (
+        "identity",
+        residents_pb2_grpc.ConsentRegistryStub,
+        "ListConsents",
+        lambda me: residents_pb2.ListConsentsRequest(resident_id="no-such-resident"),
+        ADMIN_OR_OWNERS,
+    ),
+    "/ach.residents.v1.ConsentRegistry/SetContactPreference": (
+        "identity",
+        residents_pb2_grpc.ConsentRegistryStub,
+        "SetContactPreference",
+        lambda me: residents_pb2.SetContactPreferenceRequest(resident_id="no-such-resident"),
+        ADMIN_OR_OWNERS,
     ),
     "/ach.referrals.v1.ReferralService/UpdateReferralStatus": (
         "referrals",
@@ -187,6 +254,26 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
         lambda me: identity_pb2.GetPartnerRequest(partner_id="cbo-elsewhere"),
         frozenset({"ach-admin"}),
     ),
+    "/ach.referrals.v1.ReferralService/ListReferrals": (
+        lambda me: referrals_pb2.ListReferralsRequest(partner_id="cbo-elsewhere"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.residents.v1.ResidentIndex/GetResident": (
+        lambda me: residents_pb2.GetResidentRequest(resident_id=OTHERS["resident"]),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.residents.v1.ConsentRegistry/RecordConsent": (
+        lambda me: residents_pb2.RecordConsentRequest(resident_id=OTHERS["resident"]),
+        frozenset(),
+    ),
+    "/ach.residents.v1.ConsentRegistry/ListConsents": (
+        lambda me: residents_pb2.ListConsentsRequest(resident_id=OTHERS["resident"]),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.residents.v1.ConsentRegistry/SetContactPreference": (
+        lambda me: residents_pb2.SetContactPreferenceRequest(resident_id=OTHERS["resident"]),
+        frozenset({"ach-admin"}),
+    ),
 }
 
 
@@ -200,6 +287,7 @@ def all_api_methods() -> set[str]:
         notifications_pb2,
         identity_pb2,
         audit_pb2,
+        residents_pb2,
     )
     return {
         f"/{service.full_name}/{method.name}"
@@ -262,6 +350,7 @@ def test_role_by_method_matrix(make_stack: Callable[[str], Stack]) -> None:
             timeout=10,
         )
     stack.wait_registry_published()
+    OTHERS["resident"] = stack.consenting_resident("clinic-1")
 
     one_method_per_service = {case[0]: method for method, case in CASES.items()}
     partners = [f"only-{role}" for role in ROLE_PARTNERS] + ["suspended-cbo"]

@@ -5,13 +5,11 @@ measurement's funnel counts every step -> funding posts the CBO's payment. One t
 
 from __future__ import annotations
 
-import sqlite3
 import urllib.request
 import uuid
 from collections.abc import Callable
 
 import grpc
-import psycopg
 import pytest
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
@@ -22,7 +20,6 @@ from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from sqlalchemy.engine import make_url
 
 from tests.conftest import ALL_SERVICES, SERVICES
 from tests.harness import Stack, eventually
@@ -78,17 +75,6 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return total
 
 
-def replica_size(database_url: str) -> int:
-    url = make_url(database_url)
-    sql = "SELECT count(*) FROM directory_service_replica"
-    if url.get_backend_name() == "sqlite":
-        with sqlite3.connect(url.database or "") as conn:
-            return int(conn.execute(sql).fetchone()[0])
-    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
-        row = conn.execute(sql).fetchone()
-        return int(row[0]) if row else 0
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_screening_to_funded_outcome_across_all_services(
     make_stack: Callable[[str], Stack], backend: str
@@ -124,12 +110,15 @@ def test_screening_to_funded_outcome_across_all_services(
             timeout=10,
         )
     eventually(
-        lambda: replica_size(stack.database_urls["referrals"]) == 1, what="the referral service's replica"
+        lambda: stack.count_rows("referrals", "SELECT count(*) FROM directory_service_replica") == 1,
+        what="the referral service's replica",
     )
+    resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
+    stack.wait_consents_replicated(1)
 
     with stack.channel("screening", "clinic-1") as channel:
         result = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
-            screening_request("resident-42"), timeout=10
+            screening_request(resident), timeout=10
         )
     assert list(result.positive_domains) == ["food-insecurity"]
 
@@ -238,10 +227,8 @@ def test_screening_to_funded_outcome_across_all_services(
             ("GetReferral", "cbo-2", "PERMISSION_DENIED", "COC"),
         ]
         eventually(lambda: trail() == expected_trail, what=f"the audit trail {expected_trail}")
-        by_resident = audit.QueryAccess(
-            audit_pb2.QueryAccessRequest(resident_id="resident-42"), timeout=5
-        ).records
-        assert [r.method.rsplit("/", 1)[1] for r in by_resident] == ["SubmitScreening"]
+        by_resident = audit.QueryAccess(audit_pb2.QueryAccessRequest(resident_id=resident), timeout=5).records
+        assert [r.method.rsplit("/", 1)[1] for r in by_resident] == ["RecordConsent", "SubmitScreening"]
         assert all(r.trace_id for r in by_resident)
 
     # PHI: the screening's answers appear in no span and no log line of any service.

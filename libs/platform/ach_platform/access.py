@@ -132,6 +132,12 @@ POLICY: dict[str, Rule] = {
         owner=PartyTo("referral", "referral_id"),
         audit_ids=("referral_id",),
     ),
+    "/ach.referrals.v1.ReferralService/ListReferrals": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("referral-source", "referral-target"),
+        owner=RequestNamesCaller("partner_id"),
+        audit_ids=("partner_id", "screening_id"),
+    ),
     "/ach.referrals.v1.ReferralService/UpdateReferralStatus": Rule(
         owner_roles=_r("referral-source", "referral-target"),
         owner=PartyTo("referral", "referral_id"),

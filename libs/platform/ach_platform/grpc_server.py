@@ -33,6 +33,7 @@ from ach_platform.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from ach_platform.settings import ConfigError
 
 log = logging.getLogger(__name__)
 meter = metrics.get_meter("ach_platform.grpc")
@@ -182,24 +183,25 @@ class GrpcServer:
         address = f"0.0.0.0:{port}"
         self.bound_token_port: int | None = None
         if auth is not None:
-            self.bound_port = self._server.add_secure_port(address, auth.mtls_credentials())
+            self.bound_port = _bind(
+                lambda: self._server.add_secure_port(address, auth.mtls_credentials()), port
+            )
             if token_port is not None:
-                self.bound_token_port = self._server.add_secure_port(
-                    f"0.0.0.0:{token_port}", auth.token_credentials()
+                self.bound_token_port = _bind(
+                    lambda: self._server.add_secure_port(f"0.0.0.0:{token_port}", auth.token_credentials()),
+                    token_port,
+                    "token",
                 )
-                if self.bound_token_port == 0:
-                    raise OSError(f"cannot listen on token port {token_port}")
         else:
-            self.bound_port = self._server.add_insecure_port(address)
-        if self.bound_port == 0:
-            raise OSError(f"cannot listen on gRPC port {port}")
+            self.bound_port = _bind(lambda: self._server.add_insecure_port(address), port)
         self._probe_server: grpc.aio.Server | None = None
         if health_port is not None:
             self._probe_server = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probe_server)
-            self.bound_health_port = self._probe_server.add_insecure_port(f"0.0.0.0:{health_port}")
-            if self.bound_health_port == 0:
-                raise OSError(f"cannot listen on health port {health_port}")
+            probe = self._probe_server
+            self.bound_health_port = _bind(
+                lambda: probe.add_insecure_port(f"0.0.0.0:{health_port}"), health_port, "health"
+            )
 
     async def start(self) -> None:
         await self._server.start()
@@ -215,3 +217,15 @@ class GrpcServer:
         await self._server.stop(grace_s)
         if self._probe_server is not None:
             await self._probe_server.stop(0)
+
+
+def _bind(add_port: Callable[[], int], port: int, what: str = "gRPC") -> int:
+    """grpcio reports a port it cannot bind as 0 or a RuntimeError, depending on the version: either
+    way the operator gets one clear message (and the service a fast, non-zero exit)."""
+    try:
+        bound = add_port()
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise ConfigError(f"cannot listen on {what} port {port}: is another process using it?")
+    return bound

@@ -17,16 +17,17 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable and what is wrong."""
 
 
-# Fixed, documented default ports of the local stack (README: "Services").
+# Fixed, documented default ports of the local stack (README: "Services"), all below Linux's
+# ephemeral range (32768-60999), so an outgoing connection can never hold a port a service needs.
 DEFAULT_PORTS: dict[str, tuple[int, int]] = {
     # service: (gRPC, Prometheus metrics)
-    "screening": (50051, 9464),
-    "referrals": (50052, 9465),
-    "directory": (50053, 9466),
-    "measurement": (50054, 9467),
-    "funding": (50055, 9468),
-    "notifications": (50056, 9469),
-    "identity": (50057, 9470),
+    "screening": (7051, 9464),
+    "referrals": (7052, 9465),
+    "directory": (7053, 9466),
+    "measurement": (7054, 9467),
+    "funding": (7055, 9468),
+    "notifications": (7056, 9469),
+    "identity": (7057, 9470),
 }
 
 

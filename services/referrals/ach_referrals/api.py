@@ -24,7 +24,7 @@ from ach_referrals.events import (
     status_from_proto,
     status_to_proto,
 )
-from ach_referrals.store import ReferralHistory, ReferralRecord
+from ach_referrals.store import ReferralHistory, ReferralRecord, referrals_of_party
 
 
 def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
@@ -60,6 +60,31 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         if referral is None:
             raise NotFound(f"referral {request.referral_id} not found")
         return to_proto(referral)
+
+    async def ListReferrals(
+        self, request: referrals_pb2.ListReferralsRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.ListReferralsResponse:
+        problems: list[FieldViolation] = []
+        if not request.partner_id:
+            problems.append(FieldViolation("partner_id", "is required"))
+        if not 0 <= request.page_size <= 1000:
+            problems.append(FieldViolation("page_size", "must be between 0 and 1000"))
+        status: domain.Status | None = None
+        try:
+            status = status_from_proto(request.status)
+        except ValueError:
+            problems.append(FieldViolation("status", f"{request.status} is not a referral status"))
+        if problems:
+            raise InvalidArgument(problems)
+        async with self._sessions() as session:
+            rows = await referrals_of_party(
+                session,
+                request.partner_id,
+                screening_id=request.screening_id,
+                status=status.value if status else "",
+                limit=request.page_size or 100,
+            )
+        return referrals_pb2.ListReferralsResponse(referrals=[to_proto(r) for r in rows])
 
     async def UpdateReferralStatus(
         self, request: referrals_pb2.UpdateReferralStatusRequest, context: grpc.aio.ServicerContext

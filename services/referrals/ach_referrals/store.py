@@ -113,3 +113,17 @@ async def consents_for(session: AsyncSession, resident_ids: set[str]) -> list[Co
 async def referrals_of(session: AsyncSession, resident_ids: set[str]) -> list[ReferralRecord]:
     rows = await session.exec(select(ReferralRecord).where(col(ReferralRecord.resident_id).in_(resident_ids)))
     return list(rows.all())
+
+
+async def referrals_of_party(
+    session: AsyncSession, partner_id: str, *, screening_id: str, status: str, limit: int
+) -> list[ReferralRecord]:
+    query = select(ReferralRecord).where(
+        (ReferralRecord.source_partner_id == partner_id) | (ReferralRecord.target_partner_id == partner_id)
+    )
+    if screening_id:
+        query = query.where(ReferralRecord.screening_id == screening_id)
+    if status:
+        query = query.where(ReferralRecord.status == status)
+    rows = await session.exec(query.order_by(col(ReferralRecord.created_at).desc()).limit(limit))
+    return list(rows.all())

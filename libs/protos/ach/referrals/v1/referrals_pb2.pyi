@@ -4,9 +4,11 @@ isort:skip_file
 Closed-loop referrals following the Gravity SDOH Clinical Care referral Task lifecycle."""
 
 from ach.common.v1 import common_pb2 as _common_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -154,6 +156,58 @@ class GetReferralRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetReferralRequest: _TypeAlias = GetReferralRequest  # noqa: Y015
+
+@_typing.final
+class ListReferralsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    """the caller itself (an ACH admin may name any partner)"""
+    screening_id: _builtins.str
+    """optional filter"""
+    status: Global___ReferralStatus.ValueType
+    """optional filter"""
+    page_size: _builtins.int
+    """default 100, at most 1000"""
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        screening_id: _builtins.str = ...,
+        status: Global___ReferralStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "partner_id", b"partner_id", "screening_id", b"screening_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReferralsRequest: _TypeAlias = ListReferralsRequest  # noqa: Y015
+
+@_typing.final
+class ListReferralsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Referral]: ...
+    def __init__(
+        self,
+        *,
+        referrals: _abc.Iterable[Global___Referral] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referrals", b"referrals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReferralsResponse: _TypeAlias = ListReferralsResponse  # noqa: Y015
 
 @_typing.final
 class UpdateReferralStatusRequest(_message.Message):

@@ -39,6 +39,11 @@ class ReferralServiceStub:
                 request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralRequest.SerializeToString,
                 response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
                 _registered_method=True)
+        self.ListReferrals = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/ListReferrals',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsResponse.FromString,
+                _registered_method=True)
         self.UpdateReferralStatus = channel.unary_unary(
                 '/ach.referrals.v1.ReferralService/UpdateReferralStatus',
                 request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralStatusRequest.SerializeToString,
@@ -51,6 +56,13 @@ class ReferralServiceServicer:
 
     def GetReferral(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReferrals(self, request, context):
+        """The referrals a partner is party to (as source or target), newest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -69,6 +81,11 @@ def add_ReferralServiceServicer_to_server(servicer, server):
                     servicer.GetReferral,
                     request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralRequest.FromString,
                     response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
+            ),
+            'ListReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferrals,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsResponse.SerializeToString,
             ),
             'UpdateReferralStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateReferralStatus,
@@ -103,6 +120,33 @@ class ReferralService:
             '/ach.referrals.v1.ReferralService/GetReferral',
             ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralRequest.SerializeToString,
             ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/ListReferrals',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.ListReferralsResponse.FromString,
             options,
             channel_credentials,
             insecure,

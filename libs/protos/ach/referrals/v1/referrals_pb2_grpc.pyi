@@ -32,6 +32,8 @@ class ReferralServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReferralServiceAsyncStub: ...
     GetReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralRequest, _referrals_pb2.Referral]
+    ListReferrals: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.ListReferralsRequest, _referrals_pb2.ListReferralsResponse]
+    """The referrals a partner is party to (as source or target), newest first."""
     UpdateReferralStatus: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralStatusRequest, _referrals_pb2.Referral]
     """A source or target moves a referral on; illegal transitions are FAILED_PRECONDITION."""
 
@@ -39,6 +41,8 @@ class ReferralServiceStub:
 class ReferralServiceAsyncStub(ReferralServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
+    ListReferrals: _aio.UnaryUnaryMultiCallable[_referrals_pb2.ListReferralsRequest, _referrals_pb2.ListReferralsResponse]  # type: ignore[assignment]
+    """The referrals a partner is party to (as source or target), newest first."""
     UpdateReferralStatus: _aio.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralStatusRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
     """A source or target moves a referral on; illegal transitions are FAILED_PRECONDITION."""
 
@@ -49,6 +53,14 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _referrals_pb2.GetReferralRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]: ...
+
+    @_abc_1.abstractmethod
+    def ListReferrals(
+        self,
+        request: _referrals_pb2.ListReferralsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.ListReferralsResponse, _abc.Awaitable[_referrals_pb2.ListReferralsResponse]]:
+        """The referrals a partner is party to (as source or target), newest first."""
 
     @_abc_1.abstractmethod
     def UpdateReferralStatus(

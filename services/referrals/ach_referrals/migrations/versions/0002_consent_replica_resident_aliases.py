@@ -45,7 +45,13 @@ def upgrade() -> None:
 
     with op.batch_alter_table("referral", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("draft_reason", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False)
+            # Referrals placed before this revision were never drafted for want of consent.
+            sa.Column(
+                "draft_reason",
+                sqlmodel.sql.sqltypes.AutoString(length=40),
+                nullable=False,
+                server_default="",
+            )
         )
 
     # ### end Alembic commands ###

@@ -14,6 +14,11 @@ libs="$cache/kafka/libs"
 data="${KAFKA_DATA_DIR:-$root/.data/kafka}"
 port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+# A second listener as deployed clusters run: TLS + SASL/SCRAM, with ACLs enforced. The plaintext
+# listener on $port stays open to the local services and tests (its anonymous principal is a super
+# user here, and only here: it listens on 127.0.0.1 alone).
+sasl_port="${KAFKA_SASL_PORT:-9094}"
+tls="$data/tls"
 pidfile="$data/broker.pid"
 log="$data/broker.log"
 
@@ -31,16 +36,43 @@ resolve_jars() {
   touch "$libs/.complete"
 }
 
+make_tls() {
+  # The broker's own development CA and certificate (clients trust $tls/ca.pem).
+  [ -f "$tls/broker.pem" ] && return
+  command -v openssl >/dev/null || die "openssl is needed to create the broker's TLS certificate"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ACH local Kafka CA" \
+    -keyout "$tls/ca-key.pem" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/broker-key.rsa" \
+    -out "$tls/broker.csr" 2>/dev/null
+  printf "subjectAltName=DNS:localhost,IP:127.0.0.1\n" > "$tls/san.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" -CAcreateserial \
+    -days 3650 -extfile "$tls/san.ext" -out "$tls/broker-cert.pem" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$tls/broker-key.rsa" -out "$tls/broker-key.pem"
+  cat "$tls/broker-key.pem" "$tls/broker-cert.pem" > "$tls/broker.pem"
+  chmod 600 "$tls"/*key* "$tls/broker.pem"
+}
+
 configure() {
   mkdir -p "$data/logs"
+  make_tls
   cat > "$data/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_SSL://127.0.0.1:$sasl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data/logs
 num.partitions=3

@@ -47,6 +47,10 @@ end_to_end_lag = meter.create_histogram(
 )
 
 EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
+# Before any handler: given the record's topic and its envelope, a reason to refuse it (it then goes
+# to the dead-letter topic with that reason) or None to let it through. E.g. the partner gateway
+# refuses an event that claims a sender other than the partner whose topic carried it.
+Admission = Callable[[str, Envelope], str | None]
 
 
 class PoisonEvent(Exception):
@@ -80,8 +84,14 @@ class EventConsumer:
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
         max_batch: int = 500,
+        pattern: str | None = None,
+        group: str | None = None,
+        admit: Admission | None = None,
     ) -> None:
         self.name = name
+        self._pattern = pattern
+        self._group = group or name
+        self._admit = admit
         self._sessions = sessions
         self._producer = producer
         self.topics = topics
@@ -98,9 +108,12 @@ class EventConsumer:
         async def on_batch(message: KafkaMessage) -> None:
             await self.process_batch(list(message.raw_message))  # type: ignore[arg-type]
 
+        topics = [] if self._pattern else [t.physical_name for t in self.topics]
+        where: dict[str, Any] = {"pattern": self._pattern} if self._pattern else {}
         broker.subscriber(
-            *[t.physical_name for t in self.topics],
-            group_id=namespaced(self.name),
+            *topics,
+            **where,
+            group_id=namespaced(self._group),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             batch=True,
@@ -142,6 +155,10 @@ class EventConsumer:
         for i, record in enumerate(records):
             try:
                 envelope = Envelope.from_record(record.key, record.value, record.headers)
+                refusal = self._admit(record.topic, envelope) if self._admit else None
+                if refusal:
+                    outcomes[i] = await self._dead_letter(record, refusal, attempts=0)
+                    continue
                 handler = self._handlers.get(envelope.type)
                 if handler is None:
                     # Not poison: a type this consumer has no interest in (a topic carries several).

@@ -7,6 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from ach_events.kafka_security import broker_security
 from ach_events.topics import BrokerUnavailable
 
 
@@ -19,6 +20,7 @@ def idempotent_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProdu
         acks="all",
         linger_ms=2,
         request_timeout_ms=30000,
+        **broker_security().aiokafka(),
     )
 
 

@@ -47,13 +47,22 @@ class Outbox:
         self.committed = asyncio.Event()
 
     def add(
-        self, session: AsyncSession, topic: Topic, message: Message, *, key: str, subject: str = ""
+        self,
+        session: AsyncSession,
+        topic: Topic,
+        message: Message,
+        *,
+        key: str,
+        subject: str = "",
+        source: str = "",
     ) -> Envelope:
+        """``source`` overrides the service's own (the partner gateway passes on a partner's event
+        under the partner's source)."""
         if message.DESCRIPTOR.full_name not in topic.event_types:
             raise ValueError(f"{message.DESCRIPTOR.full_name} is not an event type of topic {topic.name}")
         trace_headers: dict[str, str] = {}
         propagate.inject(trace_headers)  # the caller's span: the trace goes on through Kafka
-        envelope = Envelope.wrap(message, source=self.source, key=key, subject=subject)
+        envelope = Envelope.wrap(message, source=source or self.source, key=key, subject=subject)
         envelope = Envelope(**{**envelope.__dict__, "trace_headers": trace_headers})
         session.add(
             OutboxEvent(

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import metrics
 
 from ach_events.envelope import Envelope, EnvelopeError
+from ach_events.kafka_security import broker_security
 from ach_events.topics import IDENTITY_PARTNERS, BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class PartnerReplica:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **broker_security().aiokafka(),
         )
         try:
             async with asyncio.timeout(timeout_s):

@@ -7,6 +7,7 @@ from ach.directory.v1 import directory_pb2
 from ach.funding.v1 import funding_pb2
 from ach.identity.v1 import identity_pb2
 from ach.notifications.v1 import notifications_pb2
+from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
@@ -32,6 +33,8 @@ EVENT_TYPES: dict[str, type[Message]] = {
         residents_pb2.ConsentChanged,
         residents_pb2.ContactPreferenceChanged,
         residents_pb2.ResidentsMerged,
+        partners_pb2.ScreeningSubmitted,
+        partners_pb2.ReferralStatusReported,
     )
 }
 

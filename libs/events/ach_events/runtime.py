@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.audit_trail import KafkaAuditSink
-from ach_events.consumer import EventConsumer, EventHandler
+from ach_events.consumer import Admission, EventConsumer, EventHandler
 from ach_events.kafka_clients import idempotent_producer, start_producer
+from ach_events.kafka_security import broker_security
 from ach_events.outbox import Outbox
 from ach_events.partners import PartnerReplica
 from ach_events.relay import OutboxRelay
@@ -39,6 +40,14 @@ from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
 log = logging.getLogger(__name__)
 
 GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class PatternSubscription:
+    pattern: str
+    group: str
+    handlers: Mapping[str, EventHandler]
+    admit: Admission
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Runtime:
     grpc_service_names: list[str] = field(default_factory=list)
     subscriptions: list[tuple[tuple[Topic, ...], Mapping[str, EventHandler]]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    pattern_subscriptions: list[PatternSubscription] = field(default_factory=list)
     owner_resolvers: dict[str, OwnerResolver] = field(default_factory=dict)
 
     def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
@@ -61,6 +71,13 @@ class Runtime:
 
     def consume(self, topics: Sequence[Topic], handlers: Mapping[str, EventHandler]) -> None:
         self.subscriptions.append((tuple(topics), handlers))
+
+    def consume_pattern(
+        self, pattern: str, group: str, handlers: Mapping[str, EventHandler], admit: Admission
+    ) -> None:
+        """Consume every topic matching a regular expression (e.g. every partner's inbound topic),
+        in its own consumer group, with an admission check before the handlers."""
+        self.pattern_subscriptions.append(PatternSubscription(pattern, group, handlers, admit))
 
     def resolve_owners(self, resource: str, resolver: OwnerResolver) -> None:
         """Tell the access policy which partners a stored resource of this service belongs to."""
@@ -113,9 +130,13 @@ class RunningService:
         for job in self.runtime.background:
             self.tasks.append(asyncio.create_task(job(), name=f"{s.service}-background"))
 
-        if self.runtime.subscriptions:
+        if self.runtime.subscriptions or self.runtime.pattern_subscriptions:
             self.broker = KafkaBroker(
-                s.kafka_bootstrap_servers, client_id=f"ach-{s.service}", graceful_timeout=GRACE_S, logger=None
+                s.kafka_bootstrap_servers,
+                client_id=f"ach-{s.service}",
+                graceful_timeout=GRACE_S,
+                logger=None,
+                security=broker_security().faststream(),
             )
             for topics, handlers in self.runtime.subscriptions:
                 consumer = EventConsumer(
@@ -124,6 +145,19 @@ class RunningService:
                     producer=self.producer,
                     topics=topics,
                     handlers=handlers,
+                )
+                consumer.subscribe(self.broker)
+                self.consumers.append(consumer)
+            for sub in self.runtime.pattern_subscriptions:
+                consumer = EventConsumer(
+                    name=s.service,
+                    sessions=self.sessions,
+                    producer=self.producer,
+                    topics=(),
+                    handlers=sub.handlers,
+                    pattern=sub.pattern,
+                    group=sub.group,
+                    admit=sub.admit,
                 )
                 consumer.subscribe(self.broker)
                 self.consumers.append(consumer)

@@ -98,6 +98,13 @@ RESIDENT_EVENTS = Topic(
         "ach.residents.v1.ResidentsMerged",
     ),
 )
+PARTNER_INTAKE = Topic(
+    name="ach.partners.intake.v1",
+    key="the partner's key (aggregate id)",
+    producer="identity (partner gateway)",
+    consumers=(),  # screening intake from partner systems consumes it (issue 4)
+    event_types=("ach.partners.v1.ScreeningSubmitted", "ach.partners.v1.ReferralStatusReported"),
+)
 AUDIT_EVENTS = Topic(
     name="ach.audit.events.v1",
     key="partner id of the caller",
@@ -134,6 +141,7 @@ DOMAIN_TOPICS: tuple[Topic, ...] = (
     FUNDING_EVENTS,
     IDENTITY_PARTNERS,
     RESIDENT_EVENTS,
+    PARTNER_INTAKE,
     AUDIT_EVENTS,
 )
 # Services that consume in a consumer group, each with its own dead-letter topic.
@@ -183,6 +191,8 @@ def _connect_admin(bootstrap_servers: str, timeout_s: float, deadline: float) ->
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from ach_events.kafka_security import broker_security
+
     while True:
         # The broker may still be starting (the local stack starts everything at once):
         # retry until the deadline.
@@ -192,6 +202,7 @@ def _connect_admin(bootstrap_servers: str, timeout_s: float, deadline: float) ->
                 client_id="ach-topic-admin",
                 request_timeout_ms=int(max(timeout_s, 5) * 1000),
                 bootstrap_timeout_ms=int(max(min(timeout_s, deadline - time.monotonic()), 1) * 1000),
+                **broker_security().kafka_python(),
             )
         except KafkaError as exc:
             if time.monotonic() >= deadline:

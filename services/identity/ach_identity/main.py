@@ -5,6 +5,8 @@
     ach-identity partners list
     ach-identity partners add ID --name NAME --type cbo --role referral-target [--role ...]
     ach-identity partners update ID [--role ...] [--suspend | --reactivate] [--name NAME]
+    ach-identity audit export [--partner ID] [--resident ID]
+    ach-identity kafka provision ID [--password-file FILE]
 
 `bootstrap` writes the first ACH admin straight into the registry's database (only while there is
 none); every other change goes through the gRPC API as a partner (--as, default ach-backbone).
@@ -24,6 +26,7 @@ from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.residents.v1 import residents_pb2_grpc
 from ach_events.outbox import Outbox
+from ach_events.partner_topics import inbound_pattern, provision_partner
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS
@@ -37,7 +40,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlmodel import select
 
-from ach_identity import domain, residents
+from ach_identity import domain, gateway, residents
 from ach_identity.api import PartnerRegistryApi
 from ach_identity.audit import AuditLogApi, on_access_recorded
 from ach_identity.events import publish_partner_changed
@@ -67,6 +70,13 @@ def wire(runtime: Runtime) -> None:
     )
     for resource, resolver in residents.owner_resolvers(runtime.sessions).items():
         runtime.resolve_owners(resource, resolver)
+    partner_gateway = gateway.PartnerGateway(runtime.outbox)
+    runtime.consume_pattern(
+        inbound_pattern(),
+        gateway.GROUP,
+        dict.fromkeys(gateway.ACCEPTED_TYPES, partner_gateway.on_partner_event),
+        gateway.admit,
+    )
     runtime.consume(
         [AUDIT_EVENTS, REFERRAL_EVENTS],
         {
@@ -211,9 +221,35 @@ def audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def kafka_provision(args: argparse.Namespace) -> int:
+    """A partner's inbound/outbound topics, SCRAM credential and ACLs, as the admin principal the
+    KAFKA_* settings name."""
+    password = None
+    if args.password_file:
+        try:
+            password = Path(args.password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--password-file {args.password_file}: {exc.strerror}") from None
+        if len(password) < 16:
+            raise ConfigError(f"--password-file {args.password_file}: use at least 16 characters")
+    from ach_platform.settings import kafka_bootstrap_servers
+
+    try:
+        done = provision_partner(kafka_bootstrap_servers(), args.partner_id, password)
+    except (ValueError, RuntimeError) as exc:
+        print(f"ach-identity: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"ach-identity: {done.partner_id}: topics {', '.join(done.topics)}; {done.acls} ACLs"
+        + ("; SCRAM-SHA-512 credential set" if done.credential else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in {"bootstrap", "partners", "audit"}:
+    if not argv or argv[0] not in {"bootstrap", "partners", "audit", "kafka"}:
         run_cli(DEFINITION, argv)
         return
     parser = argparse.ArgumentParser(prog="ach-identity")
@@ -238,8 +274,14 @@ def cli(argv: list[str] | None = None) -> None:
     audit.add_argument("--partner", help="only this partner's accesses")
     audit.add_argument("--resident", help="only accesses to this (pseudonymous) resident")
     audit.add_argument("--as", dest="as_partner", default="ach-backbone")
+    kafka = sub.add_parser("kafka", help="provision a partner's Kafka topics, credential and ACLs")
+    kafka.add_argument("action", choices=["provision"])
+    kafka.add_argument("partner_id")
+    kafka.add_argument("--password-file", help="the partner's SCRAM password (set or replaced)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "kafka":
+            raise SystemExit(kafka_provision(args))
         if args.command == "audit":
             raise SystemExit(audit_export(args))
         if args.command == "bootstrap":

@@ -1,0 +1,110 @@
+"""Partner-facing topics and their ACLs: each partner system publishes on its own inbound topic and
+reads its own outbound topic, as its own Kafka principal (User:<partner-id>, SASL/SCRAM). Kafka's
+authorizer keeps one partner from writing another's inbound topic; the partner gateway then checks
+that what an event claims about its sender names the topic's partner.
+
+    ach.partners.<partner-id>.inbound.v1    the partner writes (WRITE, DESCRIBE); the gateway reads
+    ach.partners.<partner-id>.outbound.v1   the platform writes; the partner reads (READ, DESCRIBE)
+    consumer groups "ach.partners.<partner-id>.*"   the partner's own (READ, prefixed)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from ach_events.topics import Topic, _connect_admin, ensure_topics, namespaced
+
+PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+
+
+def inbound_topic(partner_id: str) -> Topic:
+    return Topic(
+        name=f"ach.partners.{partner_id}.inbound.v1",
+        key="aggregate id",
+        producer=partner_id,
+        consumers=("identity",),
+        event_types=("ach.partners.v1.ScreeningSubmitted", "ach.partners.v1.ReferralStatusReported"),
+    )
+
+
+def outbound_topic(partner_id: str) -> Topic:
+    return Topic(
+        name=f"ach.partners.{partner_id}.outbound.v1",
+        key="subject id",
+        producer="notifications",
+        consumers=(partner_id,),
+    )
+
+
+def inbound_pattern() -> str:
+    """The regular expression the gateway subscribes with: every partner's inbound topic."""
+    return "^" + re.escape(namespaced("ach.partners.")) + r"[a-z0-9-]+\.inbound\.v1$"
+
+
+def partner_of_inbound(physical_topic: str) -> str | None:
+    match = re.fullmatch(
+        re.escape(namespaced("ach.partners.")) + r"([a-z0-9-]+)\.inbound\.v1", physical_topic
+    )
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    partner_id: str
+    topics: tuple[str, ...]
+    acls: int
+    credential: bool
+
+
+def provision_partner(
+    bootstrap_servers: str, partner_id: str, password: str | None = None, timeout_s: float = 20
+) -> Provisioned:
+    """Create the partner's topics, its SCRAM credential (when a password is given) and its ACLs.
+    Idempotent: provisioning twice changes nothing (a new password replaces the old one)."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    if not PARTNER_ID.match(partner_id):
+        raise ValueError(f"{partner_id!r} is not a partner id")
+    inbound, outbound = inbound_topic(partner_id), outbound_topic(partner_id)
+    ensure_topics(bootstrap_servers, (inbound, outbound), timeout_s=timeout_s)
+    principal = f"User:{partner_id}"
+
+    def allow(operation: ACLOperation, kind: ResourceType, name: str, prefixed: bool = False) -> ACL:
+        pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
+        return ACL(principal, "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name, pattern))
+
+    acls = [
+        allow(ACLOperation.WRITE, ResourceType.TOPIC, inbound.physical_name),
+        allow(ACLOperation.DESCRIBE, ResourceType.TOPIC, inbound.physical_name),
+        allow(ACLOperation.READ, ResourceType.TOPIC, outbound.physical_name),
+        allow(ACLOperation.DESCRIBE, ResourceType.TOPIC, outbound.physical_name),
+        allow(
+            ACLOperation.READ, ResourceType.GROUP, namespaced(f"ach.partners.{partner_id}."), prefixed=True
+        ),
+    ]
+    admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
+    try:
+        if password:
+            errors = admin.alter_user_scram_credentials(
+                [UserScramCredentialUpsertion(partner_id, ScramMechanism.SCRAM_SHA_512, password)]
+            )
+            if errors.get(partner_id):
+                raise RuntimeError(f"SCRAM credential for {partner_id}: {errors[partner_id]}")
+        result = admin.create_acls(acls)
+        failed = result.get("failed", [])
+        if failed:
+            raise RuntimeError(f"ACLs for {partner_id} not created: {failed[0].__name__}")
+    finally:
+        admin.close()
+    return Provisioned(partner_id, (inbound.physical_name, outbound.physical_name), len(acls), bool(password))

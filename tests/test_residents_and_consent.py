@@ -97,6 +97,20 @@ def test_revocation_while_referrals_are_in_flight_stops_the_next_share(
     assert shared.resident_id == resident and shared.given_name.startswith("Test")
     assert shared.phone == "209-555-0100" and shared.consent_id
 
+    # "Do not contact": the pantry still learns who was referred, but not how to reach them.
+    with stack.channel("identity", "clinic-1") as channel:
+        preferences = residents_pb2_grpc.ConsentRegistryStub(channel)
+        preferences.SetContactPreference(
+            residents_pb2.SetContactPreferenceRequest(resident_id=resident, do_not_contact=True), timeout=5
+        )
+        withheld = index.GetResidentForReferral(
+            residents_pb2.GetResidentForReferralRequest(referral_id=first.referral_id), timeout=5
+        )
+        assert (withheld.do_not_contact, withheld.phone) == (True, "")
+        preferences.SetContactPreference(
+            residents_pb2.SetContactPreferenceRequest(resident_id=resident, do_not_contact=False), timeout=5
+        )
+
     # Another CBO asking for the pantry's referral gets nothing.
     with stack.channel("identity", "cbo-2") as channel:
         other = residents_pb2_grpc.ResidentIndexStub(channel)
@@ -200,9 +214,23 @@ def test_revocation_while_referrals_are_in_flight_stops_the_next_share(
             ),
             what="the share attempts audited",
         )
+    # Every share is found by the resident's id too, though the CBO asked by referral.
+    with stack.channel("identity") as channel:
+        by_resident = audit_pb2_grpc.AuditLogStub(channel).QueryAccess(
+            audit_pb2.QueryAccessRequest(resident_id=resident), timeout=5
+        )
+        assert ("cbo-pantry", "OK") in [
+            (r.partner_id, r.outcome)
+            for r in by_resident.records
+            if r.method.endswith("/GetResidentForReferral")
+        ]
+
     pantry_referrals.close()
     pantry_index.close()
     assert set(stack.stop_all().values()) == {0}
+    # The resident's name and phone reached no log line and no span of any service.
+    exported = stack.trace_file.read_text() + "".join(s.log_path.read_text() for s in stack.services.values())
+    assert shared.given_name not in exported and "555-0100" not in exported
 
 
 def register(

@@ -228,7 +228,13 @@ def test_screening_to_funded_outcome_across_all_services(
         ]
         eventually(lambda: trail() == expected_trail, what=f"the audit trail {expected_trail}")
         by_resident = audit.QueryAccess(audit_pb2.QueryAccessRequest(resident_id=resident), timeout=5).records
-        assert [r.method.rsplit("/", 1)[1] for r in by_resident] == ["RecordConsent", "SubmitScreening"]
+        # By resident: the ids a handler learned count too (the CBO read the referral, not the resident).
+        assert [(r.method.rsplit("/", 1)[1], r.partner_id) for r in by_resident] == [
+            ("RegisterResident", "clinic-1"),
+            ("RecordConsent", "clinic-1"),
+            ("SubmitScreening", "clinic-1"),
+            ("GetReferral", "cbo-pantry"),
+        ]
         assert all(r.trace_id for r in by_resident)
 
     # PHI: the screening's answers appear in no span and no log line of any service.

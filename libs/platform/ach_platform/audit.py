@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -40,6 +41,18 @@ class AuditEntry:
     record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+# Ids a handler learns while it serves a call (e.g. the resident a referral is about), so the audit
+# record names the resident even when the request named only the referral.
+_noted: ContextVar[dict[str, str] | None] = ContextVar("audit_noted", default=None)
+
+
+def note_resource(name: str, value: str) -> None:
+    """Add an id (never resident data) to the audit record of the current call."""
+    noted = _noted.get()
+    if noted is not None and value:
+        noted[name] = value
+
+
 class AuditSink(Protocol):
     async def record(self, entry: AuditEntry) -> None: ...
 
@@ -70,6 +83,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             metadata = dict(context.invocation_metadata() or ())
             purpose = str(metadata.get("x-ach-purpose-of-use", "") or rule.purpose).upper()
             outcome = "OK"
+            noted: dict[str, str] = {}
+            token = _noted.set(noted)
             try:
                 if purpose not in PURPOSES_OF_USE:
                     raise InvalidArgument.of("x-ach-purpose-of-use", f"{purpose!r} is not a purpose of use")
@@ -84,7 +99,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 outcome = "INTERNAL"
                 raise
             finally:
-                await self._record(method, rule, request, purpose, outcome)
+                _noted.reset(token)
+                await self._record(method, rule, request, purpose, outcome, noted)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
@@ -92,7 +108,9 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             response_serializer=handler.response_serializer,
         )
 
-    async def _record(self, method: str, rule: Rule, request: Any, purpose: str, outcome: str) -> None:
+    async def _record(
+        self, method: str, rule: Rule, request: Any, purpose: str, outcome: str, noted: dict[str, str]
+    ) -> None:
         caller = current_principal.get()
         span = trace.get_current_span().get_span_context()
         entry = AuditEntry(
@@ -102,7 +120,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             user_id=caller.user_id if caller else "",
             credential=caller.credential if caller else "",
             purpose_of_use=purpose,
-            resources={path: v for path in rule.audit_ids if (v := field_value(request, path))},
+            resources={path: v for path in rule.audit_ids if (v := field_value(request, path))} | noted,
             outcome=outcome,
             trace_id=format(span.trace_id, "032x") if span.is_valid else "",
         )

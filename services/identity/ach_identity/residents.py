@@ -19,6 +19,7 @@ from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.topics import RESIDENT_EVENTS
 from ach_platform.access import OwnerResolver
+from ach_platform.audit import note_resource
 from ach_platform.auth import principal
 from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
@@ -149,6 +150,7 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             if link is not None:
                 known = await live_resident(session, link.resident_id)
                 if known is not None:
+                    note_resource("resident_id", known.id)
                     return residents_pb2.RegisterResidentResponse(
                         resident_id=known.id, match=residents_pb2.MATCH_KIND_PARTNER_ID
                     )
@@ -196,6 +198,7 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             else:
                 link.resident_id = resident.id
                 session.add(link)
+        note_resource("resident_id", resident.id)
         return residents_pb2.RegisterResidentResponse(resident_id=resident.id, match=match)
 
     async def GetResident(
@@ -237,6 +240,7 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
                     violation_type="REFERRAL_CLOSED",
                     subject=referral.referral_id,
                 )
+            note_resource("resident_id", referral.resident_id)
             resident = await require_resident(session, referral.resident_id)
             consents = await consents_of(session, await resident_ids(session, resident))
         consent = consent_for_share([terms_of(c) for c in consents], referral.need_domain, caller, utc_now())
@@ -392,6 +396,7 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
             consent = await session.get(ConsentRecord, request.consent_id)
             if consent is None:
                 raise NotFound(f"consent {request.consent_id} not found")
+            note_resource("resident_id", consent.resident_id)
             if consent.status == REVOKED:  # revoking twice is no error, and no second event
                 return consent_proto(consent)
             consent.status = REVOKED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach_platform.audit import note_resource
 from ach_platform.auth import principal
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.errors import (
@@ -59,6 +60,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             referral = await session.get(ReferralRecord, request.referral_id)
         if referral is None:
             raise NotFound(f"referral {request.referral_id} not found")
+        note_resource("resident_id", referral.resident_id)
         return to_proto(referral)
 
     async def ListReferrals(

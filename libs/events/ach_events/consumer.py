@@ -53,9 +53,20 @@ EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 Admission = Callable[[str, Envelope], str | None]
 
 
+Rejection = Callable[[AsyncSession], Awaitable[None]]
+
+
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never be processed (e.g. it breaks a domain rule).
-    It is dead-lettered at once with this message as the reason, without retries."""
+    It is dead-lettered at once with this message as the reason, without retries.
+
+    ``rejection``, when given, records what the rejection itself causes (e.g. an event telling the
+    sender why, through the outbox); it runs after the dead letter is sent, in one transaction with
+    the inbox record, so a redelivered event is neither rejected twice nor answered twice."""
+
+    def __init__(self, reason: str, rejection: Rejection | None = None) -> None:
+        super().__init__(reason)
+        self.rejection = rejection
 
 
 def require_fields(message: Message, *names: str) -> None:
@@ -276,7 +287,12 @@ class EventConsumer:
                     await handler(session, envelope, message)
                 return Outcome("processed")
             except PoisonEvent as exc:
-                return await self._dead_letter(record, f"rejected by handler: {exc}", attempts=attempt)
+                outcome = await self._dead_letter(record, f"rejected by handler: {exc}", attempts=attempt)
+                if exc.rejection is not None:
+                    async with self._sessions() as session, session.begin():
+                        session.add(self._inbox_row(record, envelope))
+                        await exc.rejection(session)
+                return outcome
             except IntegrityError as exc:
                 if _is_inbox_conflict(exc):
                     return Outcome("duplicate")  # a concurrent delivery of the same event won

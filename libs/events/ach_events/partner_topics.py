@@ -33,8 +33,9 @@ def outbound_topic(partner_id: str) -> Topic:
     return Topic(
         name=f"ach.partners.{partner_id}.outbound.v1",
         key="subject id",
-        producer="notifications",
+        producer="notifications, screening",
         consumers=(partner_id,),
+        event_types=("ach.partners.v1.ScreeningAccepted", "ach.partners.v1.ScreeningRejected"),
     )
 
 

@@ -23,6 +23,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
     for cls in (
         screening_pb2.ScreeningCompleted,
         screening_pb2.NeedIdentified,
+        screening_pb2.ScreeningDemographicsRecorded,
         referrals_pb2.ReferralCreated,
         referrals_pb2.ReferralStatusChanged,
         directory_pb2.ServiceChanged,
@@ -33,8 +34,11 @@ EVENT_TYPES: dict[str, type[Message]] = {
         residents_pb2.ConsentChanged,
         residents_pb2.ContactPreferenceChanged,
         residents_pb2.ResidentsMerged,
+        residents_pb2.ResidentLinked,
         partners_pb2.ScreeningSubmitted,
         partners_pb2.ReferralStatusReported,
+        partners_pb2.ScreeningAccepted,
+        partners_pb2.ScreeningRejected,
     )
 }
 

@@ -55,6 +55,14 @@ SCREENING_EVENTS = Topic(
     consumers=("referrals", "measurement"),
     event_types=("ach.screening.v1.ScreeningCompleted", "ach.screening.v1.NeedIdentified"),
 )
+# Apart from the screening events, so only measurement reads residents' demographics (ACLs by topic).
+SCREENING_DEMOGRAPHICS = Topic(
+    name="ach.screening.demographics.v1",
+    key="resident id",
+    producer="screening",
+    consumers=("measurement",),
+    event_types=("ach.screening.v1.ScreeningDemographicsRecorded",),
+)
 REFERRAL_EVENTS = Topic(
     name="ach.referrals.events.v1",
     key="referral id",
@@ -91,18 +99,19 @@ RESIDENT_EVENTS = Topic(
     name="ach.residents.events.v1",
     key="resident id",
     producer="identity",
-    consumers=("referrals",),
+    consumers=("referrals", "screening"),
     event_types=(
         "ach.residents.v1.ConsentChanged",
         "ach.residents.v1.ContactPreferenceChanged",
         "ach.residents.v1.ResidentsMerged",
+        "ach.residents.v1.ResidentLinked",
     ),
 )
 PARTNER_INTAKE = Topic(
     name="ach.partners.intake.v1",
     key="the partner's key (aggregate id)",
     producer="identity (partner gateway)",
-    consumers=(),  # screening intake from partner systems consumes it (issue 4)
+    consumers=("screening",),  # and referrals, for ReferralStatusReported (issue 6)
     event_types=("ach.partners.v1.ScreeningSubmitted", "ach.partners.v1.ReferralStatusReported"),
 )
 AUDIT_EVENTS = Topic(
@@ -135,6 +144,7 @@ def dead_letter_topic(consumer: str) -> Topic:
 
 DOMAIN_TOPICS: tuple[Topic, ...] = (
     SCREENING_EVENTS,
+    SCREENING_DEMOGRAPHICS,
     REFERRAL_EVENTS,
     DIRECTORY_SERVICES,
     NOTIFICATION_EVENTS,

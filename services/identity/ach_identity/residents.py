@@ -198,6 +198,10 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             else:
                 link.resident_id = resident.id
                 session.add(link)
+            linked = residents_pb2.ResidentLinked(
+                resident_id=resident.id, partner_id=caller, linked_at=to_timestamp(now)
+            )
+            self._outbox.add(session, RESIDENT_EVENTS, linked, key=resident.id, subject=resident.id)
         note_resource("resident_id", resident.id)
         return residents_pb2.RegisterResidentResponse(resident_id=resident.id, match=match)
 

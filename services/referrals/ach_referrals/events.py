@@ -15,24 +15,21 @@ from ach.screening.v1 import screening_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
+from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
-from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
+from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ConsentTerms
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
 from ach_referrals.store import (
-    ConsentReplica,
     DirectoryServiceReplica,
     ReferralHistory,
     ReferralRecord,
-    ResidentAlias,
-    consents_for,
     referral_for_need,
     referrals_of,
     replica_services,
-    same_person_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -136,59 +133,20 @@ class ReferralEvents:
         return domain.route(candidates, need_domain, language, consents, at)
 
     async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
-        ids = await same_person_ids(session, resident_id)
-        return [
-            ConsentTerms(
-                consent_id=c.consent_id,
-                resident_id=c.resident_id,
-                need_domains=frozenset(c.need_domains),
-                partner_ids=frozenset(c.partner_ids),
-                status=c.status,
-                given_at=as_utc(c.given_at),
-                expires_at=as_utc(c.expires_at) if c.expires_at else None,
-            )
-            for c in await consents_for(session, ids)
-        ]
+        return await consent_terms(session, resident_id)
 
     async def on_consent_changed(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
     ) -> None:
         """Keep the consent replica, then act on it: a revocation cancels the open referrals it no
         longer covers; a new consent routes the drafts that were waiting for one."""
-        require_fields(event, "consent")
-        require_fields(event.consent, "consent_id", "resident_id", "status", "given_at")
-        c = event.consent
-        replica = await session.get(ConsentReplica, c.consent_id)
-        if replica is not None and replica.version >= c.version:
-            return
-        given_at = from_timestamp(c.given_at)
-        assert given_at is not None
-        replica = replica or ConsentReplica(
-            consent_id=c.consent_id,
-            resident_id=c.resident_id,
-            need_domains=[],
-            partner_ids=[],
-            status="",
-            given_at=given_at,
-            version=0,
-        )
-        replica.need_domains = list(c.scope.need_domains)
-        replica.partner_ids = list(c.scope.partner_ids)
-        replica.status = code_of(residents_pb2.ConsentStatus, c.status)
-        replica.given_at = given_at
-        replica.expires_at = from_timestamp(c.expires_at)
-        replica.version = c.version
-        session.add(replica)
-        await session.flush()
-        await self._apply_consents(session, c.resident_id)
+        if await keep_consent(session, event):
+            await self._apply_consents(session, event.consent.resident_id)
 
     async def on_residents_merged(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
     ) -> None:
-        require_fields(event, "survivor_id", "merged_id")
-        if await session.get(ResidentAlias, event.merged_id) is None:
-            session.add(ResidentAlias(merged_id=event.merged_id, survivor_id=event.survivor_id))
-            await session.flush()
+        if await keep_merge(session, event):
             await self._apply_consents(session, event.survivor_id)
 
     async def _apply_consents(self, session: AsyncSession, resident_id: str) -> None:

@@ -64,52 +64,6 @@ async def replica_services(session: AsyncSession) -> list[DirectoryServiceReplic
     return list((await session.exec(select(DirectoryServiceReplica))).all())
 
 
-class ConsentReplica(SQLModel, table=True):
-    """A resident's consent as the identity service last published it: scope and state, no identity."""
-
-    __tablename__ = "consent_replica"
-
-    consent_id: str = Field(primary_key=True, max_length=36)
-    resident_id: str = Field(index=True, max_length=100)
-    need_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    partner_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    status: str = Field(max_length=20)
-    given_at: datetime
-    expires_at: datetime | None = None
-    version: int
-
-
-class ResidentAlias(SQLModel, table=True):
-    """A resident id merged into another: consents under either id count for both."""
-
-    __tablename__ = "resident_alias"
-
-    merged_id: str = Field(primary_key=True, max_length=100)
-    survivor_id: str = Field(index=True, max_length=100)
-
-
-async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:
-    """The id, the survivor it was merged into and every id merged into that survivor."""
-    ids = {resident_id}
-    frontier = {resident_id}
-    while frontier:
-        rows = await session.exec(
-            select(ResidentAlias).where(
-                col(ResidentAlias.merged_id).in_(frontier) | col(ResidentAlias.survivor_id).in_(frontier)
-            )
-        )
-        aliases = list(rows.all())
-        found = {a.merged_id for a in aliases} | {a.survivor_id for a in aliases}
-        frontier = found - ids
-        ids |= found
-    return ids
-
-
-async def consents_for(session: AsyncSession, resident_ids: set[str]) -> list[ConsentReplica]:
-    rows = await session.exec(select(ConsentReplica).where(col(ConsentReplica.resident_id).in_(resident_ids)))
-    return list(rows.all())
-
-
 async def referrals_of(session: AsyncSession, resident_ids: set[str]) -> list[ReferralRecord]:
     rows = await session.exec(select(ReferralRecord).where(col(ReferralRecord.resident_id).in_(resident_ids)))
     return list(rows.all())

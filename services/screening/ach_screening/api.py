@@ -2,102 +2,132 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping, Sequence
 
 import grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
-from ach_events.outbox import Outbox
-from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
-from ach_platform.errors import InvalidArgument, NotFound, Validator
-from opentelemetry import trace
+from ach_events.resident_replica import same_person_ids, survivor_of
+from ach_platform.audit import note_resource
+from ach_platform.clock import to_timestamp
+from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_screening import domain
-from ach_screening.events import publish_screening_completed
-from ach_screening.store import ScreeningAnswer, ScreeningRecord, find_by_submitter
+from ach_screening.domain.fhir import located, read_questionnaire_response
+from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
+from ach_screening.domain.submission import Demographics, Submission
+from ach_screening.events import finding_proto, submission_of
+from ach_screening.intake import Accepted, ScreeningIntake
+from ach_screening.store import ScreeningRecord, answers_of, find_by_submitter, screenings_of
 
 
-def _summary(record: ScreeningRecord) -> screening_pb2.SubmitScreeningResponse:
+def _summary(accepted: Accepted) -> screening_pb2.SubmitScreeningResponse:
+    record = accepted.record
     return screening_pb2.SubmitScreeningResponse(
-        screening_id=record.id, positive_domains=record.positive_domains, urgent=record.urgent
+        screening_id=record.id,
+        positive_domains=record.positive_domains,
+        urgent=record.urgent,
+        duplicate=accepted.duplicate,
+    )
+
+
+def screening_proto(record: ScreeningRecord) -> screening_pb2.Screening:
+    """A screening without its answers."""
+    screening = screening_pb2.Screening(
+        screening_id=record.id,
+        resident_id=record.resident_id,
+        instrument_id=record.instrument_id,
+        instrument_version=record.instrument_version,
+        positive_domains=record.positive_domains,
+        urgent=record.urgent,
+        screened_at=to_timestamp(record.screened_at),
+        site_id=record.site_id,
+        language=record.language,
+        findings=[
+            screening_pb2.NeedFinding(need_domain=str(f["domain"]), urgent=bool(f["urgent"]))
+            for f in record.findings
+        ],
+        negative_domains=record.negative_domains,
+        totals=record.totals,
+        consent_id=record.consent_id,
+        submitter_screening_id=record.submitter_screening_id,
+    )
+    screening.screened_by.partner_id = record.submitter_partner_id
+    screening.screened_by.user_id = record.screener_user_id
+    return screening
+
+
+def _text(texts: Mapping[str, str], language: str) -> str:
+    return (
+        texts.get(language)
+        or texts.get(language.split("-")[0])
+        or texts.get("en")
+        or next(iter(texts.values()), "")
     )
 
 
 class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], intake: ScreeningIntake) -> None:
         self._sessions = sessions
-        self._outbox = outbox
+        self._intake = intake
+
+    async def _submit(self, submission: Submission, problems: Sequence[FieldViolation] = ()) -> Accepted:
+        try:
+            async with self._sessions() as session, session.begin():
+                accepted = await self._intake.submit(session, submission, problems)
+        except IntegrityError:
+            # A concurrent submission of the same screening committed first: answer with it.
+            async with self._sessions() as session:
+                existing = await find_by_submitter(
+                    session, submission.submitter_partner_id, submission.submitter_screening_id
+                )
+            if existing is None:
+                raise
+            return await self._submit(submission, problems)
+        note_resource("screening_id", accepted.record.id)
+        return accepted
 
     async def SubmitScreening(
         self, request: screening_pb2.SubmitScreeningRequest, context: grpc.aio.ServicerContext
     ) -> screening_pb2.SubmitScreeningResponse:
-        check = Validator()
-        check.require(bool(request.submitter_screening_id), "submitter_screening_id", "is required")
-        check.require(bool(request.resident_id), "resident_id", "is required")
-        check.require(bool(request.screened_by.partner_id), "screened_by.partner_id", "is required")
-        check.require(request.HasField("screened_at"), "screened_at", "is required")
-        instrument = domain.INSTRUMENTS.get((request.instrument_id, request.instrument_version))
-        check.require(
-            instrument is not None,
-            "instrument_id",
-            f"unknown instrument {request.instrument_id!r} version {request.instrument_version!r}",
-        )
-        answers = [
-            domain.AnswerGiven(a.question_code, tuple(a.answer_codes), a.declined) for a in request.answers
-        ]
-        now = utc_now()
-        screened_at = from_timestamp(request.screened_at) if request.HasField("screened_at") else None
-        check.violations.extend(domain.validate(instrument, answers, screened_at, now))
-        check.raise_if_any()
-        assert instrument is not None and screened_at is not None
-        scored = domain.score(instrument, answers)
-        trace.get_current_span().set_attribute(
-            "ach.screening.positive_domain_count", len(scored.positive_domains)
-        )
+        return _summary(await self._submit(submission_of(request, request.screened_by.partner_id)))
 
-        partner = request.screened_by.partner_id
+    async def ImportQuestionnaireResponse(
+        self, request: screening_pb2.ImportQuestionnaireResponseRequest, context: grpc.aio.ServicerContext
+    ) -> screening_pb2.SubmitScreeningResponse:
+        imported, problems = read_questionnaire_response(
+            request.questionnaire_response_json, self._intake.instruments
+        )
+        if imported is None:
+            raise InvalidArgument(problems)
+        d = request.demographics
+        submission = Submission(
+            submitter_partner_id=request.screened_by.partner_id,
+            submitter_screening_id=request.submitter_screening_id or imported.resource_id,
+            resident_id=request.resident_id,
+            instrument_id=imported.instrument.id,
+            instrument_version=imported.instrument.version,
+            answers=imported.answers,
+            screened_at=imported.screened_at,
+            site_id=request.site_id,
+            language=imported.language,
+            screener_user_id=request.screened_by.user_id,
+            consent_id=request.consent_id,
+            demographics=Demographics(
+                tuple(d.race_codes),
+                d.ethnicity_code,
+                d.preferred_language,
+                d.age_band,
+                d.zip,
+                d.neighbourhood,
+            ),
+        )
         try:
-            async with self._sessions() as session, session.begin():
-                existing = await find_by_submitter(session, partner, request.submitter_screening_id)
-                if existing is not None:
-                    return _summary(existing)  # idempotent resubmission
-                record = ScreeningRecord(
-                    id=str(uuid.uuid4()),
-                    submitter_partner_id=partner,
-                    submitter_screening_id=request.submitter_screening_id,
-                    resident_id=request.resident_id,
-                    instrument_id=instrument.id,
-                    instrument_version=instrument.version,
-                    positive_domains=list(scored.positive_domains),
-                    urgent=scored.urgent,
-                    screened_at=as_utc(screened_at),
-                    site_id=request.site_id,
-                    language=request.language or "en",
-                    created_at=now,
-                )
-                session.add(record)
-                await session.flush()
-                for a in answers:
-                    session.add(
-                        ScreeningAnswer(
-                            screening_id=record.id,
-                            question_code=a.question_code,
-                            answer_codes=list(a.answer_codes),
-                            declined=a.declined,
-                        )
-                    )
-                publish_screening_completed(session, self._outbox, record, partner)
-        except IntegrityError:
-            # A concurrent submission of the same screening committed first: answer with it.
-            async with self._sessions() as session:
-                existing = await find_by_submitter(session, partner, request.submitter_screening_id)
-            if existing is None:
-                raise
-            return _summary(existing)
-        trace.get_current_span().set_attribute("ach.screening.id", record.id)
-        return _summary(record)
+            return _summary(await self._submit(submission, problems))
+        except InvalidArgument as exc:
+            raise InvalidArgument(_unique(located(exc.violations, imported.paths))) from None
 
     async def GetScreening(
         self, request: screening_pb2.GetScreeningRequest, context: grpc.aio.ServicerContext
@@ -106,16 +136,102 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
             raise InvalidArgument.of("screening_id", "is required")
         async with self._sessions() as session:
             record = await session.get(ScreeningRecord, request.screening_id)
-        if record is None:
-            raise NotFound(f"screening {request.screening_id} not found")
-        return screening_pb2.Screening(
-            screening_id=record.id,
-            resident_id=record.resident_id,
-            instrument_id=record.instrument_id,
-            instrument_version=record.instrument_version,
-            positive_domains=record.positive_domains,
-            urgent=record.urgent,
-            screened_at=to_timestamp(record.screened_at),
-            site_id=record.site_id,
-            language=record.language,
+            if record is None:
+                raise NotFound(f"screening {request.screening_id} not found")
+            answers = await answers_of(session, record.id)
+        note_resource("resident_id", record.resident_id)
+        screening = screening_proto(record)
+        given = [
+            domain.AnswerGiven(a.question_code, tuple(a.answer_codes), a.declined, a.value) for a in answers
+        ]
+        instrument = self._intake.instruments.get((record.instrument_id, record.instrument_version))
+        if instrument is not None:  # the evidence, for those entitled to the answers
+            del screening.findings[:]
+            screening.findings.extend(
+                finding_proto(f, True) for f in domain.score(instrument, given).findings
+            )
+        screening.answers.extend(
+            screening_pb2.Answer(
+                question_code=a.question_code, answer_codes=a.answer_codes, declined=a.declined, value=a.value
+            )
+            for a in given
         )
+        return screening
+
+    async def ListResidentScreenings(
+        self, request: screening_pb2.ListResidentScreeningsRequest, context: grpc.aio.ServicerContext
+    ) -> screening_pb2.ResidentScreenings:
+        if not request.resident_id:
+            raise InvalidArgument.of("resident_id", "is required")
+        async with self._sessions() as session:
+            survivor = await survivor_of(session, request.resident_id)
+            records = await screenings_of(session, await same_person_ids(session, survivor))
+        if not records:
+            raise NotFound(f"no screenings of resident {request.resident_id}")
+        needs = need_history(
+            ScreeningOutcome(
+                r.id,
+                r.screened_at,
+                tuple((str(f["domain"]), bool(f["urgent"])) for f in r.findings),
+                tuple(r.negative_domains),
+            )
+            for r in records
+        )
+        return screening_pb2.ResidentScreenings(
+            resident_id=survivor,
+            screenings=[screening_proto(r) for r in records],
+            needs=[
+                screening_pb2.NeedStatus(
+                    need_domain=n.domain,
+                    state=screening_pb2.NEED_STATE_ACTIVE
+                    if n.state == ACTIVE
+                    else screening_pb2.NEED_STATE_RESOLVED,
+                    urgent=n.urgent,
+                    first_identified_at=to_timestamp(n.first_identified_at),
+                    last_positive_at=to_timestamp(n.last_positive_at),
+                    last_positive_screening_id=n.last_positive_screening_id,
+                    resolved_at=to_timestamp(n.resolved_at),
+                    resolved_by_screening_id=n.resolved_by_screening_id,
+                )
+                for n in needs
+            ],
+        )
+
+    async def ListInstruments(
+        self, request: screening_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
+    ) -> screening_pb2.ListInstrumentsResponse:
+        language = request.language or "en"
+        return screening_pb2.ListInstrumentsResponse(
+            instruments=[
+                screening_pb2.InstrumentDefinition(
+                    instrument_id=i.id,
+                    version=i.version,
+                    loinc=i.loinc,
+                    title=_text(i.title, language),
+                    language=language if language in i.languages else "en",
+                    languages=i.languages,
+                    questions=[
+                        screening_pb2.InstrumentQuestion(
+                            code=q.code,
+                            text=_text(q.text, language),
+                            type=q.type,
+                            multi_select=q.multi_select,
+                            required=q.required,
+                            section=q.section,
+                            options=[
+                                screening_pb2.InstrumentQuestion.Option(
+                                    code=o.code, text=_text(o.text, language)
+                                )
+                                for o in q.options
+                            ],
+                        )
+                        for q in i.questions
+                    ],
+                )
+                for i in sorted(self._intake.instruments.values(), key=lambda i: i.key)
+            ]
+        )
+
+
+def _unique(violations: list[FieldViolation]) -> list[FieldViolation]:
+    return list(dict.fromkeys(violations))

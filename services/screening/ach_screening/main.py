@@ -1,22 +1,47 @@
-"""Wiring of the screening service: its gRPC API; it consumes nothing yet."""
+"""Wiring of the screening service: its gRPC API, partner submissions from ach.partners.intake.v1,
+and the resident index's events; and the `instruments` command that checks instrument files."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 from ach.screening.v1 import screening_pb2_grpc
+from ach_events.resident_replica import same_person_ids
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
+from ach_events.topics import PARTNER_INTAKE, RESIDENT_EVENTS
+from ach_platform.settings import ConfigError
 
 from ach_screening.api import ScreeningApi
-from ach_screening.store import ScreeningRecord
+from ach_screening.catalog import load_catalog, read_instrument
+from ach_screening.domain import InstrumentError
+from ach_screening.events import ScreeningEvents
+from ach_screening.intake import ScreeningIntake
+from ach_screening.store import ScreeningRecord, partners_of
 
 
 def wire(runtime: Runtime) -> None:
-    api = ScreeningApi(runtime.sessions, runtime.outbox)
+    try:
+        instruments = load_catalog()
+    except InstrumentError as exc:
+        raise ConfigError(f"instrument definitions rejected:\n{exc}") from None
+    intake = ScreeningIntake(runtime.outbox, instruments)
+    api = ScreeningApi(runtime.sessions, intake)
     runtime.serve_grpc(
         lambda server: screening_pb2_grpc.add_ScreeningServiceServicer_to_server(api, server),
         "ach.screening.v1.ScreeningService",
+    )
+    events = ScreeningEvents(runtime.outbox, intake)
+    runtime.consume(
+        (PARTNER_INTAKE, RESIDENT_EVENTS),
+        {
+            "ach.partners.v1.ScreeningSubmitted": events.on_partner_screening,
+            "ach.residents.v1.ResidentLinked": events.on_resident_linked,
+            "ach.residents.v1.ConsentChanged": events.on_consent_changed,
+            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
+        },
     )
 
     async def screening_owners(screening_id: str) -> set[str] | None:
@@ -24,14 +49,48 @@ def wire(runtime: Runtime) -> None:
             record = await session.get(ScreeningRecord, screening_id)
         return {record.submitter_partner_id} if record else None
 
+    async def resident_owners(resident_id: str) -> set[str] | None:
+        """The partners that have the resident on their books (under any of the person's ids)."""
+        async with runtime.sessions() as session:
+            owners = await partners_of(session, await same_person_ids(session, resident_id))
+        return owners or None
+
     runtime.resolve_owners("screening", screening_owners)
+    runtime.resolve_owners("resident", resident_owners)
 
 
 DEFINITION = ServiceDefinition("screening", Path(__file__).parent / "migrations", wire)
 
 
-def cli() -> None:
-    run_cli(DEFINITION)
+def check_instruments(paths: list[str]) -> int:
+    """Check instrument files before they are deployed: every problem, named by file and question."""
+    status = 0
+    for path in paths:
+        try:
+            instrument = read_instrument(Path(path))
+        except InstrumentError as exc:
+            print(f"ach-screening: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(
+            f"{path}: {instrument.id} version {instrument.version}: {len(instrument.questions)} questions, "
+            f"{len(instrument.rules)} rules, languages {', '.join(instrument.languages)}"
+        )
+    return status
+
+
+def cli(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "instruments":
+        run_cli(DEFINITION, argv)
+        return
+    parser = argparse.ArgumentParser(prog="ach-screening")
+    sub = parser.add_subparsers(dest="command", required=True)
+    instruments = sub.add_parser("instruments", help="check instrument definition files")
+    instruments.add_argument("action", choices=["check"])
+    instruments.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    raise SystemExit(check_instruments(args.files))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Screening tables. Answers (PHI) are kept apart from the screening's scored summary."""
+"""Screening tables. Answers (PHI) and demographics are kept apart from the screening's scored
+summary; the resident links and consents are replicas of the resident index's events."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -20,10 +22,16 @@ class ScreeningRecord(SQLModel, table=True):
     instrument_id: str = Field(max_length=100)
     instrument_version: str = Field(max_length=50)
     positive_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    # [{"domain": ..., "urgent": ...}]: the findings without their evidence (that is in the answers)
+    findings: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    negative_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    totals: dict[str, int] = Field(sa_column=Column(JSON, nullable=False))
     urgent: bool
     screened_at: datetime
     site_id: str = Field(max_length=100)
     language: str = Field(max_length=35)
+    screener_user_id: str = Field(default="", max_length=100)
+    consent_id: str = Field(default="", max_length=36)
     created_at: datetime
 
 
@@ -34,6 +42,31 @@ class ScreeningAnswer(SQLModel, table=True):
     question_code: str = Field(primary_key=True, max_length=50)
     answer_codes: list[str] = Field(sa_column=Column(JSON, nullable=False))
     declined: bool = False
+    value: str = Field(default="", max_length=200)
+
+
+class ScreeningDemographics(SQLModel, table=True):
+    """Given with a screening when offered; for measurement disaggregated, never per resident to partners."""
+
+    __tablename__ = "screening_demographics"
+
+    screening_id: str = Field(primary_key=True, foreign_key="screening.id", max_length=36)
+    race_codes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    ethnicity_code: str = Field(default="", max_length=10)
+    preferred_language: str = Field(default="", max_length=35)
+    age_band: str = Field(default="", max_length=10)
+    zip: str = Field(default="", max_length=5)
+    neighbourhood: str = Field(default="", max_length=100)
+
+
+class ResidentLinkReplica(SQLModel, table=True):
+    """Which partners know which resident (from ResidentLinked): who may submit for a resident id."""
+
+    __tablename__ = "resident_link_replica"
+
+    resident_id: str = Field(primary_key=True, max_length=100)
+    partner_id: str = Field(primary_key=True, max_length=100)
+    linked_at: datetime
 
 
 async def find_by_submitter(
@@ -44,3 +77,24 @@ async def find_by_submitter(
         ScreeningRecord.submitter_screening_id == submitter_id,
     )
     return (await session.exec(query)).first()
+
+
+async def answers_of(session: AsyncSession, screening_id: str) -> list[ScreeningAnswer]:
+    rows = await session.exec(select(ScreeningAnswer).where(ScreeningAnswer.screening_id == screening_id))
+    return list(rows.all())
+
+
+async def screenings_of(session: AsyncSession, resident_ids: set[str]) -> list[ScreeningRecord]:
+    rows = await session.exec(
+        select(ScreeningRecord)
+        .where(col(ScreeningRecord.resident_id).in_(resident_ids))
+        .order_by(col(ScreeningRecord.screened_at), col(ScreeningRecord.id))
+    )
+    return list(rows.all())
+
+
+async def partners_of(session: AsyncSession, resident_ids: set[str]) -> set[str]:
+    rows = await session.exec(
+        select(ResidentLinkReplica.partner_id).where(col(ResidentLinkReplica.resident_id).in_(resident_ids))
+    )
+    return set(rows.all())

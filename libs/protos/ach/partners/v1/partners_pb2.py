@@ -26,7 +26,7 @@ from ach.referrals.v1 import referrals_pb2 as ach_dot_referrals_dot_v1_dot_refer
 from ach.screening.v1 import screening_pb2 as ach_dot_screening_dot_v1_dot_screening__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/partners/v1/partners.proto\x12\x0f\x61\x63h.partners.v1\x1a ach/referrals/v1/referrals.proto\x1a ach/screening/v1/screening.proto\"R\n\x12ScreeningSubmitted\x12<\n\nsubmission\x18\x01 \x01(\x0b\x32(.ach.screening.v1.SubmitScreeningRequest\"W\n\x16ReferralStatusReported\x12=\n\x06update\x18\x01 \x01(\x0b\x32-.ach.referrals.v1.UpdateReferralStatusRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/partners/v1/partners.proto\x12\x0f\x61\x63h.partners.v1\x1a ach/referrals/v1/referrals.proto\x1a ach/screening/v1/screening.proto\"R\n\x12ScreeningSubmitted\x12<\n\nsubmission\x18\x01 \x01(\x0b\x32(.ach.screening.v1.SubmitScreeningRequest\"W\n\x16ReferralStatusReported\x12=\n\x06update\x18\x01 \x01(\x0b\x32-.ach.referrals.v1.UpdateReferralStatusRequest\"\x9d\x01\n\x11ScreeningAccepted\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x14\n\x0cscreening_id\x18\x02 \x01(\t\x12/\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x1d.ach.screening.v1.NeedFinding\x12\x0e\n\x06urgent\x18\x04 \x01(\x08\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"h\n\x11ScreeningRejected\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCREENINGSUBMITTED']._serialized_end=201
   _globals['_REFERRALSTATUSREPORTED']._serialized_start=203
   _globals['_REFERRALSTATUSREPORTED']._serialized_end=290
+  _globals['_SCREENINGACCEPTED']._serialized_start=293
+  _globals['_SCREENINGACCEPTED']._serialized_end=450
+  _globals['_FIELDVIOLATION']._serialized_start=452
+  _globals['_FIELDVIOLATION']._serialized_end=504
+  _globals['_SCREENINGREJECTED']._serialized_start=506
+  _globals['_SCREENINGREJECTED']._serialized_end=610
 # @@protoc_insertion_point(module_scope)

@@ -10,8 +10,10 @@ on to ach.partners.intake.v1 for the domain services; the rest go to the dead-le
 
 from ach.referrals.v1 import referrals_pb2 as _referrals_pb2
 from ach.screening.v1 import screening_pb2 as _screening_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -66,3 +68,89 @@ class ReferralStatusReported(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralStatusReported: _TypeAlias = ReferralStatusReported  # noqa: Y015
+
+@_typing.final
+class ScreeningAccepted(_message.Message):
+    """On the submitting partner's outbound topic (ach.partners.<partner-id>.outbound.v1), in answer to
+    a ScreeningSubmitted: accepted and scored. The findings carry the answers' codes: the partner
+    gave them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMITTER_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    URGENT_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    submitter_screening_id: _builtins.str
+    screening_id: _builtins.str
+    urgent: _builtins.bool
+    duplicate: _builtins.bool
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[_screening_pb2.NeedFinding]: ...
+    def __init__(
+        self,
+        *,
+        submitter_screening_id: _builtins.str = ...,
+        screening_id: _builtins.str = ...,
+        findings: _abc.Iterable[_screening_pb2.NeedFinding] | None = ...,
+        urgent: _builtins.bool = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "findings", b"findings", "screening_id", b"screening_id", "submitter_screening_id", b"submitter_screening_id", "urgent", b"urgent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreeningAccepted: _TypeAlias = ScreeningAccepted  # noqa: Y015
+
+@_typing.final
+class FieldViolation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldViolation: _TypeAlias = FieldViolation  # noqa: Y015
+
+@_typing.final
+class ScreeningRejected(_message.Message):
+    """On the submitting partner's outbound topic: the screening was not accepted, and why (every problem
+    at once). Nothing was stored; the event is also on the screening service's dead-letter topic.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMITTER_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    submitter_screening_id: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]: ...
+    def __init__(
+        self,
+        *,
+        submitter_screening_id: _builtins.str = ...,
+        violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submitter_screening_id", b"submitter_screening_id", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreeningRejected: _TypeAlias = ScreeningRejected  # noqa: Y015

@@ -652,3 +652,33 @@ class ResidentsMerged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResidentsMerged: _TypeAlias = ResidentsMerged  # noqa: Y015
+
+@_typing.final
+class ResidentLinked(_message.Message):
+    """Event (key: resident id): a partner now knows this resident (registered or matched). Carries no
+    identity and not the partner's own id for the resident: services learn who may use the resident id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    LINKED_AT_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    partner_id: _builtins.str
+    @_builtins.property
+    def linked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        linked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["linked_at", b"linked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["linked_at", b"linked_at", "partner_id", b"partner_id", "resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResidentLinked: _TypeAlias = ResidentLinked  # noqa: Y015

@@ -26,27 +26,57 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ach.common.v1 import common_pb2 as ach_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ach/screening/v1/screening.proto\x12\x10\x61\x63h.screening.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x61\x63h/common/v1/common.proto\"G\n\x06\x41nswer\x12\x15\n\rquestion_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61nswer_codes\x18\x02 \x03(\t\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\x08\"\xaa\x02\n\x16SubmitScreeningRequest\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12)\n\x07\x61nswers\x18\x05 \x03(\x0b\x32\x18.ach.screening.v1.Answer\x12/\n\x0bscreened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07site_id\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12)\n\x0bscreened_by\x18\t \x01(\x0b\x32\x14.ach.common.v1.Actor\"Y\n\x17SubmitScreeningResponse\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x18\n\x10positive_domains\x18\x02 \x03(\t\x12\x0e\n\x06urgent\x18\x03 \x01(\x08\"+\n\x13GetScreeningRequest\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\"\xe7\x01\n\tScreening\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12\x18\n\x10positive_domains\x18\x05 \x03(\t\x12\x0e\n\x06urgent\x18\x06 \x01(\x08\x12/\n\x0bscreened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07site_id\x18\x08 \x01(\t\x12\x10\n\x08language\x18\t \x01(\t\"\x9b\x02\n\x12ScreeningCompleted\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12\x18\n\x10positive_domains\x18\x05 \x03(\t\x12\x0e\n\x06urgent\x18\x06 \x01(\x08\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x0f\n\x07site_id\x18\x08 \x01(\t\x12)\n\x0bscreened_by\x18\t \x01(\x0b\x32\x14.ach.common.v1.Actor\x12/\n\x0bscreened_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x0eNeedIdentified\x12\x0f\n\x07need_id\x18\x01 \x01(\t\x12\x14\n\x0cscreening_id\x18\x02 \x01(\t\x12\x13\n\x0bresident_id\x18\x03 \x01(\t\x12\x13\n\x0bneed_domain\x18\x04 \x01(\t\x12\x0e\n\x06urgent\x18\x05 \x01(\x08\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x31\n\ridentified_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11source_partner_id\x18\x08 \x01(\t2\xce\x01\n\x10ScreeningService\x12\x66\n\x0fSubmitScreening\x12(.ach.screening.v1.SubmitScreeningRequest\x1a).ach.screening.v1.SubmitScreeningResponse\x12R\n\x0cGetScreening\x12%.ach.screening.v1.GetScreeningRequest\x1a\x1b.ach.screening.v1.Screeningb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ach/screening/v1/screening.proto\x12\x10\x61\x63h.screening.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x61\x63h/common/v1/common.proto\"V\n\x06\x41nswer\x12\x15\n\rquestion_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61nswer_codes\x18\x02 \x03(\t\x12\x10\n\x08\x64\x65\x63lined\x18\x03 \x01(\x08\x12\r\n\x05value\x18\x04 \x01(\t\"\x8c\x01\n\x0c\x44\x65mographics\x12\x12\n\nrace_codes\x18\x01 \x03(\t\x12\x16\n\x0e\x65thnicity_code\x18\x02 \x01(\t\x12\x1a\n\x12preferred_language\x18\x03 \x01(\t\x12\x10\n\x08\x61ge_band\x18\x04 \x01(\t\x12\x0b\n\x03zip\x18\x05 \x01(\t\x12\x15\n\rneighbourhood\x18\x06 \x01(\t\"\xf4\x02\n\x16SubmitScreeningRequest\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12)\n\x07\x61nswers\x18\x05 \x03(\x0b\x32\x18.ach.screening.v1.Answer\x12/\n\x0bscreened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07site_id\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12)\n\x0bscreened_by\x18\t \x01(\x0b\x32\x14.ach.common.v1.Actor\x12\x12\n\nconsent_id\x18\n \x01(\t\x12\x34\n\x0c\x64\x65mographics\x18\x0b \x01(\x0b\x32\x1e.ach.screening.v1.Demographics\"l\n\x17SubmitScreeningResponse\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x18\n\x10positive_domains\x18\x02 \x03(\t\x12\x0e\n\x06urgent\x18\x03 \x01(\x08\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"\x84\x02\n\"ImportQuestionnaireResponseRequest\x12#\n\x1bquestionnaire_response_json\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x1e\n\x16submitter_screening_id\x18\x03 \x01(\t\x12\x0f\n\x07site_id\x18\x04 \x01(\t\x12)\n\x0bscreened_by\x18\x05 \x01(\x0b\x32\x14.ach.common.v1.Actor\x12\x12\n\nconsent_id\x18\x06 \x01(\t\x12\x34\n\x0c\x64\x65mographics\x18\x07 \x01(\x0b\x32\x1e.ach.screening.v1.Demographics\"^\n\x0bNeedFinding\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x0e\n\x06urgent\x18\x02 \x01(\x08\x12*\n\x08\x65vidence\x18\x03 \x03(\x0b\x32\x18.ach.screening.v1.Answer\"+\n\x13GetScreeningRequest\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\"\xa4\x04\n\tScreening\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12\x18\n\x10positive_domains\x18\x05 \x03(\t\x12\x0e\n\x06urgent\x18\x06 \x01(\x08\x12/\n\x0bscreened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07site_id\x18\x08 \x01(\t\x12\x10\n\x08language\x18\t \x01(\t\x12/\n\x08\x66indings\x18\n \x03(\x0b\x32\x1d.ach.screening.v1.NeedFinding\x12\x18\n\x10negative_domains\x18\x0b \x03(\t\x12\x37\n\x06totals\x18\x0c \x03(\x0b\x32\'.ach.screening.v1.Screening.TotalsEntry\x12)\n\x07\x61nswers\x18\r \x03(\x0b\x32\x18.ach.screening.v1.Answer\x12\x12\n\nconsent_id\x18\x0e \x01(\t\x12\x1e\n\x16submitter_screening_id\x18\x0f \x01(\t\x12)\n\x0bscreened_by\x18\x10 \x01(\x0b\x32\x14.ach.common.v1.Actor\x1a-\n\x0bTotalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"4\n\x1dListResidentScreeningsRequest\x12\x13\n\x0bresident_id\x18\x01 \x01(\t\"\xc3\x02\n\nNeedStatus\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.ach.screening.v1.NeedState\x12\x0e\n\x06urgent\x18\x03 \x01(\x08\x12\x37\n\x13\x66irst_identified_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_positive_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1alast_positive_screening_id\x18\x06 \x01(\t\x12/\n\x0bresolved_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18resolved_by_screening_id\x18\x08 \x01(\t\"\x87\x01\n\x12ResidentScreenings\x12\x13\n\x0bresident_id\x18\x01 \x01(\t\x12/\n\nscreenings\x18\x02 \x03(\x0b\x32\x1b.ach.screening.v1.Screening\x12+\n\x05needs\x18\x03 \x03(\x0b\x32\x1c.ach.screening.v1.NeedStatus\"*\n\x16ListInstrumentsRequest\x12\x10\n\x08language\x18\x01 \x01(\t\"\xdb\x01\n\x12InstrumentQuestion\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x14\n\x0cmulti_select\x18\x04 \x01(\x08\x12\x10\n\x08required\x18\x05 \x01(\x08\x12\x0f\n\x07section\x18\x06 \x01(\t\x12<\n\x07options\x18\x07 \x03(\x0b\x32+.ach.screening.v1.InstrumentQuestion.Option\x1a$\n\x06Option\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xba\x01\n\x14InstrumentDefinition\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05loinc\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x11\n\tlanguages\x18\x06 \x03(\t\x12\x37\n\tquestions\x18\x07 \x03(\x0b\x32$.ach.screening.v1.InstrumentQuestion\"V\n\x17ListInstrumentsResponse\x12;\n\x0binstruments\x18\x01 \x03(\x0b\x32&.ach.screening.v1.InstrumentDefinition\"\xfa\x02\n\x12ScreeningCompleted\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x15\n\rinstrument_id\x18\x03 \x01(\t\x12\x1a\n\x12instrument_version\x18\x04 \x01(\t\x12\x18\n\x10positive_domains\x18\x05 \x03(\t\x12\x0e\n\x06urgent\x18\x06 \x01(\x08\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x0f\n\x07site_id\x18\x08 \x01(\t\x12)\n\x0bscreened_by\x18\t \x01(\x0b\x32\x14.ach.common.v1.Actor\x12/\n\x0bscreened_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nconsent_id\x18\x0b \x01(\t\x12/\n\x08\x66indings\x18\x0c \x03(\x0b\x32\x1d.ach.screening.v1.NeedFinding\x12\x18\n\x10negative_domains\x18\r \x03(\t\"\xfc\x01\n\x0eNeedIdentified\x12\x0f\n\x07need_id\x18\x01 \x01(\t\x12\x14\n\x0cscreening_id\x18\x02 \x01(\t\x12\x13\n\x0bresident_id\x18\x03 \x01(\t\x12\x13\n\x0bneed_domain\x18\x04 \x01(\t\x12\x0e\n\x06urgent\x18\x05 \x01(\x08\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x31\n\ridentified_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11source_partner_id\x18\x08 \x01(\t\x12\x15\n\rinstrument_id\x18\t \x01(\t\x12\x12\n\nconsent_id\x18\n \x01(\t\"\xc2\x01\n\x1dScreeningDemographicsRecorded\x12\x14\n\x0cscreening_id\x18\x01 \x01(\t\x12\x13\n\x0bresident_id\x18\x02 \x01(\t\x12\x0f\n\x07site_id\x18\x03 \x01(\t\x12/\n\x0bscreened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0c\x64\x65mographics\x18\x05 \x01(\x0b\x32\x1e.ach.screening.v1.Demographics*W\n\tNeedState\x12\x1a\n\x16NEED_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11NEED_STATE_ACTIVE\x10\x01\x12\x17\n\x13NEED_STATE_RESOLVED\x10\x02\x32\xa7\x04\n\x10ScreeningService\x12\x66\n\x0fSubmitScreening\x12(.ach.screening.v1.SubmitScreeningRequest\x1a).ach.screening.v1.SubmitScreeningResponse\x12~\n\x1bImportQuestionnaireResponse\x12\x34.ach.screening.v1.ImportQuestionnaireResponseRequest\x1a).ach.screening.v1.SubmitScreeningResponse\x12R\n\x0cGetScreening\x12%.ach.screening.v1.GetScreeningRequest\x1a\x1b.ach.screening.v1.Screening\x12o\n\x16ListResidentScreenings\x12/.ach.screening.v1.ListResidentScreeningsRequest\x1a$.ach.screening.v1.ResidentScreenings\x12\x66\n\x0fListInstruments\x12(.ach.screening.v1.ListInstrumentsRequest\x1a).ach.screening.v1.ListInstrumentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.screening.v1.screening_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SCREENING_TOTALSENTRY']._loaded_options = None
+  _globals['_SCREENING_TOTALSENTRY']._serialized_options = b'8\001'
+  _globals['_NEEDSTATE']._serialized_start=3680
+  _globals['_NEEDSTATE']._serialized_end=3767
   _globals['_ANSWER']._serialized_start=115
-  _globals['_ANSWER']._serialized_end=186
-  _globals['_SUBMITSCREENINGREQUEST']._serialized_start=189
-  _globals['_SUBMITSCREENINGREQUEST']._serialized_end=487
-  _globals['_SUBMITSCREENINGRESPONSE']._serialized_start=489
-  _globals['_SUBMITSCREENINGRESPONSE']._serialized_end=578
-  _globals['_GETSCREENINGREQUEST']._serialized_start=580
-  _globals['_GETSCREENINGREQUEST']._serialized_end=623
-  _globals['_SCREENING']._serialized_start=626
-  _globals['_SCREENING']._serialized_end=857
-  _globals['_SCREENINGCOMPLETED']._serialized_start=860
-  _globals['_SCREENINGCOMPLETED']._serialized_end=1143
-  _globals['_NEEDIDENTIFIED']._serialized_start=1146
-  _globals['_NEEDIDENTIFIED']._serialized_end=1355
-  _globals['_SCREENINGSERVICE']._serialized_start=1358
-  _globals['_SCREENINGSERVICE']._serialized_end=1564
+  _globals['_ANSWER']._serialized_end=201
+  _globals['_DEMOGRAPHICS']._serialized_start=204
+  _globals['_DEMOGRAPHICS']._serialized_end=344
+  _globals['_SUBMITSCREENINGREQUEST']._serialized_start=347
+  _globals['_SUBMITSCREENINGREQUEST']._serialized_end=719
+  _globals['_SUBMITSCREENINGRESPONSE']._serialized_start=721
+  _globals['_SUBMITSCREENINGRESPONSE']._serialized_end=829
+  _globals['_IMPORTQUESTIONNAIRERESPONSEREQUEST']._serialized_start=832
+  _globals['_IMPORTQUESTIONNAIRERESPONSEREQUEST']._serialized_end=1092
+  _globals['_NEEDFINDING']._serialized_start=1094
+  _globals['_NEEDFINDING']._serialized_end=1188
+  _globals['_GETSCREENINGREQUEST']._serialized_start=1190
+  _globals['_GETSCREENINGREQUEST']._serialized_end=1233
+  _globals['_SCREENING']._serialized_start=1236
+  _globals['_SCREENING']._serialized_end=1784
+  _globals['_SCREENING_TOTALSENTRY']._serialized_start=1739
+  _globals['_SCREENING_TOTALSENTRY']._serialized_end=1784
+  _globals['_LISTRESIDENTSCREENINGSREQUEST']._serialized_start=1786
+  _globals['_LISTRESIDENTSCREENINGSREQUEST']._serialized_end=1838
+  _globals['_NEEDSTATUS']._serialized_start=1841
+  _globals['_NEEDSTATUS']._serialized_end=2164
+  _globals['_RESIDENTSCREENINGS']._serialized_start=2167
+  _globals['_RESIDENTSCREENINGS']._serialized_end=2302
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=2304
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=2346
+  _globals['_INSTRUMENTQUESTION']._serialized_start=2349
+  _globals['_INSTRUMENTQUESTION']._serialized_end=2568
+  _globals['_INSTRUMENTQUESTION_OPTION']._serialized_start=2532
+  _globals['_INSTRUMENTQUESTION_OPTION']._serialized_end=2568
+  _globals['_INSTRUMENTDEFINITION']._serialized_start=2571
+  _globals['_INSTRUMENTDEFINITION']._serialized_end=2757
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=2759
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=2845
+  _globals['_SCREENINGCOMPLETED']._serialized_start=2848
+  _globals['_SCREENINGCOMPLETED']._serialized_end=3226
+  _globals['_NEEDIDENTIFIED']._serialized_start=3229
+  _globals['_NEEDIDENTIFIED']._serialized_end=3481
+  _globals['_SCREENINGDEMOGRAPHICSRECORDED']._serialized_start=3484
+  _globals['_SCREENINGDEMOGRAPHICSRECORDED']._serialized_end=3678
+  _globals['_SCREENINGSERVICE']._serialized_start=3770
+  _globals['_SCREENINGSERVICE']._serialized_end=4321
 # @@protoc_insertion_point(module_scope)

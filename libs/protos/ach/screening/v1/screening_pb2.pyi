@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -22,6 +23,27 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _NeedState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NeedStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NeedState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NEED_STATE_UNSPECIFIED: _NeedState.ValueType  # 0
+    NEED_STATE_ACTIVE: _NeedState.ValueType  # 1
+    """positive at the latest screening that assessed it"""
+    NEED_STATE_RESOLVED: _NeedState.ValueType  # 2
+    """a later screening assessed it and found it negative"""
+
+class NeedState(_NeedState, metaclass=_NeedStateEnumTypeWrapper): ...
+
+NEED_STATE_UNSPECIFIED: NeedState.ValueType  # 0
+NEED_STATE_ACTIVE: NeedState.ValueType  # 1
+"""positive at the latest screening that assessed it"""
+NEED_STATE_RESOLVED: NeedState.ValueType  # 2
+"""a later screening assessed it and found it negative"""
+Global___NeedState: _TypeAlias = NeedState  # noqa: Y015
+
 @_typing.final
 class Answer(_message.Message):
     """One answer to one question; codes are LOINC question and answer codes."""
@@ -31,9 +53,12 @@ class Answer(_message.Message):
     QUESTION_CODE_FIELD_NUMBER: _builtins.int
     ANSWER_CODES_FIELD_NUMBER: _builtins.int
     DECLINED_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     question_code: _builtins.str
     declined: _builtins.bool
     """The resident chose not to answer: recorded, never scored as a negative answer."""
+    value: _builtins.str
+    """For number and text questions (e.g. PRAPARE's household size): the value as text."""
     @_builtins.property
     def answer_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -42,14 +67,60 @@ class Answer(_message.Message):
         question_code: _builtins.str = ...,
         answer_codes: _abc.Iterable[_builtins.str] | None = ...,
         declined: _builtins.bool = ...,
+        value: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_codes", b"answer_codes", "declined", b"declined", "question_code", b"question_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_codes", b"answer_codes", "declined", b"declined", "question_code", b"question_code", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Answer: _TypeAlias = Answer  # noqa: Y015
+
+@_typing.final
+class Demographics(_message.Message):
+    """Demographics for equity measurement, collected with a screening when the resident offers them and
+    kept apart from the answers. Race and ethnicity are OMB categories as CDC Race & Ethnicity codes
+    (race, multi-select: 1002-5, 2028-9, 2054-5, 2076-8, 2106-3; ethnicity: 2135-2, 2186-5); "ASKU"
+    alone records that the resident was asked and declined.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RACE_CODES_FIELD_NUMBER: _builtins.int
+    ETHNICITY_CODE_FIELD_NUMBER: _builtins.int
+    PREFERRED_LANGUAGE_FIELD_NUMBER: _builtins.int
+    AGE_BAND_FIELD_NUMBER: _builtins.int
+    ZIP_FIELD_NUMBER: _builtins.int
+    NEIGHBOURHOOD_FIELD_NUMBER: _builtins.int
+    ethnicity_code: _builtins.str
+    preferred_language: _builtins.str
+    """BCP 47"""
+    age_band: _builtins.str
+    """0-17, 18-24, 25-34, 35-44, 45-54, 55-64, 65-74, 75+"""
+    zip: _builtins.str
+    """five-digit ZIP code"""
+    neighbourhood: _builtins.str
+    """the network's own neighbourhood name, e.g. "South Stockton" """
+    @_builtins.property
+    def race_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        race_codes: _abc.Iterable[_builtins.str] | None = ...,
+        ethnicity_code: _builtins.str = ...,
+        preferred_language: _builtins.str = ...,
+        age_band: _builtins.str = ...,
+        zip: _builtins.str = ...,
+        neighbourhood: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_band", b"age_band", "ethnicity_code", b"ethnicity_code", "neighbourhood", b"neighbourhood", "preferred_language", b"preferred_language", "race_codes", b"race_codes", "zip", b"zip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Demographics: _TypeAlias = Demographics  # noqa: Y015
 
 @_typing.final
 class SubmitScreeningRequest(_message.Message):
@@ -64,6 +135,8 @@ class SubmitScreeningRequest(_message.Message):
     SITE_ID_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     SCREENED_BY_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
+    DEMOGRAPHICS_FIELD_NUMBER: _builtins.int
     submitter_screening_id: _builtins.str
     """The submitter's own id for this screening: the idempotency key."""
     resident_id: _builtins.str
@@ -75,12 +148,18 @@ class SubmitScreeningRequest(_message.Message):
     site_id: _builtins.str
     language: _builtins.str
     """BCP 47, e.g. "en", "es" """
+    consent_id: _builtins.str
+    """The resident's consent this screening is shared under, when the submitter knows it; otherwise
+    the resident's active consent, if any, is referenced.
+    """
     @_builtins.property
     def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Answer]: ...
     @_builtins.property
     def screened_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def screened_by(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def demographics(self) -> Global___Demographics: ...
     def __init__(
         self,
         *,
@@ -93,10 +172,12 @@ class SubmitScreeningRequest(_message.Message):
         site_id: _builtins.str = ...,
         language: _builtins.str = ...,
         screened_by: _common_pb2.Actor | None = ...,
+        consent_id: _builtins.str = ...,
+        demographics: Global___Demographics | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["screened_at", b"screened_at", "screened_by", b"screened_by"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["demographics", b"demographics", "screened_at", b"screened_at", "screened_by", b"screened_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "resident_id", b"resident_id", "screened_at", b"screened_at", "screened_by", b"screened_by", "site_id", b"site_id", "submitter_screening_id", b"submitter_screening_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "consent_id", b"consent_id", "demographics", b"demographics", "instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "resident_id", b"resident_id", "screened_at", b"screened_at", "screened_by", b"screened_by", "site_id", b"site_id", "submitter_screening_id", b"submitter_screening_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -109,8 +190,11 @@ class SubmitScreeningResponse(_message.Message):
     SCREENING_ID_FIELD_NUMBER: _builtins.int
     POSITIVE_DOMAINS_FIELD_NUMBER: _builtins.int
     URGENT_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
     screening_id: _builtins.str
     urgent: _builtins.bool
+    duplicate: _builtins.bool
+    """True when this submitter had already submitted this screening id: nothing new was stored."""
     @_builtins.property
     def positive_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -119,14 +203,92 @@ class SubmitScreeningResponse(_message.Message):
         screening_id: _builtins.str = ...,
         positive_domains: _abc.Iterable[_builtins.str] | None = ...,
         urgent: _builtins.bool = ...,
+        duplicate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["positive_domains", b"positive_domains", "screening_id", b"screening_id", "urgent", b"urgent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "positive_domains", b"positive_domains", "screening_id", b"screening_id", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitScreeningResponse: _TypeAlias = SubmitScreeningResponse  # noqa: Y015
+
+@_typing.final
+class ImportQuestionnaireResponseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTIONNAIRE_RESPONSE_JSON_FIELD_NUMBER: _builtins.int
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    SUBMITTER_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    SITE_ID_FIELD_NUMBER: _builtins.int
+    SCREENED_BY_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
+    DEMOGRAPHICS_FIELD_NUMBER: _builtins.int
+    questionnaire_response_json: _builtins.str
+    """The QuestionnaireResponse resource as JSON. Its questionnaire (canonical URL) or its top item
+    names the instrument; items' linkIds end in LOINC question codes; answers are valueCoding (LOINC
+    answer codes) or values; an answer with the data-absent-reason "asked-declined" is declined.
+    """
+    resident_id: _builtins.str
+    submitter_screening_id: _builtins.str
+    """Default: the resource's identifier value, else its id."""
+    site_id: _builtins.str
+    consent_id: _builtins.str
+    @_builtins.property
+    def screened_by(self) -> _common_pb2.Actor:
+        """Default: the calling partner."""
+
+    @_builtins.property
+    def demographics(self) -> Global___Demographics: ...
+    def __init__(
+        self,
+        *,
+        questionnaire_response_json: _builtins.str = ...,
+        resident_id: _builtins.str = ...,
+        submitter_screening_id: _builtins.str = ...,
+        site_id: _builtins.str = ...,
+        screened_by: _common_pb2.Actor | None = ...,
+        consent_id: _builtins.str = ...,
+        demographics: Global___Demographics | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["demographics", b"demographics", "screened_by", b"screened_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "demographics", b"demographics", "questionnaire_response_json", b"questionnaire_response_json", "resident_id", b"resident_id", "screened_by", b"screened_by", "site_id", b"site_id", "submitter_screening_id", b"submitter_screening_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportQuestionnaireResponseRequest: _TypeAlias = ImportQuestionnaireResponseRequest  # noqa: Y015
+
+@_typing.final
+class NeedFinding(_message.Message):
+    """A positive need domain of a screening. The answers that made it positive (codes only) are given
+    only to those entitled to the answers: the submitting partner, ACH admins.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    URGENT_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    need_domain: _builtins.str
+    """Gravity SDOH category code"""
+    urgent: _builtins.bool
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___Answer]: ...
+    def __init__(
+        self,
+        *,
+        need_domain: _builtins.str = ...,
+        urgent: _builtins.bool = ...,
+        evidence: _abc.Iterable[Global___Answer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "need_domain", b"need_domain", "urgent", b"urgent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NeedFinding: _TypeAlias = NeedFinding  # noqa: Y015
 
 @_typing.final
 class GetScreeningRequest(_message.Message):
@@ -151,6 +313,26 @@ Global___GetScreeningRequest: _TypeAlias = GetScreeningRequest  # noqa: Y015
 class Screening(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TotalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SCREENING_ID_FIELD_NUMBER: _builtins.int
     RESIDENT_ID_FIELD_NUMBER: _builtins.int
     INSTRUMENT_ID_FIELD_NUMBER: _builtins.int
@@ -160,6 +342,13 @@ class Screening(_message.Message):
     SCREENED_AT_FIELD_NUMBER: _builtins.int
     SITE_ID_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_DOMAINS_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
+    SUBMITTER_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    SCREENED_BY_FIELD_NUMBER: _builtins.int
     screening_id: _builtins.str
     resident_id: _builtins.str
     instrument_id: _builtins.str
@@ -167,10 +356,26 @@ class Screening(_message.Message):
     urgent: _builtins.bool
     site_id: _builtins.str
     language: _builtins.str
+    consent_id: _builtins.str
+    submitter_screening_id: _builtins.str
     @_builtins.property
     def positive_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def screened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___NeedFinding]: ...
+    @_builtins.property
+    def negative_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Need domains the screening assessed and found negative (every question of the rule answered)."""
+
+    @_builtins.property
+    def totals(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Scores the instrument adds up, by LOINC code (e.g. 95614-4, the interpersonal-safety total)."""
+
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Answer]: ...
+    @_builtins.property
+    def screened_by(self) -> _common_pb2.Actor: ...
     def __init__(
         self,
         *,
@@ -183,18 +388,257 @@ class Screening(_message.Message):
         screened_at: _timestamp_pb2.Timestamp | None = ...,
         site_id: _builtins.str = ...,
         language: _builtins.str = ...,
+        findings: _abc.Iterable[Global___NeedFinding] | None = ...,
+        negative_domains: _abc.Iterable[_builtins.str] | None = ...,
+        totals: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        answers: _abc.Iterable[Global___Answer] | None = ...,
+        consent_id: _builtins.str = ...,
+        submitter_screening_id: _builtins.str = ...,
+        screened_by: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["screened_at", b"screened_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["screened_at", b"screened_at", "screened_by", b"screened_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "positive_domains", b"positive_domains", "resident_id", b"resident_id", "screened_at", b"screened_at", "screening_id", b"screening_id", "site_id", b"site_id", "urgent", b"urgent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "consent_id", b"consent_id", "findings", b"findings", "instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "negative_domains", b"negative_domains", "positive_domains", b"positive_domains", "resident_id", b"resident_id", "screened_at", b"screened_at", "screened_by", b"screened_by", "screening_id", b"screening_id", "site_id", b"site_id", "submitter_screening_id", b"submitter_screening_id", "totals", b"totals", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Screening: _TypeAlias = Screening  # noqa: Y015
 
 @_typing.final
+class ListResidentScreeningsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResidentScreeningsRequest: _TypeAlias = ListResidentScreeningsRequest  # noqa: Y015
+
+@_typing.final
+class NeedStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    URGENT_FIELD_NUMBER: _builtins.int
+    FIRST_IDENTIFIED_AT_FIELD_NUMBER: _builtins.int
+    LAST_POSITIVE_AT_FIELD_NUMBER: _builtins.int
+    LAST_POSITIVE_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_SCREENING_ID_FIELD_NUMBER: _builtins.int
+    need_domain: _builtins.str
+    state: Global___NeedState.ValueType
+    urgent: _builtins.bool
+    """at its latest positive screening"""
+    last_positive_screening_id: _builtins.str
+    resolved_by_screening_id: _builtins.str
+    @_builtins.property
+    def first_identified_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_positive_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        need_domain: _builtins.str = ...,
+        state: Global___NeedState.ValueType = ...,
+        urgent: _builtins.bool = ...,
+        first_identified_at: _timestamp_pb2.Timestamp | None = ...,
+        last_positive_at: _timestamp_pb2.Timestamp | None = ...,
+        last_positive_screening_id: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_by_screening_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_identified_at", b"first_identified_at", "last_positive_at", b"last_positive_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_identified_at", b"first_identified_at", "last_positive_at", b"last_positive_at", "last_positive_screening_id", b"last_positive_screening_id", "need_domain", b"need_domain", "resolved_at", b"resolved_at", "resolved_by_screening_id", b"resolved_by_screening_id", "state", b"state", "urgent", b"urgent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NeedStatus: _TypeAlias = NeedStatus  # noqa: Y015
+
+@_typing.final
+class ResidentScreenings(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    SCREENINGS_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    @_builtins.property
+    def screenings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Screening]:
+        """oldest first, without answers"""
+
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedCompositeFieldContainer[Global___NeedStatus]: ...
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        screenings: _abc.Iterable[Global___Screening] | None = ...,
+        needs: _abc.Iterable[Global___NeedStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["needs", b"needs", "resident_id", b"resident_id", "screenings", b"screenings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResidentScreenings: _TypeAlias = ResidentScreenings  # noqa: Y015
+
+@_typing.final
+class ListInstrumentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    language: _builtins.str
+    """default "en"; a language an instrument lacks falls back to English"""
+    def __init__(
+        self,
+        *,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstrumentsRequest: _TypeAlias = ListInstrumentsRequest  # noqa: Y015
+
+@_typing.final
+class InstrumentQuestion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Option(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        CODE_FIELD_NUMBER: _builtins.int
+        TEXT_FIELD_NUMBER: _builtins.int
+        code: _builtins.str
+        text: _builtins.str
+        def __init__(
+            self,
+            *,
+            code: _builtins.str = ...,
+            text: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "text", b"text"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    MULTI_SELECT_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    SECTION_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    text: _builtins.str
+    type: _builtins.str
+    """choice, integer, decimal, text"""
+    multi_select: _builtins.bool
+    required: _builtins.bool
+    section: _builtins.str
+    @_builtins.property
+    def options(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstrumentQuestion.Option]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        text: _builtins.str = ...,
+        type: _builtins.str = ...,
+        multi_select: _builtins.bool = ...,
+        required: _builtins.bool = ...,
+        section: _builtins.str = ...,
+        options: _abc.Iterable[Global___InstrumentQuestion.Option] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "multi_select", b"multi_select", "options", b"options", "required", b"required", "section", b"section", "text", b"text", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstrumentQuestion: _TypeAlias = InstrumentQuestion  # noqa: Y015
+
+@_typing.final
+class InstrumentDefinition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUMENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LOINC_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    QUESTIONS_FIELD_NUMBER: _builtins.int
+    instrument_id: _builtins.str
+    version: _builtins.str
+    loinc: _builtins.str
+    title: _builtins.str
+    language: _builtins.str
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstrumentQuestion]: ...
+    def __init__(
+        self,
+        *,
+        instrument_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+        loinc: _builtins.str = ...,
+        title: _builtins.str = ...,
+        language: _builtins.str = ...,
+        languages: _abc.Iterable[_builtins.str] | None = ...,
+        questions: _abc.Iterable[Global___InstrumentQuestion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instrument_id", b"instrument_id", "language", b"language", "languages", b"languages", "loinc", b"loinc", "questions", b"questions", "title", b"title", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstrumentDefinition: _TypeAlias = InstrumentDefinition  # noqa: Y015
+
+@_typing.final
+class ListInstrumentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def instruments(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstrumentDefinition]: ...
+    def __init__(
+        self,
+        *,
+        instruments: _abc.Iterable[Global___InstrumentDefinition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instruments", b"instruments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstrumentsResponse: _TypeAlias = ListInstrumentsResponse  # noqa: Y015
+
+@_typing.final
 class ScreeningCompleted(_message.Message):
-    """Event: a screening was accepted and scored. Minimum necessary: no answers, no identity."""
+    """Event: a screening was accepted and scored. Minimum necessary: no answers, no identity; the
+    findings name the positive domains without their evidence.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -208,6 +652,9 @@ class ScreeningCompleted(_message.Message):
     SITE_ID_FIELD_NUMBER: _builtins.int
     SCREENED_BY_FIELD_NUMBER: _builtins.int
     SCREENED_AT_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_DOMAINS_FIELD_NUMBER: _builtins.int
     screening_id: _builtins.str
     resident_id: _builtins.str
     instrument_id: _builtins.str
@@ -215,12 +662,17 @@ class ScreeningCompleted(_message.Message):
     urgent: _builtins.bool
     language: _builtins.str
     site_id: _builtins.str
+    consent_id: _builtins.str
     @_builtins.property
     def positive_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def screened_by(self) -> _common_pb2.Actor: ...
     @_builtins.property
     def screened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___NeedFinding]: ...
+    @_builtins.property
+    def negative_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -234,10 +686,13 @@ class ScreeningCompleted(_message.Message):
         site_id: _builtins.str = ...,
         screened_by: _common_pb2.Actor | None = ...,
         screened_at: _timestamp_pb2.Timestamp | None = ...,
+        consent_id: _builtins.str = ...,
+        findings: _abc.Iterable[Global___NeedFinding] | None = ...,
+        negative_domains: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["screened_at", b"screened_at", "screened_by", b"screened_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "positive_domains", b"positive_domains", "resident_id", b"resident_id", "screened_at", b"screened_at", "screened_by", b"screened_by", "screening_id", b"screening_id", "site_id", b"site_id", "urgent", b"urgent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "findings", b"findings", "instrument_id", b"instrument_id", "instrument_version", b"instrument_version", "language", b"language", "negative_domains", b"negative_domains", "positive_domains", b"positive_domains", "resident_id", b"resident_id", "screened_at", b"screened_at", "screened_by", b"screened_by", "screening_id", b"screening_id", "site_id", b"site_id", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,6 +712,8 @@ class NeedIdentified(_message.Message):
     LANGUAGE_FIELD_NUMBER: _builtins.int
     IDENTIFIED_AT_FIELD_NUMBER: _builtins.int
     SOURCE_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    INSTRUMENT_ID_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
     need_id: _builtins.str
     screening_id: _builtins.str
     resident_id: _builtins.str
@@ -266,6 +723,8 @@ class NeedIdentified(_message.Message):
     language: _builtins.str
     source_partner_id: _builtins.str
     """The partner that screened the resident: the referral source by default."""
+    instrument_id: _builtins.str
+    consent_id: _builtins.str
     @_builtins.property
     def identified_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -279,11 +738,50 @@ class NeedIdentified(_message.Message):
         language: _builtins.str = ...,
         identified_at: _timestamp_pb2.Timestamp | None = ...,
         source_partner_id: _builtins.str = ...,
+        instrument_id: _builtins.str = ...,
+        consent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identified_at", b"identified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identified_at", b"identified_at", "language", b"language", "need_domain", b"need_domain", "need_id", b"need_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "urgent", b"urgent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "identified_at", b"identified_at", "instrument_id", b"instrument_id", "language", b"language", "need_domain", b"need_domain", "need_id", b"need_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NeedIdentified: _TypeAlias = NeedIdentified  # noqa: Y015
+
+@_typing.final
+class ScreeningDemographicsRecorded(_message.Message):
+    """Event on ach.screening.demographics.v1 (read by measurement only): the demographics given with a
+    screening, for measurement disaggregated by race, ethnicity, language, age band and place.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    SITE_ID_FIELD_NUMBER: _builtins.int
+    SCREENED_AT_FIELD_NUMBER: _builtins.int
+    DEMOGRAPHICS_FIELD_NUMBER: _builtins.int
+    screening_id: _builtins.str
+    resident_id: _builtins.str
+    site_id: _builtins.str
+    @_builtins.property
+    def screened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def demographics(self) -> Global___Demographics: ...
+    def __init__(
+        self,
+        *,
+        screening_id: _builtins.str = ...,
+        resident_id: _builtins.str = ...,
+        site_id: _builtins.str = ...,
+        screened_at: _timestamp_pb2.Timestamp | None = ...,
+        demographics: Global___Demographics | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["demographics", b"demographics", "screened_at", b"screened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["demographics", b"demographics", "resident_id", b"resident_id", "screened_at", b"screened_at", "screening_id", b"screening_id", "site_id", b"site_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreeningDemographicsRecorded: _TypeAlias = ScreeningDemographicsRecorded  # noqa: Y015

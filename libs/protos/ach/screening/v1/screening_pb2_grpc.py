@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class ScreeningServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -39,15 +42,33 @@ class ScreeningServiceStub:
                 request_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningRequest.SerializeToString,
                 response_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningResponse.FromString,
                 _registered_method=True)
+        self.ImportQuestionnaireResponse = channel.unary_unary(
+                '/ach.screening.v1.ScreeningService/ImportQuestionnaireResponse',
+                request_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.ImportQuestionnaireResponseRequest.SerializeToString,
+                response_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningResponse.FromString,
+                _registered_method=True)
         self.GetScreening = channel.unary_unary(
                 '/ach.screening.v1.ScreeningService/GetScreening',
                 request_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.GetScreeningRequest.SerializeToString,
                 response_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.Screening.FromString,
                 _registered_method=True)
+        self.ListResidentScreenings = channel.unary_unary(
+                '/ach.screening.v1.ScreeningService/ListResidentScreenings',
+                request_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListResidentScreeningsRequest.SerializeToString,
+                response_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.ResidentScreenings.FromString,
+                _registered_method=True)
+        self.ListInstruments = channel.unary_unary(
+                '/ach.screening.v1.ScreeningService/ListInstruments',
+                request_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsRequest.SerializeToString,
+                response_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsResponse.FromString,
+                _registered_method=True)
 
 
 class ScreeningServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
 
     def SubmitScreening(self, request, context):
         """Idempotent on (submitter partner, submitter_screening_id): a resubmission returns the first result.
@@ -56,8 +77,31 @@ class ScreeningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportQuestionnaireResponse(self, request, context):
+        """A FHIR R4 QuestionnaireResponse (JSON) of a known instrument.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetScreening(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One screening with its answers: for the partner that submitted it (and ACH admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResidentScreenings(self, request, context):
+        """A resident's screenings over time (without answers) and each need domain's status: a later
+        screening that answers a domain's questions negatively resolves the need.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstruments(self, request, context):
+        """The instruments this network screens with, in one language: for rendering forms.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -70,10 +114,25 @@ def add_ScreeningServiceServicer_to_server(servicer, server):
                     request_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningRequest.FromString,
                     response_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningResponse.SerializeToString,
             ),
+            'ImportQuestionnaireResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportQuestionnaireResponse,
+                    request_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.ImportQuestionnaireResponseRequest.FromString,
+                    response_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningResponse.SerializeToString,
+            ),
             'GetScreening': grpc.unary_unary_rpc_method_handler(
                     servicer.GetScreening,
                     request_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.GetScreeningRequest.FromString,
                     response_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.Screening.SerializeToString,
+            ),
+            'ListResidentScreenings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResidentScreenings,
+                    request_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListResidentScreeningsRequest.FromString,
+                    response_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.ResidentScreenings.SerializeToString,
+            ),
+            'ListInstruments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstruments,
+                    request_deserializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsRequest.FromString,
+                    response_serializer=ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,7 +143,10 @@ def add_ScreeningServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ScreeningService:
-    """Missing associated documentation comment in .proto file."""
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
 
     @staticmethod
     def SubmitScreening(request,
@@ -114,6 +176,33 @@ class ScreeningService:
             _registered_method=True)
 
     @staticmethod
+    def ImportQuestionnaireResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.screening.v1.ScreeningService/ImportQuestionnaireResponse',
+            ach_dot_screening_dot_v1_dot_screening__pb2.ImportQuestionnaireResponseRequest.SerializeToString,
+            ach_dot_screening_dot_v1_dot_screening__pb2.SubmitScreeningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetScreening(request,
             target,
             options=(),
@@ -130,6 +219,60 @@ class ScreeningService:
             '/ach.screening.v1.ScreeningService/GetScreening',
             ach_dot_screening_dot_v1_dot_screening__pb2.GetScreeningRequest.SerializeToString,
             ach_dot_screening_dot_v1_dot_screening__pb2.Screening.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResidentScreenings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.screening.v1.ScreeningService/ListResidentScreenings',
+            ach_dot_screening_dot_v1_dot_screening__pb2.ListResidentScreeningsRequest.SerializeToString,
+            ach_dot_screening_dot_v1_dot_screening__pb2.ResidentScreenings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstruments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.screening.v1.ScreeningService/ListInstruments',
+            ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsRequest.SerializeToString,
+            ach_dot_screening_dot_v1_dot_screening__pb2.ListInstrumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

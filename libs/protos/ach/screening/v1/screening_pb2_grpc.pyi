@@ -29,22 +29,55 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ScreeningServiceStub:
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ScreeningServiceAsyncStub: ...
     SubmitScreening: _grpc.UnaryUnaryMultiCallable[_screening_pb2.SubmitScreeningRequest, _screening_pb2.SubmitScreeningResponse]
     """Idempotent on (submitter partner, submitter_screening_id): a resubmission returns the first result."""
+    ImportQuestionnaireResponse: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ImportQuestionnaireResponseRequest, _screening_pb2.SubmitScreeningResponse]
+    """A FHIR R4 QuestionnaireResponse (JSON) of a known instrument."""
     GetScreening: _grpc.UnaryUnaryMultiCallable[_screening_pb2.GetScreeningRequest, _screening_pb2.Screening]
+    """One screening with its answers: for the partner that submitted it (and ACH admins)."""
+    ListResidentScreenings: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ListResidentScreeningsRequest, _screening_pb2.ResidentScreenings]
+    """A resident's screenings over time (without answers) and each need domain's status: a later
+    screening that answers a domain's questions negatively resolves the need.
+    """
+    ListInstruments: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ListInstrumentsRequest, _screening_pb2.ListInstrumentsResponse]
+    """The instruments this network screens with, in one language: for rendering forms."""
 
 @_typing.type_check_only
 class ScreeningServiceAsyncStub(ScreeningServiceStub):
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitScreening: _aio.UnaryUnaryMultiCallable[_screening_pb2.SubmitScreeningRequest, _screening_pb2.SubmitScreeningResponse]  # type: ignore[assignment]
     """Idempotent on (submitter partner, submitter_screening_id): a resubmission returns the first result."""
+    ImportQuestionnaireResponse: _aio.UnaryUnaryMultiCallable[_screening_pb2.ImportQuestionnaireResponseRequest, _screening_pb2.SubmitScreeningResponse]  # type: ignore[assignment]
+    """A FHIR R4 QuestionnaireResponse (JSON) of a known instrument."""
     GetScreening: _aio.UnaryUnaryMultiCallable[_screening_pb2.GetScreeningRequest, _screening_pb2.Screening]  # type: ignore[assignment]
+    """One screening with its answers: for the partner that submitted it (and ACH admins)."""
+    ListResidentScreenings: _aio.UnaryUnaryMultiCallable[_screening_pb2.ListResidentScreeningsRequest, _screening_pb2.ResidentScreenings]  # type: ignore[assignment]
+    """A resident's screenings over time (without answers) and each need domain's status: a later
+    screening that answers a domain's questions negatively resolves the need.
+    """
+    ListInstruments: _aio.UnaryUnaryMultiCallable[_screening_pb2.ListInstrumentsRequest, _screening_pb2.ListInstrumentsResponse]  # type: ignore[assignment]
+    """The instruments this network screens with, in one language: for rendering forms."""
 
 class ScreeningServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Three ways in, one pipeline: SubmitScreening (clinics), ImportQuestionnaireResponse (EHRs, FHIR R4),
+    and ach.partners.v1.ScreeningSubmitted on a partner's inbound topic (e.g. a CHW app). All end in
+    the same validation, scoring and events, idempotent on (submitter, submitter_screening_id).
+    """
+
     @_abc_1.abstractmethod
     def SubmitScreening(
         self,
@@ -54,10 +87,37 @@ class ScreeningServiceServicer(metaclass=_abc_1.ABCMeta):
         """Idempotent on (submitter partner, submitter_screening_id): a resubmission returns the first result."""
 
     @_abc_1.abstractmethod
+    def ImportQuestionnaireResponse(
+        self,
+        request: _screening_pb2.ImportQuestionnaireResponseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_screening_pb2.SubmitScreeningResponse, _abc.Awaitable[_screening_pb2.SubmitScreeningResponse]]:
+        """A FHIR R4 QuestionnaireResponse (JSON) of a known instrument."""
+
+    @_abc_1.abstractmethod
     def GetScreening(
         self,
         request: _screening_pb2.GetScreeningRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_screening_pb2.Screening, _abc.Awaitable[_screening_pb2.Screening]]: ...
+    ) -> _typing.Union[_screening_pb2.Screening, _abc.Awaitable[_screening_pb2.Screening]]:
+        """One screening with its answers: for the partner that submitted it (and ACH admins)."""
+
+    @_abc_1.abstractmethod
+    def ListResidentScreenings(
+        self,
+        request: _screening_pb2.ListResidentScreeningsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_screening_pb2.ResidentScreenings, _abc.Awaitable[_screening_pb2.ResidentScreenings]]:
+        """A resident's screenings over time (without answers) and each need domain's status: a later
+        screening that answers a domain's questions negatively resolves the need.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstruments(
+        self,
+        request: _screening_pb2.ListInstrumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_screening_pb2.ListInstrumentsResponse, _abc.Awaitable[_screening_pb2.ListInstrumentsResponse]]:
+        """The instruments this network screens with, in one language: for rendering forms."""
 
 def add_ScreeningServiceServicer_to_server(servicer: ScreeningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,130 @@
+"""What a service keeps of the resident index's events: the residents' consents (scope and state, no
+identity) and which resident ids were merged into which. The referral and screening services both
+keep it, from ach.residents.events.v1, through their idempotent consumers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ach.residents.v1 import residents_pb2
+from ach_platform.clock import as_utc, from_timestamp
+from ach_platform.codes import code_of
+from ach_platform.consent import ConsentTerms
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_events.consumer import require_fields
+
+
+class ConsentReplica(SQLModel, table=True):
+    """A resident's consent as the identity service last published it: scope and state, no identity."""
+
+    __tablename__ = "consent_replica"
+
+    consent_id: str = Field(primary_key=True, max_length=36)
+    resident_id: str = Field(index=True, max_length=100)
+    need_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    partner_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=20)
+    given_at: datetime
+    expires_at: datetime | None = None
+    version: int
+
+
+class ResidentAlias(SQLModel, table=True):
+    """A resident id merged into another: consents under either id count for both."""
+
+    __tablename__ = "resident_alias"
+
+    merged_id: str = Field(primary_key=True, max_length=100)
+    survivor_id: str = Field(index=True, max_length=100)
+
+
+async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:
+    """The id, the survivor it was merged into and every id merged into that survivor."""
+    ids = {resident_id}
+    frontier = {resident_id}
+    while frontier:
+        rows = await session.exec(
+            select(ResidentAlias).where(
+                col(ResidentAlias.merged_id).in_(frontier) | col(ResidentAlias.survivor_id).in_(frontier)
+            )
+        )
+        aliases = list(rows.all())
+        found = {a.merged_id for a in aliases} | {a.survivor_id for a in aliases}
+        frontier = found - ids
+        ids |= found
+    return ids
+
+
+async def survivor_of(session: AsyncSession, resident_id: str) -> str:
+    """The id a resident is known by now (itself unless it was merged into another)."""
+    seen = {resident_id}
+    while (alias := await session.get(ResidentAlias, resident_id)) is not None:
+        if alias.survivor_id in seen:
+            break
+        resident_id = alias.survivor_id
+        seen.add(resident_id)
+    return resident_id
+
+
+async def consents_for(session: AsyncSession, resident_ids: set[str]) -> list[ConsentReplica]:
+    rows = await session.exec(select(ConsentReplica).where(col(ConsentReplica.resident_id).in_(resident_ids)))
+    return list(rows.all())
+
+
+async def consent_terms(session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
+    """Every consent of the person, under any of their ids."""
+    return [
+        ConsentTerms(
+            consent_id=c.consent_id,
+            resident_id=c.resident_id,
+            need_domains=frozenset(c.need_domains),
+            partner_ids=frozenset(c.partner_ids),
+            status=c.status,
+            given_at=as_utc(c.given_at),
+            expires_at=as_utc(c.expires_at) if c.expires_at else None,
+        )
+        for c in await consents_for(session, await same_person_ids(session, resident_id))
+    ]
+
+
+async def keep_consent(session: AsyncSession, event: residents_pb2.ConsentChanged) -> bool:
+    """Apply a ConsentChanged to the replica; False when it is not newer than what is kept."""
+    require_fields(event, "consent")
+    require_fields(event.consent, "consent_id", "resident_id", "status", "given_at")
+    c = event.consent
+    replica = await session.get(ConsentReplica, c.consent_id)
+    if replica is not None and replica.version >= c.version:
+        return False
+    given_at = from_timestamp(c.given_at)
+    assert given_at is not None
+    replica = replica or ConsentReplica(
+        consent_id=c.consent_id,
+        resident_id=c.resident_id,
+        need_domains=[],
+        partner_ids=[],
+        status="",
+        given_at=given_at,
+        version=0,
+    )
+    replica.need_domains = list(c.scope.need_domains)
+    replica.partner_ids = list(c.scope.partner_ids)
+    replica.status = code_of(residents_pb2.ConsentStatus, c.status)
+    replica.given_at = given_at
+    replica.expires_at = from_timestamp(c.expires_at)
+    replica.version = c.version
+    session.add(replica)
+    await session.flush()
+    return True
+
+
+async def keep_merge(session: AsyncSession, event: residents_pb2.ResidentsMerged) -> bool:
+    """Apply a ResidentsMerged; False when it was already known."""
+    require_fields(event, "survivor_id", "merged_id")
+    if await session.get(ResidentAlias, event.merged_id) is not None:
+        return False
+    session.add(ResidentAlias(merged_id=event.merged_id, survivor_id=event.survivor_id))
+    await session.flush()
+    return True

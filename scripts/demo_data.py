@@ -135,15 +135,17 @@ def register_partners(pki: DevPki, identity_addr: str) -> list[str]:
 
 
 def retrying(call: Callable[[], T], within_s: float = 30) -> T:
-    """Services learn of new partners from the registry's topic within moments: retry until then."""
+    """Services learn of new partners (and residents) from the identity service's topics within
+    moments: retry until then."""
     deadline = time.monotonic() + within_s
     while True:
         try:
             return call()
         except grpc.RpcError as exc:
-            transient = exc.code() in (
-                grpc.StatusCode.PERMISSION_DENIED,  # type: ignore[attr-defined]
-                grpc.StatusCode.UNAVAILABLE,
+            code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+            transient = code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE) or (
+                # the screening service learns of a just-registered resident from the index's events
+                code == grpc.StatusCode.INVALID_ARGUMENT and "register first" in details
             )
             if not transient or time.monotonic() > deadline:
                 raise

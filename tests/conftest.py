@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from ach_platform.dev_pki import DevPki
 
 from tests.databases import drop_postgres_database, fresh_postgres_database
-from tests.harness import Stack
+from tests.harness import ROOT, Stack
 
 SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "notifications")
 ALL_SERVICES = ("identity", *SERVICES)
@@ -50,3 +51,17 @@ def make_stack(
                 service.process.wait()
     for cleanup in cleanups:
         cleanup()
+
+
+@pytest.fixture(scope="session")
+def sasl_bootstrap(kafka_bootstrap: str) -> tuple[str, str]:
+    """(bootstrap, CA file) of the broker's SASL_SSL listener."""
+    bootstrap = os.environ.get("KAFKA_SASL_TEST_BOOTSTRAP", "")
+    cafile = os.environ.get("KAFKA_SASL_TEST_CAFILE", str(ROOT / ".data" / "kafka" / "tls" / "ca.pem"))
+    if not bootstrap:
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            pytest.skip("an external cluster: set KAFKA_SASL_TEST_BOOTSTRAP to its SASL_SSL listener")
+        bootstrap = "127.0.0.1:9094"
+    if not Path(cafile).is_file():
+        pytest.fail(f"no CA file {cafile} for the broker's TLS listener: run 'make kafka'")
+    return bootstrap, cafile

@@ -33,6 +33,7 @@ T = TypeVar("T")
 # The partners every test stack registers (besides ach-backbone, bootstrapped with every role).
 TEST_PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "clinic-1": ("clinic", ("screener", "referral-source")),
+    "clinic-2": ("clinic", ("screener", "referral-source")),
     "cbo-pantry": ("cbo", ("referral-target",)),
     "cbo-1": ("cbo", ("referral-target",)),
     "cbo-2": ("cbo", ("referral-target",)),
@@ -230,6 +231,17 @@ class Stack:
     ) -> str:
         """A resident registered by ``partner`` with an active consent to share (by default with
         every CBO for every need); returns the pseudonymous resident id."""
+        return self.resident(partner, consent=True, need_domains=need_domains, partners=partners)
+
+    def resident(
+        self,
+        partner: str = "clinic-1",
+        consent: bool = False,
+        need_domains: tuple[str, ...] = (),
+        partners: tuple[str, ...] = (),
+    ) -> str:
+        """A resident registered by ``partner`` (and a consent, if asked); once the screening service
+        runs, only after it knows the partner may screen the resident."""
         suffix = uuid.uuid4().hex[:8]
         with self.channel("identity", partner) as channel:
             registered = residents_pb2_grpc.ResidentIndexStub(channel).RegisterResident(
@@ -245,15 +257,37 @@ class Stack:
                 ),
                 timeout=10,
             )
-            residents_pb2_grpc.ConsentRegistryStub(channel).RecordConsent(
-                residents_pb2.RecordConsentRequest(
-                    resident_id=registered.resident_id,
-                    scope=residents_pb2.ConsentScope(need_domains=need_domains, partner_ids=partners),
-                    method=residents_pb2.CONSENT_METHOD_WRITTEN,
-                ),
-                timeout=10,
-            )
-        return str(registered.resident_id)
+            if consent:
+                residents_pb2_grpc.ConsentRegistryStub(channel).RecordConsent(
+                    residents_pb2.RecordConsentRequest(
+                        resident_id=registered.resident_id,
+                        scope=residents_pb2.ConsentScope(need_domains=need_domains, partner_ids=partners),
+                        method=residents_pb2.CONSENT_METHOD_WRITTEN,
+                    ),
+                    timeout=10,
+                )
+        resident_id = str(registered.resident_id)
+        self.wait_resident_known(resident_id, partner, consent)
+        return resident_id
+
+    def wait_resident_known(self, resident_id: str, partner: str, consent: bool = False) -> None:
+        """Until the screening service (if it runs) knows ``partner`` may screen the resident."""
+        screening = self.services.get("screening")
+        if screening is None or screening.process is None or screening.process.poll() is not None:
+            return
+        links = (
+            "SELECT count(*) FROM resident_link_replica "
+            f"WHERE resident_id = '{resident_id}' AND partner_id = '{partner}'"
+        )
+        consents = f"SELECT count(*) FROM consent_replica WHERE resident_id = '{resident_id}'"
+        eventually(
+            lambda: (
+                self.count_rows("screening", links) == 1
+                and (not consent or self.count_rows("screening", consents) >= 1)
+            ),
+            30,
+            "the resident known to the screening service",
+        )
 
     def wait_consents_replicated(self, n: int) -> None:
         """Until the referral service holds ``n`` consents: screenings submitted afterwards are routed

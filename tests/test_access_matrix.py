@@ -56,12 +56,35 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: screening_pb2.SubmitScreeningRequest(screened_by=common_pb2.Actor(partner_id=me)),
         frozenset({"screener"}),
     ),
+    "/ach.screening.v1.ScreeningService/ImportQuestionnaireResponse": (
+        "screening",
+        screening_pb2_grpc.ScreeningServiceStub,
+        "ImportQuestionnaireResponse",
+        lambda me: screening_pb2.ImportQuestionnaireResponseRequest(
+            screened_by=common_pb2.Actor(partner_id=me)
+        ),
+        frozenset({"screener"}),
+    ),
     "/ach.screening.v1.ScreeningService/GetScreening": (
         "screening",
         screening_pb2_grpc.ScreeningServiceStub,
         "GetScreening",
         lambda me: screening_pb2.GetScreeningRequest(screening_id="no-such-screening"),
         frozenset({"screener", "referral-source"}),
+    ),
+    "/ach.screening.v1.ScreeningService/ListResidentScreenings": (
+        "screening",
+        screening_pb2_grpc.ScreeningServiceStub,
+        "ListResidentScreenings",
+        lambda me: screening_pb2.ListResidentScreeningsRequest(resident_id="no-such-resident"),
+        ADMIN_OR_OWNERS,
+    ),
+    "/ach.screening.v1.ScreeningService/ListInstruments": (
+        "screening",
+        screening_pb2_grpc.ScreeningServiceStub,
+        "ListInstruments",
+        lambda me: screening_pb2.ListInstrumentsRequest(),
+        EVERYONE,
     ),
     "/ach.referrals.v1.ReferralService/GetReferral": (
         "referrals",
@@ -261,6 +284,16 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
     "/ach.residents.v1.ResidentIndex/GetResident": (
         lambda me: residents_pb2.GetResidentRequest(resident_id=OTHERS["resident"]),
         frozenset({"ach-admin"}),
+    ),
+    "/ach.screening.v1.ScreeningService/ListResidentScreenings": (
+        lambda me: screening_pb2.ListResidentScreeningsRequest(resident_id=OTHERS["resident"]),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.screening.v1.ScreeningService/ImportQuestionnaireResponse": (
+        lambda me: screening_pb2.ImportQuestionnaireResponseRequest(
+            screened_by=common_pb2.Actor(partner_id="clinic-elsewhere")
+        ),
+        frozenset(),
     ),
     "/ach.residents.v1.ConsentRegistry/RecordConsent": (
         lambda me: residents_pb2.RecordConsentRequest(resident_id=OTHERS["resident"]),

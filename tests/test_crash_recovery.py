@@ -5,7 +5,6 @@ and the consumer's inbox drops the copies)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -28,7 +27,7 @@ def test_kill_between_commit_and_publish_counts_once(
     screening.start({"ACH_FAILPOINT": failpoint})
     screening.wait_healthy()
 
-    resident = f"resident-{uuid.uuid4().hex[:6]}"
+    resident = stack.resident("clinic-1")
     first = screening_request(resident)
     try:
         with stack.channel("screening", "clinic-1") as channel:

@@ -8,7 +8,6 @@ reason, and the gateway goes on to admit the next, well-identified one."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,23 +25,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from google.protobuf.message import Message
 
-from tests.harness import ROOT, Stack
+from tests.harness import Stack
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def sasl_bootstrap(kafka_bootstrap: str) -> tuple[str, str]:
-    """(bootstrap, CA file) of the broker's SASL_SSL listener."""
-    bootstrap = os.environ.get("KAFKA_SASL_TEST_BOOTSTRAP", "")
-    cafile = os.environ.get("KAFKA_SASL_TEST_CAFILE", str(ROOT / ".data" / "kafka" / "tls" / "ca.pem"))
-    if not bootstrap:
-        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            pytest.skip("an external cluster: set KAFKA_SASL_TEST_BOOTSTRAP to its SASL_SSL listener")
-        bootstrap = "127.0.0.1:9094"
-    if not Path(cafile).is_file():
-        pytest.fail(f"no CA file {cafile} for the broker's TLS listener: run 'make kafka'")
-    return bootstrap, cafile
 
 
 def as_partner(partner: str, password: str, cafile: str) -> KafkaSecurity:

@@ -79,9 +79,10 @@ def test_garbage_on_every_consumed_topic_is_dead_lettered_and_consumers_go_on(
             assert letter["ce_id"] == b"x"  # the original headers travel with the letter
 
     # The consumers are alive: a real screening still reaches the measurement projection.
+    resident = stack.resident("clinic-1")
     with stack.channel("screening", "clinic-1") as channel:
         screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
-            screening_request("resident-7"), timeout=5
+            screening_request(resident), timeout=5
         )
     with stack.channel("measurement") as channel:
         stub = measurement_pb2_grpc.MeasurementServiceStub(channel)

@@ -120,12 +120,29 @@ POLICY: dict[str, Rule] = {
         audit_ids=("resident_id", "submitter_screening_id"),
         purpose="TREAT",
     ),
+    "/ach.screening.v1.ScreeningService/ImportQuestionnaireResponse": Rule(
+        owner_roles=_r("screener"),
+        owner=RequestNamesCaller("screened_by.partner_id"),
+        audit_ids=("resident_id", "submitter_screening_id"),
+        purpose="TREAT",
+    ),
     "/ach.screening.v1.ScreeningService/GetScreening": Rule(
         owner_roles=_r("screener", "referral-source"),
         owner=PartyTo("screening", "screening_id"),
         audit_ids=("screening_id",),
         purpose="TREAT",
     ),
+    # A resident's screenings (no answers) and needs over time: the partners with the resident on
+    # their books, and the backbone.
+    "/ach.screening.v1.ScreeningService/ListResidentScreenings": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("screener", "referral-source"),
+        owner=PartyTo("resident", "resident_id"),
+        audit_ids=("resident_id",),
+        purpose="TREAT",
+    ),
+    # Instrument definitions are forms, not resident data: every partner may read them.
+    "/ach.screening.v1.ScreeningService/ListInstruments": Rule(roles=_r(ANY)),
     # Referrals: only the source and the target of a referral see it or move it on.
     "/ach.referrals.v1.ReferralService/GetReferral": Rule(
         owner_roles=_r("referral-source", "referral-target"),

@@ -160,8 +160,10 @@ def submission(**changes: Any) -> Submission:
         "resident_id": "r-1",
         "instrument_id": "ahc-hrsn-core",
         "instrument_version": "1",
-        "answers": tuple(AnswerGiven(q, (a,)) for q, a in AHC_ANSWERS.items())
-        + (AnswerGiven("95615-1", (), True),),
+        "answers": (
+            *tuple(AnswerGiven(q, (a,)) for q, a in AHC_ANSWERS.items()),
+            AnswerGiven("95615-1", (), True),
+        ),
         "screened_at": NOW,
     }
     return Submission(**(base | changes))

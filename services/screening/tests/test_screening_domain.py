@@ -73,9 +73,10 @@ def ahc_oracle(given: Mapping[str, tuple[str, ...] | None]) -> tuple[set[str], b
         domains.add("transportation-insecurity")
     if set(given.get("96779-4") or ()) & {"LA33-6", "LA32002-0"}:
         domains.add("utility-insecurity")
-    total = None
-    if all(given.get(q) for q in SAFETY):
-        total = sum(POINTS[given[q][0]] for q in SAFETY)  # type: ignore[index]
+    total: int | None = None
+    safety_answers = [given.get(q) for q in SAFETY]
+    if all(safety_answers):
+        total = sum(POINTS[a[0]] for a in safety_answers if a)
         if total >= 11:
             domains.add("intimate-partner-violence")
     return domains, "intimate-partner-violence" in domains, total

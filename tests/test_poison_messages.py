@@ -18,8 +18,9 @@ from tests.test_walking_skeleton import screening_request
 pytestmark = pytest.mark.slow
 
 CONSUMERS = ("referrals", "measurement", "notifications", "funding")
-# identity is always running in a Stack; it consumes the audit trail.
-DEAD_LETTERED = (*CONSUMERS, "identity")
+# identity is always running in a Stack (it consumes the audit trail); screening consumes partner
+# intake and the resident events.
+DEAD_LETTERED = (*CONSUMERS, "identity", "screening")
 
 
 async def produce_garbage(bootstrap: str) -> dict[str, int]:

@@ -319,7 +319,7 @@ def test_rescreening_resolves_needs_and_demographics_stay_apart(
     make_stack: Callable[[str], Stack], kafka_bootstrap: str
 ) -> None:
     stack = make_stack("sqlite")
-    stack.start("screening")
+    stack.start("screening", "measurement")
     resident = stack.resident("clinic-1")
     first = grpc_submission(resident, "visit-1")
     first.screened_at.CopyFrom(timestamp(SCREENED_AT - timedelta(days=90)))
@@ -369,5 +369,9 @@ def test_rescreening_resolves_needs_and_demographics_stay_apart(
     assert list(message.demographics.race_codes) == ["2054-5"] and message.demographics.zip == "95206"
     shared = events_about(kafka_bootstrap, SCREENING_EVENTS.physical_name, {one.screening_id}, 4)
     assert all("95206" not in str(e.message()) and "2054-5" not in str(e.message()) for e in shared)
-    eventually(lambda: stack.count_rows("screening", "SELECT count(*) FROM screening_demographics") == 1)
-    assert stack.stop_all() == {"identity": 0, "screening": 0}
+    assert stack.count_rows("screening", "SELECT count(*) FROM screening_demographics") == 1
+    eventually(
+        lambda: stack.count_rows("measurement", "SELECT count(*) FROM screening_demographics_fact") == 1,
+        what="the demographics in measurement",
+    )
+    assert stack.stop_all() == {"identity": 0, "screening": 0, "measurement": 0}

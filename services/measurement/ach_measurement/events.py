@@ -6,12 +6,14 @@ from __future__ import annotations
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
+from ach_events.consumer import PoisonEvent
 from ach_events.envelope import Envelope
+from ach_platform.clock import from_timestamp
 from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_measurement import domain
-from ach_measurement.store import increment
+from ach_measurement.store import ScreeningDemographicsFact, increment
 
 
 async def on_screening_completed(
@@ -48,3 +50,28 @@ async def on_notification_delivered(
 ) -> None:
     if event.status == notifications_pb2.DELIVERY_STATUS_DELIVERED:
         await increment(session, domain.NOTIFICATIONS_DELIVERED, domain.ALL_DOMAINS)
+
+
+async def on_demographics_recorded(
+    session: AsyncSession, _e: Envelope, event: screening_pb2.ScreeningDemographicsRecorded
+) -> None:
+    screened_at = from_timestamp(event.screened_at)
+    if screened_at is None or not event.screening_id:
+        raise PoisonEvent("ScreeningDemographicsRecorded without screening_id or screened_at")
+    if await session.get(ScreeningDemographicsFact, event.screening_id) is not None:
+        return
+    d = event.demographics
+    session.add(
+        ScreeningDemographicsFact(
+            screening_id=event.screening_id,
+            resident_id=event.resident_id,
+            site_id=event.site_id,
+            screened_at=screened_at,
+            race_codes=list(d.race_codes),
+            ethnicity_code=d.ethnicity_code,
+            preferred_language=d.preferred_language,
+            age_band=d.age_band,
+            zip=d.zip,
+            neighbourhood=d.neighbourhood,
+        )
+    )

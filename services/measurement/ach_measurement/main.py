@@ -7,7 +7,12 @@ from pathlib import Path
 from ach.measurement.v1 import measurement_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import NOTIFICATION_EVENTS, REFERRAL_EVENTS, SCREENING_EVENTS
+from ach_events.topics import (
+    NOTIFICATION_EVENTS,
+    REFERRAL_EVENTS,
+    SCREENING_DEMOGRAPHICS,
+    SCREENING_EVENTS,
+)
 
 from ach_measurement import events
 from ach_measurement.api import MeasurementApi
@@ -20,13 +25,14 @@ def wire(runtime: Runtime) -> None:
         "ach.measurement.v1.MeasurementService",
     )
     runtime.consume(
-        [SCREENING_EVENTS, REFERRAL_EVENTS, NOTIFICATION_EVENTS],
+        [SCREENING_EVENTS, SCREENING_DEMOGRAPHICS, REFERRAL_EVENTS, NOTIFICATION_EVENTS],
         {
             "ach.screening.v1.ScreeningCompleted": events.on_screening_completed,
             "ach.screening.v1.NeedIdentified": events.on_need_identified,
             "ach.referrals.v1.ReferralCreated": events.on_referral_created,
             "ach.referrals.v1.ReferralStatusChanged": events.on_status_changed,
             "ach.notifications.v1.NotificationDelivered": events.on_notification_delivered,
+            "ach.screening.v1.ScreeningDemographicsRecorded": events.on_demographics_recorded,
         },
     )
 

@@ -236,7 +236,7 @@ class ImportQuestionnaireResponseRequest(_message.Message):
     consent_id: _builtins.str
     @_builtins.property
     def screened_by(self) -> _common_pb2.Actor:
-        """Default: the calling partner."""
+        """The calling partner, and the user who screened, in the partner's own ids."""
 
     @_builtins.property
     def demographics(self) -> Global___Demographics: ...

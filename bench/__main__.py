@@ -1,5 +1,6 @@
-"""Run every benchmark: python -m bench (make bench). Env: BENCH_N, KAFKA_BOOTSTRAP_SERVERS,
-TEST_DATABASE_URL (PostgreSQL server; a fresh database is made for the run)."""
+"""Run every benchmark: python -m bench (make bench). Env: BENCH_N, BENCH_CLIENTS, BENCH_CALLS,
+BENCH_PARTNER_N, BENCH_ONLY (backbone or screening), KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL
+(PostgreSQL server; fresh databases are made for the run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import backbone
+from bench import backbone, screening
 from bench.results import print_table, write_json
 from tests.databases import drop_postgres_database, fresh_postgres_database
 
@@ -19,17 +20,22 @@ def main() -> None:
     n = int(os.environ.get("BENCH_N", "5000"))
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     os.environ.setdefault("ACH_KAFKA_NAMESPACE", "bench")
-    with tempfile.TemporaryDirectory() as scratch:
-        databases = {"sqlite": f"sqlite:///{scratch}/bench.db"}
-        server = os.environ.get("TEST_DATABASE_URL")
-        pg_name = None
-        if server:
-            databases["postgresql"], pg_name = fresh_postgres_database(server)
-        try:
-            figures = asyncio.run(backbone.run(bootstrap, databases, n))
-        finally:
-            if server and pg_name:
-                drop_postgres_database(server, pg_name)
+    only = os.environ.get("BENCH_ONLY", "")
+    server = os.environ.get("TEST_DATABASE_URL")
+    figures = []
+    if only in ("", "backbone"):
+        with tempfile.TemporaryDirectory() as scratch:
+            databases = {"sqlite": f"sqlite:///{scratch}/bench.db"}
+            pg_name = None
+            if server:
+                databases["postgresql"], pg_name = fresh_postgres_database(server)
+            try:
+                figures += asyncio.run(backbone.run(bootstrap, databases, n))
+            finally:
+                if server and pg_name:
+                    drop_postgres_database(server, pg_name)
+    if only in ("", "screening"):
+        figures += screening.run(bootstrap, server)
     print()
     print_table(figures)
     out = Path(__file__).parent / "results.json"

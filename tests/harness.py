@@ -130,6 +130,8 @@ class Stack:
     database_urls: dict[str, str]
     pki: DevPki
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Spans to a JSON-lines file for the tests to read; off where it would distort (benchmarks).
+    trace_to_file: bool = True
 
     @property
     def trace_file(self) -> Path:
@@ -143,7 +145,6 @@ class Stack:
             "DATABASE_URL": url,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "ACH_KAFKA_NAMESPACE": self.namespace,
-            "ACH_TRACE_FILE": str(self.trace_file),
             "ACH_CONNECT_TIMEOUT_S": "30",
             "GRPC_PORT": str(free_port()),
             "HEALTH_PORT": str(free_port()),
@@ -151,6 +152,8 @@ class Stack:
             "METRICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.trace_to_file:
+            env["ACH_TRACE_FILE"] = str(self.trace_file)
         service = ServiceProcess(
             name, int(env["GRPC_PORT"]), int(env["METRICS_PORT"]), url, self.workdir / f"{name}.log", env
         )

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from ach_platform.failpoints import failpoint
 from aiokafka import AIOKafkaProducer
@@ -60,41 +61,67 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish up to one batch of unpublished rows; returns how many were published."""
         started = asyncio.get_running_loop().time()
+        if self._sessions.kw["bind"].dialect.name == "sqlite":
+            published = await self._publish_batch_sqlite()
+        else:
+            published = await self._publish_batch_locked()
+        if published:
+            published_counter.add(published)
+            publish_duration.record(asyncio.get_running_loop().time() - started)
+        return published
+
+    def _unpublished(self) -> Any:
+        return (
+            select(OutboxEvent)
+            .where(col(OutboxEvent.published_at).is_(None))
+            .order_by(col(OutboxEvent.seq))
+            .limit(self._batch_size)
+        )
+
+    async def _publish_batch_locked(self) -> int:
+        """PostgreSQL: several replicas may relay; each row goes to exactly one of them at a time
+        (row locks held while the batch is sent; nobody else waits on them)."""
         async with self._sessions() as session, session.begin():
-            query = (
-                select(OutboxEvent)
-                .where(col(OutboxEvent.published_at).is_(None))
-                .order_by(col(OutboxEvent.seq))
-                .limit(self._batch_size)
-            )
-            if session.bind is not None and session.bind.dialect.name == "postgresql":
-                # Several replicas may relay: each row goes to exactly one of them at a time.
-                query = query.with_for_update(skip_locked=True)
-            rows = list((await session.exec(query)).all())
+            rows = list((await session.exec(self._unpublished().with_for_update(skip_locked=True))).all())
             if not rows:
                 self.backlog = 0
                 return 0
-            failpoint("relay.before_send")
-            sends = [await self._send(row) for row in rows]
-            await asyncio.gather(*sends)
-            failpoint("relay.after_send")
-            await session.exec(
-                update(OutboxEvent)
-                .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))
-                .values(published_at=datetime.now(UTC))
-            )  # type: ignore[call-overload]
-            if len(rows) == self._batch_size:
-                remaining = await session.exec(
-                    select(func.count())
-                    .select_from(OutboxEvent)
-                    .where(col(OutboxEvent.published_at).is_(None))
-                )
-                self.backlog = int(remaining.one()) - len(rows)
-            else:
-                self.backlog = 0
-        published_counter.add(len(rows))
-        publish_duration.record(asyncio.get_running_loop().time() - started)
+            await self._send_all(rows)
+            await self._mark_published(session, rows)
         return len(rows)
+
+    async def _publish_batch_sqlite(self) -> int:
+        """SQLite has one writer at a time and one relay per database: read the batch and mark it in
+        two short transactions, never holding the write lock while Kafka acknowledges."""
+        async with self._sessions() as session, session.begin():
+            rows = list((await session.exec(self._unpublished())).all())
+        if not rows:
+            self.backlog = 0
+            return 0
+        await self._send_all(rows)
+        async with self._sessions() as session, session.begin():
+            await self._mark_published(session, rows)
+        return len(rows)
+
+    async def _send_all(self, rows: list[OutboxEvent]) -> None:
+        failpoint("relay.before_send")
+        sends = [await self._send(row) for row in rows]
+        await asyncio.gather(*sends)
+        failpoint("relay.after_send")
+
+    async def _mark_published(self, session: AsyncSession, rows: list[OutboxEvent]) -> None:
+        await session.exec(
+            update(OutboxEvent)
+            .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))
+            .values(published_at=datetime.now(UTC))
+        )  # type: ignore[call-overload]
+        if len(rows) == self._batch_size:
+            remaining = await session.exec(
+                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+            )
+            self.backlog = int(remaining.one()) - len(rows)
+        else:
+            self.backlog = 0
 
     async def _send(self, row: OutboxEvent) -> asyncio.Future[object]:
         headers = {k: v for k, v in json.loads(row.headers)}

@@ -55,7 +55,14 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # hide_parameters: a database error's message must not carry the values of a statement (they
     # can be resident data) into logs, traces or client errors.
-    engine = create_async_engine(_driver_url(url, asynchronous=True), hide_parameters=True, **kwargs)
+    driver_url = _driver_url(url, asynchronous=True)
+    if make_url(driver_url).get_backend_name() == "sqlite":
+        # SQLite has one writer at a time. One connection per process makes every transaction queue
+        # in order for it, instead of racing for the file lock in SQLite's busy handler, which under
+        # load starves some writers past any timeout ("database is locked"). Never open a second
+        # session while holding one.
+        kwargs = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 120, **kwargs}
+    engine = create_async_engine(driver_url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

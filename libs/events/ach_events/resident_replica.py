@@ -41,10 +41,12 @@ class ResidentAlias(SQLModel, table=True):
     survivor_id: str = Field(index=True, max_length=100)
 
 
-async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:
-    """The id, the survivor it was merged into and every id merged into that survivor."""
+async def person_of(session: AsyncSession, resident_id: str) -> tuple[str, set[str]]:
+    """The id a resident is known by now (itself unless it was merged into another), and every id
+    of the same person. One query when the resident was never merged."""
     ids = {resident_id}
     frontier = {resident_id}
+    survivor_of_id: dict[str, str] = {}
     while frontier:
         rows = await session.exec(
             select(ResidentAlias).where(
@@ -52,21 +54,20 @@ async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:
             )
         )
         aliases = list(rows.all())
+        survivor_of_id |= {a.merged_id: a.survivor_id for a in aliases}
         found = {a.merged_id for a in aliases} | {a.survivor_id for a in aliases}
         frontier = found - ids
         ids |= found
-    return ids
+    survivor, seen = resident_id, {resident_id}
+    while survivor_of_id.get(survivor, survivor) not in seen:
+        survivor = survivor_of_id[survivor]
+        seen.add(survivor)
+    return survivor, ids
 
 
-async def survivor_of(session: AsyncSession, resident_id: str) -> str:
-    """The id a resident is known by now (itself unless it was merged into another)."""
-    seen = {resident_id}
-    while (alias := await session.get(ResidentAlias, resident_id)) is not None:
-        if alias.survivor_id in seen:
-            break
-        resident_id = alias.survivor_id
-        seen.add(resident_id)
-    return resident_id
+async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:
+    """The id, the survivor it was merged into and every id merged into that survivor."""
+    return (await person_of(session, resident_id))[1]
 
 
 async def consents_for(session: AsyncSession, resident_ids: set[str]) -> list[ConsentReplica]:
@@ -74,20 +75,21 @@ async def consents_for(session: AsyncSession, resident_ids: set[str]) -> list[Co
     return list(rows.all())
 
 
+def terms_of(c: ConsentReplica) -> ConsentTerms:
+    return ConsentTerms(
+        consent_id=c.consent_id,
+        resident_id=c.resident_id,
+        need_domains=frozenset(c.need_domains),
+        partner_ids=frozenset(c.partner_ids),
+        status=c.status,
+        given_at=as_utc(c.given_at),
+        expires_at=as_utc(c.expires_at) if c.expires_at else None,
+    )
+
+
 async def consent_terms(session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
     """Every consent of the person, under any of their ids."""
-    return [
-        ConsentTerms(
-            consent_id=c.consent_id,
-            resident_id=c.resident_id,
-            need_domains=frozenset(c.need_domains),
-            partner_ids=frozenset(c.partner_ids),
-            status=c.status,
-            given_at=as_utc(c.given_at),
-            expires_at=as_utc(c.expires_at) if c.expires_at else None,
-        )
-        for c in await consents_for(session, await same_person_ids(session, resident_id))
-    ]
+    return [terms_of(c) for c in await consents_for(session, await same_person_ids(session, resident_id))]
 
 
 async def keep_consent(session: AsyncSession, event: residents_pb2.ConsentChanged) -> bool:

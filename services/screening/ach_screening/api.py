@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
-from ach_events.resident_replica import same_person_ids, survivor_of
+from ach_events.resident_replica import person_of
 from ach_platform.audit import note_resource
 from ach_platform.clock import to_timestamp
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
@@ -164,8 +164,8 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
         if not request.resident_id:
             raise InvalidArgument.of("resident_id", "is required")
         async with self._sessions() as session:
-            survivor = await survivor_of(session, request.resident_id)
-            records = await screenings_of(session, await same_person_ids(session, survivor))
+            survivor, ids = await person_of(session, request.resident_id)
+            records = await screenings_of(session, ids)
         if not records:
             raise NotFound(f"no screenings of resident {request.resident_id}")
         needs = need_history(

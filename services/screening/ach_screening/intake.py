@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ach_events.outbox import Outbox
-from ach_events.resident_replica import ConsentReplica, consent_terms, same_person_ids, survivor_of
+from ach_events.resident_replica import ConsentReplica, consents_for, person_of, terms_of
 from ach_platform.clock import as_utc, utc_now
 from ach_platform.consent import ACTIVE
 from ach_platform.errors import FieldViolation, InvalidArgument
 from opentelemetry import trace
+from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_screening import domain
@@ -62,8 +63,10 @@ class ScreeningIntake:
         if existing is not None:
             return Accepted(existing, domain.Scored(findings_of(existing), existing.totals), duplicate=True)
         now = utc_now()
-        resident_id = await survivor_of(session, submission.resident_id) if submission.resident_id else ""
-        facts, consent_id = await self._facts(session, submission, resident_id, now)
+        resident_id, ids = (
+            await person_of(session, submission.resident_id) if submission.resident_id else ("", set())
+        )
+        facts, consent_id = await self._facts(session, submission, ids, now)
         found = [*problems, *check(submission, self.instruments, facts, now)]
         if found:
             raise InvalidArgument(found)
@@ -93,15 +96,20 @@ class ScreeningIntake:
         )
         session.add(record)
         await session.flush()
-        for answer in kept_answers(instrument, tuple(domain.normalized(instrument, submission.answers))):
-            session.add(
-                ScreeningAnswer(
-                    screening_id=record.id,
-                    question_code=answer.question_code,
-                    answer_codes=list(answer.answer_codes),
-                    declined=answer.declined,
-                    value=answer.value,
-                )
+        kept = kept_answers(instrument, tuple(domain.normalized(instrument, submission.answers)))
+        if kept:  # one statement for all of them: the hot path of intake
+            await session.exec(
+                insert(ScreeningAnswer),  # type: ignore[call-overload]
+                params=[
+                    {
+                        "screening_id": record.id,
+                        "question_code": a.question_code,
+                        "answer_codes": list(a.answer_codes),
+                        "declined": a.declined,
+                        "value": a.value,
+                    }
+                    for a in kept
+                ],
             )
         demographics = demographics_from_answers(instrument, submission.answers, submission.demographics)
         if not demographics.empty:
@@ -121,23 +129,22 @@ class ScreeningIntake:
         return Accepted(record, scored, duplicate=False)
 
     async def _facts(
-        self, session: AsyncSession, submission: Submission, resident_id: str, now: datetime
+        self, session: AsyncSession, submission: Submission, ids: set[str], now: datetime
     ) -> tuple[Facts, str]:
         """Whether the submitter may use the resident id, and the consent the screening references."""
-        if not resident_id:
+        if not ids:
             return Facts(resident_usable=False), ""
-        ids = await same_person_ids(session, resident_id)
         usable = submission.submitter_partner_id in await partners_of(session, ids)
+        consents = {c.consent_id: c for c in await consents_for(session, ids)}
         if not submission.consent_id:
-            in_force = [c for c in await consent_terms(session, resident_id) if c.in_force(now)]
+            in_force = [t for t in map(terms_of, consents.values()) if t.in_force(now)]
             latest = max(in_force, key=lambda c: c.given_at) if in_force else None
             return Facts(usable), latest.consent_id if latest else ""
-        consent = await session.get(ConsentReplica, submission.consent_id)
+        consent = consents.get(submission.consent_id)
         problem = None
         if consent is None:
-            problem = "is not a consent the network knows"
-        elif consent.resident_id not in ids:
-            problem = "is a consent of another resident"
+            known = await session.get(ConsentReplica, submission.consent_id)
+            problem = "is a consent of another resident" if known else "is not a consent the network knows"
         elif consent.status != ACTIVE:
             problem = f"is {consent.status}"
         elif consent.expires_at is not None and as_utc(consent.expires_at) <= now:

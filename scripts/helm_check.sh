@@ -21,5 +21,6 @@ out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
 "$helm" lint --strict "$chart" >/dev/null
 "$helm" template ach "$chart" --namespace ach > "$out/default.yaml"
 "$helm" template ach "$chart" --namespace ach --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
-  --set services.screening.image=registry.example/ach-screening@sha256:0000 > "$out/monitoring.yaml"
+  --set services.screening.image=registry.example/ach-screening@sha256:0000 \
+  --set screening.instrumentsConfigMap=ach-instruments > "$out/monitoring.yaml"
 "$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/monitoring.yaml"

@@ -143,6 +143,18 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class RetriedKafkaErrors(logging.Filter):
+    """aiokafka logs at ERROR what it retries by itself (a partition's leader still being elected
+    on a just-created topic, a coordinator not yet available): a warning, not a page."""
+
+    RETRIED = ("NotLeaderForPartitionError", "GroupCoordinatorNotAvailableError", "LeaderNotAvailableError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and any(e in record.getMessage() for e in self.RETRIED):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(service: str, stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -161,6 +173,7 @@ def configure_logging(service: str, stream: TextIO = sys.stderr) -> None:
     # Client libraries are chatty at INFO about connections; their warnings still come through.
     for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler.addFilter(RetriedKafkaErrors())
 
 
 _configured = False

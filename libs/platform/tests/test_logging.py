@@ -34,3 +34,14 @@ def test_json_logs_carry_trace_ids_and_redact_phi_fields() -> None:
     for phi in ("Maria Lopez", "1980-02-03", "LA31995-6"):
         assert phi not in text
     assert line["given_name"] == line["birth_date"] == line["answers"] == "[redacted]"
+
+
+def test_errors_kafka_retries_by_itself_are_warnings() -> None:
+    stream = io.StringIO()
+    configure_logging("test", stream)
+    logging.getLogger("aiokafka.consumer.fetcher").error(
+        "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: TopicPartition(topic='t', partition=0)"
+    )
+    logging.getLogger("aiokafka.consumer.fetcher").error("Unexpected error in fetcher routine")
+    levels = [json.loads(line)["level"] for line in stream.getvalue().splitlines()]
+    assert levels == ["WARNING", "ERROR"]

@@ -40,7 +40,7 @@ def test_errors_kafka_retries_by_itself_are_warnings() -> None:
     stream = io.StringIO()
     configure_logging("test", stream)
     logging.getLogger("aiokafka.consumer.fetcher").error(
-        "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: TopicPartition(topic='t', partition=0)"
+        "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: TopicPartition(topic='t')"
     )
     logging.getLogger("aiokafka.consumer.fetcher").error("Unexpected error in fetcher routine")
     levels = [json.loads(line)["level"] for line in stream.getvalue().splitlines()]

@@ -229,6 +229,12 @@ def test_three_ways_in_make_identical_events(
     assert all(r.language == "es" and r.site_id == "south-stockton-clinic" for r in read)
     assert stack.stop_all() == {"identity": 0, "screening": 0}
 
+    # The answers (PHI) reached no log line and no span, whichever way they came in.
+    traces = json.dumps(stack.spans())
+    logs = "".join(service.log_path.read_text(errors="replace") for service in stack.services.values())
+    leaked = [code for code in set(ANSWERS.values()) - {"LA9-3", "LA32-8"} if code in traces or code in logs]
+    assert leaked == [] and traces != "[]"
+
 
 def test_bad_screenings_are_refused_on_every_way_in_with_every_problem(
     make_stack: Callable[[str], Stack], kafka_bootstrap: str, sasl_bootstrap: tuple[str, str]

@@ -162,3 +162,23 @@ def test_gateway_dead_letters_events_claiming_another_partner_and_admits_the_nex
     assert [a["ce_source"] for a in admitted] == [b"/partners/clinic-1"]
     assert admitted[0]["ce_type"] == b"ach.partners.v1.ScreeningSubmitted"
     assert stack.stop_all() == {"identity": 0}
+
+
+def test_a_partner_provisioned_while_the_gateway_runs_is_heard_within_the_discovery_interval(
+    make_stack: Callable[[str], Stack],
+    kafka_bootstrap: str,
+    sasl_bootstrap: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bootstrap, cafile = sasl_bootstrap
+    monkeypatch.setenv("ACH_TOPIC_DISCOVERY_S", "2")
+    stack = make_stack("sqlite")
+    stack.start("identity")  # the gateway subscribes before clinic-2 has a topic
+    password = uuid.uuid4().hex
+    provision_partner(kafka_bootstrap, "clinic-2", password)
+    clinic = as_partner("clinic-2", password, cafile)
+    topic = inbound_topic("clinic-2").physical_name
+    asyncio.run(send(bootstrap, clinic, topic, screening_from("clinic-2", "clinic-2"), "/partners/clinic-2"))
+    admitted = asyncio.run(read(kafka_bootstrap, PARTNER_INTAKE.physical_name, 1, timeout_s=45))
+    assert [a["ce_source"] for a in admitted] == [b"/partners/clinic-2"]
+    assert stack.stop_all() == {"identity": 0}

@@ -135,6 +135,7 @@ class RunningService:
                 s.kafka_bootstrap_servers,
                 client_id=f"ach-{s.service}",
                 graceful_timeout=GRACE_S,
+                metadata_max_age_ms=int(s.topic_discovery_s * 1000),
                 logger=None,
                 security=broker_security().faststream(),
             )

@@ -95,17 +95,17 @@ class ServiceSettings:
     connect_timeout_s: float
     # Where the local stack finds the other services' gRPC APIs (host:port).
     peers: dict[str, str]
+    # How soon a consumer subscribed by pattern sees a new matching topic (a partner's inbound
+    # topic provisioned while the gateway runs): Kafka metadata refresh interval.
+    topic_discovery_s: float = 30.0
 
     @classmethod
     def from_env(cls, service: str) -> ServiceSettings:
         if service not in DEFAULT_PORTS:
             raise ConfigError(f"unknown service {service!r}")
         grpc_default, metrics_default = DEFAULT_PORTS[service]
-        timeout_raw = os.environ.get("ACH_CONNECT_TIMEOUT_S", "20")
-        try:
-            timeout = float(timeout_raw)
-        except ValueError:
-            raise ConfigError(f"ACH_CONNECT_TIMEOUT_S={timeout_raw!r} is not a number of seconds") from None
+        timeout = _seconds("ACH_CONNECT_TIMEOUT_S", "20")
+        discovery = _seconds("ACH_TOPIC_DISCOVERY_S", "30")
         peers = {
             name: os.environ.get(f"{name.upper()}_GRPC_ADDR", f"127.0.0.1:{ports[0]}")
             for name, ports in DEFAULT_PORTS.items()
@@ -120,4 +120,16 @@ class ServiceSettings:
             metrics_port=_port("METRICS_PORT", metrics_default),
             connect_timeout_s=timeout,
             peers=peers,
+            topic_discovery_s=discovery,
         )
+
+
+def _seconds(name: str, default: str) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be more than 0 seconds")
+    return value

@@ -7,6 +7,7 @@ from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
+from ach_platform.vocabulary import NEED_DOMAINS
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -94,7 +95,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.SearchServicesRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.SearchServicesResponse:
         problems: list[FieldViolation] = []
-        if request.need_domain and request.need_domain not in domain.NEED_DOMAINS:
+        if request.need_domain and request.need_domain not in NEED_DOMAINS:
             problems.append(
                 FieldViolation("need_domain", f"{request.need_domain!r} is not a Gravity SDOH category")
             )

@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ach_platform.errors import FieldViolation
+from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
 
-# Gravity SDOH category codes (domain brief).
-NEED_DOMAINS = frozenset(
-    {
-        "food-insecurity",
-        "housing-instability",
-        "homelessness",
-        "inadequate-housing",
-        "transportation-insecurity",
-        "utility-insecurity",
-        "financial-insecurity",
-        "material-hardship",
-        "employment-status",
-        "educational-attainment",
-        "intimate-partner-violence",
-        "elder-abuse",
-        "social-connection",
-        "stress",
-        "health-insurance-coverage-status",
-        "medical-cost-burden",
-        "digital-access",
-        "digital-literacy",
-        "language-access",
-        "incarceration-status",
-        "veteran-status",
-        "personal-health-literacy",
-        "protective-factor",
-        "sdoh-category-unspecified",
-    }
-)
-LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 MAX_PAGE_SIZE = 100
 
 

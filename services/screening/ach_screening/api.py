@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_screening import domain
 from ach_screening.domain.fhir import located, read_questionnaire_response
 from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
-from ach_screening.domain.submission import Demographics, Submission
-from ach_screening.events import finding_proto, submission_of
+from ach_screening.domain.submission import Submission
+from ach_screening.events import demographics_of, finding_proto, submission_of
 from ach_screening.intake import Accepted, ScreeningIntake
 from ach_screening.store import ScreeningRecord, answers_of, find_by_submitter, screenings_of
 
@@ -102,7 +102,6 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
         )
         if imported is None:
             raise InvalidArgument(problems)
-        d = request.demographics
         submission = Submission(
             submitter_partner_id=request.screened_by.partner_id,
             submitter_screening_id=request.submitter_screening_id or imported.resource_id,
@@ -115,14 +114,7 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
             language=imported.language,
             screener_user_id=request.screened_by.user_id,
             consent_id=request.consent_id,
-            demographics=Demographics(
-                tuple(d.race_codes),
-                d.ethnicity_code,
-                d.preferred_language,
-                d.age_band,
-                d.zip,
-                d.neighbourhood,
-            ),
+            demographics=demographics_of(request.demographics),
         )
         try:
             return _summary(await self._submit(submission, problems))

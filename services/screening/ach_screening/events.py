@@ -109,9 +109,14 @@ def publish_screening(
         outbox.add(session, SCREENING_DEMOGRAPHICS, recorded, key=record.resident_id, subject=record.id)
 
 
+def demographics_of(d: screening_pb2.Demographics) -> Demographics:
+    return Demographics(
+        tuple(d.race_codes), d.ethnicity_code, d.preferred_language, d.age_band, d.zip, d.neighbourhood
+    )
+
+
 def submission_of(request: screening_pb2.SubmitScreeningRequest, submitter: str) -> Submission:
     """The domain's view of a submission, from the gRPC request or a partner's event."""
-    d = request.demographics
     return Submission(
         submitter_partner_id=submitter,
         submitter_screening_id=request.submitter_screening_id,
@@ -127,9 +132,7 @@ def submission_of(request: screening_pb2.SubmitScreeningRequest, submitter: str)
         language=request.language or "en",
         screener_user_id=request.screened_by.user_id,
         consent_id=request.consent_id,
-        demographics=Demographics(
-            tuple(d.race_codes), d.ethnicity_code, d.preferred_language, d.age_band, d.zip, d.neighbourhood
-        ),
+        demographics=demographics_of(request.demographics),
     )
 
 

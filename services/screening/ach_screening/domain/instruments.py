@@ -13,39 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Gravity SDOH category codes (http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes).
-GRAVITY_DOMAINS = frozenset(
-    {
-        "food-insecurity",
-        "housing-instability",
-        "homelessness",
-        "inadequate-housing",
-        "transportation-insecurity",
-        "utility-insecurity",
-        "financial-insecurity",
-        "material-hardship",
-        "employment-status",
-        "educational-attainment",
-        "intimate-partner-violence",
-        "elder-abuse",
-        "social-connection",
-        "stress",
-        "health-insurance-coverage-status",
-        "medical-cost-burden",
-        "digital-access",
-        "digital-literacy",
-        "language-access",
-        "incarceration-status",
-        "veteran-status",
-        "personal-health-literacy",
-        "protective-factor",
-        "sdoh-category-unspecified",
-    }
-)
+from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
+
+GRAVITY_DOMAINS = NEED_DOMAINS
 LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
 LOINC_ANSWER_CODE = re.compile(r"^LA\d{1,7}-\d$")
 INSTRUMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 QUESTION_TYPES = ("choice", "integer", "decimal", "text")
 # Questions whose answers are demographics: kept apart from the answers, for equity measurement.
 DEMOGRAPHIC_KINDS = ("race", "ethnicity", "language")

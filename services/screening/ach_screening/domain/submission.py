@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ach_platform.errors import FieldViolation
+from ach_platform.vocabulary import LANGUAGE_TAG
 
-from ach_screening.domain.instruments import LANGUAGE_TAG, Instrument
+from ach_screening.domain.instruments import Instrument
 from ach_screening.domain.scoring import CLOCK_SKEW, AnswerGiven, validate
 
 # OMB race and ethnicity categories as CDC Race & Ethnicity codes (urn:oid:2.16.840.1.113883.6.238).

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ach_events.outbox import Outbox
-from ach_events.resident_replica import ConsentReplica, consents_for, person_of, terms_of
+from ach_events.resident_replica import consents_for, person_of, terms_of
 from ach_platform.clock import as_utc, utc_now
 from ach_platform.consent import ACTIVE
 from ach_platform.errors import FieldViolation, InvalidArgument
@@ -142,9 +142,8 @@ class ScreeningIntake:
             return Facts(usable), latest.consent_id if latest else ""
         consent = consents.get(submission.consent_id)
         problem = None
-        if consent is None:
-            known = await session.get(ConsentReplica, submission.consent_id)
-            problem = "is a consent of another resident" if known else "is not a consent the network knows"
+        if consent is None:  # unknown, or another resident's: the caller learns neither which
+            problem = "is not a consent of this resident"
         elif consent.status != ACTIVE:
             problem = f"is {consent.status}"
         elif consent.expires_at is not None and as_utc(consent.expires_at) <= now:

@@ -271,11 +271,13 @@ def test_bad_screenings_are_refused_on_every_way_in_with_every_problem(
 
         unknown = grpc_submission(theirs, "bad-2", partner="clinic-2")
         unknown.instrument_version = "2017"
+        unknown.consent_id = str(uuid.uuid4())
         with pytest.raises(grpc.RpcError) as refused:
             screening.SubmitScreening(unknown, timeout=10)
-        assert ("instrument_version", "unknown version '2017' of ahc-hrsn-core (known: 1)") in violations(
-            refused.value
-        )
+        assert {
+            ("instrument_version", "unknown version '2017' of ahc-hrsn-core (known: 1)"),
+            ("consent_id", "is not a consent of this resident"),
+        } <= set(violations(refused.value))
 
         resource = json.loads(fhir_response("bad-3"))
         resource["item"][0]["item"][1]["answer"].append({"valueCoding": {"code": "LA31996-4"}})

@@ -94,6 +94,12 @@ async def load(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bare_server(pki: DevPki) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
@@ -159,10 +165,13 @@ async def partner_path(bootstrap: str, residents: list[str], n: int) -> float:
 async def measure(
     stack: Stack, residents: list[str], clients: int, calls: int, n_partner: int
 ) -> dict[str, float]:
-    address = stack.services["screening"].address
-    rate, p50, p99 = await load(address, stack.pki, residents, clients, calls // clients)
+    service = stack.services["screening"]
+    assert service.process is not None
+    cpu_before = cpu_seconds(service.process.pid)
+    rate, p50, p99 = await load(service.address, stack.pki, residents, clients, calls // clients)
+    cpu = (cpu_seconds(service.process.pid) - cpu_before) * 1000 / (clients * (calls // clients + 1))
     partner_rate = await partner_path(stack.kafka_bootstrap, residents, n_partner)
-    return {"rate": rate, "p50": p50, "p99": p99, "partner": partner_rate}
+    return {"rate": rate, "p50": p50, "p99": p99, "partner": partner_rate, "cpu": cpu}
 
 
 def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
@@ -181,9 +190,11 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
         bare, bare_address = bare_server(pki)
         try:
             asyncio.run(wait_serving(bare_address, pki))
+            cpu_before = cpu_seconds(bare.pid)
             bare_rate, bare_p50, bare_p99 = asyncio.run(
                 load(bare_address, pki, ["r"], clients, calls // clients)
             )
+            bare_cpu = (cpu_seconds(bare.pid) - cpu_before) * 1000 / (clients * (calls // clients + 1))
         finally:
             bare.terminate()
             bare.wait()
@@ -191,6 +202,7 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
             Figure(f"screening.bare_grpc_unary ({clients} clients)", bare_rate, "calls/s"),
             Figure("screening.bare_grpc_unary_p50", bare_p50, "ms"),
             Figure("screening.bare_grpc_unary_p99", bare_p99, "ms"),
+            Figure("screening.bare_grpc_unary_server_cpu", bare_cpu, "ms/call"),
         ]
         backends = ["sqlite"] + (["postgresql"] if postgres_server else [])
         for backend in backends:
@@ -227,6 +239,14 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                 ),
                 Figure(f"screening.submit_grpc_p50.{backend}", got["p50"], "ms"),
                 Figure(f"screening.submit_grpc_p99.{backend}", got["p99"], "ms"),
+                # Why the ratio is what it is: the server's CPU per call, beside the bare call's.
+                Figure(
+                    f"screening.submit_grpc_server_cpu.{backend}",
+                    got["cpu"],
+                    "ms/call",
+                    "bare grpcio unary",
+                    bare_cpu,
+                ),
                 Figure(
                     f"screening.partner_topic_to_answer.{backend} (N={n_partner})", got["partner"], "events/s"
                 ),

@@ -42,10 +42,19 @@ TEST_PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, and not one this process handed out before (the kernel may give
+    a just-released port again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def eventually(check: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:

@@ -41,6 +41,7 @@ def migrated_sqlite(tmp_path: Path) -> str:
             "cannot use database postgresql+psycopg://nobody@127.0.0.1:1/none",
         ),
         ({"GRPC_PORT": "http"}, "GRPC_PORT='http' is not a port number"),
+        ({"GRPC_PORT": "7051", "TOKEN_PORT": "7051"}, "TOKEN_PORT and GRPC_PORT are both 7051"),
         (
             {"KAFKA_BOOTSTRAP_SERVERS": "localhost"},
             "KAFKA_BOOTSTRAP_SERVERS entry 'localhost' is not host:port",

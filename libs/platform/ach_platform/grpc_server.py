@@ -36,6 +36,7 @@ from ach_platform.errors import (
 from ach_platform.settings import ConfigError
 
 log = logging.getLogger(__name__)
+EXCLUSIVE_PORTS = [("grpc.so_reuseport", 0)]
 meter = metrics.get_meter("ach_platform.grpc")
 requests_counter = meter.create_counter(
     "ach_grpc_server_requests", unit="{request}", description="gRPC calls handled, by method and status code"
@@ -171,7 +172,9 @@ class GrpcServer:
             if partners is None:
                 raise ValueError("an authenticated server needs the partner registry to authorize calls")
             interceptors.append(AuthorizationInterceptor(partners, resolvers or {}, policy))
-        self._server = grpc.aio.server(interceptors=interceptors)
+        # No SO_REUSEPORT (gRPC's default): a port another listener holds must fail to bind, not
+        # silently share that listener's connections.
+        self._server = grpc.aio.server(interceptors=interceptors, options=EXCLUSIVE_PORTS)
         for register in registrars:
             register(self._server)
         self._health = health.aio.HealthServicer()
@@ -196,7 +199,7 @@ class GrpcServer:
             self.bound_port = _bind(lambda: self._server.add_insecure_port(address), port)
         self._probe_server: grpc.aio.Server | None = None
         if health_port is not None:
-            self._probe_server = grpc.aio.server()
+            self._probe_server = grpc.aio.server(options=EXCLUSIVE_PORTS)
             health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probe_server)
             probe = self._probe_server
             self.bound_health_port = _bind(

@@ -110,14 +110,26 @@ class ServiceSettings:
             name: os.environ.get(f"{name.upper()}_GRPC_ADDR", f"127.0.0.1:{ports[0]}")
             for name, ports in DEFAULT_PORTS.items()
         }
+        ports = {
+            "GRPC_PORT": _port("GRPC_PORT", grpc_default),
+            "TOKEN_PORT": _port("TOKEN_PORT", grpc_default + TOKEN_PORT_OFFSET),
+            "HEALTH_PORT": _port("HEALTH_PORT", grpc_default + HEALTH_PORT_OFFSET),
+            "METRICS_PORT": _port("METRICS_PORT", metrics_default),
+        }
+        # One port, one listener: two on the same port would share its connections between them.
+        seen: dict[int, str] = {}
+        for name, number in ports.items():
+            if number and number in seen:
+                raise ConfigError(f"{name} and {seen[number]} are both {number}: each needs its own port")
+            seen[number] = name
         return cls(
             service=service,
             database_url=database_url(service),
             kafka_bootstrap_servers=kafka_bootstrap_servers(),
-            grpc_port=_port("GRPC_PORT", grpc_default),
-            token_port=_port("TOKEN_PORT", grpc_default + TOKEN_PORT_OFFSET),
-            health_port=_port("HEALTH_PORT", grpc_default + HEALTH_PORT_OFFSET),
-            metrics_port=_port("METRICS_PORT", metrics_default),
+            grpc_port=ports["GRPC_PORT"],
+            token_port=ports["TOKEN_PORT"],
+            health_port=ports["HEALTH_PORT"],
+            metrics_port=ports["METRICS_PORT"],
             connect_timeout_s=timeout,
             peers=peers,
             topic_discovery_s=discovery,

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, event
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, event, insert
+from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -57,27 +58,52 @@ class Outbox:
         source: str = "",
     ) -> Envelope:
         """``source`` overrides the service's own (the partner gateway passes on a partner's event
-        under the partner's source)."""
+        under the partner's source). The row is written when the transaction commits, with the
+        transaction's other events in one statement."""
         if message.DESCRIPTOR.full_name not in topic.event_types:
             raise ValueError(f"{message.DESCRIPTOR.full_name} is not an event type of topic {topic.name}")
         trace_headers: dict[str, str] = {}
         propagate.inject(trace_headers)  # the caller's span: the trace goes on through Kafka
         envelope = Envelope.wrap(message, source=source or self.source, key=key, subject=subject)
         envelope = Envelope(**{**envelope.__dict__, "trace_headers": trace_headers})
-        session.add(
-            OutboxEvent(
-                event_id=envelope.id,
-                topic=topic.physical_name,
-                key=envelope.key,
-                event_type=envelope.type,
-                headers=json.dumps([[k, v.decode()] for k, v in envelope.headers()]),
-                payload=envelope.payload,
-                created_at=datetime.now(UTC),
-            )
+        info = session.sync_session.info
+        info.setdefault(_PENDING, []).append(
+            {
+                "event_id": envelope.id,
+                "topic": topic.physical_name,
+                "key": envelope.key,
+                "event_type": envelope.type,
+                "headers": json.dumps([[k, v.decode()] for k, v in envelope.headers()]),
+                "payload": envelope.payload,
+                "created_at": datetime.now(UTC),
+                "published_at": None,
+            }
         )
-        if not event.contains(session.sync_session, "after_commit", self._wake):
-            event.listen(session.sync_session, "after_commit", self._wake, once=True)
+        info.setdefault(_TO_WAKE, set()).add(self)
         return envelope
 
-    def _wake(self, _session: object) -> None:
+    def wake(self) -> None:
         self.committed.set()
+
+
+_PENDING = "ach_outbox_pending"
+_TO_WAKE = "ach_outbox_to_wake"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.execute(insert(OutboxEvent), rows)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    for outbox in session.info.pop(_TO_WAKE, ()):
+        outbox.wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_TO_WAKE, None)

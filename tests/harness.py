@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import grpc
 import psycopg
+from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_platform import migrations
@@ -299,6 +300,28 @@ class Stack:
             ),
             30,
             "the resident known to the screening service",
+        )
+
+    def add_pantry(self) -> None:
+        """The food pantry (cbo-pantry) in the directory, until the referral service's replica has it."""
+        with self.channel("directory") as channel:
+            directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(
+                directory_pb2.UpsertServiceRequest(
+                    service=directory_pb2.Service(
+                        service_id="svc-pantry",
+                        organization_id="cbo-pantry",
+                        name="Food Pantry",
+                        need_domains=["food-insecurity"],
+                        languages=["en", "es"],
+                        capacity_available=10,
+                        capacity_maximum=10,
+                    )
+                ),
+                timeout=10,
+            )
+        eventually(
+            lambda: self.count_rows("referrals", "SELECT count(*) FROM directory_service_replica") == 1,
+            what="the referral service's directory replica",
         )
 
     def wait_consents_replicated(self, n: int) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import grpc
 import pytest
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
-from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
@@ -36,34 +35,12 @@ def code_of(call: Callable[[], object]) -> grpc.StatusCode:
         return exc.code()  # type: ignore[attr-defined, no-any-return]
 
 
-def add_pantry(stack: Stack) -> None:
-    with stack.channel("directory") as channel:
-        directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(
-            directory_pb2.UpsertServiceRequest(
-                service=directory_pb2.Service(
-                    service_id="svc-pantry",
-                    organization_id="cbo-pantry",
-                    name="Food Pantry",
-                    need_domains=["food-insecurity"],
-                    languages=["en", "es"],
-                    capacity_available=10,
-                    capacity_maximum=10,
-                )
-            ),
-            timeout=10,
-        )
-    eventually(
-        lambda: stack.count_rows("referrals", "SELECT count(*) FROM directory_service_replica") == 1,
-        what="the referral service's directory replica",
-    )
-
-
 def test_revocation_while_referrals_are_in_flight_stops_the_next_share(
     make_stack: Callable[[str], Stack],
 ) -> None:
     stack = make_stack("sqlite")
     stack.start("screening", "referrals", "directory", "notifications")
-    add_pantry(stack)
+    stack.add_pantry()
     resident = stack.consenting_resident(
         "clinic-1", need_domains=("food-insecurity",), partners=("cbo-pantry",)
     )

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import grpc
 import pytest
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
-from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.funding.v1 import funding_pb2, funding_pb2_grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
@@ -94,25 +93,7 @@ def test_screening_to_funded_outcome_across_all_services(
         names = {s.name for s in listing.list_services_response.service}
         assert {"ach.referrals.v1.ReferralService", "grpc.health.v1.Health"} <= names
 
-    with stack.channel("directory") as channel:
-        directory_pb2_grpc.DirectoryServiceStub(channel).UpsertService(
-            directory_pb2.UpsertServiceRequest(
-                service=directory_pb2.Service(
-                    service_id="svc-pantry",
-                    organization_id="cbo-pantry",
-                    name="Food Pantry",
-                    need_domains=["food-insecurity"],
-                    languages=["en", "es"],
-                    capacity_available=10,
-                    capacity_maximum=10,
-                )
-            ),
-            timeout=10,
-        )
-    eventually(
-        lambda: stack.count_rows("referrals", "SELECT count(*) FROM directory_service_replica") == 1,
-        what="the referral service's replica",
-    )
+    stack.add_pantry()
     resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
     stack.wait_consents_replicated(1)
 

@@ -18,23 +18,29 @@ class KafkaAuditSink:
         self._source = f"/ach/{service}"
 
     async def record(self, entry: AuditEntry) -> None:
-        event = audit_pb2.AccessRecorded(
-            record_id=entry.record_id,
-            at=to_timestamp(entry.at),
-            service=entry.service,
-            method=entry.method,
-            partner_id=entry.partner_id,
-            user_id=entry.user_id,
-            credential=entry.credential,
-            purpose_of_use=entry.purpose_of_use,
-            resources=entry.resources,
-            outcome=entry.outcome,
-            trace_id=entry.trace_id,
+        envelope = Envelope.wrap(
+            access_recorded(entry), source=self._source, key=entry.partner_id or "unauthenticated"
         )
-        envelope = Envelope.wrap(event, source=self._source, key=entry.partner_id or "unauthenticated")
         await self._producer.send_and_wait(
             AUDIT_EVENTS.physical_name,
             envelope.payload,
             key=envelope.key.encode(),
             headers=envelope.headers(),
         )
+
+
+def access_recorded(entry: AuditEntry) -> audit_pb2.AccessRecorded:
+    """The event an audit entry travels as (to the identity service, which keeps the log)."""
+    return audit_pb2.AccessRecorded(
+        record_id=entry.record_id,
+        at=to_timestamp(entry.at),
+        service=entry.service,
+        method=entry.method,
+        partner_id=entry.partner_id,
+        user_id=entry.user_id,
+        credential=entry.credential,
+        purpose_of_use=entry.purpose_of_use,
+        resources=entry.resources,
+        outcome=entry.outcome,
+        trace_id=entry.trace_id,
+    )

@@ -46,6 +46,7 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
     ) -> None:
         self._sessions = sessions
+        self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
         self._producer = producer
         self._outbox = outbox
         self._batch_size = batch_size
@@ -62,7 +63,7 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish up to one batch of unpublished rows; returns how many were published."""
         started = asyncio.get_running_loop().time()
-        if self._sessions.kw["bind"].dialect.name == "sqlite":
+        if self._sqlite:
             published = await self._publish_batch_sqlite()
         else:
             published = await self._publish_batch_locked()

@@ -25,7 +25,7 @@ from ach_referrals.events import (
     status_from_proto,
     status_to_proto,
 )
-from ach_referrals.store import ReferralHistory, ReferralRecord, referrals_of_party
+from ach_referrals.store import ReferralRecord, referrals_of_party
 
 
 def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
@@ -133,23 +133,14 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 raise FailedPrecondition(
                     errors[0].description, violation_type="TRANSITION", subject=referral.id
                 )
-            now = utc_now()
-            referral.sequence += 1
-            change = ReferralHistory(
-                referral_id=referral.id,
-                sequence=referral.sequence,
-                from_status=referral.status,
-                to_status=to.value,
+            self._events.record_change(
+                session,
+                referral,
+                to,
+                utc_now(),
+                reason=request.reason,
                 actor_partner_id=actor,
                 actor_user_id=principal().user_id or request.actor.user_id,
-                reason=request.reason,
-                outcome=outcome.value if outcome else "",
-                changed_at=now,
+                outcome=outcome,
             )
-            referral.status = to.value
-            referral.outcome = outcome.value if outcome else referral.outcome
-            referral.updated_at = now
-            session.add(referral)
-            session.add(change)
-            self._events.publish_status_changed(session, referral, change)
         return to_proto(referral)

@@ -157,7 +157,9 @@ class ReferralEvents:
             if domain.withdraw_on_revocation(
                 status, referral.need_domain, referral.target_partner_id, consents, now
             ):
-                self._system_change(session, referral, domain.Status.CANCELLED, domain.CONSENT_REVOKED, now)
+                self.record_change(
+                    session, referral, domain.Status.CANCELLED, now, reason=domain.CONSENT_REVOKED
+                )
             elif status is domain.Status.DRAFT and referral.draft_reason == domain.CONSENT_REQUIRED:
                 routing = await self._route(
                     session, referral.resident_id, referral.need_domain, referral.language, now
@@ -166,23 +168,38 @@ class ReferralEvents:
                     referral.target_partner_id = routing.match.service.organization_id
                     referral.target_service_id = routing.match.service.service_id
                     referral.draft_reason = ""
-                    self._system_change(session, referral, domain.Status.REQUESTED, "consent recorded", now)
+                    self.record_change(
+                        session, referral, domain.Status.REQUESTED, now, reason="consent recorded"
+                    )
 
-    def _system_change(
-        self, session: AsyncSession, referral: ReferralRecord, to: domain.Status, reason: str, now: datetime
+    def record_change(
+        self,
+        session: AsyncSession,
+        referral: ReferralRecord,
+        to: domain.Status,
+        now: datetime,
+        *,
+        reason: str,
+        actor_partner_id: str = "",
+        actor_user_id: str = "",
+        outcome: domain.Outcome | None = None,
     ) -> None:
-        """A change the network makes on the resident's behalf (no partner made it)."""
+        """One status change: the referral, its history row and the event, in the caller's
+        transaction. No actor: the network made it on the resident's behalf (e.g. a revocation)."""
         referral.sequence += 1
         change = ReferralHistory(
             referral_id=referral.id,
             sequence=referral.sequence,
             from_status=referral.status,
             to_status=to.value,
-            actor_partner_id="",
+            actor_partner_id=actor_partner_id,
+            actor_user_id=actor_user_id,
             reason=reason,
+            outcome=outcome.value if outcome else "",
             changed_at=now,
         )
         referral.status = to.value
+        referral.outcome = outcome.value if outcome else referral.outcome
         referral.updated_at = now
         session.add(referral)
         session.add(change)

@@ -20,7 +20,7 @@ from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
 from ach_screening.domain.submission import Submission
 from ach_screening.events import demographics_of, finding_proto, submission_of
 from ach_screening.intake import Accepted, ScreeningIntake
-from ach_screening.store import ScreeningRecord, answers_of, find_by_submitter, screenings_of
+from ach_screening.store import ScreeningRecord, answers_of, find_by_submitter, findings_of, screenings_of
 
 
 def _summary(accepted: Accepted) -> screening_pb2.SubmitScreeningResponse:
@@ -45,10 +45,7 @@ def screening_proto(record: ScreeningRecord) -> screening_pb2.Screening:
         screened_at=to_timestamp(record.screened_at),
         site_id=record.site_id,
         language=record.language,
-        findings=[
-            screening_pb2.NeedFinding(need_domain=str(f["domain"]), urgent=bool(f["urgent"]))
-            for f in record.findings
-        ],
+        findings=[finding_proto(f, with_evidence=False) for f in findings_of(record)],
         negative_domains=record.negative_domains,
         totals=record.totals,
         consent_id=record.consent_id,
@@ -164,7 +161,7 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
             ScreeningOutcome(
                 r.id,
                 r.screened_at,
-                tuple((str(f["domain"]), bool(f["urgent"])) for f in r.findings),
+                tuple((f.domain, f.urgent) for f in findings_of(r)),
                 tuple(r.negative_domains),
             )
             for r in records

@@ -11,16 +11,17 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from ach.audit.v1 import audit_pb2
 from ach.partners.v1 import partners_pb2
 from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
+from ach_events.audit_trail import access_recorded
 from ach_events.consumer import PoisonEvent, require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import outbound_topic
 from ach_events.resident_replica import keep_consent, keep_merge
 from ach_events.topics import AUDIT_EVENTS, SCREENING_DEMOGRAPHICS, SCREENING_EVENTS
+from ach_platform.audit import AuditEntry
 from ach_platform.clock import from_timestamp, to_timestamp, utc_now
 from ach_platform.errors import InvalidArgument
 from opentelemetry import trace
@@ -145,9 +146,7 @@ def _audit(
 ) -> None:
     """Partner submissions come by Kafka, not gRPC: their audit record commits with their effects."""
     context = trace.get_current_span().get_span_context()
-    record = audit_pb2.AccessRecorded(
-        record_id=str(uuid.uuid4()),
-        at=to_timestamp(utc_now()),
+    entry = AuditEntry(
         service="screening",
         method="/ach.partners.v1/ScreeningSubmitted",
         partner_id=submission.submitter_partner_id,
@@ -158,7 +157,7 @@ def _audit(
         outcome=outcome,
         trace_id=format(context.trace_id, "032x") if context.is_valid else "",
     )
-    outbox.add(session, AUDIT_EVENTS, record, key=submission.submitter_partner_id)
+    outbox.add(session, AUDIT_EVENTS, access_recorded(entry), key=submission.submitter_partner_id)
 
 
 class ScreeningEvents:

@@ -31,6 +31,7 @@ from ach_screening.store import (
     ScreeningDemographics,
     ScreeningRecord,
     find_by_submitter,
+    findings_of,
     partners_of,
 )
 
@@ -40,10 +41,6 @@ class Accepted:
     record: ScreeningRecord
     scored: domain.Scored
     duplicate: bool
-
-
-def findings_of(record: ScreeningRecord) -> tuple[domain.Finding, ...]:
-    return tuple(domain.Finding(str(f["domain"]), bool(f["urgent"]), ()) for f in record.findings)
 
 
 class ScreeningIntake:

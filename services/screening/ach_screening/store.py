@@ -10,6 +10,8 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ach_screening.domain import Finding
+
 
 class ScreeningRecord(SQLModel, table=True):
     __tablename__ = "screening"
@@ -67,6 +69,11 @@ class ResidentLinkReplica(SQLModel, table=True):
     resident_id: str = Field(primary_key=True, max_length=100)
     partner_id: str = Field(primary_key=True, max_length=100)
     linked_at: datetime
+
+
+def findings_of(record: ScreeningRecord) -> tuple[Finding, ...]:
+    """The stored findings (domain and urgency; their evidence is in the answers)."""
+    return tuple(Finding(str(f["domain"]), bool(f["urgent"]), ()) for f in record.findings)
 
 
 async def find_by_submitter(

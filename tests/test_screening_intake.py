@@ -383,3 +383,77 @@ def test_rescreening_resolves_needs_and_demographics_stay_apart(
         what="the demographics in measurement",
     )
     assert stack.stop_all() == {"identity": 0, "screening": 0, "measurement": 0}
+
+
+def test_concurrent_submissions_commit_together_and_each_keeps_its_own_outcome_and_trace(
+    make_stack: Callable[[str], Stack], kafka_bootstrap: str
+) -> None:
+    """The group commit: submissions arriving together share a transaction, yet each caller gets its
+    own answer (a screening, a duplicate's first result, or its own problems), nothing of a refused
+    one is stored, and each screening's events carry its submitter's trace, not the batch's."""
+    stack = make_stack("postgresql")
+    stack.start("screening")
+    residents = [stack.resident("clinic-1") for _ in range(3)]
+    calls: list[tuple[str, screening_pb2.SubmitScreeningRequest]] = []
+    for i in range(24):
+        calls.append(("valid", grpc_submission(residents[i % 3], f"visit-{i}")))
+    for _ in range(6):  # one screening sent six times at once: stored once, the same answer to all
+        calls.append(("copy", grpc_submission(residents[0], "sent-six-times")))
+    for i in range(6):
+        bad = grpc_submission(residents[i % 3], f"bad-{i}")
+        bad.answers[0].answer_codes[:] = ["LA-not-a-code"]
+        calls.append(("bad", bad))
+    trace_ids = [uuid.uuid4().hex for _ in calls]
+    with stack.channel("screening", "clinic-1") as channel:
+        screening = screening_pb2_grpc.ScreeningServiceStub(channel)
+        futures = [
+            screening.SubmitScreening.future(
+                request, timeout=30, metadata=[("traceparent", f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01")]
+            )
+            for (_, request), trace_id in zip(calls, trace_ids, strict=True)
+        ]
+        outcomes: list[screening_pb2.SubmitScreeningResponse | grpc.RpcError] = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except grpc.RpcError as error:
+                outcomes.append(error)
+
+    valid = [o for (kind, _), o in zip(calls, outcomes, strict=True) if kind == "valid"]
+    assert all(isinstance(o, screening_pb2.SubmitScreeningResponse) and not o.duplicate for o in valid)
+    copies = [o for (kind, _), o in zip(calls, outcomes, strict=True) if kind == "copy"]
+    assert all(isinstance(o, screening_pb2.SubmitScreeningResponse) for o in copies)
+    assert len({o.screening_id for o in copies}) == 1  # type: ignore[union-attr]
+    assert sorted(o.duplicate for o in copies) == [False] + [True] * 5  # type: ignore[union-attr]
+    for (kind, request), outcome in zip(calls, outcomes, strict=True):
+        if kind == "bad":
+            assert isinstance(outcome, grpc.RpcError)
+            assert outcome.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            assert violations(outcome) == [
+                ("answers[0].answer_codes", "'LA-not-a-code' is not an answer to 71802-3")
+            ]
+    assert stack.count_rows("screening", "SELECT count(*) FROM screening") == 25
+    assert (
+        stack.count_rows(
+            "screening", "SELECT count(*) FROM screening WHERE submitter_screening_id LIKE 'bad-%'"
+        )
+        == 0
+    )
+
+    # Every stored screening's ScreeningCompleted once, in its own submitter's trace.
+    stored = {
+        o.screening_id: t
+        for o, t in zip(outcomes, trace_ids, strict=True)
+        if isinstance(o, screening_pb2.SubmitScreeningResponse) and not o.duplicate
+    }
+    assert len(stored) == 25
+    found = events_about(kafka_bootstrap, SCREENING_EVENTS.physical_name, set(stored), 25 * 4)
+    completed = [e for e in found if e.type == "ach.screening.v1.ScreeningCompleted"]
+    assert sorted(e.subject for e in completed) == sorted(stored)
+    assert all(e.trace_headers["traceparent"].split("-")[1] == stored[e.subject] for e in completed)
+
+    # They were written in shared transactions (the batch span links its callers' spans).
+    assert stack.stop_all() == {"identity": 0, "screening": 0}
+    batches = [s for s in stack.spans() if s["name"] == "screening intake batch"]
+    assert sum(s["attributes"]["ach.screening.batch_size"] for s in batches) == len(calls)
+    assert max(s["attributes"]["ach.screening.batch_size"] for s in batches) > 1

@@ -44,9 +44,16 @@ class ResidentAlias(SQLModel, table=True):
 async def person_of(session: AsyncSession, resident_id: str) -> tuple[str, set[str]]:
     """The id a resident is known by now (itself unless it was merged into another), and every id
     of the same person. One query when the resident was never merged."""
-    ids = {resident_id}
-    frontier = {resident_id}
+    return (await people_of(session, {resident_id}))[resident_id]
+
+
+async def people_of(session: AsyncSession, resident_ids: set[str]) -> dict[str, tuple[str, set[str]]]:
+    """``person_of`` for many resident ids at once (a batch of submissions): one query per merge
+    step for all of them, instead of one per resident."""
+    edges: dict[str, set[str]] = {}
     survivor_of_id: dict[str, str] = {}
+    seen = set(resident_ids)
+    frontier = set(resident_ids)
     while frontier:
         rows = await session.exec(
             select(ResidentAlias).where(
@@ -54,15 +61,27 @@ async def person_of(session: AsyncSession, resident_id: str) -> tuple[str, set[s
             )
         )
         aliases = list(rows.all())
-        survivor_of_id |= {a.merged_id: a.survivor_id for a in aliases}
+        for a in aliases:
+            survivor_of_id[a.merged_id] = a.survivor_id
+            edges.setdefault(a.merged_id, set()).add(a.survivor_id)
+            edges.setdefault(a.survivor_id, set()).add(a.merged_id)
         found = {a.merged_id for a in aliases} | {a.survivor_id for a in aliases}
-        frontier = found - ids
-        ids |= found
-    survivor, seen = resident_id, {resident_id}
-    while survivor_of_id.get(survivor, survivor) not in seen:
-        survivor = survivor_of_id[survivor]
-        seen.add(survivor)
-    return survivor, ids
+        frontier = found - seen
+        seen |= found
+    people: dict[str, tuple[str, set[str]]] = {}
+    for resident_id in resident_ids:
+        ids, todo = {resident_id}, [resident_id]
+        while todo:  # the person: every id connected to this one by merges
+            for other in edges.get(todo.pop(), ()):
+                if other not in ids:
+                    ids.add(other)
+                    todo.append(other)
+        survivor, visited = resident_id, {resident_id}
+        while survivor_of_id.get(survivor, survivor) not in visited:
+            survivor = survivor_of_id[survivor]
+            visited.add(survivor)
+        people[resident_id] = (survivor, ids)
+    return people
 
 
 async def same_person_ids(session: AsyncSession, resident_id: str) -> set[str]:

@@ -10,7 +10,7 @@ from ach_events.resident_replica import person_of
 from ach_platform.audit import note_resource
 from ach_platform.clock import to_timestamp
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
-from sqlalchemy.exc import IntegrityError
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,8 +19,8 @@ from ach_screening.domain.fhir import located, read_questionnaire_response
 from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
 from ach_screening.domain.submission import Submission
 from ach_screening.events import demographics_of, finding_proto, submission_of
-from ach_screening.intake import Accepted, ScreeningIntake
-from ach_screening.store import ScreeningRecord, answers_of, find_by_submitter, findings_of, screenings_of
+from ach_screening.intake import Accepted, GroupCommit, ScreeningIntake
+from ach_screening.store import ScreeningRecord, answers_of, findings_of, screenings_of
 
 
 def _summary(accepted: Accepted) -> screening_pb2.SubmitScreeningResponse:
@@ -69,20 +69,13 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], intake: ScreeningIntake) -> None:
         self._sessions = sessions
         self._intake = intake
+        self._group_commit = GroupCommit(sessions, intake)
 
     async def _submit(self, submission: Submission, problems: Sequence[FieldViolation] = ()) -> Accepted:
-        try:
-            async with self._sessions() as session, session.begin():
-                accepted = await self._intake.submit(session, submission, problems)
-        except IntegrityError:
-            # A concurrent submission of the same screening committed first: answer with it.
-            async with self._sessions() as session:
-                existing = await find_by_submitter(
-                    session, submission.submitter_partner_id, submission.submitter_screening_id
-                )
-            if existing is None:
-                raise
-            return await self._submit(submission, problems)
+        accepted = await self._group_commit.submit(submission, problems)
+        span = trace.get_current_span()
+        span.set_attribute("ach.screening.id", accepted.record.id)
+        span.set_attribute("ach.screening.positive_domain_count", len(accepted.scored.findings))
         note_resource("screening_id", accepted.record.id)
         return accepted
 

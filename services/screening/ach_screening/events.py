@@ -194,6 +194,9 @@ class ScreeningEvents:
 
             raise PoisonEvent(f"invalid screening: {exc.message}", rejection=reject) from None
         ids["screening_id"] = accepted.record.id
+        span = trace.get_current_span()
+        span.set_attribute("ach.screening.id", accepted.record.id)
+        span.set_attribute("ach.screening.positive_domain_count", len(accepted.scored.findings))
         _audit(session, self._outbox, submission, ids, "OK")
         answer = partners_pb2.ScreeningAccepted(
             submitter_screening_id=submission.submitter_screening_id,

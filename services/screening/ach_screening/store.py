@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, tuple_
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -76,14 +76,18 @@ def findings_of(record: ScreeningRecord) -> tuple[Finding, ...]:
     return tuple(Finding(str(f["domain"]), bool(f["urgent"]), ()) for f in record.findings)
 
 
-async def find_by_submitter(
-    session: AsyncSession, partner_id: str, submitter_id: str
-) -> ScreeningRecord | None:
+async def find_by_submitters(
+    session: AsyncSession, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], ScreeningRecord]:
+    """The screenings already taken under these (submitter partner, submitter's screening id) keys."""
+    if not keys:
+        return {}
     query = select(ScreeningRecord).where(
-        ScreeningRecord.submitter_partner_id == partner_id,
-        ScreeningRecord.submitter_screening_id == submitter_id,
+        tuple_(col(ScreeningRecord.submitter_partner_id), col(ScreeningRecord.submitter_screening_id)).in_(
+            list(keys)
+        )
     )
-    return (await session.exec(query)).first()
+    return {(r.submitter_partner_id, r.submitter_screening_id): r for r in (await session.exec(query)).all()}
 
 
 async def answers_of(session: AsyncSession, screening_id: str) -> list[ScreeningAnswer]:
@@ -98,6 +102,21 @@ async def screenings_of(session: AsyncSession, resident_ids: set[str]) -> list[S
         .order_by(col(ScreeningRecord.screened_at), col(ScreeningRecord.id))
     )
     return list(rows.all())
+
+
+async def partners_by_resident(session: AsyncSession, resident_ids: set[str]) -> dict[str, set[str]]:
+    """For each resident id, the partners that have it on their books."""
+    if not resident_ids:
+        return {}
+    rows = await session.exec(
+        select(ResidentLinkReplica.resident_id, ResidentLinkReplica.partner_id).where(
+            col(ResidentLinkReplica.resident_id).in_(resident_ids)
+        )
+    )
+    links: dict[str, set[str]] = {}
+    for resident_id, partner_id in rows.all():
+        links.setdefault(resident_id, set()).add(partner_id)
+    return links
 
 
 async def partners_of(session: AsyncSession, resident_ids: set[str]) -> set[str]:

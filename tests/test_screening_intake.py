@@ -425,7 +425,7 @@ def test_concurrent_submissions_commit_together_and_each_keeps_its_own_outcome_a
     assert all(isinstance(o, screening_pb2.SubmitScreeningResponse) for o in copies)
     assert len({o.screening_id for o in copies}) == 1  # type: ignore[union-attr]
     assert sorted(o.duplicate for o in copies) == [False] + [True] * 5  # type: ignore[union-attr]
-    for (kind, request), outcome in zip(calls, outcomes, strict=True):
+    for (kind, _), outcome in zip(calls, outcomes, strict=True):
         if kind == "bad":
             assert isinstance(outcome, grpc.RpcError)
             assert outcome.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]

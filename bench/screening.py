@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 from ach.common.v1 import common_pb2
@@ -66,21 +67,32 @@ def submission(resident: str) -> screening_pb2.SubmitScreeningRequest:
 
 
 async def load(
-    address: str, pki: DevPki, residents: list[str], clients: int, per_client: int
+    address: str,
+    pki: DevPki,
+    residents: list[str],
+    clients: int,
+    per_client: int,
+    method: str = "SubmitScreening",
 ) -> tuple[float, float, float]:
-    """``clients`` concurrent callers (one channel each), ``per_client`` calls each: calls/s, p50, p99 ms."""
+    """``clients`` concurrent callers (one channel each), ``per_client`` calls each: calls/s, p50, p99 ms.
+    ``method``: SubmitScreening, or ListInstruments (the same server and interceptors, no storage)."""
     latencies: list[float] = []
+
+    def request(resident: str) -> Any:
+        if method == "ListInstruments":
+            return screening_pb2.ListInstrumentsRequest(language="en")
+        return submission(resident)
 
     async def client(index: int) -> None:
         async with partner_aio_channel(
             address, pki.ca_cert, cert=pki.client_cert(PARTNER), key=pki.client_key(PARTNER)
         ) as channel:
-            stub = screening_pb2_grpc.ScreeningServiceStub(channel)
-            await stub.SubmitScreening(submission(residents[index % len(residents)]), timeout=30)  # warm
+            call = getattr(screening_pb2_grpc.ScreeningServiceStub(channel), method)
+            await call(request(residents[index % len(residents)]), timeout=30)  # warm
             for i in range(per_client):
-                request = submission(residents[(index + i) % len(residents)])
+                message = request(residents[(index + i) % len(residents)])
                 started = time.perf_counter()
-                await stub.SubmitScreening(request, timeout=30)
+                await call(message, timeout=30)
                 latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -171,7 +183,12 @@ async def measure(
     rate, p50, p99 = await load(service.address, stack.pki, residents, clients, calls // clients)
     cpu = (cpu_seconds(service.process.pid) - cpu_before) * 1000 / (clients * (calls // clients + 1))
     partner_rate = await partner_path(stack.kafka_bootstrap, residents, n_partner)
-    return {"rate": rate, "p50": p50, "p99": p99, "partner": partner_rate, "cpu": cpu}
+    # The ceiling for any method of this server: the same TLS, interceptors (authentication,
+    # authorization, tracing, metrics) and servicer, and no storage or events at all.
+    floor, _, _ = await load(
+        service.address, stack.pki, residents, clients, calls // clients, "ListInstruments"
+    )
+    return {"rate": rate, "p50": p50, "p99": p99, "partner": partner_rate, "cpu": cpu, "floor": floor}
 
 
 def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
@@ -249,6 +266,13 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                 ),
                 Figure(
                     f"screening.partner_topic_to_answer.{backend} (N={n_partner})", got["partner"], "events/s"
+                ),
+                Figure(
+                    f"screening.list_instruments_grpc.{backend} (no storage: the server's ceiling)",
+                    got["floor"],
+                    "calls/s",
+                    "bare grpcio unary",
+                    bare_rate,
                 ),
             ]
     return figures

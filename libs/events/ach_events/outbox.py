@@ -94,7 +94,8 @@ _TO_WAKE = "ach_outbox_to_wake"
 def _write_pending(session: Session) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.execute(insert(OutboxEvent), rows)
+        # The table, not the ORM entity: a plain executemany, without the ORM's bulk-insert layer.
+        session.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[attr-defined]
 
 
 @event.listens_for(Session, "after_commit")

@@ -186,7 +186,8 @@ class ScreeningIntake:
             (ScreeningDemographics, demographics_rows),
         ):
             if rows:
-                await session.exec(insert(table), params=rows)  # type: ignore[call-overload]
+                # The table, not the ORM entity: a plain executemany, without the ORM's bulk layer.
+                await session.exec(insert(table.__table__), params=rows)  # type: ignore[call-overload, union-attr]
         return outcomes
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from pathlib import Path
 
 from ach.directory.v1 import directory_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
+from ach_platform.database import check_database, create_engine, session_factory
+from ach_platform.settings import ConfigError, ServiceSettings
+from tqdm import tqdm
 
 from ach_directory.api import DirectoryApi
+from ach_directory.hsds_catalog import load_catalog
+from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
+from ach_directory.hsds_import import ImportReport, export_rows, import_records
 from ach_directory.store import ServiceRecord
 
 
@@ -30,8 +39,76 @@ def wire(runtime: Runtime) -> None:
 DEFINITION = ServiceDefinition("directory", Path(__file__).parent / "migrations", wire)
 
 
-def cli() -> None:
-    run_cli(DEFINITION)
+async def import_directory(database_url: str, path: Path, *, show_progress: bool = True) -> ImportReport:
+    """Import an HSDS data package or JSON file into the directory's database (one transaction)."""
+    catalog = load_catalog()
+    engine = create_engine(database_url)
+    try:
+        await check_database(engine, 10, tables=["hsds_service"])
+        with tqdm(
+            desc=f"importing {path.name}",
+            unit=" records",
+            disable=None if show_progress else True,
+            file=sys.stderr,
+        ) as bar:
+            async with session_factory(engine)() as session, session.begin():
+                return await import_records(session, catalog, read_source(path, catalog.entities), bar.update)
+    finally:
+        await engine.dispose()
+
+
+async def export_directory(database_url: str, path: Path, form: str) -> list[Path]:
+    """The whole directory as an HSDS CSV data package (a directory) or tabular JSON (a file)."""
+    catalog = load_catalog()
+    engine = create_engine(database_url)
+    try:
+        await check_database(engine, 10, tables=["hsds_service"])
+        async with session_factory(engine)() as session:
+            rows = await export_rows(session, catalog)
+    finally:
+        await engine.dispose()
+    if form == "json":
+        write_tabular_json(path, catalog.entities, rows)
+        return [path]
+    return write_package(path, catalog.entities, rows)
+
+
+def data_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ach-directory", description="HSDS 3.0 import and export")
+    sub = parser.add_subparsers(dest="command", required=True)
+    load = sub.add_parser("import", help="import an HSDS CSV data package (directory) or JSON file")
+    load.add_argument("path", type=Path)
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    dump = sub.add_parser("export", help="export the directory as HSDS")
+    dump.add_argument("path", type=Path, help="a directory (csv) or a file (json)")
+    dump.add_argument("--format", choices=["csv", "json"], default="csv")
+    args = parser.parse_args(argv)
+    try:
+        url = ServiceSettings.from_env(DEFINITION.name).database_url
+        if args.command == "export":
+            written = asyncio.run(export_directory(url, args.path, args.format))
+            print(f"ach-directory: exported {len(written)} files to {args.path}", file=sys.stderr)
+            return 0
+        report = asyncio.run(import_directory(url, args.path, show_progress=not args.quiet))
+    except (ConfigError, PackageError) as exc:
+        print(f"ach-directory: error: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(f"ach-directory: {problem}", file=sys.stderr)
+    print(report.summary())
+    if report.problems:
+        print(
+            f"ach-directory: {len(report.problems)} problems; {report.rejected} records not imported",
+            file=sys.stderr,
+        )
+    return 1 if report.rejected else 0
+
+
+def cli(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("import", "export"):
+        raise SystemExit(data_cli(argv))
+    run_cli(DEFINITION, argv)
 
 
 if __name__ == "__main__":

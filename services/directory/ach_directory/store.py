@@ -1,11 +1,16 @@
-"""Directory tables (HSDS service subset for now; the full HSDS 3.0 model comes with its import)."""
+"""Directory tables: the HSDS 3.0 records (one table per entity of the official schema, built from
+it), and the service records the gRPC API keeps."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, DateTime, Float, Integer, String, Table, Text
 from sqlmodel import Field, SQLModel
+
+from ach_directory.domain.hsds import Entity
+from ach_directory.hsds_catalog import load_catalog
 
 
 class ServiceRecord(SQLModel, table=True):
@@ -22,3 +27,26 @@ class ServiceRecord(SQLModel, table=True):
     capacity_maximum: int = 0
     version: int = 0
     updated_at: datetime
+
+
+def _hsds_table(entity: Entity) -> Table:
+    """An HSDS entity's table: one column per field of its official schema (text or number), the
+    references indexed, and the directory's bookkeeping (version, when it last changed)."""
+    columns: list[Column[Any]] = []
+    for f in entity.fields:
+        if f.name == "id":
+            columns.append(Column("id", String(100), primary_key=True))
+        elif f.kind == "number":
+            columns.append(Column(f.name, Float, nullable=True))
+        else:
+            columns.append(Column(f.name, Text, nullable=True, index=f.name.endswith("_id")))
+    columns += [
+        Column("record_version", Integer, nullable=False, server_default="1"),
+        Column("record_modified_at", DateTime, nullable=False),
+    ]
+    return Table(f"hsds_{entity.name}", SQLModel.metadata, *columns)
+
+
+HSDS_TABLES: dict[str, Table] = {
+    name: _hsds_table(entity) for name, entity in load_catalog().entities.items()
+}

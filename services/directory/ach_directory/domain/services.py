@@ -1,4 +1,4 @@
-"""Directory rules, pure: what makes a service record valid."""
+"""Rules of the service records the gRPC API upserts: what makes one valid."""
 
 from __future__ import annotations
 

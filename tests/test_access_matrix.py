@@ -186,6 +186,20 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: directory_pb2.SearchServicesRequest(page_size=-1),
         EVERYONE,
     ),
+    "/ach.directory.v1.DirectoryService/GetOrganization": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "GetOrganization",
+        lambda me: directory_pb2.GetRecordRequest(id="no-such-organization"),
+        EVERYONE,
+    ),
+    "/ach.directory.v1.DirectoryService/GetLocation": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "GetLocation",
+        lambda me: directory_pb2.GetRecordRequest(id="no-such-location"),
+        EVERYONE,
+    ),
     "/ach.measurement.v1.MeasurementService/GetReferralFunnel": (
         "measurement",
         measurement_pb2_grpc.MeasurementServiceStub,

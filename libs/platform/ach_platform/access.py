@@ -170,6 +170,9 @@ POLICY: dict[str, Rule] = {
     ),
     "/ach.directory.v1.DirectoryService/GetService": Rule(roles=_r(ANY)),
     "/ach.directory.v1.DirectoryService/SearchServices": Rule(roles=_r(ANY)),
+    # The directory is public information (a 2-1-1 publishes it): any authenticated partner reads it.
+    "/ach.directory.v1.DirectoryService/GetOrganization": Rule(roles=_r(ANY)),
+    "/ach.directory.v1.DirectoryService/GetLocation": Rule(roles=_r(ANY)),
     # Measurement: aggregate figures for viewers and the backbone.
     "/ach.measurement.v1.MeasurementService/GetReferralFunnel": Rule(
         roles=_r("measurement-viewer", "ach-admin")

@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_events.outbox import Outbox
-from ach_platform.clock import to_timestamp, utc_now
-from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
-from ach_platform.vocabulary import NEED_DOMAINS
+from ach_platform.clock import from_timestamp, utc_now
+from ach_platform.errors import InvalidArgument, NotFound
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_directory import domain
+from ach_directory import domain, zip_codes
+from ach_directory.domain.search import (
+    DEFAULT_PAGE_SIZE,
+    Query,
+    QueryInput,
+    check_query,
+    match,
+    ranked,
+    words_of,
+)
 from ach_directory.events import publish_service_changed
+from ach_directory.hsds_objects import hsds_object
+from ach_directory.projection import candidate_of, index, to_proto
+from ach_directory.search_index import candidates
 from ach_directory.store import ServiceRecord
-
-
-def to_proto(r: ServiceRecord) -> directory_pb2.Service:
-    return directory_pb2.Service(
-        service_id=r.id,
-        organization_id=r.organization_id,
-        name=r.name,
-        description=r.description,
-        status=r.status,  # type: ignore[arg-type]
-        need_domains=r.need_domains,
-        languages=r.languages,
-        capacity_available=r.capacity_available,
-        capacity_maximum=r.capacity_maximum,
-        updated_at=to_timestamp(r.updated_at),
-    )
 
 
 class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
@@ -75,7 +72,10 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             record.capacity_maximum = s.capacity_maximum
             record.version += 1
             record.updated_at = utc_now()
+            record.search_text = " ".join(words_of(f"{s.name} {s.description}"))
+            record.source = "api"
             session.add(record)
+            await index(session, record)
             result = to_proto(record)
             publish_service_changed(session, self._outbox, result, record.version)
         return result
@@ -94,31 +94,81 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
     async def SearchServices(
         self, request: directory_pb2.SearchServicesRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.SearchServicesResponse:
-        problems: list[FieldViolation] = []
-        if request.need_domain and request.need_domain not in NEED_DOMAINS:
-            problems.append(
-                FieldViolation("need_domain", f"{request.need_domain!r} is not a Gravity SDOH category")
-            )
-        if request.page_size < 0 or request.page_size > domain.MAX_PAGE_SIZE:
-            problems.append(FieldViolation("page_size", f"must be between 0 and {domain.MAX_PAGE_SIZE}"))
-        if request.page_token and not request.page_token.isdigit():
-            problems.append(FieldViolation("page_token", "is not a token this API issued"))
+        given = QueryInput(
+            need_domain=request.need_domain,
+            language=request.language,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            text=request.text,
+            latitude=request.near.latitude if request.HasField("near") else None,
+            longitude=request.near.longitude if request.HasField("near") else None,
+            near_zip=request.near_zip,
+            radius_km=request.radius_km,
+            resident_age=request.resident_age,
+            resident_zip=request.resident_zip,
+        )
+        problems = check_query(given, zip_codes.known)
         if problems:
             raise InvalidArgument(problems)
-        size = request.page_size or 20
-        offset = int(request.page_token or 0)
-        async with self._sessions() as session:
-            rows = (await session.exec(select(ServiceRecord).order_by(col(ServiceRecord.id)))).all()
-        # A plain filter for now; indexed search (need, language, distance, hours)
-        # comes with the full directory.
-        hits = [
-            r
-            for r in rows
-            if (not request.need_domain or request.need_domain in r.need_domains)
-            and (not request.language or request.language in r.languages)
-        ]
-        page = hits[offset : offset + size]
-        next_token = str(offset + size) if offset + size < len(hits) else ""
-        return directory_pb2.SearchServicesResponse(
-            services=[to_proto(r) for r in page], next_page_token=next_token
+        point = (
+            (request.near.latitude, request.near.longitude)
+            if request.HasField("near")
+            else zip_codes.centroid(request.near_zip)
+            if request.near_zip
+            else None
         )
+        query = Query(
+            need_domain=request.need_domain,
+            taxonomy_term_id=request.taxonomy_term_id,
+            words=words_of(request.text),
+            language=request.language,
+            point=point,
+            radius_km=request.radius_km,
+            open_at=from_timestamp(request.open_at) if request.HasField("open_at") else None,
+            resident_age=request.resident_age,
+            resident_zip=request.resident_zip,
+            with_capacity=request.with_capacity,
+            include_inactive=request.include_inactive,
+        )
+        async with self._sessions() as session:
+            records = await candidates(session, query)
+        found = ranked(
+            [m for r in records if (m := match(candidate_of(r), query))], by_distance=point is not None
+        )
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        offset = int(request.page_token or 0)
+        page = found[offset : offset + size]
+        by_id = {r.id: r for r in records}
+        return directory_pb2.SearchServicesResponse(
+            results=[
+                directory_pb2.SearchResult(
+                    service=to_proto(by_id[m.candidate.service_id]),
+                    distance_km=round(m.distance_km, 3) if m.distance_km is not None else 0.0,
+                    location_id=m.location_id,
+                    reasons=m.reasons,
+                    score=m.score,
+                )
+                for m in page
+            ],
+            next_page_token=str(offset + size) if offset + size < len(found) else "",
+            total=len(found),
+        )
+
+    async def GetOrganization(
+        self, request: directory_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.HsdsRecord:
+        return await self._record("organization", request.id)
+
+    async def GetLocation(
+        self, request: directory_pb2.GetRecordRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.HsdsRecord:
+        return await self._record("location", request.id)
+
+    async def _record(self, entity: str, record_id: str) -> directory_pb2.HsdsRecord:
+        if not record_id:
+            raise InvalidArgument.of("id", "is required")
+        async with self._sessions() as session:
+            found = await hsds_object(session, entity, record_id)
+        if found is None:
+            raise NotFound(f"{entity} {record_id} not found")
+        return directory_pb2.HsdsRecord(id=record_id, hsds_json=json.dumps(found, ensure_ascii=False))

@@ -39,6 +39,19 @@ BOOKKEEPING = ("record_version", "record_modified_at")
 class ImportReport:
     problems: list[RowProblem] = field(default_factory=list)
     counts: dict[str, Counter[str]] = field(default_factory=dict)
+    # What the import wrote (ids by entity) and the services, locations and organizations those
+    # records name: which service summaries to bring up to date.
+    touched: dict[str, set[str]] = field(default_factory=dict)
+    links: dict[str, set[str]] = field(default_factory=dict)
+    services_changed: int = 0
+
+    def wrote(self, entity: str, values: dict[str, Any]) -> None:
+        self.touched.setdefault(entity, set()).add(str(values["id"]))
+        for name in ("service_id", "location_id", "organization_id"):
+            if values.get(name):
+                self.links.setdefault(name.removesuffix("_id"), set()).add(str(values[name]))
+        if entity == "attribute" and values.get("link_id"):
+            self.links.setdefault("service", set()).add(str(values["link_id"]))
 
     def count(self, entity: str, outcome: str, n: int = 1) -> None:
         self.counts.setdefault(entity, Counter())[outcome] += n
@@ -206,10 +219,13 @@ async def _upsert(
         values = candidates[record_id].values
         old = kept.get(record_id)
         if old is None:
+            report.wrote(entity, values)
             inserts.append(
                 {**{f: values.get(f) for f in fields}, "record_version": 1, "record_modified_at": now}
             )
         elif any(_differs(old.get(f), values.get(f)) for f in fields):
+            report.wrote(entity, values)
+            report.wrote(entity, old)  # what it was linked to before changes too
             updates.append(
                 {
                     **{f"v_{f}": values.get(f) for f in fields},

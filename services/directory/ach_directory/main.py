@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ach.directory.v1 import directory_pb2_grpc
+from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_platform.database import check_database, create_engine, session_factory
@@ -18,6 +19,7 @@ from ach_directory.api import DirectoryApi
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
+from ach_directory.projection import affected_services, apply, summaries
 from ach_directory.store import ServiceRecord
 
 
@@ -52,7 +54,16 @@ async def import_directory(database_url: str, path: Path, *, show_progress: bool
             file=sys.stderr,
         ) as bar:
             async with session_factory(engine)() as session, session.begin():
-                return await import_records(session, catalog, read_source(path, catalog.entities), bar.update)
+                report = await import_records(
+                    session, catalog, read_source(path, catalog.entities), bar.update
+                )
+                # The services' summaries (search, ServiceChanged) in the same transaction: the
+                # running service's relay publishes the events once it commits.
+                affected = await affected_services(session, report.touched, report.links)
+                if affected is None or affected:
+                    found = await summaries(session, affected)
+                    report.services_changed = await apply(session, Outbox(source="/ach/directory"), found)
+                return report
     finally:
         await engine.dispose()
 
@@ -96,6 +107,9 @@ def data_cli(argv: list[str]) -> int:
     for problem in report.problems:
         print(f"ach-directory: {problem}", file=sys.stderr)
     print(report.summary())
+    print(
+        f"services whose summary changed (searched, published as ServiceChanged): {report.services_changed}"
+    )
     if report.problems:
         print(
             f"ach-directory: {len(report.problems)} problems; {report.rejected} records not imported",

@@ -14,6 +14,9 @@ from ach_directory.hsds_catalog import load_catalog
 
 
 class ServiceRecord(SQLModel, table=True):
+    """A service as search and the other services see it: summarised from its HSDS records (source
+    "hsds-import"), or given through UpsertService (source "api"). Published as ServiceChanged."""
+
     __tablename__ = "service"
 
     id: str = Field(primary_key=True, max_length=100)
@@ -27,6 +30,48 @@ class ServiceRecord(SQLModel, table=True):
     capacity_maximum: int = 0
     version: int = 0
     updated_at: datetime
+    capacity_waitlist: int = 0
+    minimum_age: int = 0
+    maximum_age: int = 0
+    eligibility_description: str = ""
+    # [{"location_id", "name", "latitude", "longitude", "postal_code", "virtual"}]
+    locations: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # [{"location_id", "rrule", "opens_at", "closes_at", "valid_from", "valid_to", "time_zone", "closed"}]
+    opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    service_area_zips: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    term_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    search_text: str = ""
+    source: str = Field(default="api", max_length=20)
+    remote: bool = Field(default=False, index=True)  # has a virtual location: no distance limit
+
+
+class ServiceNeedDomain(SQLModel, table=True):
+    """Search index: the need domains a service addresses."""
+
+    __tablename__ = "service_need_domain"
+
+    need_domain: str = Field(primary_key=True, max_length=60)
+    service_id: str = Field(primary_key=True, max_length=100, index=True)
+
+
+class ServiceLanguage(SQLModel, table=True):
+    """Search index: the languages a service speaks, by primary subtag (es for es-MX)."""
+
+    __tablename__ = "service_language"
+
+    language: str = Field(primary_key=True, max_length=10)
+    service_id: str = Field(primary_key=True, max_length=100, index=True)
+
+
+class ServicePoint(SQLModel, table=True):
+    """Search index: where a service is, one row per located place (latitude indexed for a box)."""
+
+    __tablename__ = "service_point"
+
+    service_id: str = Field(primary_key=True, max_length=100)
+    location_id: str = Field(primary_key=True, max_length=100)
+    latitude: float = Field(index=True)
+    longitude: float
 
 
 def _hsds_table(entity: Entity) -> Table:

@@ -29,7 +29,7 @@ def test_entities_come_from_the_official_schemas() -> None:
     assert {c.entity for c in service.embedded} == {"organization", "program"}
     assert service.tabular_required == {"organization_id"}
     assert CATALOG.entities["location"].field("location_type").enum == ("physical", "postal", "virtual")  # type: ignore[union-attr]
-    assert len(CATALOG.entities) == 21
+    assert len(CATALOG.entities) == 22  # HSDS 3.0's 21 and service_capacity (HSDS 3.1)
 
 
 @pytest.mark.parametrize(

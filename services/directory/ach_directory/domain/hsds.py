@@ -36,6 +36,7 @@ TABULAR_FILES: dict[str, str] = {
     "language": "languages.csv",
     "accessibility": "accessibility.csv",
     "cost_option": "cost_options.csv",
+    "service_capacity": "service_capacity.csv",  # HSDS 3.1 (see hsds_schema/service_capacity.json)
     "attribute": "attributes.csv",
     "metadata": "metadata.csv",
     "meta_table_description": "meta_table_descriptions.csv",
@@ -75,6 +76,7 @@ REFERENCES: dict[str, dict[str, str]] = {
     "language": {"service_id": "service", "location_id": "location", "phone_id": "phone"},
     "accessibility": {"location_id": "location"},
     "cost_option": {"service_id": "service"},
+    "service_capacity": {"service_id": "service"},
     "attribute": {"taxonomy_term_id": "taxonomy_term"},
 }
 # Kept as given, not resolved: they may name records outside this directory (a parent organization

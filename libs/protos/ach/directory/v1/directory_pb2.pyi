@@ -56,6 +56,14 @@ class Service(_message.Message):
     CAPACITY_AVAILABLE_FIELD_NUMBER: _builtins.int
     CAPACITY_MAXIMUM_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    LOCATIONS_FIELD_NUMBER: _builtins.int
+    MINIMUM_AGE_FIELD_NUMBER: _builtins.int
+    MAXIMUM_AGE_FIELD_NUMBER: _builtins.int
+    SERVICE_AREA_ZIPS_FIELD_NUMBER: _builtins.int
+    OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    CAPACITY_WAITLIST_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
     """the CBO partner that runs it"""
@@ -64,12 +72,30 @@ class Service(_message.Message):
     status: Global___ServiceStatus.ValueType
     capacity_available: _builtins.int
     capacity_maximum: _builtins.int
+    minimum_age: _builtins.int
+    """0 and 0: no age limits"""
+    maximum_age: _builtins.int
+    capacity_waitlist: _builtins.int
+    """people waiting, when the service keeps a waitlist"""
+    eligibility_description: _builtins.str
+    source: _builtins.str
+    """"hsds-import" or "api" """
     @_builtins.property
     def need_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def locations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceLocation]:
+        """What matching needs, summarised from the HSDS records (or given through UpsertService)."""
+
+    @_builtins.property
+    def service_area_zips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: no area limit"""
+
+    @_builtins.property
+    def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]: ...
     def __init__(
         self,
         *,
@@ -83,14 +109,106 @@ class Service(_message.Message):
         capacity_available: _builtins.int = ...,
         capacity_maximum: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        locations: _abc.Iterable[Global___ServiceLocation] | None = ...,
+        minimum_age: _builtins.int = ...,
+        maximum_age: _builtins.int = ...,
+        service_area_zips: _abc.Iterable[_builtins.str] | None = ...,
+        opening_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        capacity_waitlist: _builtins.int = ...,
+        eligibility_description: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "description", b"description", "languages", b"languages", "name", b"name", "need_domains", b"need_domains", "organization_id", b"organization_id", "service_id", b"service_id", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Service: _TypeAlias = Service  # noqa: Y015
+
+@_typing.final
+class ServiceLocation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LATITUDE_FIELD_NUMBER: _builtins.int
+    LONGITUDE_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    VIRTUAL_FIELD_NUMBER: _builtins.int
+    location_id: _builtins.str
+    name: _builtins.str
+    latitude: _builtins.float
+    longitude: _builtins.float
+    postal_code: _builtins.str
+    virtual: _builtins.bool
+    """served remotely: no distance"""
+    def __init__(
+        self,
+        *,
+        location_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        latitude: _builtins.float = ...,
+        longitude: _builtins.float = ...,
+        postal_code: _builtins.str = ...,
+        virtual: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latitude", b"latitude", "location_id", b"location_id", "longitude", b"longitude", "name", b"name", "postal_code", b"postal_code", "virtual", b"virtual"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceLocation: _TypeAlias = ServiceLocation  # noqa: Y015
+
+@_typing.final
+class OpeningHours(_message.Message):
+    """One HSDS schedule as matching reads it: a recurrence (iCal RRULE) with opening times in a time
+    zone, or a dated closure (no times).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    RRULE_FIELD_NUMBER: _builtins.int
+    OPENS_AT_FIELD_NUMBER: _builtins.int
+    CLOSES_AT_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_TO_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    location_id: _builtins.str
+    """empty: every location of the service"""
+    rrule: _builtins.str
+    opens_at: _builtins.str
+    """HH:MM[:SS], local"""
+    closes_at: _builtins.str
+    valid_from: _builtins.str
+    """YYYY-MM-DD"""
+    valid_to: _builtins.str
+    time_zone: _builtins.str
+    """IANA name or a UTC offset such as "+03:00" """
+    closed: _builtins.bool
+    """a closure (e.g. a holiday) over valid_from..valid_to"""
+    def __init__(
+        self,
+        *,
+        location_id: _builtins.str = ...,
+        rrule: _builtins.str = ...,
+        opens_at: _builtins.str = ...,
+        closes_at: _builtins.str = ...,
+        valid_from: _builtins.str = ...,
+        valid_to: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "closes_at", b"closes_at", "location_id", b"location_id", "opens_at", b"opens_at", "rrule", b"rrule", "time_zone", b"time_zone", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpeningHours: _TypeAlias = OpeningHours  # noqa: Y015
 
 @_typing.final
 class UpsertServiceRequest(_message.Message):
@@ -139,10 +257,46 @@ class SearchServicesRequest(_message.Message):
     LANGUAGE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TAXONOMY_TERM_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    NEAR_FIELD_NUMBER: _builtins.int
+    NEAR_ZIP_FIELD_NUMBER: _builtins.int
+    RADIUS_KM_FIELD_NUMBER: _builtins.int
+    OPEN_AT_FIELD_NUMBER: _builtins.int
+    RESIDENT_AGE_FIELD_NUMBER: _builtins.int
+    RESIDENT_ZIP_FIELD_NUMBER: _builtins.int
+    WITH_CAPACITY_FIELD_NUMBER: _builtins.int
+    INCLUDE_INACTIVE_FIELD_NUMBER: _builtins.int
     need_domain: _builtins.str
+    """a Gravity SDOH category"""
     language: _builtins.str
+    """BCP 47: the service (or one of its locations) speaks it"""
     page_size: _builtins.int
+    """default 20, at most 100"""
     page_token: _builtins.str
+    taxonomy_term_id: _builtins.str
+    """an HSDS taxonomy term the service is attributed with"""
+    text: _builtins.str
+    """words that must all appear in the name, description or organization"""
+    near_zip: _builtins.str
+    radius_km: _builtins.float
+    """0: no limit"""
+    resident_age: _builtins.int
+    """eligible for a resident of this age (0: not asked)"""
+    resident_zip: _builtins.str
+    """the resident's ZIP is in the service area"""
+    with_capacity: _builtins.bool
+    """only services with capacity available"""
+    include_inactive: _builtins.bool
+    """status other than active too"""
+    @_builtins.property
+    def near(self) -> Global___GeoPoint:
+        """Distance: from a point, or from a ZIP code's centroid; results sorted nearest first."""
+
+    @_builtins.property
+    def open_at(self) -> _timestamp_pb2.Timestamp:
+        """open at this instant"""
+
     def __init__(
         self,
         *,
@@ -150,37 +304,152 @@ class SearchServicesRequest(_message.Message):
         language: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        taxonomy_term_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        near: Global___GeoPoint | None = ...,
+        near_zip: _builtins.str = ...,
+        radius_km: _builtins.float = ...,
+        open_at: _timestamp_pb2.Timestamp | None = ...,
+        resident_age: _builtins.int = ...,
+        resident_zip: _builtins.str = ...,
+        with_capacity: _builtins.bool = ...,
+        include_inactive: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["near", b"near", "open_at", b"open_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "need_domain", b"need_domain", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_inactive", b"include_inactive", "language", b"language", "near", b"near", "near_zip", b"near_zip", "need_domain", b"need_domain", "open_at", b"open_at", "page_size", b"page_size", "page_token", b"page_token", "radius_km", b"radius_km", "resident_age", b"resident_age", "resident_zip", b"resident_zip", "taxonomy_term_id", b"taxonomy_term_id", "text", b"text", "with_capacity", b"with_capacity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchServicesRequest: _TypeAlias = SearchServicesRequest  # noqa: Y015
 
 @_typing.final
-class SearchServicesResponse(_message.Message):
+class GeoPoint(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    SERVICES_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    next_page_token: _builtins.str
-    @_builtins.property
-    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___Service]: ...
+    LATITUDE_FIELD_NUMBER: _builtins.int
+    LONGITUDE_FIELD_NUMBER: _builtins.int
+    latitude: _builtins.float
+    longitude: _builtins.float
     def __init__(
         self,
         *,
-        services: _abc.Iterable[Global___Service] | None = ...,
-        next_page_token: _builtins.str = ...,
+        latitude: _builtins.float = ...,
+        longitude: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "services", b"services"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latitude", b"latitude", "longitude", b"longitude"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeoPoint: _TypeAlias = GeoPoint  # noqa: Y015
+
+@_typing.final
+class SearchResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    distance_km: _builtins.float
+    """to the nearest matching location, when a point was given"""
+    location_id: _builtins.str
+    """that location"""
+    score: _builtins.float
+    @_builtins.property
+    def service(self) -> Global___Service: ...
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """why it matched, one per filter, e.g. "speaks es", "2.3 km away" """
+
+    def __init__(
+        self,
+        *,
+        service: Global___Service | None = ...,
+        distance_km: _builtins.float = ...,
+        location_id: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "location_id", b"location_id", "reasons", b"reasons", "score", b"score", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchResult: _TypeAlias = SearchResult  # noqa: Y015
+
+@_typing.final
+class SearchServicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total: _builtins.int
+    """matches over all pages"""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]: ...
+    def __init__(
+        self,
+        *,
+        next_page_token: _builtins.str = ...,
+        results: _abc.Iterable[Global___SearchResult] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "results", b"results", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchServicesResponse: _TypeAlias = SearchServicesResponse  # noqa: Y015
+
+@_typing.final
+class GetRecordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecordRequest: _TypeAlias = GetRecordRequest  # noqa: Y015
+
+@_typing.final
+class HsdsRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HSDS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    hsds_json: _builtins.str
+    """the HSDS 3.0 object, nested records included"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hsds_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hsds_json", b"hsds_json", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HsdsRecord: _TypeAlias = HsdsRecord  # noqa: Y015
 
 @_typing.final
 class ServiceChanged(_message.Message):

@@ -49,6 +49,16 @@ class DirectoryServiceStub:
                 request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesRequest.SerializeToString,
                 response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesResponse.FromString,
                 _registered_method=True)
+        self.GetOrganization = channel.unary_unary(
+                '/ach.directory.v1.DirectoryService/GetOrganization',
+                request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
+                response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
+                _registered_method=True)
+        self.GetLocation = channel.unary_unary(
+                '/ach.directory.v1.DirectoryService/GetLocation',
+                request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
+                response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -67,6 +77,20 @@ class DirectoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SearchServices(self, request, context):
+        """Services matching every given filter (AND), ranked, each with the reasons it matched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrganization(self, request, context):
+        """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLocation(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +113,16 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.SearchServices,
                     request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesRequest.FromString,
                     response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesResponse.SerializeToString,
+            ),
+            'GetOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganization,
+                    request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.FromString,
+                    response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.SerializeToString,
+            ),
+            'GetLocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLocation,
+                    request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.FromString,
+                    response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +206,60 @@ class DirectoryService:
             '/ach.directory.v1.DirectoryService/SearchServices',
             ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesRequest.SerializeToString,
             ach_dot_directory_dot_v1_dot_directory__pb2.SearchServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.directory.v1.DirectoryService/GetOrganization',
+            ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
+            ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.directory.v1.DirectoryService/GetLocation',
+            ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
+            ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,10 @@ class DirectoryServiceStub:
     UpsertService: _grpc.UnaryUnaryMultiCallable[_directory_pb2.UpsertServiceRequest, _directory_pb2.Service]
     GetService: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetServiceRequest, _directory_pb2.Service]
     SearchServices: _grpc.UnaryUnaryMultiCallable[_directory_pb2.SearchServicesRequest, _directory_pb2.SearchServicesResponse]
+    """Services matching every given filter (AND), ranked, each with the reasons it matched."""
+    GetOrganization: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]
+    """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records)."""
+    GetLocation: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -41,6 +45,10 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     UpsertService: _aio.UnaryUnaryMultiCallable[_directory_pb2.UpsertServiceRequest, _directory_pb2.Service]  # type: ignore[assignment]
     GetService: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetServiceRequest, _directory_pb2.Service]  # type: ignore[assignment]
     SearchServices: _aio.UnaryUnaryMultiCallable[_directory_pb2.SearchServicesRequest, _directory_pb2.SearchServicesResponse]  # type: ignore[assignment]
+    """Services matching every given filter (AND), ranked, each with the reasons it matched."""
+    GetOrganization: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]  # type: ignore[assignment]
+    """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records)."""
+    GetLocation: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]  # type: ignore[assignment]
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -62,6 +70,22 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _directory_pb2.SearchServicesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_directory_pb2.SearchServicesResponse, _abc.Awaitable[_directory_pb2.SearchServicesResponse]]: ...
+    ) -> _typing.Union[_directory_pb2.SearchServicesResponse, _abc.Awaitable[_directory_pb2.SearchServicesResponse]]:
+        """Services matching every given filter (AND), ranked, each with the reasons it matched."""
+
+    @_abc_1.abstractmethod
+    def GetOrganization(
+        self,
+        request: _directory_pb2.GetRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.HsdsRecord, _abc.Awaitable[_directory_pb2.HsdsRecord]]:
+        """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records)."""
+
+    @_abc_1.abstractmethod
+    def GetLocation(
+        self,
+        request: _directory_pb2.GetRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.HsdsRecord, _abc.Awaitable[_directory_pb2.HsdsRecord]]: ...
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

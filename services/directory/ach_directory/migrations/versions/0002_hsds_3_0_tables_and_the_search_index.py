@@ -1,13 +1,14 @@
-"""HSDS 3.0 tables
+"""HSDS 3.0 tables and the search index
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 09:35:51.577963
+Create Date: 2026-11-23 09:47:08.419418
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision: str = "0002"
@@ -402,6 +403,22 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "hsds_service_capacity",
+        sa.Column("id", sa.String(length=100), nullable=False),
+        sa.Column("service_id", sa.Text(), nullable=True),
+        sa.Column("available", sa.Float(), nullable=True),
+        sa.Column("maximum", sa.Float(), nullable=True),
+        sa.Column("waitlist", sa.Float(), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("updated", sa.Text(), nullable=True),
+        sa.Column("record_version", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("record_modified_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("hsds_service_capacity", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_hsds_service_capacity_service_id"), ["service_id"], unique=False)
+
+    op.create_table(
         "hsds_taxonomy",
         sa.Column("id", sa.String(length=100), nullable=False),
         sa.Column("name", sa.Text(), nullable=True),
@@ -431,17 +448,104 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_hsds_taxonomy_term_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_hsds_taxonomy_term_taxonomy_id"), ["taxonomy_id"], unique=False)
 
+    op.create_table(
+        "service_language",
+        sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("service_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("language", "service_id"),
+    )
+    with op.batch_alter_table("service_language", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_service_language_service_id"), ["service_id"], unique=False)
+
+    op.create_table(
+        "service_need_domain",
+        sa.Column("need_domain", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+        sa.Column("service_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("need_domain", "service_id"),
+    )
+    with op.batch_alter_table("service_need_domain", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_service_need_domain_service_id"), ["service_id"], unique=False)
+
+    op.create_table(
+        "service_point",
+        sa.Column("service_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("location_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("latitude", sa.Float(), nullable=False),
+        sa.Column("longitude", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("service_id", "location_id"),
+    )
+    with op.batch_alter_table("service_point", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_service_point_latitude"), ["latitude"], unique=False)
+
+    with op.batch_alter_table("service", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("capacity_waitlist", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("minimum_age", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("maximum_age", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(
+            sa.Column(
+                "eligibility_description",
+                sqlmodel.sql.sqltypes.AutoString(),
+                server_default="",
+                nullable=False,
+            )
+        )
+        batch_op.add_column(sa.Column("locations", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("opening_hours", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("service_area_zips", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("term_ids", sa.JSON(), server_default="[]", nullable=False))
+        batch_op.add_column(
+            sa.Column("search_text", sqlmodel.sql.sqltypes.AutoString(), server_default="", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column(
+                "source", sqlmodel.sql.sqltypes.AutoString(length=20), server_default="api", nullable=False
+            )
+        )
+        batch_op.add_column(sa.Column("remote", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.create_index(batch_op.f("ix_service_remote"), ["remote"], unique=False)
+
     # ### end Alembic commands ###
+    _index_existing_services()
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("service", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_remote"))
+        batch_op.drop_column("remote")
+        batch_op.drop_column("source")
+        batch_op.drop_column("search_text")
+        batch_op.drop_column("term_ids")
+        batch_op.drop_column("service_area_zips")
+        batch_op.drop_column("opening_hours")
+        batch_op.drop_column("locations")
+        batch_op.drop_column("eligibility_description")
+        batch_op.drop_column("maximum_age")
+        batch_op.drop_column("minimum_age")
+        batch_op.drop_column("capacity_waitlist")
+
+    with op.batch_alter_table("service_point", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_point_latitude"))
+
+    op.drop_table("service_point")
+    with op.batch_alter_table("service_need_domain", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_need_domain_service_id"))
+
+    op.drop_table("service_need_domain")
+    with op.batch_alter_table("service_language", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_language_service_id"))
+
+    op.drop_table("service_language")
     with op.batch_alter_table("hsds_taxonomy_term", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_hsds_taxonomy_term_taxonomy_id"))
         batch_op.drop_index(batch_op.f("ix_hsds_taxonomy_term_parent_id"))
 
     op.drop_table("hsds_taxonomy_term")
     op.drop_table("hsds_taxonomy")
+    with op.batch_alter_table("hsds_service_capacity", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_hsds_service_capacity_service_id"))
+
+    op.drop_table("hsds_service_capacity")
     with op.batch_alter_table("hsds_service_at_location", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_hsds_service_at_location_service_id"))
         batch_op.drop_index(batch_op.f("ix_hsds_service_at_location_location_id"))
@@ -532,3 +636,24 @@ def downgrade() -> None:
 
     op.drop_table("hsds_accessibility")
     # ### end Alembic commands ###
+
+
+def _index_existing_services() -> None:
+    """Services kept before the search index (UpsertService's): their need-domain and language rows."""
+    import json
+
+    bind = op.get_bind()
+    rows = bind.execute(sa.text("SELECT id, need_domains, languages FROM service")).all()
+    for service_id, domains, languages in rows:
+        domains = json.loads(domains) if isinstance(domains, str) else domains
+        languages = json.loads(languages) if isinstance(languages, str) else languages
+        for domain in set(domains or []):
+            bind.execute(
+                sa.text("INSERT INTO service_need_domain (need_domain, service_id) VALUES (:d, :s)"),
+                {"d": domain, "s": service_id},
+            )
+        for language in {str(lang).split("-")[0].lower() for lang in languages or []}:
+            bind.execute(
+                sa.text("INSERT INTO service_language (language, service_id) VALUES (:l, :s)"),
+                {"l": language, "s": service_id},
+            )

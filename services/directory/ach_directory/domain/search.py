@@ -1,0 +1,345 @@
+"""Matching a service to what a resident needs, pure: need domain, taxonomy term, words, language,
+distance, opening hours, eligibility (age, ZIP) and capacity, each filter giving the reason it
+matched; ranking; and when a service is open (RRULE schedules in their time zone, with closures)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ach_platform.errors import FieldViolation
+from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
+from dateutil.rrule import rrule, rrulestr
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+MAX_RADIUS_KM = 500.0
+EARTH_RADIUS_KM = 6371.0088
+ZIP = re.compile(r"^\d{5}$")
+OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+@dataclass(frozen=True)
+class Place:
+    location_id: str
+    name: str
+    latitude: float | None
+    longitude: float | None
+    postal_code: str = ""
+    virtual: bool = False
+
+
+@dataclass(frozen=True)
+class Hours:
+    location_id: str
+    rrule: str
+    opens_at: str = ""
+    closes_at: str = ""
+    valid_from: str = ""
+    valid_to: str = ""
+    time_zone: str = ""
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A service as search sees it."""
+
+    service_id: str
+    name: str
+    active: bool
+    need_domains: frozenset[str]
+    term_ids: frozenset[str]
+    languages: frozenset[str]
+    text: str  # lower case: name, description, organization
+    places: tuple[Place, ...] = ()
+    hours: tuple[Hours, ...] = ()
+    minimum_age: int = 0
+    maximum_age: int = 0
+    area_zips: frozenset[str] = frozenset()
+    capacity_available: int = 0
+    capacity_maximum: int = 0
+
+
+@dataclass(frozen=True)
+class Query:
+    need_domain: str = ""
+    taxonomy_term_id: str = ""
+    words: tuple[str, ...] = ()
+    language: str = ""
+    point: tuple[float, float] | None = None
+    radius_km: float = 0.0
+    open_at: datetime | None = None
+    resident_age: int = 0
+    resident_zip: str = ""
+    with_capacity: bool = False
+    include_inactive: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    candidate: Candidate
+    reasons: tuple[str, ...]
+    distance_km: float | None = None
+    location_id: str = ""
+    score: float = 0.0
+
+
+@dataclass
+class QueryInput:
+    """A search request's fields, before they are checked."""
+
+    need_domain: str = ""
+    language: str = ""
+    page_size: int = 0
+    page_token: str = ""
+    text: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    near_zip: str = ""
+    radius_km: float = 0.0
+    resident_age: int = 0
+    resident_zip: str = ""
+    problems: list[FieldViolation] = field(default_factory=list)
+
+
+def check_query(q: QueryInput, zip_known: Callable[[str], bool]) -> list[FieldViolation]:
+    """Every problem of a search request, by field. ``zip_known`` tells a known ZIP code."""
+    problems = list(q.problems)
+    if q.need_domain and q.need_domain not in NEED_DOMAINS:
+        problems.append(FieldViolation("need_domain", f"{q.need_domain!r} is not a Gravity SDOH category"))
+    if q.language and not LANGUAGE_TAG.match(q.language):
+        problems.append(FieldViolation("language", f"{q.language!r} is not a BCP 47 language tag"))
+    if not 0 <= q.page_size <= MAX_PAGE_SIZE:
+        problems.append(
+            FieldViolation("page_size", f"must be between 1 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE})")
+        )
+    if q.page_token and not q.page_token.isdigit():
+        problems.append(FieldViolation("page_token", "is not a token this API issued"))
+    if q.radius_km < 0 or not math.isfinite(q.radius_km):
+        problems.append(FieldViolation("radius_km", "cannot be negative"))
+    elif q.radius_km > MAX_RADIUS_KM:
+        problems.append(FieldViolation("radius_km", f"cannot exceed {MAX_RADIUS_KM:g} km"))
+    if q.latitude is not None and q.longitude is not None:
+        if not -90 <= q.latitude <= 90:
+            problems.append(FieldViolation("near.latitude", f"{q.latitude} is out of range (-90 to 90)"))
+        if not -180 <= q.longitude <= 180:
+            problems.append(FieldViolation("near.longitude", f"{q.longitude} is out of range (-180 to 180)"))
+        if q.near_zip:
+            problems.append(FieldViolation("near_zip", "give a point or a ZIP code, not both"))
+    if q.near_zip and not (ZIP.match(q.near_zip) and zip_known(q.near_zip)):
+        problems.append(FieldViolation("near_zip", f"{q.near_zip!r} is not a known ZIP code"))
+    if q.radius_km > 0 and q.latitude is None and not q.near_zip:
+        problems.append(FieldViolation("radius_km", "needs a point (near) or a ZIP code (near_zip)"))
+    if not 0 <= q.resident_age <= 130:
+        problems.append(FieldViolation("resident_age", f"{q.resident_age} is not an age"))
+    if q.resident_zip and not ZIP.match(q.resident_zip):
+        problems.append(FieldViolation("resident_zip", f"{q.resident_zip!r} is not a 5-digit ZIP code"))
+    if len(q.text) > 200:
+        problems.append(FieldViolation("text", "is longer than 200 characters"))
+    return problems
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    return tuple(w for w in re.split(r"\W+", text.lower()) if w)
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle (haversine) distance."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def bounding_box(point: tuple[float, float], radius_km: float) -> tuple[float, float, float, float]:
+    """min lat, max lat, min lon, max lon around a point (for an index to narrow the candidates)."""
+    lat, lon = point
+    dlat = math.degrees(radius_km / EARTH_RADIUS_KM)
+    cos = max(math.cos(math.radians(lat)), 1e-6)
+    dlon = min(180.0, dlat / cos)
+    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+
+
+def speaks(languages: frozenset[str], wanted: str) -> bool:
+    """'es' is spoken by a service that lists es or es-MX; 'es-MX' by one that lists es-MX or es."""
+    wanted = wanted.lower()
+    primary = wanted.split("-")[0]
+    return any(
+        lang.lower() in (wanted, primary) or lang.lower().split("-")[0] == wanted for lang in languages
+    )
+
+
+def match(c: Candidate, q: Query) -> Match | None:
+    """The candidate with why it matches every filter of the query, or None."""
+    reasons: list[str] = []
+    if not c.active and not q.include_inactive:
+        return None
+    if q.need_domain:
+        if q.need_domain not in c.need_domains:
+            return None
+        reasons.append(f"addresses {q.need_domain}")
+    if q.taxonomy_term_id:
+        if q.taxonomy_term_id not in c.term_ids:
+            return None
+        reasons.append(f"classified under taxonomy term {q.taxonomy_term_id}")
+    if q.words:
+        if not all(w in c.text for w in q.words):
+            return None
+        reasons.append("mentions " + ", ".join(repr(w) for w in q.words))
+    if q.language:
+        if not speaks(c.languages, q.language):
+            return None
+        reasons.append(f"speaks {q.language}")
+    if q.resident_age:
+        if (c.minimum_age and q.resident_age < c.minimum_age) or (
+            c.maximum_age and q.resident_age > c.maximum_age
+        ):
+            return None
+        if c.minimum_age or c.maximum_age:
+            reasons.append(f"ages {c.minimum_age or 0}-{c.maximum_age or 'any'} include {q.resident_age}")
+        else:
+            reasons.append("no age limit")
+    if q.resident_zip:
+        if c.area_zips and q.resident_zip not in c.area_zips:
+            return None
+        reasons.append(f"serves ZIP {q.resident_zip}" if c.area_zips else "no service-area limit")
+    if q.with_capacity:
+        if c.capacity_available <= 0:
+            return None
+        reasons.append(f"{c.capacity_available} of {c.capacity_maximum or '?'} places available")
+    places = list(c.places) or [Place("", "", None, None)]
+    nearest: tuple[float | None, Place] | None = None
+    for place in places:
+        d = _distance_to(place, q)
+        if q.point is not None and q.radius_km > 0 and (d is None or d > q.radius_km) and not place.virtual:
+            continue
+        if q.open_at is not None and not is_open(c.hours, q.open_at, place.location_id):
+            continue
+        if nearest is None or _closer(d, nearest[0]):
+            nearest = (d, place)
+    if nearest is None:
+        return None
+    d, place = nearest
+    if q.point is not None:
+        reasons.append(
+            "served remotely"
+            if place.virtual
+            else f"{d:.1f} km away"
+            if d is not None
+            else "no location given"
+        )
+    if q.open_at is not None:
+        reasons.append("open then")
+    score = (1.0 / (1.0 + d) if d is not None else 0.0) + (0.1 if c.capacity_available > 0 else 0.0)
+    return Match(c, tuple(reasons), d, place.location_id, round(score, 6))
+
+
+def _distance_to(place: Place, q: Query) -> float | None:
+    if q.point is None:
+        return None
+    if place.virtual:
+        return 0.0
+    if place.latitude is None or place.longitude is None:
+        return None
+    return distance_km(q.point, (place.latitude, place.longitude))
+
+
+def _closer(d: float | None, best: float | None) -> bool:
+    return d is not None and (best is None or d < best)
+
+
+def ranked(matches: Sequence[Match], by_distance: bool) -> list[Match]:
+    """Nearest first when a point was given (unknown distances last), else by score then name;
+    the service id breaks ties so pages are stable."""
+    if by_distance:
+        return sorted(
+            matches,
+            key=lambda m: (
+                m.distance_km is None,
+                m.distance_km or 0.0,
+                m.candidate.name,
+                m.candidate.service_id,
+            ),
+        )
+    return sorted(matches, key=lambda m: (-m.score, m.candidate.name, m.candidate.service_id))
+
+
+def zone(name: str) -> tzinfo:
+    """An IANA time zone, or a UTC offset ("+03:00", or hours as HSDS gives them: "3", "-7.5")."""
+    if not name:
+        return UTC
+    found = OFFSET.match(name)
+    if found:
+        sign = -1 if found.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(found.group(2)), minutes=int(found.group(3))))
+    try:
+        return timezone(timedelta(hours=float(name)))
+    except ValueError:
+        pass
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def is_open(hours: Sequence[Hours], at: datetime, location_id: str) -> bool:
+    """Whether the service is open at ``at`` (aware) at that location: some schedule of it (or of
+    all its locations) has it open, and no closure covers the local date."""
+    relevant = [h for h in hours if not h.location_id or not location_id or h.location_id == location_id]
+    for h in relevant:
+        if h.closed and _within(at.astimezone(zone(h.time_zone)).date(), h):
+            return False
+    for h in relevant:
+        if h.closed or not h.opens_at or not h.closes_at:
+            continue
+        local = at.astimezone(zone(h.time_zone))
+        day = local.date()
+        if not _within(day, h) or not _occurs(h.rrule, h.valid_from, day):
+            continue
+        opens, closes = time.fromisoformat(h.opens_at), time.fromisoformat(h.closes_at)
+        now = local.time().replace(tzinfo=None)
+        if opens <= now < closes or (closes <= opens and (now >= opens or now < closes)):  # past midnight
+            return True
+    return False
+
+
+def _within(day: date, h: Hours) -> bool:
+    return (not h.valid_from or day >= date.fromisoformat(h.valid_from)) and (
+        not h.valid_to or day <= date.fromisoformat(h.valid_to)
+    )
+
+
+def _occurs(rule: str, start: str, day: date) -> bool:
+    if not rule:
+        return True
+    weekly = _plain_weekly(rule)
+    if weekly is not None:  # the common case, without a date computation
+        return WEEKDAYS[day.weekday()] in weekly
+    parsed = _parsed(rule, start or "2000-01-01")
+    midnight = datetime(day.year, day.month, day.day)
+    return parsed.after(midnight - timedelta(microseconds=1)) == midnight
+
+
+@lru_cache(maxsize=4096)
+def _plain_weekly(rule: str) -> frozenset[str] | None:
+    parts = dict(p.split("=", 1) for p in rule.split(";") if "=" in p)
+    if parts.get("FREQ") != "WEEKLY" or set(parts) - {"FREQ", "BYDAY", "INTERVAL", "WKST"}:
+        return None
+    if parts.get("INTERVAL", "1") != "1":
+        return None
+    days = parts.get("BYDAY")
+    return frozenset(days.split(",")) if days else None
+
+
+@lru_cache(maxsize=4096)
+def _parsed(rule: str, start: str) -> rrule:
+    begin = date.fromisoformat(start)
+    parsed = rrulestr(rule, dtstart=datetime(begin.year, begin.month, begin.day))
+    assert isinstance(parsed, rrule)
+    return parsed

@@ -20,6 +20,7 @@ from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
 from ach_directory.projection import affected_services, apply, summaries
+from ach_directory.sample_package import generate
 from ach_directory.store import ServiceRecord
 
 
@@ -93,7 +94,22 @@ def data_cli(argv: list[str]) -> int:
     dump = sub.add_parser("export", help="export the directory as HSDS")
     dump.add_argument("path", type=Path, help="a directory (csv) or a file (json)")
     dump.add_argument("--format", choices=["csv", "json"], default="csv")
+    sample = sub.add_parser("generate", help="write a realistic generated HSDS data package")
+    sample.add_argument("path", type=Path, help="the package's directory")
+    sample.add_argument("--services", type=int, default=5000)
+    sample.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        if args.services < 1:
+            parser.error("--services must be at least 1")
+        catalog = load_catalog()
+        rows = generate(args.services, args.seed)
+        write_package(args.path, catalog.entities, rows)
+        print(
+            f"ach-directory: {sum(map(len, rows.values()))} records, {args.services} services in {args.path}",
+            file=sys.stderr,
+        )
+        return 0
     try:
         url = ServiceSettings.from_env(DEFINITION.name).database_url
         if args.command == "export":
@@ -120,7 +136,7 @@ def data_cli(argv: list[str]) -> int:
 
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("import", "export"):
+    if argv and argv[0] in ("import", "export", "generate"):
         raise SystemExit(data_cli(argv))
     run_cli(DEFINITION, argv)
 

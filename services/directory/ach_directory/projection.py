@@ -5,6 +5,7 @@ version, its search index rows and a ServiceChanged in the same transaction."""
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -33,6 +34,12 @@ STATUS = {
     "defunct": directory_pb2.SERVICE_STATUS_DEFUNCT,
     "temporarily closed": directory_pb2.SERVICE_STATUS_TEMPORARILY_CLOSED,
 }
+
+
+def network_time_zone() -> str:
+    """The network's time zone (ACH_TIME_ZONE, an IANA name): for the opening hours of places whose
+    own zone is unknown."""
+    return os.environ.get("ACH_TIME_ZONE", "America/Los_Angeles")
 
 
 @cache
@@ -146,6 +153,11 @@ async def summaries(session: AsyncSession, service_ids: set[str] | None) -> list
     for service in services:
         sid = str(service["id"])
         at = location_of_service.get(sid, set())
+        # A place without a known zone (online, or an address outside the ZIP data) keeps the
+        # service's other places' zone, else the network's.
+        known = sorted(z for loc in at if (z := zone_of_location.get(loc)))
+        fallback = known[0] if known else network_time_zone()
+        zones = {loc: zone_of_location.get(loc) or fallback for loc in at} | {"": fallback}
         out.append(
             summarize(
                 service,
@@ -156,7 +168,7 @@ async def summaries(session: AsyncSession, service_ids: set[str] | None) -> list
                     *schedule_of.get(sid, []),
                     *(x for loc in sorted(at) for x in by_location_schedules.get(loc, [])),
                 ],
-                zone_of_location,
+                zones,
                 area_of.get(sid, []),
                 terms_of.get(sid, []),
                 capacity_of.get(sid),

@@ -29,6 +29,8 @@ async def candidates(session: AsyncSession, q: Query) -> list[ServiceRecord]:
                 )
             )
         )
+    for word in q.words:  # every word, anywhere in the text (matching checks the same)
+        statement = statement.where(col(ServiceRecord.search_text).contains(word, autoescape=True))
     if q.point is not None and q.radius_km > 0:
         low_lat, high_lat, low_lon, high_lon = bounding_box(q.point, q.radius_km)
         near = select(ServicePoint.service_id).where(

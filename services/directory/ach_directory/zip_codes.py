@@ -31,3 +31,7 @@ def time_zone(zip_code: str) -> str:
 
 def known(zip_code: str) -> bool:
     return zip_code in _table()
+
+
+def all_codes() -> list[str]:
+    return sorted(_table())

@@ -244,7 +244,7 @@ def _distance_to(place: Place, q: Query) -> float | None:
     if q.point is None:
         return None
     if place.virtual:
-        return 0.0
+        return None  # served remotely: matches any distance, ranked after the places nearby
     if place.latitude is None or place.longitude is None:
         return None
     return distance_km(q.point, (place.latitude, place.longitude))
@@ -255,8 +255,8 @@ def _closer(d: float | None, best: float | None) -> bool:
 
 
 def ranked(matches: Sequence[Match], by_distance: bool) -> list[Match]:
-    """Nearest first when a point was given (unknown distances last), else by score then name;
-    the service id breaks ties so pages are stable."""
+    """Nearest first when a point was given (remote services and unknown distances after), else by
+    score then name; the service id breaks ties so pages are stable."""
     if by_distance:
         return sorted(
             matches,

@@ -1,5 +1,6 @@
 """Run every benchmark: python -m bench (make bench). Env: BENCH_N, BENCH_CLIENTS, BENCH_CALLS,
-BENCH_PARTNER_N, BENCH_ONLY (backbone or screening), KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL
+BENCH_PARTNER_N, BENCH_DIRECTORY_N, BENCH_SEARCH_N, BENCH_ONLY (backbone, screening or
+directory), KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL
 (PostgreSQL server; fresh databases are made for the run)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import backbone, screening
+from bench import backbone, directory, screening
 from bench.results import print_table, write_json
 from tests.databases import drop_postgres_database, fresh_postgres_database
 
@@ -36,6 +37,8 @@ def main() -> None:
                     drop_postgres_database(server, pg_name)
     if only in ("", "screening"):
         figures += screening.run(bootstrap, server)
+    if only in ("", "directory"):
+        figures += directory.run(bootstrap, server)
     print()
     print_table(figures)
     out = Path(__file__).parent / "results.json"

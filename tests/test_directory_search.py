@@ -34,8 +34,10 @@ from tests.harness import ROOT, Stack
 from tests.test_screening_intake import events_about
 
 pytestmark = pytest.mark.slow
-N_SERVICES = 1500
+N_SERVICES = 3000
 SEED = 11
+RADIUS_KM = 25.0
+ZIP = "90012"  # downtown Los Angeles, where the generator puts most services
 EXAMPLES = ROOT / "services" / "directory" / "tests" / "data" / "hsds-3.0" / "examples"
 TERMS = ROOT / "services" / "directory" / "ach_directory" / "need_domain_terms.csv"
 
@@ -54,8 +56,9 @@ def import_package(stack: Stack, path: Path) -> subprocess.CompletedProcess[str]
 
 
 def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at: datetime) -> list[str]:
-    """Services for: food-insecurity, Spanish, within 15 km, open at ``at`` (Pacific time), with
-    capacity, for a 30-year-old living in 95206: straight from the generated rows, nearest first."""
+    """Services for: food-insecurity, Spanish, within RADIUS_KM, open at ``at`` (Pacific time), with
+    capacity, for a 30-year-old living in ZIP: straight from the generated rows, nearest first."""
+    areas = {a["service_id"]: set(a["extent"].split(",")) for a in rows.get("service_area", [])}
     with TERMS.open() as handle:
         codes = {(r["taxonomy"], r["code"]): r["need_domain"] for r in csv.DictReader(handle)}
     terms = {t["id"]: (t["taxonomy"], t["code"]) for t in rows["taxonomy_term"]}
@@ -67,7 +70,6 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
     food = {a["link_id"] for a in rows["attribute"] if domain_of(a["taxonomy_term_id"]) == "food-insecurity"}
     spanish = {x["service_id"] for x in rows["language"] if x["code"] == "es"}
     capacity = {c["service_id"] for c in rows.get("service_capacity", []) if c["available"] > 0}
-    areas = {a["service_id"]: set(a["extent"].split(",")) for a in rows.get("service_area", [])}
     local = at.astimezone(ZoneInfo("America/Los_Angeles"))  # every generated place is in California
     weekday = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")[local.weekday()]
     clock = local.strftime("%H:%M")
@@ -84,8 +86,9 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
         )
         if not opened or closed:
             continue
-        if where["location_type"] == "virtual":  # served remotely: any distance, after the places
-            best.setdefault(sid, math.inf)
+        if where["location_type"] == "virtual":  # served remotely: in its area, after the places
+            if ZIP in areas.get(sid, set()):
+                best.setdefault(sid, math.inf)
             continue
         lat1, lon1, lat2, lon2 = map(math.radians, (*point, where["latitude"], where["longitude"]))
         a = (
@@ -93,7 +96,7 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
             + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
         )
         km = 2 * 6371.0088 * math.asin(math.sqrt(a))
-        if km <= 15:
+        if km <= RADIUS_KM:
             best[sid] = min(km, best.get(sid, math.inf))
     services = {s["id"]: s for s in rows["service"]}
     eligible = [
@@ -102,7 +105,7 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
         if services[sid]["status"] == "active"
         and sid in food & spanish & capacity
         and services[sid].get("minimum_age", 0) <= 30 <= services[sid].get("maximum_age", 200)
-        and ("95206" in areas[sid] if sid in areas else True)
+        and (ZIP in areas[sid] if sid in areas else True)
     ]
     return sorted(eligible, key=lambda sid: (best[sid], services[sid]["name"], sid))
 
@@ -147,7 +150,7 @@ def test_search_finds_what_an_oracle_finds_with_every_filter(
         in imported.stdout
     )
 
-    point = centroid("95206")
+    point = centroid(ZIP)
     assert point is not None
     at = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wednesday 12:00 in California
     when = Timestamp()
@@ -155,12 +158,12 @@ def test_search_finds_what_an_oracle_finds_with_every_filter(
     request = directory_pb2.SearchServicesRequest(
         need_domain="food-insecurity",
         language="es",
-        near_zip="95206",
-        radius_km=15,
+        near_zip=ZIP,
+        radius_km=RADIUS_KM,
         open_at=when,
         with_capacity=True,
         resident_age=30,
-        resident_zip="95206",
+        resident_zip=ZIP,
         page_size=100,
     )
     expected = oracle(rows, point, at)
@@ -172,7 +175,7 @@ def test_search_finds_what_an_oracle_finds_with_every_filter(
         assert everything.total == len(expected)
         first = everything.results[0]
         assert list(first.reasons[:2]) == ["addresses food-insecurity", "speaks es"]
-        assert first.distance_km <= 15 and first.location_id
+        assert first.distance_km <= RADIUS_KM and first.location_id
         assert "open then" in first.reasons
 
         # Pages of 4 give the same list, each result once.

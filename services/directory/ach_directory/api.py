@@ -75,7 +75,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             record.search_text = " ".join(words_of(f"{s.name} {s.description}"))
             record.source = "api"
             session.add(record)
-            await index(session, record)
+            await index(session, [record])
             result = to_proto(record)
             publish_service_changed(session, self._outbox, result, record.version)
         return result
@@ -129,6 +129,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             resident_zip=request.resident_zip,
             with_capacity=request.with_capacity,
             include_inactive=request.include_inactive,
+            near_zip=request.near_zip,
         )
         async with self._sessions() as session:
             records = await candidates(session, query)

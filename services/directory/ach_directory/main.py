@@ -13,6 +13,7 @@ from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.settings import ConfigError, ServiceSettings
+from sqlalchemy import text
 from tqdm import tqdm
 
 from ach_directory.api import DirectoryApi
@@ -64,7 +65,11 @@ async def import_directory(database_url: str, path: Path, *, show_progress: bool
                 if affected is None or affected:
                     found = await summaries(session, affected)
                     report.services_changed = await apply(session, Outbox(source="/ach/directory"), found)
-                return report
+        # Fresh statistics, so the query planner knows the new sizes (a bulk import changes them).
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+            await conn.commit()
+        return report
     finally:
         await engine.dispose()
 

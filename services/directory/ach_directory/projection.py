@@ -235,7 +235,7 @@ async def affected_services(
 
 async def apply(session: AsyncSession, outbox: Outbox, found: Sequence[Summary]) -> int:
     """Store the summaries that changed (new version, index rows, ServiceChanged); how many did."""
-    changed = 0
+    written: list[ServiceRecord] = []
     ids = [s.service_id for s in found]
     kept: dict[str, ServiceRecord] = {}
     for i in range(0, len(ids), CHUNK):
@@ -257,36 +257,42 @@ async def apply(session: AsyncSession, outbox: Outbox, found: Sequence[Summary])
         record.version += 1
         record.updated_at = now
         session.add(record)
-        await index(session, record)
+        written.append(record)
         publish_service_changed(session, outbox, to_proto(record), record.version)
-        changed += 1
-    return changed
+    await index(session, written)
+    return len(written)
 
 
-async def index(session: AsyncSession, record: ServiceRecord) -> None:
-    """The service's search index rows, replaced."""
+async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> None:
+    """The services' search index rows, replaced: one delete per table and chunk of services, one
+    insert per table (an import re-indexes thousands at once)."""
+    if not records:
+        return
+    await session.flush()  # the records themselves first (a new one must exist for its rows)
     conn = await session.connection()
-    for model in (ServiceNeedDomain, ServiceLanguage, ServicePoint):
-        table = model.__table__  # type: ignore[union-attr]
-        await conn.execute(delete(table).where(table.c.service_id == record.id))
-    domains = [{"need_domain": d, "service_id": record.id} for d in record.need_domains]
-    languages = [
-        {"language": lang.split("-")[0].lower(), "service_id": record.id}
-        for lang in {lang.split("-")[0].lower() for lang in record.languages}
-    ]
-    points = [
-        {
-            "service_id": record.id,
-            "location_id": p["location_id"],
-            "latitude": p["latitude"],
-            "longitude": p["longitude"],
-        }
-        for p in record.locations
-        if p.get("latitude") is not None and p.get("longitude") is not None and not p.get("virtual")
-    ]
-    for model, rows in ((ServiceNeedDomain, domains), (ServiceLanguage, languages), (ServicePoint, points)):
+    ids = [r.id for r in records]
+    tables = [m.__table__ for m in (ServiceNeedDomain, ServiceLanguage, ServicePoint)]  # type: ignore[union-attr]
+    for table in tables:
+        for i in range(0, len(ids), CHUNK):
+            await conn.execute(delete(table).where(table.c.service_id.in_(ids[i : i + CHUNK])))
+    domains, languages, points = [], [], []
+    for record in records:
+        domains += [{"need_domain": d, "service_id": record.id} for d in sorted(set(record.need_domains))]
+        primary = sorted({lang.split("-")[0].lower() for lang in record.languages})
+        languages += [{"language": lang, "service_id": record.id} for lang in primary]
+        points += [
+            {
+                "service_id": record.id,
+                "location_id": p["location_id"],
+                "latitude": p["latitude"],
+                "longitude": p["longitude"],
+            }
+            for p in record.locations
+            if p.get("latitude") is not None and p.get("longitude") is not None and not p.get("virtual")
+        ]
+    for table, rows in zip(tables, (domains, languages, points), strict=True):
         if rows:
-            await conn.execute(insert(model.__table__), rows)  # type: ignore[union-attr]
+            await conn.execute(insert(table), rows)
 
 
 def places_of(record: ServiceRecord) -> tuple[Place, ...]:

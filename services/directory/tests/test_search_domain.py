@@ -135,10 +135,14 @@ def test_remote_services_match_any_distance_after_the_places_nearby() -> None:
     remote = candidate(service_id="r", places=(Place("v", "Online", None, None, virtual=True),))
     near = candidate(service_id="n")
     far = candidate(service_id="f", places=(Place("l2", "Lodi", *LODI),))
-    q = Query(point=STOCKTON, radius_km=50)
+    q = Query(point=STOCKTON, radius_km=50, near_zip="95206")
     found = ranked([m for c in (remote, far, near) if (m := match(c, q))], by_distance=True)
     assert [m.candidate.service_id for m in found] == ["n", "f", "r"]
     assert found[2].reasons == ("served remotely",)
+    # Online, but for another area (or none given): not near anyone in particular.
+    assert match(remote, Query(point=STOCKTON, radius_km=50, near_zip="95210")) is None
+    assert match(candidate(places=remote.places, area_zips=frozenset()), q) is None
+    assert match(remote, Query(point=STOCKTON, radius_km=50, resident_zip="95202")) is not None
     assert match(candidate(places=()), Query(point=STOCKTON, radius_km=5)) is None
 
 

@@ -80,6 +80,7 @@ class Query:
     resident_zip: str = ""
     with_capacity: bool = False
     include_inactive: bool = False
+    near_zip: str = ""  # the ZIP the point is the centroid of, when the search gave one
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,11 @@ def match(c: Candidate, q: Query) -> Match | None:
     nearest: tuple[float | None, Place] | None = None
     for place in places:
         d = _distance_to(place, q)
-        if q.point is not None and q.radius_km > 0 and (d is None or d > q.radius_km) and not place.virtual:
-            continue
+        if q.point is not None and q.radius_km > 0:
+            if place.virtual and not _serves_remotely(c, q):
+                continue
+            if not place.virtual and (d is None or d > q.radius_km):
+                continue
         if q.open_at is not None and not is_open(c.hours, q.open_at, place.location_id):
             continue
         if nearest is None or _closer(d, nearest[0]):
@@ -238,6 +242,13 @@ def match(c: Candidate, q: Query) -> Match | None:
         reasons.append("open then")
     score = (1.0 / (1.0 + d) if d is not None else 0.0) + (0.1 if c.capacity_available > 0 else 0.0)
     return Match(c, tuple(reasons), d, place.location_id, round(score, 6))
+
+
+def _serves_remotely(c: Candidate, q: Query) -> bool:
+    """A service online or by phone is near whoever lives in its service area: within a distance
+    search it matches when its area names the resident's (or the searched) ZIP code."""
+    wanted = {z for z in (q.resident_zip, q.near_zip) if z}
+    return bool(wanted & c.area_zips)
 
 
 def _distance_to(place: Place, q: Query) -> float | None:

@@ -160,6 +160,7 @@ class Stack:
             "HEALTH_PORT": str(free_port()),
             "TOKEN_PORT": str(free_port()),
             "METRICS_PORT": str(free_port()),
+            "HTTP_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
         if self.trace_to_file:

@@ -25,7 +25,11 @@ def inbound_topic(partner_id: str) -> Topic:
         key="aggregate id",
         producer=partner_id,
         consumers=("identity",),
-        event_types=("ach.partners.v1.ScreeningSubmitted", "ach.partners.v1.ReferralStatusReported"),
+        event_types=(
+            "ach.partners.v1.ScreeningSubmitted",
+            "ach.partners.v1.ReferralStatusReported",
+            "ach.partners.v1.ServiceUpdateReported",
+        ),
     )
 
 
@@ -35,7 +39,11 @@ def outbound_topic(partner_id: str) -> Topic:
         key="subject id",
         producer="notifications, screening",
         consumers=(partner_id,),
-        event_types=("ach.partners.v1.ScreeningAccepted", "ach.partners.v1.ScreeningRejected"),
+        event_types=(
+            "ach.partners.v1.ScreeningAccepted",
+            "ach.partners.v1.ScreeningRejected",
+            "ach.partners.v1.ServiceUpdateRejected",
+        ),
     )
 
 

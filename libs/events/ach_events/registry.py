@@ -39,6 +39,8 @@ EVENT_TYPES: dict[str, type[Message]] = {
         partners_pb2.ReferralStatusReported,
         partners_pb2.ScreeningAccepted,
         partners_pb2.ScreeningRejected,
+        partners_pb2.ServiceUpdateReported,
+        partners_pb2.ServiceUpdateRejected,
     )
 }
 

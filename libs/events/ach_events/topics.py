@@ -111,8 +111,12 @@ PARTNER_INTAKE = Topic(
     name="ach.partners.intake.v1",
     key="the partner's key (aggregate id)",
     producer="identity (partner gateway)",
-    consumers=("screening",),  # and referrals, for ReferralStatusReported (issue 6)
-    event_types=("ach.partners.v1.ScreeningSubmitted", "ach.partners.v1.ReferralStatusReported"),
+    consumers=("screening", "directory"),  # and referrals, for ReferralStatusReported (issue 6)
+    event_types=(
+        "ach.partners.v1.ScreeningSubmitted",
+        "ach.partners.v1.ReferralStatusReported",
+        "ach.partners.v1.ServiceUpdateReported",
+    ),
 )
 AUDIT_EVENTS = Topic(
     name="ach.audit.events.v1",

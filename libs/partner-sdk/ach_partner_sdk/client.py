@@ -18,6 +18,7 @@ from ach_partner_sdk.envelope import PartnerEvent, inbound_topic, outbound_topic
 REPLY_TYPES: dict[str, type[Message]] = {
     "ach.partners.v1.ScreeningAccepted": partners_pb2.ScreeningAccepted,
     "ach.partners.v1.ScreeningRejected": partners_pb2.ScreeningRejected,
+    "ach.partners.v1.ServiceUpdateRejected": partners_pb2.ServiceUpdateRejected,
 }
 
 
@@ -109,6 +110,18 @@ class PartnerClient:
         reported.update.CopyFrom(update)
         reported.update.actor.partner_id = self.partner_id
         return self.publish(PartnerEvent(self.partner_id, reported, key=update.referral_id), timeout_s)
+
+    def report_service_update(self, update: partners_pb2.ServiceUpdateReported, timeout_s: float = 30) -> str:
+        """Capacity, status or the HSDS record of a service of yours, keyed by the service id (so
+        reports about one service stay in order). Stamped now unless reported_at is set."""
+        report = partners_pb2.ServiceUpdateReported()
+        report.CopyFrom(update)
+        report.partner_id = self.partner_id
+        if not report.HasField("reported_at"):
+            report.reported_at.GetCurrentTime()
+        if not report.service_id:
+            raise ValueError("service_id is required")
+        return self.publish(PartnerEvent(self.partner_id, report, key=report.service_id), timeout_s)
 
     def replies(self, timeout_s: float = 10, group: str = "replies") -> Iterator[Reply]:
         """The network's answers on your outbound topic, in your own consumer group (committed as read),

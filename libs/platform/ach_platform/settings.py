@@ -31,6 +31,9 @@ DEFAULT_PORTS: dict[str, tuple[int, int]] = {
 }
 
 
+# Services that also answer plain HTTP (the directory's HSDS API), by default on this port.
+DEFAULT_HTTP_PORTS: dict[str, int] = {"directory": 8080}
+
 # Unless TOKEN_PORT / HEALTH_PORT say otherwise, a service's bearer-token port is its gRPC port + 100
 # and its health-only port its gRPC port + 1000.
 TOKEN_PORT_OFFSET = 100
@@ -98,6 +101,7 @@ class ServiceSettings:
     # How soon a consumer subscribed by pattern sees a new matching topic (a partner's inbound
     # topic provisioned while the gateway runs): Kafka metadata refresh interval.
     topic_discovery_s: float = 30.0
+    http_port: int = 0  # 0: no HTTP listener
 
     @classmethod
     def from_env(cls, service: str) -> ServiceSettings:
@@ -115,6 +119,7 @@ class ServiceSettings:
             "TOKEN_PORT": _port("TOKEN_PORT", grpc_default + TOKEN_PORT_OFFSET),
             "HEALTH_PORT": _port("HEALTH_PORT", grpc_default + HEALTH_PORT_OFFSET),
             "METRICS_PORT": _port("METRICS_PORT", metrics_default),
+            "HTTP_PORT": _port("HTTP_PORT", DEFAULT_HTTP_PORTS.get(service, 0)),
         }
         # One port, one listener: two on the same port would share its connections between them.
         seen: dict[int, str] = {}
@@ -130,6 +135,7 @@ class ServiceSettings:
             token_port=ports["TOKEN_PORT"],
             health_port=ports["HEALTH_PORT"],
             metrics_port=ports["METRICS_PORT"],
+            http_port=ports["HTTP_PORT"],
             connect_timeout_s=timeout,
             peers=peers,
             topic_discovery_s=discovery,

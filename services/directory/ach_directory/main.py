@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import uvicorn
 from ach.directory.v1 import directory_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
+from ach_events.topics import PARTNER_INTAKE
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.settings import ConfigError, ServiceSettings
 from sqlalchemy import text
 from tqdm import tqdm
 
 from ach_directory.api import DirectoryApi
+from ach_directory.hsds_api import HsdsApi
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
+from ach_directory.partner_reports import DirectoryEvents, owners_of
 from ach_directory.projection import affected_services, apply, summaries
 from ach_directory.sample_package import generate
 from ach_directory.store import ServiceRecord
@@ -32,12 +38,35 @@ def wire(runtime: Runtime) -> None:
         "ach.directory.v1.DirectoryService",
     )
 
+    if runtime.settings.http_port:
+        hsds = HsdsApi(runtime.sessions)
+        port = runtime.settings.http_port
+
+        async def serve_hsds_api() -> None:
+            config = uvicorn.Config(
+                hsds.app(), host="0.0.0.0", port=port, log_config=None, access_log=False, lifespan="off"
+            )
+            await QuietServer(config).serve()
+
+        runtime.run_in_background(serve_hsds_api)
+
+    reports = DirectoryEvents(runtime.outbox)
+    runtime.consume((PARTNER_INTAKE,), {"ach.partners.v1.ServiceUpdateReported": reports.on_service_update})
+
     async def service_owners(service_id: str) -> set[str] | None:
         async with runtime.sessions() as session:
             record = await session.get(ServiceRecord, service_id)
-        return {record.organization_id} if record else None
+            return await owners_of(session, record) if record else None
 
     runtime.resolve_owners("service", service_owners)
+
+
+class QuietServer(uvicorn.Server):
+    """Uvicorn inside the service's event loop: the service owns the signals (graceful stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 DEFINITION = ServiceDefinition("directory", Path(__file__).parent / "migrations", wire)

@@ -43,6 +43,7 @@ class ServiceRecord(SQLModel, table=True):
     search_text: str = ""
     source: str = Field(default="api", max_length=20)
     remote: bool = Field(default=False, index=True)  # has a virtual location: no distance limit
+    reported_at: datetime | None = None  # the last partner report applied (reports apply in order)
 
 
 class ServiceNeedDomain(SQLModel, table=True):

@@ -225,3 +225,29 @@ def test_summaries_read_need_domains_areas_and_schedules() -> None:
     )
     assert hours.rrule == "FREQ=WEEKLY;BYDAY=MO" and hours.time_zone == "America/Los_Angeles"
     assert closure.closed and closure.time_zone == "-8"
+
+
+def test_partner_reports_are_checked_by_field() -> None:
+    from ach_directory.domain import ServiceUpdate, check_edited_records, check_update
+
+    assert check_update(ServiceUpdate("s", capacity_available=10), current_maximum=10) == []
+    assert [
+        (v.field, v.description) for v in check_update(ServiceUpdate("s", capacity_available=11), 10)
+    ] == [("capacity_available", "exceeds the maximum (10)")]
+    assert check_update(ServiceUpdate("s", capacity_available=11, capacity_maximum=20), 10) == []
+    fields = [
+        v.field for v in check_update(ServiceUpdate("", capacity_waitlist=-1, has_reported_at=False), 0)
+    ]
+    assert fields == ["service_id", "reported_at", "capacity_waitlist"]
+    own = [("service", "$", {"id": "s"}), ("phone", "$.phones[0]", {"id": "p", "service_id": "s"})]
+    assert check_edited_records("s", own) == []
+    wrong = [
+        ("service", "$", {"id": "t"}),
+        ("location", "$.service_at_locations[0].location", {"id": "l"}),
+        ("schedule", "$.schedules[0]", {"id": "x", "service_id": "u"}),
+    ]
+    assert [v.field for v in check_edited_records("s", wrong)] == [
+        "hsds_service_json.id",
+        "hsds_service_json.service_at_locations[0].location",
+        "hsds_service_json.schedules[0].service_id",
+    ]

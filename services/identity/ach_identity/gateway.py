@@ -33,6 +33,8 @@ def claimed_partner(message: Message) -> str:
         return str(message.submission.screened_by.partner_id)
     if isinstance(message, partners_pb2.ReferralStatusReported):
         return str(message.update.actor.partner_id)
+    if isinstance(message, partners_pb2.ServiceUpdateReported):
+        return str(message.partner_id)
     return ""
 
 

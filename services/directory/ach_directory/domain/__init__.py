@@ -1,5 +1,19 @@
 """Directory rules, pure: service records, and the HSDS 3.0 model with its row rules."""
 
-from ach_directory.domain.services import MAX_PAGE_SIZE, ServiceDraft, validate_service
+from ach_directory.domain.services import (
+    MAX_PAGE_SIZE,
+    ServiceDraft,
+    ServiceUpdate,
+    check_edited_records,
+    check_update,
+    validate_service,
+)
 
-__all__ = ["MAX_PAGE_SIZE", "ServiceDraft", "validate_service"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "ServiceDraft",
+    "ServiceUpdate",
+    "check_edited_records",
+    "check_update",
+    "validate_service",
+]

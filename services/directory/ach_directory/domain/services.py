@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ach_platform.errors import FieldViolation
@@ -46,4 +47,74 @@ def validate_service(draft: ServiceDraft) -> list[FieldViolation]:
         problems.append(FieldViolation("service.capacity_maximum", "cannot be negative"))
     elif draft.capacity_maximum and draft.capacity_available > draft.capacity_maximum:
         problems.append(FieldViolation("service.capacity_available", "exceeds capacity_maximum"))
+    return problems
+
+
+@dataclass(frozen=True)
+class ServiceUpdate:
+    """A partner's report about one of its services (capacity, status, its HSDS record)."""
+
+    service_id: str
+    capacity_available: int | None = None
+    capacity_maximum: int | None = None
+    capacity_waitlist: int | None = None
+    status: str = ""  # an HSDS status, "" for unchanged
+    has_reported_at: bool = True
+
+
+# The records a partner may send with its service: the service's own, nothing another service shares.
+EDITABLE_WITH_SERVICE = frozenset(
+    {
+        "service",
+        "phone",
+        "schedule",
+        "language",
+        "service_area",
+        "required_document",
+        "cost_option",
+        "funding",
+        "contact",
+        "attribute",
+        "metadata",
+        "service_capacity",
+    }
+)
+
+
+def check_update(update: ServiceUpdate, current_maximum: int) -> list[FieldViolation]:
+    """What is wrong with a partner's report, by field; ``current_maximum`` is what the directory
+    has, for a report that gives availability alone."""
+    problems = []
+    if not update.service_id.strip():
+        problems.append(FieldViolation("service_id", "is required"))
+    if not update.has_reported_at:
+        problems.append(FieldViolation("reported_at", "is required (reports apply in its order)"))
+    for name in ("capacity_available", "capacity_maximum", "capacity_waitlist"):
+        value = getattr(update, name)
+        if value is not None and value < 0:
+            problems.append(FieldViolation(name, "cannot be negative"))
+    maximum = update.capacity_maximum if update.capacity_maximum is not None else current_maximum
+    if update.capacity_available is not None and maximum and update.capacity_available > maximum:
+        problems.append(FieldViolation("capacity_available", f"exceeds the maximum ({maximum})"))
+    return problems
+
+
+def check_edited_records(
+    service_id: str, records: Sequence[tuple[str, str, Mapping[str, object]]]
+) -> list[FieldViolation]:
+    """A service's HSDS record as a partner sends it: (entity, where, values) per nested record.
+    It must be that service, and carry only records of its own."""
+    problems = []
+    services = [v for entity, _, v in records if entity == "service"]
+    if not services or services[0].get("id") != service_id:
+        problems.append(FieldViolation("hsds_service_json.id", f"must be the service_id {service_id!r}"))
+    for entity, where, values in records:
+        if entity not in EDITABLE_WITH_SERVICE:
+            problems.append(
+                FieldViolation(f"hsds_service_json{where[1:]}", f"a {entity} is not edited with a service")
+            )
+        elif entity != "service" and values.get("service_id") not in (None, service_id):
+            problems.append(
+                FieldViolation(f"hsds_service_json{where[1:]}.service_id", "names another service")
+            )
     return problems

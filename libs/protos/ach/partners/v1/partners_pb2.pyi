@@ -8,11 +8,13 @@ CloudEvents source "/partners/<partner-id>" and the actor inside the payload. Ad
 on to ach.partners.intake.v1 for the domain services; the rest go to the dead-letter topic.
 """
 
+from ach.directory.v1 import directory_pb2 as _directory_pb2
 from ach.referrals.v1 import referrals_pb2 as _referrals_pb2
 from ach.screening.v1 import screening_pb2 as _screening_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -68,6 +70,93 @@ class ReferralStatusReported(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralStatusReported: _TypeAlias = ReferralStatusReported  # noqa: Y015
+
+@_typing.final
+class ServiceUpdateReported(_message.Message):
+    """A CBO's report about a service it runs (its organization's, per the directory): capacity, status,
+    and, optionally, its HSDS record edited. Applied in order of reported_at per service (an older
+    report than the last one applied changes nothing); the directory then publishes ServiceChanged.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    CAPACITY_AVAILABLE_FIELD_NUMBER: _builtins.int
+    CAPACITY_MAXIMUM_FIELD_NUMBER: _builtins.int
+    CAPACITY_WAITLIST_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    HSDS_SERVICE_JSON_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    """the reporting partner: names the topic's partner"""
+    service_id: _builtins.str
+    capacity_available: _builtins.int
+    capacity_maximum: _builtins.int
+    capacity_waitlist: _builtins.int
+    status: _directory_pb2.ServiceStatus.ValueType
+    """unspecified: unchanged"""
+    hsds_service_json: _builtins.str
+    """The service as an HSDS 3.0 JSON object (nested phones, schedules, languages... included): its
+    fields replace the directory's. Its id must be service_id.
+    """
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        service_id: _builtins.str = ...,
+        capacity_available: _builtins.int | None = ...,
+        capacity_maximum: _builtins.int | None = ...,
+        capacity_waitlist: _builtins.int | None = ...,
+        status: _directory_pb2.ServiceStatus.ValueType = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+        hsds_service_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_capacity_available", b"_capacity_available", "_capacity_maximum", b"_capacity_maximum", "_capacity_waitlist", b"_capacity_waitlist", "capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "reported_at", b"reported_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capacity_available", b"_capacity_available", "_capacity_maximum", b"_capacity_maximum", "_capacity_waitlist", b"_capacity_waitlist", "capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "hsds_service_json", b"hsds_service_json", "partner_id", b"partner_id", "reported_at", b"reported_at", "service_id", b"service_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__capacity_available: _TypeAlias = _typing.Literal["capacity_available"]  # noqa: Y015
+    _WhichOneofArgType__capacity_available: _TypeAlias = _typing.Literal["_capacity_available", b"_capacity_available"]  # noqa: Y015
+    _WhichOneofReturnType__capacity_maximum: _TypeAlias = _typing.Literal["capacity_maximum"]  # noqa: Y015
+    _WhichOneofArgType__capacity_maximum: _TypeAlias = _typing.Literal["_capacity_maximum", b"_capacity_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__capacity_waitlist: _TypeAlias = _typing.Literal["capacity_waitlist"]  # noqa: Y015
+    _WhichOneofArgType__capacity_waitlist: _TypeAlias = _typing.Literal["_capacity_waitlist", b"_capacity_waitlist"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__capacity_available) -> _WhichOneofReturnType__capacity_available | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__capacity_maximum) -> _WhichOneofReturnType__capacity_maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__capacity_waitlist) -> _WhichOneofReturnType__capacity_waitlist | None: ...
+
+Global___ServiceUpdateReported: _TypeAlias = ServiceUpdateReported  # noqa: Y015
+
+@_typing.final
+class ServiceUpdateRejected(_message.Message):
+    """On the reporting partner's outbound topic: the update was not applied, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]: ...
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_id", b"service_id", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceUpdateRejected: _TypeAlias = ServiceUpdateRejected  # noqa: Y015
 
 @_typing.final
 class ScreeningAccepted(_message.Message):

@@ -20,6 +20,7 @@ from ach_platform.settings import ConfigError, ServiceSettings
 from sqlalchemy import text
 from tqdm import tqdm
 
+from ach_directory import zip_codes
 from ach_directory.api import DirectoryApi
 from ach_directory.hsds_api import HsdsApi
 from ach_directory.hsds_catalog import load_catalog
@@ -32,6 +33,7 @@ from ach_directory.store import ServiceRecord
 
 
 def wire(runtime: Runtime) -> None:
+    zip_codes.known("00000")  # loaded at start-up (and frozen with it), not on the first search
     api = DirectoryApi(runtime.sessions, runtime.outbox)
     runtime.serve_grpc(
         lambda server: directory_pb2_grpc.add_DirectoryServiceServicer_to_server(api, server),

@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def announce(pki: dev_pki.DevPki) -> None:
         )
     except grpc.RpcError as exc:
         lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
+    lines.append(load_directory(settings["directory"].database_url))
     table = [
         "",
         "ACH platform is up. Demo data:",
@@ -99,6 +101,7 @@ def announce(pki: dev_pki.DevPki) -> None:
             f"http://127.0.0.1:{s.metrics_port}/metrics"
         )
     table += [
+        f"  {'HSDS API':<14} http://127.0.0.1:{settings['directory'].http_port}/services (read-only)",
         f"  {'kafka':<14} {kafka_bootstrap_servers()}",
         "",
         "  Calls need a partner's client certificate (or a bearer token); the demo partners' are in",
@@ -110,6 +113,23 @@ def announce(pki: dev_pki.DevPki) -> None:
         "",
     ]
     print("\n".join(table), flush=True)
+
+
+def load_directory(database_url: str, services: int = 300) -> str:
+    """A generated HSDS directory (the same every time: re-importing it changes nothing)."""
+    from ach_directory.hsds_catalog import load_catalog
+    from ach_directory.hsds_files import write_package
+    from ach_directory.main import import_directory
+    from ach_directory.sample_package import generate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        package = Path(scratch) / "directory"
+        write_package(package, load_catalog().entities, generate(services, seed=7))
+        report = asyncio.run(import_directory(database_url, package, show_progress=False))
+    return (
+        f"directory: {services} generated HSDS services ({report.services_changed} new or changed), "
+        "searchable and on the HSDS API"
+    )
 
 
 def main() -> int:

@@ -262,3 +262,23 @@ def test_the_command_line_names_bad_rows_and_exits_non_zero(tmp_path: Path) -> N
     out = tmp_path / "export"
     assert subprocess.run([*command, "export", str(out)], env=env, capture_output=True).returncode == 0
     assert (out / "services.csv").read_text().startswith("id,organization_id,program_id,name")
+
+
+async def test_a_generated_directory_of_thousands_round_trips(engine: AsyncEngine, tmp_path: Path) -> None:
+    from ach_directory.sample_package import generate
+
+    rows = generate(2000, seed=5)
+    write_package(tmp_path / "generated", CATALOG.entities, rows)
+    report = await run_import(engine, tmp_path / "generated")
+    assert report.problems == [] and report.counts["service"]["inserted"] == 2000
+    first = await exported(engine)
+    assert {e: len(r) for e, r in first.items() if r} == {e: len(r) for e, r in rows.items()}
+    write_package(tmp_path / "out", CATALOG.entities, first)
+    other = f"sqlite:///{tmp_path / 'again.db'}"
+    migrations.upgrade(DEFINITION.migrations_dir, other)
+    target = create_engine(other)
+    try:
+        assert (await run_import(target, tmp_path / "out")).problems == []
+        assert await exported(target) == first
+    finally:
+        await target.dispose()

@@ -30,13 +30,12 @@ from ach_directory.domain.search import bounding_box, distance_km
 from ach_directory.domain.summary import ZIP_EXTENTS
 from ach_directory.hsds_catalog import SCHEMA_DIR
 from ach_directory.hsds_objects import hsds_object
-from ach_directory.store import HSDS_TABLES, ServicePoint
+from ach_directory.store import HSDS_TABLES, ServicePoint, hsds_values
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 50
 MAX_PAGE = 1_000_000  # past any directory's last page, and an offset every database takes
 OFFICIAL = "https://raw.githubusercontent.com/openreferral/specification/3.0/schema/"
-BOOKKEEPING = {"record_version", "record_modified_at"}
 
 
 class BadParameter(Exception):
@@ -194,14 +193,6 @@ def _bool(request: Request, name: str) -> bool:
     if raw in ("true", "1"):
         return True
     raise BadParameter(name, f"{raw!r} is not true or false")
-
-
-def _clean(row: Any) -> dict[str, Any]:
-    return {
-        k: (int(v) if isinstance(v, float) and v.is_integer() else v)
-        for k, v in dict(row).items()
-        if v is not None and k not in BOOKKEEPING
-    }
 
 
 def _without_nul(request: Request) -> Request:
@@ -489,12 +480,12 @@ class HsdsApi:
                     contents.append(
                         {
                             k: v
-                            for k, v in _clean(row).items()
+                            for k, v in hsds_values(dict(row)).items()
                             if k in ("id", "name", "status", "last_modified")
                         }
                     )
                 else:
-                    contents.append(_clean(row))
+                    contents.append(hsds_values(dict(row)))
         pages = max(1, math.ceil(total / per_page))
         return JSONResponse(
             {

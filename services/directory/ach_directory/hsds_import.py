@@ -28,11 +28,9 @@ from ach_directory.domain.hsds import (
     normalized,
 )
 from ach_directory.hsds_catalog import Catalog
-from ach_directory.store import HSDS_TABLES
+from ach_directory.store import BOOKKEEPING, HSDS_TABLES  # core statements: no ORM classes
 
 CHUNK = 500
-# Core statements on the session's connection: these tables have no ORM classes.
-BOOKKEEPING = ("record_version", "record_modified_at")
 
 
 @dataclass

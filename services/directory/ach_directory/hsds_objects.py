@@ -11,9 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.hsds_catalog import load_catalog
-from ach_directory.store import HSDS_TABLES
+from ach_directory.store import HSDS_TABLES, hsds_values
 
-BOOKKEEPING = {"record_version", "record_modified_at"}
 EXTRA_CHILDREN = {"organization": [("services", "service")]}  # nested in organization_full.json
 
 
@@ -29,11 +28,7 @@ async def hsds_object(
 
 
 async def _nested(conn: AsyncConnection, entity: str, row: dict[str, Any], depth: int) -> dict[str, Any]:
-    out = {
-        k: (int(v) if isinstance(v, float) and v.is_integer() else v)
-        for k, v in row.items()
-        if v is not None and k not in BOOKKEEPING
-    }
+    out = hsds_values(row)
     if depth <= 0:
         return out
     spec = load_catalog().entities[entity]

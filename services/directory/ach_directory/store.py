@@ -3,6 +3,7 @@ it), and the service records the gRPC API keeps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,20 @@ class ServicePoint(SQLModel, table=True):
     location_id: str = Field(primary_key=True, max_length=100)
     latitude: float = Field(index=True)
     longitude: float
+
+
+# The directory's own columns of an HSDS table, beside the entity's fields.
+BOOKKEEPING = ("record_version", "record_modified_at")
+
+
+def hsds_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored HSDS row as the record's fields: no bookkeeping, no empty fields, whole numbers as
+    integers (a number column gives 12.0 back for 12)."""
+    return {
+        k: (int(v) if isinstance(v, float) and v.is_integer() else v)
+        for k, v in row.items()
+        if v is not None and k not in BOOKKEEPING
+    }
 
 
 def _hsds_table(entity: Entity) -> Table:

@@ -24,8 +24,8 @@ from ach_directory.domain.search import (
 )
 from ach_directory.events import publish_service_changed
 from ach_directory.hsds_objects import hsds_object
-from ach_directory.projection import candidate_of, index, to_proto
-from ach_directory.search_index import candidates
+from ach_directory.projection import index, to_proto
+from ach_directory.search_index import candidates, records
 from ach_directory.store import ServiceRecord
 
 
@@ -131,15 +131,15 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             include_inactive=request.include_inactive,
             near_zip=request.near_zip,
         )
-        async with self._sessions() as session:
-            records = await candidates(session, query)
-        found = ranked(
-            [m for r in records if (m := match(candidate_of(r), query))], by_distance=point is not None
-        )
         size = request.page_size or DEFAULT_PAGE_SIZE
         offset = int(request.page_token or 0)
-        page = found[offset : offset + size]
-        by_id = {r.id: r for r in records}
+        async with self._sessions() as session:
+            found = ranked(
+                [m for c in await candidates(session, query) if (m := match(c, query))],
+                by_distance=point is not None,
+            )
+            page = found[offset : offset + size]
+            by_id = await records(session, [m.candidate.service_id for m in page])
         return directory_pb2.SearchServicesResponse(
             results=[
                 directory_pb2.SearchResult(

@@ -24,7 +24,14 @@ from ach_directory import zip_codes
 from ach_directory.domain.search import Candidate, Hours, Place
 from ach_directory.domain.summary import DomainTerm, Summary, summarize
 from ach_directory.events import publish_service_changed
-from ach_directory.store import HSDS_TABLES, ServiceLanguage, ServiceNeedDomain, ServicePoint, ServiceRecord
+from ach_directory.store import (
+    HSDS_TABLES,
+    ServiceLanguage,
+    ServiceNeedDomain,
+    ServicePoint,
+    ServiceRecord,
+    ServiceSearchKey,
+)
 
 CHUNK = 500
 NEED_DOMAIN_TERMS = Path(__file__).parent / "need_domain_terms.csv"
@@ -271,16 +278,16 @@ async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> None
     await session.flush()  # the records themselves first (a new one must exist for its rows)
     conn = await session.connection()
     ids = [r.id for r in records]
-    tables = [m.__table__ for m in (ServiceNeedDomain, ServiceLanguage, ServicePoint)]  # type: ignore[union-attr]
+    tables = [m.__table__ for m in (ServiceNeedDomain, ServiceLanguage, ServicePoint, ServiceSearchKey)]  # type: ignore[union-attr]
     for table in tables:
         for i in range(0, len(ids), CHUNK):
             await conn.execute(delete(table).where(table.c.service_id.in_(ids[i : i + CHUNK])))
-    domains, languages, points = [], [], []
+    domains, languages, points, keys = [], [], [], []
     for record in records:
         domains += [{"need_domain": d, "service_id": record.id} for d in sorted(set(record.need_domains))]
         primary = sorted({lang.split("-")[0].lower() for lang in record.languages})
         languages += [{"language": lang, "service_id": record.id} for lang in primary]
-        points += [
+        located = [
             {
                 "service_id": record.id,
                 "location_id": p["location_id"],
@@ -290,7 +297,15 @@ async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> None
             for p in record.locations
             if p.get("latitude") is not None and p.get("longitude") is not None and not p.get("virtual")
         ]
-    for table, rows in zip(tables, (domains, languages, points), strict=True):
+        points += located
+        active = record.status == directory_pb2.SERVICE_STATUS_ACTIVE
+        keys += [
+            {**point, "need_domain": domain, "language": lang, "active": active}
+            for point in located
+            for domain in sorted(set(record.need_domains))
+            for lang in primary
+        ]
+    for table, rows in zip(tables, (domains, languages, points, keys), strict=True):
         if rows:
             await conn.execute(insert(table), rows)
 

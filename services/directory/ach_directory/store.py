@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Float, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 from ach_directory.domain.hsds import Entity
@@ -63,6 +63,25 @@ class ServiceLanguage(SQLModel, table=True):
 
     language: str = Field(primary_key=True, max_length=10)
     service_id: str = Field(primary_key=True, max_length=100, index=True)
+
+
+class ServiceSearchKey(SQLModel, table=True):
+    """Search index for the commonest query (a need, a language, near a place): one row per service
+    place, need domain and language, so the database answers it from one index range."""
+
+    __tablename__ = "service_search_key"
+    __table_args__ = (
+        Index("ix_service_search_key_domain_language_latitude", "need_domain", "language", "latitude"),
+        Index("ix_service_search_key_domain_latitude", "need_domain", "latitude"),
+    )
+
+    need_domain: str = Field(primary_key=True, max_length=60)
+    language: str = Field(primary_key=True, max_length=10)
+    service_id: str = Field(primary_key=True, max_length=100, index=True)
+    location_id: str = Field(primary_key=True, max_length=100)
+    latitude: float
+    longitude: float
+    active: bool
 
 
 class ServicePoint(SQLModel, table=True):

@@ -130,6 +130,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             with_capacity=request.with_capacity,
             include_inactive=request.include_inactive,
             near_zip=request.near_zip,
+            resident_point=zip_codes.centroid(request.resident_zip) if request.resident_zip else None,
         )
         size = request.page_size or DEFAULT_PAGE_SIZE
         offset = int(request.page_token or 0)

@@ -212,6 +212,7 @@ def _record_fields(s: Summary) -> dict[str, Any]:
         ],
         "opening_hours": [h.__dict__.copy() for h in s.hours],
         "service_area_zips": list(s.area_zips),
+        "service_area_radius_km": s.area_radius_km,
         "term_ids": list(s.term_ids),
         "search_text": s.text,
         "source": "hsds-import",
@@ -354,6 +355,7 @@ def to_proto(r: ServiceRecord) -> directory_pb2.Service:
         minimum_age=r.minimum_age,
         maximum_age=r.maximum_age,
         service_area_zips=r.service_area_zips,
+        service_area_radius_km=r.service_area_radius_km,
         opening_hours=[directory_pb2.OpeningHours(**h.__dict__) for h in hours_of_record(r)],
         capacity_waitlist=r.capacity_waitlist,
         eligibility_description=r.eligibility_description,
@@ -375,6 +377,7 @@ def candidate_of(r: ServiceRecord) -> Candidate:
         minimum_age=r.minimum_age,
         maximum_age=r.maximum_age,
         area_zips=frozenset(r.service_area_zips),
+        area_radius_km=r.service_area_radius_km,
         capacity_available=r.capacity_available,
         capacity_maximum=r.capacity_maximum,
     )

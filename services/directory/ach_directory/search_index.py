@@ -109,8 +109,10 @@ async def candidates(session: AsyncSession, q: Query) -> list[Candidate]:
         "term_ids": bool(q.taxonomy_term_id),
         "search_text": bool(q.words),
         "service_area_zips": bool(q.resident_zip or q.near_zip),
+        "service_area_radius_km": bool(q.resident_zip),
         "opening_hours": q.open_at is not None,
-        "locations": places is None or bool(remote),  # else the index gave the places
+        # Else the index gave the places (within the search radius; a radius area needs them all).
+        "locations": places is None or bool(remote) or bool(q.resident_zip),
     }
     names += [name for name, needed in wanted.items() if needed]
     chosen = [table.c[name] for name in names]
@@ -133,16 +135,7 @@ def _candidate(row: dict[str, Any], q: Query, located: dict[str, list[Place]] | 
     if located is not None and not row["remote"]:
         places = located.get(service_id, ())  # the places within the radius, from the index
     else:
-        places = tuple(
-            Place(
-                str(p["location_id"]),
-                str(p.get("name") or ""),
-                p.get("latitude"),
-                p.get("longitude"),
-                virtual=bool(p.get("virtual")),
-            )
-            for p in stored or ()
-        )
+        places = _stored_places(stored)
     return Candidate(
         service_id=service_id,
         name=row["name"],
@@ -156,8 +149,25 @@ def _candidate(row: dict[str, Any], q: Query, located: dict[str, list[Place]] | 
         minimum_age=row["minimum_age"],
         maximum_age=row["maximum_age"],
         area_zips=frozenset(row.get("service_area_zips") or ()),
+        area_radius_km=row.get("service_area_radius_km") or 0.0,
+        area_places=_stored_places(row.get("locations"))
+        if located is not None and "locations" in row
+        else None,
         capacity_available=row["capacity_available"],
         capacity_maximum=row["capacity_maximum"],
+    )
+
+
+def _stored_places(stored: list[dict[str, Any]] | None) -> tuple[Place, ...]:
+    return tuple(
+        Place(
+            str(p["location_id"]),
+            str(p.get("name") or ""),
+            p.get("latitude"),
+            p.get("longitude"),
+            virtual=bool(p.get("virtual")),
+        )
+        for p in stored or ()
     )
 
 

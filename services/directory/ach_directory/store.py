@@ -40,6 +40,7 @@ class ServiceRecord(SQLModel, table=True):
     # [{"location_id", "rrule", "opens_at", "closes_at", "valid_from", "valid_to", "time_zone", "closed"}]
     opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     service_area_zips: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    service_area_radius_km: float = 0.0
     term_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     search_text: str = ""
     source: str = Field(default="api", max_length=20)

@@ -251,3 +251,26 @@ def test_partner_reports_are_checked_by_field() -> None:
         "hsds_service_json.service_at_locations[0].location",
         "hsds_service_json.schedules[0].service_id",
     ]
+
+
+def test_service_areas_by_radius() -> None:
+    from ach_directory.domain.summary import area_radius_km
+
+    assert area_radius_km([{"extent_type": "radius", "extent": "15 km"}]) == 15
+    assert area_radius_km(
+        [{"extent_type": "radius", "extent": "8000 m"}, {"extent_type": "radius", "extent": "10 mi"}]
+    ) == pytest.approx(16.09344)
+    assert (
+        area_radius_km(
+            [{"extent_type": "radius", "extent": "far"}, {"extent_type": "zip", "extent": "95206"}]
+        )
+        == 0
+    )
+    # Stockton's service serves 25 km around it: Lodi (19 km) is in, Sacramento (70 km) is not.
+    c = candidate(area_zips=frozenset(), area_radius_km=25.0)
+    near = match(c, Query(resident_zip="95240", resident_point=LODI))
+    assert near is not None and "serves within 25 km of ZIP 95240" in near.reasons
+    assert match(c, Query(resident_zip="95814", resident_point=(38.58, -121.49))) is None
+    # Either its ZIP codes or its radius.
+    both = candidate(area_zips=frozenset({"95814"}), area_radius_km=25.0)
+    assert match(both, Query(resident_zip="95814", resident_point=(38.58, -121.49))) is not None

@@ -65,6 +65,8 @@ class Candidate:
     area_zips: frozenset[str] = frozenset()
     capacity_available: int = 0
     capacity_maximum: int = 0
+    area_radius_km: float = 0.0  # serves residents this close to one of its places (0: not said)
+    area_places: tuple[Place, ...] | None = None  # every located place, when places are only some
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Query:
     with_capacity: bool = False
     include_inactive: bool = False
     near_zip: str = ""  # the ZIP the point is the centroid of, when the search gave one
+    resident_point: tuple[float, float] | None = None  # the resident's ZIP centroid
 
 
 @dataclass(frozen=True)
@@ -207,9 +210,10 @@ def match(c: Candidate, q: Query) -> Match | None:
         else:
             reasons.append("no age limit")
     if q.resident_zip:
-        if c.area_zips and q.resident_zip not in c.area_zips:
+        area = _area_reason(c, q)
+        if area is None:
             return None
-        reasons.append(f"serves ZIP {q.resident_zip}" if c.area_zips else "no service-area limit")
+        reasons.append(area)
     if q.with_capacity:
         if c.capacity_available <= 0:
             return None
@@ -242,6 +246,22 @@ def match(c: Candidate, q: Query) -> Match | None:
         reasons.append("open then")
     score = (1.0 / (1.0 + d) if d is not None else 0.0) + (0.1 if c.capacity_available > 0 else 0.0)
     return Match(c, tuple(reasons), d, place.location_id, round(score, 6))
+
+
+def _area_reason(c: Candidate, q: Query) -> str | None:
+    """Whether the resident's ZIP is in the service's area (its ZIP codes, or within its radius of
+    one of its places), and how; None when it is not. No area given: no limit."""
+    if not c.area_zips and not c.area_radius_km:
+        return "no service-area limit"
+    if q.resident_zip in c.area_zips:
+        return f"serves ZIP {q.resident_zip}"
+    if c.area_radius_km and q.resident_point is not None:
+        for place in c.area_places if c.area_places is not None else c.places:
+            if place.latitude is None or place.longitude is None:
+                continue
+            if distance_km(q.resident_point, (place.latitude, place.longitude)) <= c.area_radius_km:
+                return f"serves within {c.area_radius_km:g} km of ZIP {q.resident_zip}"
+    return None
 
 
 def _serves_remotely(c: Candidate, q: Query) -> bool:

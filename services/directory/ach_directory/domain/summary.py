@@ -44,6 +44,7 @@ class Summary:
     minimum_age: int
     maximum_age: int
     area_zips: tuple[str, ...]
+    area_radius_km: float
     capacity_available: int
     capacity_maximum: int
     capacity_waitlist: int
@@ -64,6 +65,7 @@ class Summary:
             minimum_age=self.minimum_age,
             maximum_age=self.maximum_age,
             area_zips=frozenset(self.area_zips),
+            area_radius_km=self.area_radius_km,
             capacity_available=self.capacity_available,
             capacity_maximum=self.capacity_maximum,
         )
@@ -94,6 +96,23 @@ def area_zips(areas: Iterable[Mapping[str, Any]]) -> set[str]:
         if str(area.get("extent_type") or "").strip().lower() in ZIP_EXTENTS:
             zips |= set(re.findall(r"\b\d{5}\b", str(area.get("extent") or "")))
     return zips
+
+
+RADIUS_EXTENTS = {"radius", "distance"}
+UNITS_KM = {"km": 1.0, "m": 0.001, "mi": 1.609344, "miles": 1.609344, "": 1.0}
+
+
+def area_radius_km(areas: Iterable[Mapping[str, Any]]) -> float:
+    """How far from its places a service serves, when an area says so (extent_type radius, extent
+    such as "15 km", "8000 m", "10 mi"; a bare number is kilometres); the largest if several, 0 if none."""
+    radius = 0.0
+    for area in areas:
+        if str(area.get("extent_type") or "").strip().lower() not in RADIUS_EXTENTS:
+            continue
+        found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*", str(area.get("extent") or "").lower())
+        if found and found.group(2) in UNITS_KM:
+            radius = max(radius, float(found.group(1)) * UNITS_KM[found.group(2)])
+    return radius
 
 
 def _int(value: Any) -> int:
@@ -137,7 +156,7 @@ def summarize(
     languages: Iterable[str],
     schedules: Iterable[Mapping[str, Any]],
     zone_of_location: Mapping[str, str],
-    areas: Iterable[Mapping[str, Any]],
+    areas: Sequence[Mapping[str, Any]],
     terms: Sequence[Mapping[str, Any]],
     capacity: Mapping[str, Any] | None,
     table: Sequence[DomainTerm],
@@ -159,6 +178,7 @@ def summarize(
         minimum_age=_int(service.get("minimum_age")),
         maximum_age=_int(service.get("maximum_age")),
         area_zips=tuple(sorted(area_zips(areas))),
+        area_radius_km=area_radius_km(areas),
         capacity_available=_int((capacity or {}).get("available")),
         capacity_maximum=_int((capacity or {}).get("maximum")),
         capacity_waitlist=_int((capacity or {}).get("waitlist")),

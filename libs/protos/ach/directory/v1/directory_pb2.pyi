@@ -64,6 +64,7 @@ class Service(_message.Message):
     CAPACITY_WAITLIST_FIELD_NUMBER: _builtins.int
     ELIGIBILITY_DESCRIPTION_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    SERVICE_AREA_RADIUS_KM_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
     """the CBO partner that runs it"""
@@ -80,6 +81,8 @@ class Service(_message.Message):
     eligibility_description: _builtins.str
     source: _builtins.str
     """"hsds-import" or "api" """
+    service_area_radius_km: _builtins.float
+    """serves residents this close to one of its places (0: not said)"""
     @_builtins.property
     def need_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -117,10 +120,11 @@ class Service(_message.Message):
         capacity_waitlist: _builtins.int = ...,
         eligibility_description: _builtins.str = ...,
         source: _builtins.str = ...,
+        service_area_radius_km: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "service_area_radius_km", b"service_area_radius_km", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,9 +55,12 @@ def import_package(stack: Stack, path: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at: datetime) -> list[str]:
+def oracle(
+    rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at: datetime, every_filter: bool = True
+) -> list[str]:
     """Services for: food-insecurity, Spanish, within RADIUS_KM, open at ``at`` (Pacific time), with
-    capacity, for a 30-year-old living in ZIP: straight from the generated rows, nearest first."""
+    capacity, for a 30-year-old living in ZIP: straight from the generated rows, nearest first.
+    ``every_filter`` False: the need, language and distance only (what the search keys answer alone)."""
     areas = {a["service_id"]: set(a["extent"].split(",")) for a in rows.get("service_area", [])}
     with TERMS.open() as handle:
         codes = {(r["taxonomy"], r["code"]): r["need_domain"] for r in csv.DictReader(handle)}
@@ -84,7 +87,7 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
             for s in schedules
             if "byday" in s
         )
-        if not opened or closed:
+        if every_filter and (not opened or closed):
             continue
         if where["location_type"] == "virtual":  # served remotely: in its area, after the places
             if ZIP in areas.get(sid, set()):
@@ -103,11 +106,20 @@ def oracle(rows: dict[str, list[dict[str, Any]]], point: tuple[float, float], at
         sid
         for sid in best
         if services[sid]["status"] == "active"
-        and sid in food & spanish & capacity
-        and services[sid].get("minimum_age", 0) <= 30 <= services[sid].get("maximum_age", 200)
-        and (ZIP in areas[sid] if sid in areas else True)
+        and sid in food & spanish
+        and (
+            not every_filter
+            or (
+                sid in capacity
+                and services[sid].get("minimum_age", 0) <= 30 <= services[sid].get("maximum_age", 200)
+                and (ZIP in areas[sid] if sid in areas else True)
+            )
+        )
     ]
-    return sorted(eligible, key=lambda sid: (best[sid], services[sid]["name"], sid))
+    # Nearest first (ties by id); online services after, by name.
+    return sorted(
+        eligible, key=lambda sid: (best[sid], services[sid]["name"] if best[sid] == math.inf else "", sid)
+    )
 
 
 def violations(error: grpc.RpcError) -> list[str]:
@@ -177,6 +189,36 @@ def test_search_finds_what_an_oracle_finds_with_every_filter(
         assert list(first.reasons[:2]) == ["addresses food-insecurity", "speaks es"]
         assert first.distance_km <= RADIUS_KM and first.location_id
         assert "open then" in first.reasons
+
+        # Need, language and distance only: answered from the search keys, the same services.
+        plain = directory.SearchServices(
+            directory_pb2.SearchServicesRequest(
+                need_domain="food-insecurity", language="es", near_zip=ZIP, radius_km=RADIUS_KM, page_size=100
+            ),
+            timeout=30,
+        )
+        plain_expected = oracle(rows, point, at, every_filter=False)
+        assert plain.total == len(plain_expected) and len(plain_expected) > len(expected)
+        assert [r.service.service_id for r in plain.results] == plain_expected[:100]
+        pages: list[str] = []
+        token = ""
+        while len(pages) < 60:
+            answer = directory.SearchServices(
+                directory_pb2.SearchServicesRequest(
+                    need_domain="food-insecurity",
+                    language="es",
+                    near_zip=ZIP,
+                    radius_km=RADIUS_KM,
+                    page_size=7,
+                    page_token=token,
+                ),
+                timeout=30,
+            )
+            pages += [r.service.service_id for r in answer.results]
+            token = answer.next_page_token
+            if not token:
+                break
+        assert pages == plain_expected[: len(pages)] and len(pages) >= min(60, len(plain_expected))
 
         # Pages of 4 give the same list, each result once.
         paged: list[str] = []

@@ -18,14 +18,12 @@ from ach_directory.domain.search import (
     Query,
     QueryInput,
     check_query,
-    match,
-    ranked,
     words_of,
 )
 from ach_directory.events import publish_service_changed
 from ach_directory.hsds_objects import hsds_object
 from ach_directory.projection import index, to_proto
-from ach_directory.search_index import candidates, records
+from ach_directory.search_index import records, search
 from ach_directory.store import ServiceRecord
 
 
@@ -135,11 +133,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         size = request.page_size or DEFAULT_PAGE_SIZE
         offset = int(request.page_token or 0)
         async with self._sessions() as session:
-            found = ranked(
-                [m for c in await candidates(session, query) if (m := match(c, query))],
-                by_distance=point is not None,
-            )
-            page = found[offset : offset + size]
+            page, total = await search(session, query, offset, size)
             by_id = await records(session, [m.candidate.service_id for m in page])
         return directory_pb2.SearchServicesResponse(
             results=[
@@ -152,8 +146,8 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
                 )
                 for m in page
             ],
-            next_page_token=str(offset + size) if offset + size < len(found) else "",
-            total=len(found),
+            next_page_token=str(offset + size) if offset + size < total else "",
+            total=total,
         )
 
     async def GetOrganization(

@@ -17,7 +17,17 @@ from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_directory.domain.search import Candidate, Hours, Place, Query, bounding_box, distance_km
+from ach_directory.domain.search import (
+    Candidate,
+    Hours,
+    Match,
+    Place,
+    Query,
+    bounding_box,
+    distance_km,
+    match,
+    ranked,
+)
 from ach_directory.store import (
     ServiceLanguage,
     ServiceNeedDomain,
@@ -52,46 +62,113 @@ def _narrowed(statement: Any, q: Query, service_id: Any) -> Any:
     return statement
 
 
+def index_answers(q: Query) -> bool:
+    """Whether the search keys alone decide which services match (a need, a primary language, a
+    distance): then only the page returned is read further."""
+    return (
+        q.point is not None
+        and q.radius_km > 0
+        and bool(q.need_domain)
+        and not (q.words or q.taxonomy_term_id or q.resident_age or q.resident_zip or q.with_capacity)
+        and q.open_at is None
+        and "-" not in q.language
+    )
+
+
+async def search(session: AsyncSession, q: Query, offset: int, size: int) -> tuple[list[Match], int]:
+    """A page of ranked matches and how many there are in all."""
+    if not index_answers(q):
+        found = ranked([m for c in await candidates(session, q) if (m := match(c, q))], q.point is not None)
+        return found[offset : offset + size], len(found)
+    places = await _nearby(session, q)
+    assert q.point is not None
+    point = q.point
+    nearest = {
+        sid: min(distance_km(point, (p.latitude or 0.0, p.longitude or 0.0)) for p in found)
+        for sid, found in places.items()
+    }
+    order = sorted(nearest, key=lambda sid: (nearest[sid], sid))
+    remote = await _remote(session, q)
+    wanted = set(order[offset : offset + size]) | remote
+    matches = [m for c in await _read(session, q, wanted, places, remote) if (m := match(c, q))]
+    located = sorted(
+        (m for m in matches if m.candidate.service_id not in remote),
+        key=lambda m: order.index(m.candidate.service_id),
+    )
+    online = ranked([m for m in matches if m.candidate.service_id in remote], by_distance=True)
+    everything = len(order) + len(online)
+    page = (
+        (located + online)[:size]
+        if offset < len(order)
+        else online[offset - len(order) : offset - len(order) + size]
+    )
+    return page, everything
+
+
 async def candidates(session: AsyncSession, q: Query) -> list[Candidate]:
     places: dict[str, list[Place]] | None = None
     ids: set[str] | None = None
     remote: set[str] = set()
     if q.point is not None and q.radius_km > 0:
-        low_lat, high_lat, low_lon, high_lon = bounding_box(q.point, q.radius_km)
-        if q.need_domain and not q.words:
-            # The commonest query: one index range on (need domain, language, latitude).
-            key = ServiceSearchKey.__table__.c  # type: ignore[attr-defined]
-            statement = core_select(key.service_id, key.location_id, key.latitude, key.longitude).where(
-                key.need_domain == q.need_domain,
-                key.latitude.between(low_lat, high_lat),
-                key.longitude.between(low_lon, high_lon),
-            )
-            if q.language:
-                statement = statement.where(key.language == q.language.split("-")[0].lower())
-            if not q.include_inactive:
-                statement = statement.where(key.active)
-        else:
-            point = ServicePoint.__table__.c  # type: ignore[attr-defined]
-            statement = _narrowed(
-                core_select(point.service_id, point.location_id, point.latitude, point.longitude)
-                .join(ServiceRecord.__table__, ServiceRecord.__table__.c.id == point.service_id)  # type: ignore[attr-defined]
-                .where(point.latitude.between(low_lat, high_lat), point.longitude.between(low_lon, high_lon)),
-                q,
-                point.service_id,
-            )
-        places = {}
-        seen: set[tuple[str, str]] = set()
-        # Core statements on the connection: the ORM's execution path costs more than these queries.
-        conn = await session.connection()
-        for service_id, location_id, lat, lon in (await conn.execute(statement)).all():
-            if (service_id, location_id) not in seen and distance_km(q.point, (lat, lon)) <= q.radius_km:
-                seen.add((service_id, location_id))  # once, though a key row per language matched
-                places.setdefault(service_id, []).append(Place(location_id, "", lat, lon))
-        ids = set(places)
-        if q.resident_zip or q.near_zip:  # remote services match only by their service area
-            online = _narrowed(select(ServiceRecord.id).where(col(ServiceRecord.remote)), q, ServiceRecord.id)
-            remote = set((await session.exec(online)).all())
-            ids |= remote
+        places = await _nearby(session, q)
+        remote = await _remote(session, q)
+        ids = set(places) | remote
+    return await _read(session, q, ids, places, remote)
+
+
+async def _remote(session: AsyncSession, q: Query) -> set[str]:
+    """Online services, which match a distance search only by their service area."""
+    if not (q.resident_zip or q.near_zip):
+        return set()
+    online = _narrowed(select(ServiceRecord.id).where(col(ServiceRecord.remote)), q, ServiceRecord.id)
+    return set((await session.exec(online)).all())
+
+
+async def _nearby(session: AsyncSession, q: Query) -> dict[str, list[Place]]:
+    """The located places within the radius, by service."""
+    assert q.point is not None
+    low_lat, high_lat, low_lon, high_lon = bounding_box(q.point, q.radius_km)
+    if q.need_domain and not q.words:
+        # The commonest query: one index range on (need domain, language, latitude).
+        key = ServiceSearchKey.__table__.c  # type: ignore[attr-defined]
+        statement = core_select(key.service_id, key.location_id, key.latitude, key.longitude).where(
+            key.need_domain == q.need_domain,
+            key.latitude.between(low_lat, high_lat),
+            key.longitude.between(low_lon, high_lon),
+        )
+        if q.language:
+            statement = statement.where(key.language == q.language.split("-")[0].lower())
+        if not q.include_inactive:
+            statement = statement.where(key.active)
+    else:
+        point = ServicePoint.__table__.c  # type: ignore[attr-defined]
+        statement = _narrowed(
+            core_select(point.service_id, point.location_id, point.latitude, point.longitude)
+            .join(ServiceRecord.__table__, ServiceRecord.__table__.c.id == point.service_id)  # type: ignore[attr-defined]
+            .where(point.latitude.between(low_lat, high_lat), point.longitude.between(low_lon, high_lon)),
+            q,
+            point.service_id,
+        )
+    places: dict[str, list[Place]] = {}
+    seen: set[tuple[str, str]] = set()
+    # Core statements on the connection: the ORM's execution path costs more than these queries.
+    conn = await session.connection()
+    for service_id, location_id, lat, lon in (await conn.execute(statement)).all():
+        if (service_id, location_id) not in seen and distance_km(q.point, (lat, lon)) <= q.radius_km:
+            seen.add((service_id, location_id))  # once, though a key row per language matched
+            places.setdefault(service_id, []).append(Place(location_id, "", lat, lon))
+    return places
+
+
+async def _read(
+    session: AsyncSession,
+    q: Query,
+    ids: set[str] | None,
+    places: dict[str, list[Place]] | None,
+    remote: set[str],
+) -> list[Candidate]:
+    """The candidates as matching sees them, reading only the columns the query's filters need
+    (``ids``: these services only; None: every service the indexes let through)."""
     table = ServiceRecord.__table__  # type: ignore[attr-defined]
     names = [
         "id",

@@ -286,15 +286,15 @@ def _closer(d: float | None, best: float | None) -> bool:
 
 
 def ranked(matches: Sequence[Match], by_distance: bool) -> list[Match]:
-    """Nearest first when a point was given (remote services and unknown distances after), else by
-    score then name; the service id breaks ties so pages are stable."""
+    """Nearest first when a point was given (remote services and unknown distances after, by name),
+    else by score then name; the service id breaks ties so pages are stable."""
     if by_distance:
         return sorted(
             matches,
             key=lambda m: (
                 m.distance_km is None,
                 m.distance_km or 0.0,
-                m.candidate.name,
+                m.candidate.name if m.distance_km is None else "",
                 m.candidate.service_id,
             ),
         )

@@ -159,7 +159,9 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
         os.environ["ACH_PKI_DIR"] = str(pki.directory)
         namespace = f"bench-dir-{uuid.uuid4().hex[:8]}"
         os.environ["ACH_KAFKA_NAMESPACE"] = namespace
-        for backend in ["sqlite"] + (["postgresql"] if postgres_server else []):
+        backends = ["sqlite"] + (["postgresql"] if postgres_server else [])
+        only = os.environ.get("BENCH_DIRECTORY_BACKENDS")  # e.g. "postgresql", to measure one again
+        for backend in [b for b in backends if not only or b in only.split(",")]:
             dropped: list[str] = []
             urls: dict[str, str] = {}
             (work / backend).mkdir()

@@ -96,10 +96,15 @@ async def import_directory(database_url: str, path: Path, *, show_progress: bool
                 if affected is None or affected:
                     found = await summaries(session, affected)
                     report.services_changed = await apply(session, Outbox(source="/ach/directory"), found)
-        # Fresh statistics, so the query planner knows the new sizes (a bulk import changes them).
+        # Fresh statistics, so the query planner knows the new sizes (a bulk import changes them);
+        # on PostgreSQL a vacuum too, so the search keys' index-only scans need not visit the table.
         async with engine.connect() as conn:
-            await conn.execute(text("ANALYZE"))
-            await conn.commit()
+            if engine.dialect.name == "postgresql":
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.execute(text("VACUUM (ANALYZE)"))
+            else:
+                await conn.execute(text("ANALYZE"))
+                await conn.commit()
         return report
     finally:
         await engine.dispose()

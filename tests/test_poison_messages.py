@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 CONSUMERS = ("referrals", "measurement", "notifications", "funding")
 # identity is always running in a Stack (it consumes the audit trail); screening consumes partner
-# intake and the resident events.
-DEAD_LETTERED = (*CONSUMERS, "identity", "screening")
+# intake and the resident events; the directory partner intake (service reports).
+DEAD_LETTERED = (*CONSUMERS, "identity", "screening", "directory")
 
 
 async def produce_garbage(bootstrap: str) -> dict[str, int]:
@@ -68,7 +68,7 @@ def test_garbage_on_every_consumed_topic_is_dead_lettered_and_consumers_go_on(
     make_stack: Callable[[str], Stack], kafka_bootstrap: str
 ) -> None:
     stack = make_stack("sqlite")
-    stack.start("screening", *CONSUMERS)
+    stack.start("screening", "directory", *CONSUMERS)
     expected = asyncio.run(produce_garbage(kafka_bootstrap))
 
     for consumer, n in expected.items():
@@ -96,4 +96,4 @@ def test_garbage_on_every_consumed_topic_is_dead_lettered_and_consumers_go_on(
         )
     for name, service in stack.services.items():
         assert service.process is not None and service.process.poll() is None, f"{name} died"
-    assert stack.stop_all() == dict.fromkeys(("identity", "screening", *CONSUMERS), 0)
+    assert stack.stop_all() == dict.fromkeys(("identity", "screening", "directory", *CONSUMERS), 0)

@@ -32,7 +32,7 @@ from ach_platform.grpc_client import partner_aio_channel
 from sqlalchemy import text
 
 from bench.results import Figure
-from tests.databases import drop_postgres_database, fresh_postgres_database
+from bench.stacks import backends, bench_stack, p99
 from tests.harness import TEST_PARTNER_ROLES, Stack, eventually
 
 RADIUS_KM = 10.0
@@ -136,11 +136,6 @@ def all_published(stack: Stack) -> bool:
     return stack.count_rows("directory", "SELECT count(*) FROM outbox_event WHERE published_at IS NULL") == 0
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
     n = int(os.environ.get("BENCH_DIRECTORY_N", "100000"))
     n_search = int(os.environ.get("BENCH_SEARCH_N", "300"))
@@ -159,24 +154,15 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
         os.environ["ACH_PKI_DIR"] = str(pki.directory)
         namespace = f"bench-dir-{uuid.uuid4().hex[:8]}"
         os.environ["ACH_KAFKA_NAMESPACE"] = namespace
-        backends = ["sqlite"] + (["postgresql"] if postgres_server else [])
         only = os.environ.get("BENCH_DIRECTORY_BACKENDS")  # e.g. "postgresql", to measure one again
-        for backend in [b for b in backends if not only or b in only.split(",")]:
-            dropped: list[str] = []
-            urls: dict[str, str] = {}
-            (work / backend).mkdir()
-            for name in ("identity", "directory"):
-                if backend == "sqlite":
-                    urls[name] = f"sqlite:///{work / backend / name}.db"
-                else:
-                    assert postgres_server
-                    urls[name], db = fresh_postgres_database(postgres_server)
-                    dropped.append(db)
-            stack = Stack(work / backend, bootstrap, namespace, urls, pki, trace_to_file=False)
-            try:
-                migrations.upgrade(DEFINITION.migrations_dir, urls["directory"])
+        for backend in [b for b in backends(postgres_server) if not only or b in only.split(",")]:
+            with bench_stack(
+                work, backend, ("identity", "directory"), bootstrap, namespace, pki, postgres_server
+            ) as stack:
+                url = stack.database_urls["directory"]
+                migrations.upgrade(DEFINITION.migrations_dir, url)
                 started = time.perf_counter()
-                report = asyncio.run(import_directory(urls["directory"], package, show_progress=False))
+                report = asyncio.run(import_directory(url, package, show_progress=False))
                 import_s = time.perf_counter() - started
                 assert report.rejected == 0, report.problems[:5]
                 started = time.perf_counter()
@@ -188,15 +174,8 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                 )
                 publish_s = time.perf_counter() - started
                 latencies, per_query = asyncio.run(grpc_search(stack, asks))
-                sql_latencies, sql_per_query = asyncio.run(sql_search(urls["directory"], asks))
+                sql_latencies, sql_per_query = asyncio.run(sql_search(url, asks))
                 stack.stop_all()
-            finally:
-                for service in stack.services.values():
-                    if service.process is not None and service.process.poll() is None:
-                        service.process.kill()
-                for db in dropped:
-                    assert postgres_server
-                    drop_postgres_database(postgres_server, db)
             figures += [
                 Figure(
                     f"directory.import.{backend} ({n:,} services, {records:,} records)",

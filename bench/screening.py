@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.results import Figure
-from tests.databases import drop_postgres_database, fresh_postgres_database
+from bench.stacks import backends, bench_stack, p99
 from tests.harness import TEST_PARTNER_ROLES, Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,12 +98,7 @@ async def load(
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - started
-    latencies.sort()
-    return (
-        len(latencies) / elapsed,
-        statistics.median(latencies),
-        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-    )
+    return len(latencies) / elapsed, statistics.median(latencies), p99(latencies)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -221,31 +216,14 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
             Figure("screening.bare_grpc_unary_p99", bare_p99, "ms"),
             Figure("screening.bare_grpc_unary_server_cpu", bare_cpu, "ms/call"),
         ]
-        backends = ["sqlite"] + (["postgresql"] if postgres_server else [])
-        for backend in backends:
-            dropped: list[str] = []
-            urls: dict[str, str] = {}
-            (work / backend).mkdir()
-            for name in ("identity", "screening"):
-                if backend == "sqlite":
-                    urls[name] = f"sqlite:///{work / backend / name}.db"
-                else:
-                    assert postgres_server
-                    urls[name], db = fresh_postgres_database(postgres_server)
-                    dropped.append(db)
-            stack = Stack(work / backend, bootstrap, namespace, urls, pki, trace_to_file=False)
-            try:
+        for backend in backends(postgres_server):
+            with bench_stack(
+                work, backend, ("identity", "screening"), bootstrap, namespace, pki, postgres_server
+            ) as stack:
                 stack.start("screening")
                 residents = [stack.resident(PARTNER) for _ in range(20)]
                 got = asyncio.run(measure(stack, residents, clients, calls, n_partner))
                 stack.stop_all()
-            finally:
-                for service in stack.services.values():
-                    if service.process is not None and service.process.poll() is None:
-                        service.process.kill()
-                for db in dropped:
-                    assert postgres_server
-                    drop_postgres_database(postgres_server, db)
             figures += [
                 Figure(
                     f"screening.submit_grpc.{backend} ({clients} clients)",

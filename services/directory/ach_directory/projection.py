@@ -21,7 +21,7 @@ from sqlmodel import select as select_records
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory import zip_codes
-from ach_directory.domain.search import Candidate, Hours, Place
+from ach_directory.domain.search import Hours, Place
 from ach_directory.domain.summary import DomainTerm, Summary, summarize
 from ach_directory.events import publish_service_changed
 from ach_directory.store import (
@@ -360,24 +360,4 @@ def to_proto(r: ServiceRecord) -> directory_pb2.Service:
         capacity_waitlist=r.capacity_waitlist,
         eligibility_description=r.eligibility_description,
         source=r.source,
-    )
-
-
-def candidate_of(r: ServiceRecord) -> Candidate:
-    return Candidate(
-        service_id=r.id,
-        name=r.name,
-        active=r.status == directory_pb2.SERVICE_STATUS_ACTIVE,
-        need_domains=frozenset(r.need_domains),
-        term_ids=frozenset(r.term_ids),
-        languages=frozenset(r.languages),
-        text=r.search_text,
-        places=places_of(r),
-        hours=hours_of_record(r),
-        minimum_age=r.minimum_age,
-        maximum_age=r.maximum_age,
-        area_zips=frozenset(r.service_area_zips),
-        area_radius_km=r.service_area_radius_km,
-        capacity_available=r.capacity_available,
-        capacity_maximum=r.capacity_maximum,
     )

@@ -1,7 +1,6 @@
 """Directory rules, pure: service records, and the HSDS 3.0 model with its row rules."""
 
 from ach_directory.domain.services import (
-    MAX_PAGE_SIZE,
     ServiceDraft,
     ServiceUpdate,
     check_edited_records,
@@ -10,7 +9,6 @@ from ach_directory.domain.services import (
 )
 
 __all__ = [
-    "MAX_PAGE_SIZE",
     "ServiceDraft",
     "ServiceUpdate",
     "check_edited_records",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -110,12 +110,11 @@ class QueryInput:
     radius_km: float = 0.0
     resident_age: int = 0
     resident_zip: str = ""
-    problems: list[FieldViolation] = field(default_factory=list)
 
 
 def check_query(q: QueryInput, zip_known: Callable[[str], bool]) -> list[FieldViolation]:
     """Every problem of a search request, by field. ``zip_known`` tells a known ZIP code."""
-    problems = list(q.problems)
+    problems: list[FieldViolation] = []
     if q.need_domain and q.need_domain not in NEED_DOMAINS:
         problems.append(FieldViolation("need_domain", f"{q.need_domain!r} is not a Gravity SDOH category"))
     if q.language and not LANGUAGE_TAG.match(q.language):

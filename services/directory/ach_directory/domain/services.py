@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from ach_platform.errors import FieldViolation
 from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
 
-MAX_PAGE_SIZE = 100
-
 
 @dataclass(frozen=True)
 class ServiceDraft:

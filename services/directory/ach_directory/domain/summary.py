@@ -12,7 +12,7 @@ from typing import Any
 from ach_platform.vocabulary import NEED_DOMAINS
 
 from ach_directory.domain.hsds import recurrence_rule
-from ach_directory.domain.search import Candidate, Hours, Place, words_of
+from ach_directory.domain.search import Hours, Place, words_of
 
 # Services classified with a term of this taxonomy whose code is a need domain address that domain.
 OWN_TAXONOMY = "ach-need-domain"
@@ -50,25 +50,6 @@ class Summary:
     capacity_waitlist: int
     eligibility_description: str
     text: str = field(repr=False, default="")
-
-    def candidate(self) -> Candidate:
-        return Candidate(
-            service_id=self.service_id,
-            name=self.name,
-            active=self.status == "active",
-            need_domains=frozenset(self.need_domains),
-            term_ids=frozenset(self.term_ids),
-            languages=frozenset(self.languages),
-            text=self.text,
-            places=self.places,
-            hours=self.hours,
-            minimum_age=self.minimum_age,
-            maximum_age=self.maximum_age,
-            area_zips=frozenset(self.area_zips),
-            area_radius_km=self.area_radius_km,
-            capacity_available=self.capacity_available,
-            capacity_maximum=self.capacity_maximum,
-        )
 
 
 def need_domains_of(terms: Iterable[Mapping[str, Any]], table: Sequence[DomainTerm]) -> set[str]:

@@ -23,7 +23,7 @@ from ach_directory.domain.search import (
 from ach_directory.events import publish_service_changed
 from ach_directory.hsds_objects import hsds_object
 from ach_directory.projection import index, to_proto
-from ach_directory.search_index import records, search
+from ach_directory.search_index import search
 from ach_directory.store import ServiceRecord
 
 
@@ -133,8 +133,8 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         size = request.page_size or DEFAULT_PAGE_SIZE
         offset = int(request.page_token or 0)
         async with self._sessions() as session:
-            page, total = await search(session, query, offset, size)
-            by_id = await records(session, [m.candidate.service_id for m in page])
+            found = await search(session, query, offset, size)
+        page, total, by_id = found.page, found.total, found.records
         return directory_pb2.SearchServicesResponse(
             results=[
                 directory_pb2.SearchResult(

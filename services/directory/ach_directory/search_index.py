@@ -10,6 +10,7 @@ further. Without a point, the need domain and language indexes narrow."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ach.directory.v1 import directory_pb2
@@ -75,11 +76,19 @@ def index_answers(q: Query) -> bool:
     )
 
 
-async def search(session: AsyncSession, q: Query, offset: int, size: int) -> tuple[list[Match], int]:
+@dataclass(frozen=True)
+class Found:
+    page: list[Match]
+    total: int  # matches in all
+    records: dict[str, ServiceRecord]  # the page's full records, when the search read them already
+
+
+async def search(session: AsyncSession, q: Query, offset: int, size: int) -> Found:
     """A page of ranked matches and how many there are in all."""
     if not index_answers(q):
         found = ranked([m for c in await candidates(session, q) if (m := match(c, q))], q.point is not None)
-        return found[offset : offset + size], len(found)
+        page = found[offset : offset + size]
+        return Found(page, len(found), await records(session, [m.candidate.service_id for m in page]))
     places = await _nearby(session, q)
     assert q.point is not None
     point = q.point
@@ -90,7 +99,11 @@ async def search(session: AsyncSession, q: Query, offset: int, size: int) -> tup
     order = sorted(nearest, key=lambda sid: (nearest[sid], sid))
     remote = await _remote(session, q)
     wanted = set(order[offset : offset + size]) | remote
-    matches = [m for c in await _read(session, q, wanted, places, remote) if (m := match(c, q))]
+    # The page's full records (needed for the answer anyway) are all matching needs: one read.
+    full = await records(session, sorted(wanted))
+    names = _columns(q, places, remote)
+    read = [_candidate({n: getattr(r, n) for n in names}, q, places) for r in full.values()]
+    matches = [m for c in read if (m := match(c, q))]
     located = sorted(
         (m for m in matches if m.candidate.service_id not in remote),
         key=lambda m: order.index(m.candidate.service_id),
@@ -102,7 +115,7 @@ async def search(session: AsyncSession, q: Query, offset: int, size: int) -> tup
         if offset < len(order)
         else online[offset - len(order) : offset - len(order) + size]
     )
-    return page, everything
+    return Found(page, everything, full)
 
 
 async def candidates(session: AsyncSession, q: Query) -> list[Candidate]:
@@ -170,6 +183,22 @@ async def _read(
     """The candidates as matching sees them, reading only the columns the query's filters need
     (``ids``: these services only; None: every service the indexes let through)."""
     table = ServiceRecord.__table__  # type: ignore[attr-defined]
+    names = _columns(q, places, remote)
+    chosen = [table.c[name] for name in names]
+    conn = await session.connection()
+    rows: list[Any] = []
+    if ids is None:
+        rows = list((await conn.execute(_narrowed(core_select(*chosen), q, table.c.id))).all())
+    else:
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), CHUNK):
+            statement = core_select(*chosen).where(table.c.id.in_(ordered[i : i + CHUNK]))
+            rows += list((await conn.execute(statement)).all())
+    return [_candidate(dict(zip(names, row, strict=True)), q, places) for row in rows]
+
+
+def _columns(q: Query, places: dict[str, list[Place]] | None, remote: set[str]) -> list[str]:
+    """The service columns matching needs for this query."""
     names = [
         "id",
         "name",
@@ -191,18 +220,7 @@ async def _read(
         # Else the index gave the places (within the search radius; a radius area needs them all).
         "locations": places is None or bool(remote) or bool(q.resident_zip),
     }
-    names += [name for name, needed in wanted.items() if needed]
-    chosen = [table.c[name] for name in names]
-    conn = await session.connection()
-    rows: list[Any] = []
-    if ids is None:
-        rows = list((await conn.execute(_narrowed(core_select(*chosen), q, table.c.id))).all())
-    else:
-        ordered = sorted(ids)
-        for i in range(0, len(ordered), CHUNK):
-            statement = core_select(*chosen).where(table.c.id.in_(ordered[i : i + CHUNK]))
-            rows += list((await conn.execute(statement)).all())
-    return [_candidate(dict(zip(names, row, strict=True)), q, places) for row in rows]
+    return names + [name for name, needed in wanted.items() if needed]
 
 
 def _candidate(row: dict[str, Any], q: Query, located: dict[str, list[Place]] | None) -> Candidate:

@@ -26,6 +26,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         screening_pb2.ScreeningDemographicsRecorded,
         referrals_pb2.ReferralCreated,
         referrals_pb2.ReferralStatusChanged,
+        referrals_pb2.ReferralRerouted,
         directory_pb2.ServiceChanged,
         notifications_pb2.NotificationDelivered,
         funding_pb2.TransferPosted,

@@ -68,7 +68,11 @@ REFERRAL_EVENTS = Topic(
     key="referral id",
     producer="referrals",
     consumers=("notifications", "measurement", "funding", "identity"),
-    event_types=("ach.referrals.v1.ReferralCreated", "ach.referrals.v1.ReferralStatusChanged"),
+    event_types=(
+        "ach.referrals.v1.ReferralCreated",
+        "ach.referrals.v1.ReferralStatusChanged",
+        "ach.referrals.v1.ReferralRerouted",
+    ),
 )
 DIRECTORY_SERVICES = Topic(
     name="ach.directory.services.v1",

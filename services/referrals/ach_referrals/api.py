@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
@@ -25,7 +26,7 @@ from ach_referrals.events import (
     status_from_proto,
     status_to_proto,
 )
-from ach_referrals.store import ReferralRecord, referrals_of_party
+from ach_referrals.store import ReferralRecord, history_of, referrals_of_party
 
 
 def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
@@ -142,5 +143,107 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 actor_partner_id=actor,
                 actor_user_id=principal().user_id or request.actor.user_id,
                 outcome=outcome,
+            )
+            if to is domain.Status.REJECTED:
+                await self._events.after_rejection(session, referral, request.reason)
+        return to_proto(referral)
+
+    async def GetReferralHistory(
+        self, request: referrals_pb2.GetReferralHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.GetReferralHistoryResponse:
+        if not request.referral_id:
+            raise InvalidArgument.of("referral_id", "is required")
+        async with self._sessions() as session:
+            referral = await session.get(ReferralRecord, request.referral_id)
+            if referral is None:
+                raise NotFound(f"referral {request.referral_id} not found")
+            changes = await history_of(session, referral.id)
+        note_resource("resident_id", referral.resident_id)
+        return referrals_pb2.GetReferralHistoryResponse(
+            changes=[
+                referrals_pb2.ReferralChange(
+                    sequence=c.sequence,
+                    from_status=status_to_proto(domain.Status(c.from_status)),
+                    to_status=status_to_proto(domain.Status(c.to_status)),
+                    changed_by=common_pb2.Actor(partner_id=c.actor_partner_id, user_id=c.actor_user_id),
+                    reason=c.reason,
+                    outcome=outcome_to_proto(c.outcome),
+                    changed_at=to_timestamp(c.changed_at),
+                    target_partner_id=c.target_partner_id,
+                    target_service_id=c.target_service_id,
+                )
+                for c in changes
+            ]
+        )
+
+    async def ProposeTargets(
+        self, request: referrals_pb2.ProposeTargetsRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.ProposeTargetsResponse:
+        if not request.referral_id:
+            raise InvalidArgument.of("referral_id", "is required")
+        async with self._sessions() as session:
+            referral = await session.get(ReferralRecord, request.referral_id)
+            if referral is None:
+                raise NotFound(f"referral {request.referral_id} not found")
+            found = await self._events.proposals(session, referral, utc_now())
+        return referrals_pb2.ProposeTargetsResponse(
+            targets=[
+                referrals_pb2.ProposedTarget(
+                    service_id=m.service.service_id,
+                    organization_id=m.service.organization_id,
+                    reasons=list(m.reasons),
+                )
+                for m in found
+            ]
+        )
+
+    async def RerouteReferral(
+        self, request: referrals_pb2.RerouteReferralRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.Referral:
+        if not request.referral_id:
+            raise InvalidArgument.of("referral_id", "is required")
+        async with self._sessions() as session, session.begin():
+            referral = await session.get(ReferralRecord, request.referral_id)
+            if referral is None:
+                raise NotFound(f"referral {request.referral_id} not found")
+            actor = principal().partner_id
+            if actor != referral.source_partner_id:
+                raise PermissionDenied("only the referral's source may re-route it")
+            errors = domain.check_transition(
+                domain.Status(referral.status), domain.Status.REQUESTED, domain.Role.SOURCE, "", None
+            )
+            if errors:
+                raise FailedPrecondition(
+                    f"only a rejected referral is re-routed; this one is {referral.status}",
+                    violation_type="TRANSITION",
+                    subject=referral.id,
+                )
+            found = await self._events.proposals(session, referral, utc_now())
+            chosen = (
+                [m for m in found if m.service.service_id == request.target_service_id]
+                if request.target_service_id
+                else found[:1]
+            )
+            if not chosen:
+                if request.target_service_id:
+                    raise InvalidArgument.of(
+                        "target_service_id",
+                        f"{request.target_service_id} is not among the proposed targets (ProposeTargets):"
+                        " it does not serve this need, turned the referral down, or the resident's"
+                        " consent does not cover it",
+                    )
+                raise FailedPrecondition(
+                    "no other suitable target for this referral",
+                    violation_type="NO_TARGET",
+                    subject=referral.id,
+                )
+            self._events.reroute(
+                session,
+                referral,
+                chosen[0],
+                utc_now(),
+                request.reason or "re-routed by the source",
+                actor_partner_id=actor,
+                actor_user_id=principal().user_id,
             )
         return to_proto(referral)

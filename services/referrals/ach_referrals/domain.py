@@ -26,6 +26,7 @@ class Status(StrEnum):
 class Role(StrEnum):
     SOURCE = "source"
     TARGET = "target"
+    NETWORK = "network"  # the referral service itself, on the network's rules (re-routing)
 
 
 class Outcome(StrEnum):
@@ -36,14 +37,17 @@ class Outcome(StrEnum):
     UNABLE_TO_CONTACT = "unable-to-contact"
 
 
-S, T = Role.SOURCE, Role.TARGET
+S, T, N = Role.SOURCE, Role.TARGET, Role.NETWORK
 # (from, to) -> who may make the change. "The source sets requested; the target moves it on";
-# the source may also withdraw (cancel) while it is still open.
+# the source may also withdraw (cancel) while it is still open. No wrong door: a rejected referral
+# goes back to requested with another target (re-routed by the network, or by the source's choice),
+# so one referral keeps one history across targets.
 TRANSITIONS: dict[tuple[Status, Status], frozenset[Role]] = {
     (Status.DRAFT, Status.REQUESTED): frozenset({S}),
     (Status.REQUESTED, Status.ACCEPTED): frozenset({T}),
     (Status.REQUESTED, Status.REJECTED): frozenset({T}),
     (Status.REQUESTED, Status.CANCELLED): frozenset({S}),
+    (Status.REJECTED, Status.REQUESTED): frozenset({S, N}),
     **{
         (Status.ACCEPTED, to): frozenset({T})
         for to in (Status.IN_PROGRESS, Status.ON_HOLD, Status.COMPLETED, Status.FAILED)
@@ -60,6 +64,7 @@ TRANSITIONS: dict[tuple[Status, Status], frozenset[Role]] = {
     },
 }
 REASON_REQUIRED = frozenset({Status.REJECTED, Status.CANCELLED, Status.ON_HOLD, Status.FAILED})
+# Rejected is final for the target that rejected; the referral itself may still be re-routed.
 TERMINAL = frozenset(
     {Status.REJECTED, Status.CANCELLED, Status.FAILED, Status.COMPLETED, Status.ENTERED_IN_ERROR}
 )
@@ -166,3 +171,56 @@ def withdraw_on_revocation(
     """An open referral whose target no consent covers any more is cancelled: the CBO gets nothing
     further about the resident (the identity service already refuses the share itself)."""
     return status in OPEN and bool(target) and consent_for_share(consents, need_domain, target, at) is None
+
+
+class ReroutePolicy(StrEnum):
+    AUTOMATIC = "automatic"  # the network sends a rejected referral to the next suitable target
+    SOURCE = "source"  # it goes back to the source, who chooses among the proposed targets
+
+
+def reroute_policy(
+    need_domain: str, by_domain: dict[str, ReroutePolicy], default: ReroutePolicy
+) -> ReroutePolicy:
+    return by_domain.get(need_domain, default)
+
+
+def parse_reroute_policies(text: str) -> tuple[ReroutePolicy, dict[str, ReroutePolicy]]:
+    """``automatic`` or ``source``, then per need domain: ``automatic,interpersonal-safety=source``.
+    Raises ValueError naming the bad entry."""
+    default = ReroutePolicy.AUTOMATIC
+    by_domain: dict[str, ReroutePolicy] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        domain, _, value = entry.rpartition("=")
+        try:
+            policy = ReroutePolicy(value.strip())
+        except ValueError:
+            raise ValueError(f"{entry!r}: the policy is 'automatic' or 'source'") from None
+        if domain:
+            by_domain[domain.strip()] = policy
+        else:
+            default = policy
+    return default, by_domain
+
+
+def proposals(
+    candidates: Iterable[CandidateService],
+    need_domain: str,
+    language: str,
+    consents: Iterable[ConsentTerms],
+    at: datetime,
+    tried_organizations: Iterable[str] = (),
+) -> list[Match]:
+    """Ranked targets a source may choose from: matching services of organizations that have not
+    had (and turned down) this referral, which the resident's consent covers."""
+    tried = set(tried_organizations)
+    terms = list(consents)
+    return [
+        m
+        for m in rank_targets(candidates, need_domain, language)
+        if m.service.organization_id not in tried
+        and consent_for_share(terms, need_domain, m.service.organization_id, at) is not None
+    ]
+
+
+def rerouted_reason(rejection: str) -> str:
+    return f"re-routed after the target turned it down: {rejection}"

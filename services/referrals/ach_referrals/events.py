@@ -27,6 +27,7 @@ from ach_referrals.store import (
     DirectoryServiceReplica,
     ReferralHistory,
     ReferralRecord,
+    organizations_that_rejected,
     referral_for_need,
     referrals_of,
     replica_services,
@@ -56,8 +57,15 @@ def outcome_from_proto(value: int) -> domain.Outcome | None:
 
 
 class ReferralEvents:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        reroute_default: domain.ReroutePolicy = domain.ReroutePolicy.AUTOMATIC,
+        reroute_by_domain: dict[str, domain.ReroutePolicy] | None = None,
+    ) -> None:
         self._outbox = outbox
+        self._reroute_default = reroute_default
+        self._reroute_by_domain = reroute_by_domain or {}
 
     async def on_service_changed(
         self, session: AsyncSession, envelope: Envelope, event: directory_pb2.ServiceChanged
@@ -132,6 +140,82 @@ class ReferralEvents:
         consents = await self._consents(session, resident_id)
         return domain.route(candidates, need_domain, language, consents, at)
 
+    async def proposals(
+        self, session: AsyncSession, referral: ReferralRecord, at: datetime
+    ) -> list[domain.Match]:
+        """Ranked targets for a referral, without the organizations that turned it down."""
+        candidates = [
+            domain.CandidateService(
+                r.service_id,
+                r.organization_id,
+                tuple(r.need_domains),
+                tuple(r.languages),
+                r.active,
+                r.capacity_available,
+            )
+            for r in await replica_services(session)
+        ]
+        return domain.proposals(
+            candidates,
+            referral.need_domain,
+            referral.language,
+            await self._consents(session, referral.resident_id),
+            at,
+            await organizations_that_rejected(session, referral.id) | {referral.target_partner_id},
+        )
+
+    async def after_rejection(self, session: AsyncSession, referral: ReferralRecord, rejection: str) -> None:
+        """No wrong door: with the automatic policy for its need domain, a rejected referral goes
+        on to the next suitable target at once. Otherwise (or with none left) it stays rejected and
+        the source, told of the rejection, chooses (RerouteReferral)."""
+        policy = domain.reroute_policy(referral.need_domain, self._reroute_by_domain, self._reroute_default)
+        if policy is not domain.ReroutePolicy.AUTOMATIC:
+            return
+        now = utc_now()
+        found = await self.proposals(session, referral, now)
+        if found:
+            self.reroute(session, referral, found[0], now, domain.rerouted_reason(rejection))
+
+    def reroute(
+        self,
+        session: AsyncSession,
+        referral: ReferralRecord,
+        to: domain.Match,
+        now: datetime,
+        reason: str,
+        *,
+        actor_partner_id: str = "",
+        actor_user_id: str = "",
+    ) -> None:
+        previous = referral.target_partner_id
+        referral.target_partner_id = to.service.organization_id
+        referral.target_service_id = to.service.service_id
+        self.record_change(
+            session,
+            referral,
+            domain.Status.REQUESTED,
+            now,
+            reason=reason,
+            actor_partner_id=actor_partner_id,
+            actor_user_id=actor_user_id,
+        )
+        self._outbox.add(
+            session,
+            REFERRAL_EVENTS,
+            referrals_pb2.ReferralRerouted(
+                referral_id=referral.id,
+                need_domain=referral.need_domain,
+                from_target_partner_id=previous,
+                to_target_partner_id=referral.target_partner_id,
+                to_target_service_id=referral.target_service_id,
+                reason=reason,
+                rerouted_by=common_pb2.Actor(partner_id=actor_partner_id, user_id=actor_user_id),
+                rerouted_at=to_timestamp(now),
+                sequence=referral.sequence,
+            ),
+            key=referral.id,
+        )
+
     async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
         return await consent_terms(session, resident_id)
 
@@ -197,6 +281,8 @@ class ReferralEvents:
             reason=reason,
             outcome=outcome.value if outcome else "",
             changed_at=now,
+            target_partner_id=referral.target_partner_id,
+            target_service_id=referral.target_service_id,
         )
         referral.status = to.value
         referral.outcome = outcome.value if outcome else referral.outcome

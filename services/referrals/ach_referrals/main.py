@@ -3,20 +3,29 @@ and residents' consents."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ach.referrals.v1 import referrals_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import DIRECTORY_SERVICES, RESIDENT_EVENTS, SCREENING_EVENTS
+from ach_platform.settings import ConfigError
 
+from ach_referrals import domain
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
 from ach_referrals.store import ReferralRecord
 
 
 def wire(runtime: Runtime) -> None:
-    events = ReferralEvents(runtime.outbox)
+    try:
+        default, by_domain = domain.parse_reroute_policies(
+            os.environ.get("REFERRAL_REROUTE_POLICY", "automatic")
+        )
+    except ValueError as exc:
+        raise ConfigError(f"REFERRAL_REROUTE_POLICY: {exc}") from None
+    events = ReferralEvents(runtime.outbox, default, by_domain)
     api = ReferralApi(runtime.sessions, events)
     runtime.serve_grpc(
         lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
@@ -30,7 +39,13 @@ def wire(runtime: Runtime) -> None:
             {p for p in (referral.source_partner_id, referral.target_partner_id) if p} if referral else None
         )
 
+    async def referral_source(referral_id: str) -> set[str] | None:
+        async with runtime.sessions() as session:
+            referral = await session.get(ReferralRecord, referral_id)
+        return {referral.source_partner_id} if referral else None
+
     runtime.resolve_owners("referral", referral_parties)
+    runtime.resolve_owners("referral-source", referral_source)
     runtime.consume(
         [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {

@@ -42,6 +42,9 @@ class ReferralHistory(SQLModel, table=True):
     reason: str = ""
     outcome: str = Field(default="", max_length=30)
     changed_at: datetime
+    # The target after the change: the history shows every target a re-routed referral had.
+    target_partner_id: str = Field(default="", max_length=100)
+    target_service_id: str = Field(default="", max_length=100)
 
 
 class DirectoryServiceReplica(SQLModel, table=True):
@@ -81,3 +84,23 @@ async def referrals_of_party(
         query = query.where(ReferralRecord.status == status)
     rows = await session.exec(query.order_by(col(ReferralRecord.created_at).desc()).limit(limit))
     return list(rows.all())
+
+
+async def history_of(session: AsyncSession, referral_id: str) -> list[ReferralHistory]:
+    rows = await session.exec(
+        select(ReferralHistory)
+        .where(ReferralHistory.referral_id == referral_id)
+        .order_by(col(ReferralHistory.sequence))
+    )
+    return list(rows.all())
+
+
+async def organizations_that_rejected(session: AsyncSession, referral_id: str) -> set[str]:
+    """The targets that turned a referral down (each history row names the target it concerns)."""
+    rows = await session.exec(
+        select(ReferralHistory.actor_partner_id).where(
+            ReferralHistory.referral_id == referral_id,
+            ReferralHistory.to_status == "rejected",
+        )
+    )
+    return {r for r in rows.all() if r}

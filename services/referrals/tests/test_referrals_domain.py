@@ -14,10 +14,15 @@ from ach_referrals.domain import (
     TRANSITIONS,
     CandidateService,
     Outcome,
+    ReroutePolicy,
     Role,
     Status,
     check_transition,
+    parse_reroute_policies,
+    proposals,
     rank_targets,
+    reroute_policy,
+    rerouted_reason,
     route,
     withdraw_on_revocation,
 )
@@ -28,6 +33,8 @@ ALLOWED = {
     ("requested", "accepted"): {"target"},
     ("requested", "rejected"): {"target"},
     ("requested", "cancelled"): {"source"},
+    # No wrong door: re-routed to another target, by the network's policy or the source's choice.
+    ("rejected", "requested"): {"source", "network"},
     ("accepted", "in-progress"): {"target"},
     ("accepted", "on-hold"): {"target"},
     ("accepted", "completed"): {"target"},
@@ -50,7 +57,8 @@ ALLOWED = {
 
 
 @pytest.mark.parametrize(
-    ("current", "to", "role"), list(itertools.product(Status, Status, [Role.SOURCE, Role.TARGET, None]))
+    ("current", "to", "role"),
+    list(itertools.product(Status, Status, [Role.SOURCE, Role.TARGET, Role.NETWORK, None])),
 )
 def test_every_status_transition_actor(current: Status, to: Status, role: Role | None) -> None:
     reason = "resident moved away" if to in REASON_REQUIRED else ""
@@ -125,3 +133,40 @@ def test_open_referrals_the_consents_no_longer_cover_are_withdrawn() -> None:
         assert not withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", [consent()], NOW)
     for status in (Status.DRAFT, Status.COMPLETED, Status.CANCELLED, Status.REJECTED):
         assert not withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", revoked, NOW)
+
+
+KITCHEN = CandidateService("svc-kitchen", "cbo-kitchen", ("food-insecurity",), ("es",), True, 0)
+
+
+def test_proposals_leave_out_who_turned_it_down_and_whom_consent_does_not_cover() -> None:
+    everyone = [PANTRY, MEALS, KITCHEN]
+    assert [m.service for m in proposals(everyone, "food-insecurity", "es", [consent()], NOW)] == [
+        PANTRY,
+        KITCHEN,
+        MEALS,
+    ]
+    after_pantry = proposals(everyone, "food-insecurity", "es", [consent()], NOW, {"cbo-pantry"})
+    assert [m.service for m in after_pantry] == [KITCHEN, MEALS]
+    assert after_pantry[0].reasons == ("serves food-insecurity", "speaks es")
+    covered = proposals(everyone, "food-insecurity", "es", [consent(("cbo-meals",))], NOW, {"cbo-pantry"})
+    assert [m.service for m in covered] == [MEALS]
+    assert (
+        proposals(
+            everyone, "food-insecurity", "es", [consent()], NOW, {"cbo-pantry", "cbo-kitchen", "cbo-meals"}
+        )
+        == []
+    )
+
+
+def test_reroute_policies_parse_per_need_domain_and_name_a_bad_entry() -> None:
+    default, by_domain = parse_reroute_policies("automatic, interpersonal-safety=source")
+    assert default is ReroutePolicy.AUTOMATIC
+    assert reroute_policy("interpersonal-safety", by_domain, default) is ReroutePolicy.SOURCE
+    assert reroute_policy("food-insecurity", by_domain, default) is ReroutePolicy.AUTOMATIC
+    assert parse_reroute_policies("source") == (ReroutePolicy.SOURCE, {})
+    with pytest.raises(ValueError, match="'housing-instability=later'"):
+        parse_reroute_policies("automatic,housing-instability=later")
+
+
+def test_a_rerouted_referral_says_why() -> None:
+    assert rerouted_reason("no capacity") == "re-routed after the target turned it down: no capacity"

@@ -79,6 +79,186 @@ REFERRAL_OUTCOME_UNABLE_TO_CONTACT: ReferralOutcome.ValueType  # 5
 Global___ReferralOutcome: _TypeAlias = ReferralOutcome  # noqa: Y015
 
 @_typing.final
+class GetReferralHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReferralHistoryRequest: _TypeAlias = GetReferralHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ReferralChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    CHANGED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    from_status: Global___ReferralStatus.ValueType
+    to_status: Global___ReferralStatus.ValueType
+    reason: _builtins.str
+    outcome: Global___ReferralOutcome.ValueType
+    target_partner_id: _builtins.str
+    """the target after the change"""
+    target_service_id: _builtins.str
+    @_builtins.property
+    def changed_by(self) -> _common_pb2.Actor:
+        """empty partner: the network (re-routing, a revoked consent)"""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        from_status: Global___ReferralStatus.ValueType = ...,
+        to_status: Global___ReferralStatus.ValueType = ...,
+        changed_by: _common_pb2.Actor | None = ...,
+        reason: _builtins.str = ...,
+        outcome: Global___ReferralOutcome.ValueType = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+        target_partner_id: _builtins.str = ...,
+        target_service_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "outcome", b"outcome", "reason", b"reason", "sequence", b"sequence", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralChange: _TypeAlias = ReferralChange  # noqa: Y015
+
+@_typing.final
+class GetReferralHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReferralChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___ReferralChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReferralHistoryResponse: _TypeAlias = GetReferralHistoryResponse  # noqa: Y015
+
+@_typing.final
+class ProposeTargetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeTargetsRequest: _TypeAlias = ProposeTargetsRequest  # noqa: Y015
+
+@_typing.final
+class ProposedTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    organization_id: _builtins.str
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        organization_id: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "reasons", b"reasons", "service_id", b"service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposedTarget: _TypeAlias = ProposedTarget  # noqa: Y015
+
+@_typing.final
+class ProposeTargetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposedTarget]:
+        """best first"""
+
+    def __init__(
+        self,
+        *,
+        targets: _abc.Iterable[Global___ProposedTarget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeTargetsResponse: _TypeAlias = ProposeTargetsResponse  # noqa: Y015
+
+@_typing.final
+class RerouteReferralRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    target_service_id: _builtins.str
+    """empty: the top proposal"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        target_service_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "referral_id", b"referral_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerouteReferralRequest: _TypeAlias = RerouteReferralRequest  # noqa: Y015
+
+@_typing.final
 class Referral(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -346,3 +526,53 @@ class ReferralStatusChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralStatusChanged: _TypeAlias = ReferralStatusChanged  # noqa: Y015
+
+@_typing.final
+class ReferralRerouted(_message.Message):
+    """Event: a referral moved to another target (after a rejection), keeping its history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    FROM_TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    TO_TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    TO_TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REROUTED_BY_FIELD_NUMBER: _builtins.int
+    REROUTED_AT_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    need_domain: _builtins.str
+    from_target_partner_id: _builtins.str
+    to_target_partner_id: _builtins.str
+    to_target_service_id: _builtins.str
+    reason: _builtins.str
+    sequence: _builtins.int
+    """the change that sent it to the new target"""
+    @_builtins.property
+    def rerouted_by(self) -> _common_pb2.Actor:
+        """empty partner: automatic (the network's policy)"""
+
+    @_builtins.property
+    def rerouted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        need_domain: _builtins.str = ...,
+        from_target_partner_id: _builtins.str = ...,
+        to_target_partner_id: _builtins.str = ...,
+        to_target_service_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        rerouted_by: _common_pb2.Actor | None = ...,
+        rerouted_at: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rerouted_at", b"rerouted_at", "rerouted_by", b"rerouted_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_target_partner_id", b"from_target_partner_id", "need_domain", b"need_domain", "reason", b"reason", "referral_id", b"referral_id", "rerouted_at", b"rerouted_at", "rerouted_by", b"rerouted_by", "sequence", b"sequence", "to_target_partner_id", b"to_target_partner_id", "to_target_service_id", b"to_target_service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralRerouted: _TypeAlias = ReferralRerouted  # noqa: Y015

@@ -49,6 +49,21 @@ class ReferralServiceStub:
                 request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralStatusRequest.SerializeToString,
                 response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
                 _registered_method=True)
+        self.GetReferralHistory = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/GetReferralHistory',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryResponse.FromString,
+                _registered_method=True)
+        self.ProposeTargets = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/ProposeTargets',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsResponse.FromString,
+                _registered_method=True)
+        self.RerouteReferral = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/RerouteReferral',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+                _registered_method=True)
 
 
 class ReferralServiceServicer:
@@ -74,6 +89,28 @@ class ReferralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReferralHistory(self, request, context):
+        """Every change of a referral, oldest first: who, when, from what, to what, why, which target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeTargets(self, request, context):
+        """Ranked targets for a referral (organizations that have not turned it down, which the
+        resident's consent covers), each with the reasons it matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerouteReferral(self, request, context):
+        """The source sends a rejected referral to another target: the one named, or the top proposal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReferralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +127,21 @@ def add_ReferralServiceServicer_to_server(servicer, server):
             'UpdateReferralStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateReferralStatus,
                     request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralStatusRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
+            ),
+            'GetReferralHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferralHistory,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryResponse.SerializeToString,
+            ),
+            'ProposeTargets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeTargets,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsResponse.SerializeToString,
+            ),
+            'RerouteReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerouteReferral,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.FromString,
                     response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
             ),
     }
@@ -173,6 +225,87 @@ class ReferralService:
             target,
             '/ach.referrals.v1.ReferralService/UpdateReferralStatus',
             ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralStatusRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferralHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/GetReferralHistory',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeTargets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/ProposeTargets',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.ProposeTargetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerouteReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/RerouteReferral',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.SerializeToString,
             ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
             options,
             channel_credentials,

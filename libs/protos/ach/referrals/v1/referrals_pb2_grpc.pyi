@@ -36,6 +36,14 @@ class ReferralServiceStub:
     """The referrals a partner is party to (as source or target), newest first."""
     UpdateReferralStatus: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralStatusRequest, _referrals_pb2.Referral]
     """A source or target moves a referral on; illegal transitions are FAILED_PRECONDITION."""
+    GetReferralHistory: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralHistoryRequest, _referrals_pb2.GetReferralHistoryResponse]
+    """Every change of a referral, oldest first: who, when, from what, to what, why, which target."""
+    ProposeTargets: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.ProposeTargetsRequest, _referrals_pb2.ProposeTargetsResponse]
+    """Ranked targets for a referral (organizations that have not turned it down, which the
+    resident's consent covers), each with the reasons it matches.
+    """
+    RerouteReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]
+    """The source sends a rejected referral to another target: the one named, or the top proposal."""
 
 @_typing.type_check_only
 class ReferralServiceAsyncStub(ReferralServiceStub):
@@ -45,6 +53,14 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     """The referrals a partner is party to (as source or target), newest first."""
     UpdateReferralStatus: _aio.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralStatusRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
     """A source or target moves a referral on; illegal transitions are FAILED_PRECONDITION."""
+    GetReferralHistory: _aio.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralHistoryRequest, _referrals_pb2.GetReferralHistoryResponse]  # type: ignore[assignment]
+    """Every change of a referral, oldest first: who, when, from what, to what, why, which target."""
+    ProposeTargets: _aio.UnaryUnaryMultiCallable[_referrals_pb2.ProposeTargetsRequest, _referrals_pb2.ProposeTargetsResponse]  # type: ignore[assignment]
+    """Ranked targets for a referral (organizations that have not turned it down, which the
+    resident's consent covers), each with the reasons it matches.
+    """
+    RerouteReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
+    """The source sends a rejected referral to another target: the one named, or the top proposal."""
 
 class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -69,5 +85,31 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]:
         """A source or target moves a referral on; illegal transitions are FAILED_PRECONDITION."""
+
+    @_abc_1.abstractmethod
+    def GetReferralHistory(
+        self,
+        request: _referrals_pb2.GetReferralHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.GetReferralHistoryResponse, _abc.Awaitable[_referrals_pb2.GetReferralHistoryResponse]]:
+        """Every change of a referral, oldest first: who, when, from what, to what, why, which target."""
+
+    @_abc_1.abstractmethod
+    def ProposeTargets(
+        self,
+        request: _referrals_pb2.ProposeTargetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.ProposeTargetsResponse, _abc.Awaitable[_referrals_pb2.ProposeTargetsResponse]]:
+        """Ranked targets for a referral (organizations that have not turned it down, which the
+        resident's consent covers), each with the reasons it matches.
+        """
+
+    @_abc_1.abstractmethod
+    def RerouteReferral(
+        self,
+        request: _referrals_pb2.RerouteReferralRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]:
+        """The source sends a rejected referral to another target: the one named, or the top proposal."""
 
 def add_ReferralServiceServicer_to_server(servicer: ReferralServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -134,6 +134,8 @@ def load_directory(database_url: str, services: int = 300) -> str:
 
 def main() -> int:
     os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
+    # A developer's partner endpoints on this machine are plain http (deployments require https).
+    os.environ.setdefault("NOTIFY_INSECURE_WEBHOOKS", "1")
     pki = ensure_pki()
     os.environ["ACH_PKI_DIR"] = str(pki.directory)
     if "--certs-only" in sys.argv:

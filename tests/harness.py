@@ -162,6 +162,7 @@ class Stack:
             "METRICS_PORT": str(free_port()),
             "HTTP_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
+            "NOTIFY_INSECURE_WEBHOOKS": "1",  # tests' webhook receivers are plain http on loopback
         }
         if self.trace_to_file:
             env["ACH_TRACE_FILE"] = str(self.trace_file)
@@ -218,13 +219,17 @@ class Stack:
 
     def count_rows(self, service: str, sql: str) -> int:
         """The first column of the first row of a count query on a service's own database."""
+        rows = self.query(service, sql)
+        return int(rows[0][0]) if rows else 0
+
+    def query(self, service: str, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a query on a service's own database."""
         url = make_url(self.database_urls[service])
         if url.get_backend_name() == "sqlite":
             with sqlite3.connect(url.database or "") as conn:
-                return int(conn.execute(sql).fetchone()[0])
+                return list(conn.execute(sql).fetchall())
         with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
-            row = conn.execute(sql).fetchone()
-            return int(row[0]) if row else 0
+            return list(conn.execute(sql).fetchall())
 
     def wait_registry_published(self) -> None:
         """Until the registry's outbox is on Kafka: services started afterwards read it at start-up."""

@@ -163,6 +163,27 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: referrals_pb2.UpdateReferralStatusRequest(referral_id="no-such-referral"),
         frozenset({"referral-source", "referral-target"}),
     ),
+    "/ach.referrals.v1.ReferralService/GetReferralHistory": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "GetReferralHistory",
+        lambda me: referrals_pb2.GetReferralHistoryRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source", "referral-target", "ach-admin"}),
+    ),
+    "/ach.referrals.v1.ReferralService/ProposeTargets": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "ProposeTargets",
+        lambda me: referrals_pb2.ProposeTargetsRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source"}),
+    ),
+    "/ach.referrals.v1.ReferralService/RerouteReferral": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "RerouteReferral",
+        lambda me: referrals_pb2.RerouteReferralRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source"}),
+    ),
     "/ach.directory.v1.DirectoryService/UpsertService": (
         "directory",
         directory_pb2_grpc.DirectoryServiceStub,
@@ -228,6 +249,34 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: notifications_pb2.ListDeliveriesRequest(partner_id=me, page_size=-1),
         EVERYONE,
     ),
+    "/ach.notifications.v1.NotificationService/RegisterChannel": (
+        "notifications",
+        notifications_pb2_grpc.NotificationServiceStub,
+        "RegisterChannel",
+        lambda me: notifications_pb2.RegisterChannelRequest(partner_id=me),  # no kind: INVALID_ARGUMENT
+        EVERYONE,
+    ),
+    "/ach.notifications.v1.NotificationService/ListChannels": (
+        "notifications",
+        notifications_pb2_grpc.NotificationServiceStub,
+        "ListChannels",
+        lambda me: notifications_pb2.ListChannelsRequest(partner_id=me),
+        EVERYONE,
+    ),
+    "/ach.notifications.v1.NotificationService/RemoveChannel": (
+        "notifications",
+        notifications_pb2_grpc.NotificationServiceStub,
+        "RemoveChannel",
+        lambda me: notifications_pb2.RemoveChannelRequest(channel_id="no-such-channel"),
+        EVERYONE,
+    ),
+    "/ach.notifications.v1.NotificationService/RetryDelivery": (
+        "notifications",
+        notifications_pb2_grpc.NotificationServiceStub,
+        "RetryDelivery",
+        lambda me: notifications_pb2.RetryDeliveryRequest(delivery_id="no-such-delivery"),
+        EVERYONE,
+    ),
     "/ach.identity.v1.PartnerRegistry/RegisterPartner": (
         "identity",
         identity_pb2_grpc.PartnerRegistryStub,
@@ -285,6 +334,14 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
     ),
     "/ach.notifications.v1.NotificationService/ListDeliveries": (
         lambda me: notifications_pb2.ListDeliveriesRequest(partner_id="cbo-elsewhere"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.notifications.v1.NotificationService/RegisterChannel": (
+        lambda me: notifications_pb2.RegisterChannelRequest(partner_id="cbo-elsewhere"),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.notifications.v1.NotificationService/ListChannels": (
+        lambda me: notifications_pb2.ListChannelsRequest(partner_id="cbo-elsewhere"),
         frozenset({"ach-admin"}),
     ),
     "/ach.identity.v1.PartnerRegistry/GetPartner": (

@@ -160,6 +160,23 @@ POLICY: dict[str, Rule] = {
         owner=PartyTo("referral", "referral_id"),
         audit_ids=("referral_id",),
     ),
+    "/ach.referrals.v1.ReferralService/GetReferralHistory": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("referral-source", "referral-target"),
+        owner=PartyTo("referral", "referral_id"),
+        audit_ids=("referral_id",),
+    ),
+    # Choosing another target is the source's: the target that turned it down has no say.
+    "/ach.referrals.v1.ReferralService/ProposeTargets": Rule(
+        owner_roles=_r("referral-source"),
+        owner=PartyTo("referral-source", "referral_id"),
+        audit_ids=("referral_id",),
+    ),
+    "/ach.referrals.v1.ReferralService/RerouteReferral": Rule(
+        owner_roles=_r("referral-source"),
+        owner=PartyTo("referral-source", "referral_id"),
+        audit_ids=("referral_id",),
+    ),
     # Directory: directory editors edit anything; a CBO edits its own organization's services.
     "/ach.directory.v1.DirectoryService/UpsertService": Rule(
         roles=_r("directory-editor"),
@@ -191,6 +208,19 @@ POLICY: dict[str, Rule] = {
     # Notifications: ops (the backbone) read every delivery log; a partner reads its own.
     "/ach.notifications.v1.NotificationService/ListDeliveries": Rule(
         roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+    # A partner registers and removes its own channels; ops may for any partner.
+    "/ach.notifications.v1.NotificationService/RegisterChannel": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+    "/ach.notifications.v1.NotificationService/ListChannels": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
+    "/ach.notifications.v1.NotificationService/RemoveChannel": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=PartyTo("channel", "channel_id")
+    ),
+    "/ach.notifications.v1.NotificationService/RetryDelivery": Rule(
+        roles=_r("ach-admin"), owner_roles=_r(ANY), owner=PartyTo("delivery", "delivery_id")
     ),
     # Partner registry: the backbone administers; a partner reads its own entry.
     "/ach.identity.v1.PartnerRegistry/RegisterPartner": Rule(roles=_r("ach-admin")),

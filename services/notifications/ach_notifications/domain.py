@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,104 @@ def notices_for_status_changed(
         elif to_status in {"cancelled", "entered-in-error"}:
             notices.append(Notice(target_partner_id, "referral", referral_id, "referral.withdrawn"))
     return notices
+
+
+# --- Webhook deliveries: signing, retry schedule, circuit breaker (pure; the worker does the I/O) ---
+
+SIGNATURE_HEADER = "ACH-Signature"
+DELIVERY_ID_HEADER = "ACH-Delivery-Id"
+REPLAY_WINDOW_S = 300  # a receiver refuses signatures older (or newer) than this
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``: the timestamp is signed
+    with the body so a captured request cannot be replayed later under a fresh timestamp."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, now: float, window_s: int = REPLAY_WINDOW_S
+) -> bool:
+    """The receiver's check (the documented recipe, in code): the header parses, its timestamp is
+    within the replay window, and one of its v1 signatures matches, compared in constant time.
+    Several v1 values are allowed so a secret can be rotated without a gap."""
+    parts = [p.partition("=") for p in header.split(",")]
+    stamps = [v for k, _, v in parts if k.strip() == "t"]
+    macs = [v.strip() for k, _, v in parts if k.strip() == "v1"]
+    if len(stamps) != 1 or not stamps[0].strip().isdigit() or not macs:
+        return False
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > window_s:
+        return False
+    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
+    return any(hmac.compare_digest(expected, mac) for mac in macs)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 24
+    base_s: float = 1.0
+    cap_s: float = 600.0  # by default 1.3 to 2.6 hours of trying before a delivery is failed
+
+
+def retry_delay_s(policy: RetryPolicy, attempts: int, draw: float) -> float:
+    """Exponential backoff with jitter after the ``attempts``-th failed attempt: half of the
+    exponential step for sure, the other half at random (``draw`` in [0, 1)), so a partner back
+    from an outage is not hit by every sender at the same instant."""
+    step = min(policy.cap_s, policy.base_s * 2.0 ** max(0, attempts - 1))
+    return step / 2 + step / 2 * draw
+
+
+def exhausted(policy: RetryPolicy, attempts: int) -> bool:
+    return attempts >= policy.max_attempts
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failures_to_open: int = 5
+    cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """A partner's circuit: consecutive failures, and until when it is open (no attempts)."""
+
+    failures: int = 0
+    open_until: datetime | None = None
+
+    def allows(self, now: datetime) -> bool:
+        """Closed, or open past its cooldown (half-open: one attempt probes the partner)."""
+        return self.open_until is None or now >= self.open_until
+
+    def after_success(self) -> Breaker:
+        return Breaker()
+
+    def after_failure(self, policy: BreakerPolicy, now: datetime) -> Breaker:
+        failures = self.failures + 1
+        if failures >= policy.failures_to_open:
+            return Breaker(failures, now + timedelta(seconds=policy.cooldown_s))
+        return Breaker(failures, None)
+
+
+def acknowledged(status_code: int) -> bool:
+    """Only a 2xx acknowledges a webhook; anything else (and no answer) is retried."""
+    return 200 <= status_code < 300
+
+
+def webhook_body(
+    delivery_id: str, notice: Notice, occurred_at: datetime, referral_status: str = ""
+) -> dict[str, str]:
+    """Minimum necessary: ids, what happened and when; never the resident or the screening. The
+    partner reads the referral itself, under its own authorization."""
+    body = {
+        "delivery_id": delivery_id,
+        "partner_id": notice.partner_id,
+        "event_type": notice.event_type,
+        "subject_type": notice.subject_type,
+        "subject_id": notice.subject_id,
+        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+    }
+    if referral_status:
+        body["status"] = referral_status
+    return body

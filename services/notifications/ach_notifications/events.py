@@ -1,5 +1,5 @@
-"""Consumes referral events and records one delivery per notice. The channel for now is the
-delivery log itself ("log"); webhooks and e-mail with retries come with partner registration."""
+"""Consumes referral events and records one delivery per notice and partner channel, for the
+delivery worker (``deliveries``) to send."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
-from ach_notifications.store import DeliveryRecord, ReferralParty
+from ach_notifications.store import DeliveryRecord, PartnerChannel, ReferralParty, active_channels
 
 
 class NotificationEvents:
@@ -44,6 +44,9 @@ class NotificationEvents:
         require_fields(event, "referral_id")
         party = await session.get(ReferralParty, event.referral_id)
         source = party.source_partner_id if party else ""
+        if party is not None and event.target_partner_id != party.target_partner_id:
+            party.target_partner_id = event.target_partner_id  # re-routed to another target
+            session.add(party)
         await self._deliver(
             session,
             envelope,
@@ -54,36 +57,53 @@ class NotificationEvents:
                 event.changed_by.partner_id,
                 code_of(referrals_pb2.ReferralStatus, event.to_status),
             ),
+            code_of(referrals_pb2.ReferralStatus, event.to_status),
         )
 
-    async def _deliver(self, session: AsyncSession, envelope: Envelope, notices: list[domain.Notice]) -> None:
+    async def _deliver(
+        self, session: AsyncSession, envelope: Envelope, notices: list[domain.Notice], status: str = ""
+    ) -> None:
+        """One delivery per notice and active channel of the partner, pending for the delivery
+        worker (in this transaction: a crash loses none). A partner without channels reads its
+        delivery log (through the API): the notice is logged there as delivered."""
         now = utc_now()
         for notice in notices:
-            delivery = DeliveryRecord(
-                id=str(uuid.uuid4()),
-                partner_id=notice.partner_id,
-                channel="log",
-                subject_type=notice.subject_type,
-                subject_id=notice.subject_id,
-                event_type=notice.event_type,
-                status=notifications_pb2.DELIVERY_STATUS_DELIVERED,
-                attempts=1,
-                source_event_id=envelope.id,
-                created_at=now,
-                delivered_at=now,
-            )
-            session.add(delivery)
-            self._outbox.add(
-                session,
-                NOTIFICATION_EVENTS,
-                notifications_pb2.NotificationDelivered(
-                    delivery_id=delivery.id,
-                    partner_id=delivery.partner_id,
-                    channel=delivery.channel,
-                    subject_type=delivery.subject_type,
-                    subject_id=delivery.subject_id,
-                    status=notifications_pb2.DELIVERY_STATUS_DELIVERED,
-                    delivered_at=to_timestamp(now),
-                ),
-                key=notice.subject_id,
-            )
+            channels: list[PartnerChannel | None] = [*await active_channels(session, notice.partner_id)]
+            for channel in channels or [None]:
+                delivery_id = str(uuid.uuid4())
+                delivery = DeliveryRecord(
+                    id=delivery_id,
+                    partner_id=notice.partner_id,
+                    channel=channel.kind if channel else "log",
+                    channel_id=channel.id if channel else "",
+                    subject_type=notice.subject_type,
+                    subject_id=notice.subject_id,
+                    event_type=notice.event_type,
+                    status=notifications_pb2.DELIVERY_STATUS_PENDING
+                    if channel
+                    else notifications_pb2.DELIVERY_STATUS_DELIVERED,
+                    attempts=0 if channel else 1,
+                    source_event_id=envelope.id,
+                    created_at=now,
+                    delivered_at=None if channel else now,
+                    payload=domain.webhook_body(delivery_id, notice, now, status),
+                    next_attempt_at=now if channel else None,
+                    traceparent=envelope.trace_headers.get("traceparent", ""),
+                )
+                session.add(delivery)
+                if channel is None:
+                    self._outbox.add(
+                        session,
+                        NOTIFICATION_EVENTS,
+                        notifications_pb2.NotificationDelivered(
+                            delivery_id=delivery.id,
+                            partner_id=delivery.partner_id,
+                            channel=delivery.channel,
+                            subject_type=delivery.subject_type,
+                            subject_id=delivery.subject_id,
+                            status=notifications_pb2.DELIVERY_STATUS_DELIVERED,
+                            delivered_at=to_timestamp(now),
+                            attempts=1,
+                        ),
+                        key=notice.subject_id,
+                    )

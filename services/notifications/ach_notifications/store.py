@@ -1,10 +1,14 @@
-"""The delivery log partners and ops query, and who is the source of each referral."""
+"""The delivery log partners and ops query (also the queue of webhook deliveries still to make),
+the channels partners registered, each partner's circuit, and who is the source of each referral."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 class DeliveryRecord(SQLModel, table=True):
@@ -21,6 +25,43 @@ class DeliveryRecord(SQLModel, table=True):
     source_event_id: str = Field(max_length=100)
     created_at: datetime
     delivered_at: datetime | None = None
+    channel_id: str = Field(default="", max_length=36)
+    # What is sent (ids only), kept so every attempt sends the same bytes' content.
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    next_attempt_at: datetime | None = None
+    # A worker holds a delivery while it tries it; a lease past its time (the worker died) is free.
+    claimed_until: datetime | None = None
+    last_error: str = ""
+    traceparent: str = Field(default="", max_length=100)  # the referral event's trace goes on
+
+    __table_args__ = (
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+        Index("ix_delivery_channel_subject", "channel_id", "subject_id", "status"),
+    )
+
+
+class PartnerChannel(SQLModel, table=True):
+    """Where a partner is notified: an HTTPS webhook (signed with the channel's secret) or e-mail."""
+
+    __tablename__ = "partner_channel"
+
+    id: str = Field(primary_key=True, max_length=36)
+    partner_id: str = Field(index=True, max_length=100)
+    kind: str = Field(max_length=20)  # webhook | email
+    address: str = Field(max_length=2000)
+    secret: str = Field(default="", max_length=100)
+    active: bool = True
+    created_at: datetime
+
+
+class PartnerCircuit(SQLModel, table=True):
+    """A partner's circuit breaker, shared by every replica of the service."""
+
+    __tablename__ = "partner_circuit"
+
+    partner_id: str = Field(primary_key=True, max_length=100)
+    failures: int = 0
+    open_until: datetime | None = None
 
 
 class ReferralParty(SQLModel, table=True):
@@ -31,3 +72,12 @@ class ReferralParty(SQLModel, table=True):
     referral_id: str = Field(primary_key=True, max_length=36)
     source_partner_id: str = Field(max_length=100)
     target_partner_id: str = Field(max_length=100)
+
+
+async def active_channels(session: AsyncSession, partner_id: str) -> list[PartnerChannel]:
+    found = await session.exec(
+        select(PartnerChannel)
+        .where(PartnerChannel.partner_id == partner_id, col(PartnerChannel.active))
+        .order_by(col(PartnerChannel.created_at))
+    )
+    return list(found.all())

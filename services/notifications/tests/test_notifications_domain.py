@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from ach_notifications.domain import Notice, notices_for_referral_created, notices_for_status_changed
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ach_notifications.domain import (
+    REPLAY_WINDOW_S,
+    Breaker,
+    BreakerPolicy,
+    Notice,
+    RetryPolicy,
+    acknowledged,
+    exhausted,
+    notices_for_referral_created,
+    notices_for_status_changed,
+    retry_delay_s,
+    signature,
+    verify_signature,
+    webhook_body,
+)
 
 
 def test_target_is_told_of_a_new_referral_ids_only() -> None:
@@ -32,3 +51,93 @@ def test_target_hears_when_a_draft_reaches_it_and_when_it_is_withdrawn() -> None
     assert notices_for_status_changed("ref-1", "clinic-1", "cbo-1", "cbo-1", "cancelled") == [
         Notice("clinic-1", "referral", "ref-1", "referral.status-changed")
     ]
+
+
+# --- webhook signing, retry schedule, circuit breaker ---
+
+
+def test_a_signature_verifies_with_the_documented_recipe_and_only_then() -> None:
+    body = b'{"delivery_id":"d-1","subject_id":"ref-1"}'
+    header = signature("s3cret", 1_700_000_000, body)
+    # The recipe, by hand: HMAC-SHA256 over "<t>." + body, hex.
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1700000000,v1={expected}"
+    assert verify_signature("s3cret", header, body, now=1_700_000_010)
+    assert not verify_signature("other", header, body, now=1_700_000_010)
+    assert not verify_signature("s3cret", header, body + b" ", now=1_700_000_010)
+    # Outside the replay window, either way.
+    assert not verify_signature("s3cret", header, body, now=1_700_000_000 + REPLAY_WINDOW_S + 1)
+    assert not verify_signature("s3cret", header, body, now=1_700_000_000 - REPLAY_WINDOW_S - 1)
+    # A re-signed timestamp without the secret does not verify.
+    forged = header.replace("t=1700000000", "t=1700000300")
+    assert not verify_signature("s3cret", forged, body, now=1_700_000_300)
+    for garbage in ("", "v1=abc", "t=x,v1=abc", "t=1700000000", "t=1,t=2,v1=" + expected):
+        assert not verify_signature("s3cret", garbage, body, now=1_700_000_000)
+
+
+def test_two_signatures_let_a_secret_rotate() -> None:
+    body = b"{}"
+    old, new = signature("old", 100, body), signature("new", 100, body)
+    both = f"{old},v1={new.split('v1=')[1]}"
+    assert verify_signature("old", both, body, now=100) and verify_signature("new", both, body, now=100)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "draw", "delay"),
+    [
+        (1, 0.0, 0.5),
+        (1, 0.999999, 1.0),
+        (2, 0.0, 1.0),
+        (4, 0.5, 6.0),
+        (10, 0.0, 256.0),
+        (11, 0.0, 300.0),
+        (30, 1.0, 600.0),
+    ],
+)
+def test_backoff_doubles_with_jitter_up_to_the_cap(attempts: int, draw: float, delay: float) -> None:
+    assert retry_delay_s(RetryPolicy(max_attempts=40, base_s=1, cap_s=600), attempts, draw) == pytest.approx(
+        delay, rel=1e-5
+    )
+
+
+def test_the_default_schedule_outlasts_an_hour_long_outage() -> None:
+    policy = RetryPolicy()
+    shortest = sum(retry_delay_s(policy, n, 0.0) for n in range(1, policy.max_attempts))
+    assert shortest > 3600
+    assert not exhausted(policy, policy.max_attempts - 1) and exhausted(policy, policy.max_attempts)
+
+
+def test_the_breaker_opens_after_consecutive_failures_and_probes_after_its_cooldown() -> None:
+    policy = BreakerPolicy(failures_to_open=3, cooldown_s=30)
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    b = Breaker()
+    for _ in range(2):
+        b = b.after_failure(policy, now)
+        assert b.allows(now)
+    b = b.after_failure(policy, now)
+    assert not b.allows(now) and not b.allows(now + timedelta(seconds=29))
+    assert b.allows(now + timedelta(seconds=30))  # half-open
+    # The probe fails: open again for a cooldown; it succeeds: closed and counting from zero.
+    later = now + timedelta(seconds=30)
+    assert not b.after_failure(policy, later).allows(later + timedelta(seconds=1))
+    assert b.after_success() == Breaker()
+    assert Breaker(2).after_success().after_failure(policy, now).allows(now)
+
+
+def test_only_2xx_acknowledges() -> None:
+    assert [acknowledged(c) for c in (200, 202, 204, 299)] == [True] * 4
+    assert [acknowledged(c) for c in (199, 301, 400, 404, 410, 429, 500, 503)] == [False] * 8
+
+
+def test_a_webhook_body_carries_ids_and_what_happened_only() -> None:
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    body = webhook_body("d-1", Notice("cbo-1", "referral", "ref-1", "referral.created"), at, "requested")
+    assert body == {
+        "delivery_id": "d-1",
+        "partner_id": "cbo-1",
+        "event_type": "referral.created",
+        "subject_type": "referral",
+        "subject_id": "ref-1",
+        "occurred_at": "2026-11-23T12:00:00Z",
+        "status": "requested",
+    }

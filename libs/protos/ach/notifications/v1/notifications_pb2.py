@@ -25,23 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ach/notifications/v1/notifications.proto\x12\x14\x61\x63h.notifications.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x14\n\x0csubject_type\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x34\n\x06status\x18\x07 \x01(\x0e\x32$.ach.notifications.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\x0b \x01(\t\"R\n\x15ListDeliveriesRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"L\n\x16ListDeliveriesResponse\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.ach.notifications.v1.Delivery\"\xe3\x01\n\x15NotificationDelivered\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x14\n\x0csubject_type\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.ach.notifications.v1.DeliveryStatus\x12\x30\n\x0c\x64\x65livered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x82\x01\n\x13NotificationService\x12k\n\x0eListDeliveries\x12+.ach.notifications.v1.ListDeliveriesRequest\x1a,.ach.notifications.v1.ListDeliveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ach/notifications/v1/notifications.proto\x12\x14\x61\x63h.notifications.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x07\x43hannel\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.ach.notifications.v1.ChannelKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x16RegisterChannelRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.ach.notifications.v1.ChannelKind\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\")\n\x13ListChannelsRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"G\n\x14ListChannelsResponse\x12/\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x1d.ach.notifications.v1.Channel\"*\n\x14RemoveChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"+\n\x14RetryDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"\xa2\x03\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x14\n\x0csubject_type\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x34\n\x06status\x18\x07 \x01(\x0e\x32$.ach.notifications.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\x0b \x01(\t\x12\x12\n\nchannel_id\x18\x0c \x01(\t\x12\x12\n\nlast_error\x18\r \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x15ListDeliveriesRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x34\n\x06status\x18\x04 \x01(\x0e\x32$.ach.notifications.v1.DeliveryStatus\"L\n\x16ListDeliveriesResponse\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.ach.notifications.v1.Delivery\"\x85\x02\n\x15NotificationDelivered\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x14\n\x0csubject_type\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32$.ach.notifications.v1.DeliveryStatus\x12\x30\n\x0c\x64\x65livered_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x0e\n\x06reason\x18\t \x01(\t*]\n\x0b\x43hannelKind\x12\x1c\n\x18\x43HANNEL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_KIND_WEBHOOK\x10\x01\x12\x16\n\x12\x43HANNEL_KIND_EMAIL\x10\x02*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x82\x04\n\x13NotificationService\x12k\n\x0eListDeliveries\x12+.ach.notifications.v1.ListDeliveriesRequest\x1a,.ach.notifications.v1.ListDeliveriesResponse\x12^\n\x0fRegisterChannel\x12,.ach.notifications.v1.RegisterChannelRequest\x1a\x1d.ach.notifications.v1.Channel\x12\x65\n\x0cListChannels\x12).ach.notifications.v1.ListChannelsRequest\x1a*.ach.notifications.v1.ListChannelsResponse\x12Z\n\rRemoveChannel\x12*.ach.notifications.v1.RemoveChannelRequest\x1a\x1d.ach.notifications.v1.Channel\x12[\n\rRetryDelivery\x12*.ach.notifications.v1.RetryDeliveryRequest\x1a\x1e.ach.notifications.v1.Deliveryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.notifications.v1.notifications_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=820
-  _globals['_DELIVERYSTATUS']._serialized_end=957
-  _globals['_DELIVERY']._serialized_start=100
-  _globals['_DELIVERY']._serialized_end=425
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=427
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=509
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=511
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=587
-  _globals['_NOTIFICATIONDELIVERED']._serialized_start=590
-  _globals['_NOTIFICATIONDELIVERED']._serialized_end=817
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=960
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1090
+  _globals['_CHANNELKIND']._serialized_start=1516
+  _globals['_CHANNELKIND']._serialized_end=1609
+  _globals['_DELIVERYSTATUS']._serialized_start=1612
+  _globals['_DELIVERYSTATUS']._serialized_end=1749
+  _globals['_CHANNEL']._serialized_start=100
+  _globals['_CHANNEL']._serialized_end=295
+  _globals['_REGISTERCHANNELREQUEST']._serialized_start=297
+  _globals['_REGISTERCHANNELREQUEST']._serialized_end=407
+  _globals['_LISTCHANNELSREQUEST']._serialized_start=409
+  _globals['_LISTCHANNELSREQUEST']._serialized_end=450
+  _globals['_LISTCHANNELSRESPONSE']._serialized_start=452
+  _globals['_LISTCHANNELSRESPONSE']._serialized_end=523
+  _globals['_REMOVECHANNELREQUEST']._serialized_start=525
+  _globals['_REMOVECHANNELREQUEST']._serialized_end=567
+  _globals['_RETRYDELIVERYREQUEST']._serialized_start=569
+  _globals['_RETRYDELIVERYREQUEST']._serialized_end=612
+  _globals['_DELIVERY']._serialized_start=615
+  _globals['_DELIVERY']._serialized_end=1033
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1036
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1172
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1174
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1250
+  _globals['_NOTIFICATIONDELIVERED']._serialized_start=1253
+  _globals['_NOTIFICATIONDELIVERED']._serialized_end=1514
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1752
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2266
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,29 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ChannelKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChannelKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChannelKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANNEL_KIND_UNSPECIFIED: _ChannelKind.ValueType  # 0
+    CHANNEL_KIND_WEBHOOK: _ChannelKind.ValueType  # 1
+    """HTTPS POST of a JSON body, signed: header ACH-Signature "t=<unix s>,v1=<hex HMAC-SHA256 of
+    "<t>." + body with the channel's secret>", header ACH-Delivery-Id to deduplicate.
+    """
+    CHANNEL_KIND_EMAIL: _ChannelKind.ValueType  # 2
+
+class ChannelKind(_ChannelKind, metaclass=_ChannelKindEnumTypeWrapper): ...
+
+CHANNEL_KIND_UNSPECIFIED: ChannelKind.ValueType  # 0
+CHANNEL_KIND_WEBHOOK: ChannelKind.ValueType  # 1
+"""HTTPS POST of a JSON body, signed: header ACH-Signature "t=<unix s>,v1=<hex HMAC-SHA256 of
+"<t>." + body with the channel's secret>", header ACH-Delivery-Id to deduplicate.
+"""
+CHANNEL_KIND_EMAIL: ChannelKind.ValueType  # 2
+Global___ChannelKind: _TypeAlias = ChannelKind  # noqa: Y015
+
 class _DeliveryStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -40,6 +63,149 @@ DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
+class Channel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.str
+    partner_id: _builtins.str
+    kind: Global___ChannelKind.ValueType
+    address: _builtins.str
+    """the webhook's https URL, or the e-mail address"""
+    secret: _builtins.str
+    """only in RegisterChannel's answer"""
+    active: _builtins.bool
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        kind: Global___ChannelKind.ValueType = ...,
+        address: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        active: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "address", b"address", "channel_id", b"channel_id", "created_at", b"created_at", "kind", b"kind", "partner_id", b"partner_id", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+@_typing.final
+class RegisterChannelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    """the caller itself (an ACH admin may name any partner)"""
+    kind: Global___ChannelKind.ValueType
+    address: _builtins.str
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        kind: Global___ChannelKind.ValueType = ...,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "kind", b"kind", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterChannelRequest: _TypeAlias = RegisterChannelRequest  # noqa: Y015
+
+@_typing.final
+class ListChannelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelsRequest: _TypeAlias = ListChannelsRequest  # noqa: Y015
+
+@_typing.final
+class ListChannelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___Channel]: ...
+    def __init__(
+        self,
+        *,
+        channels: _abc.Iterable[Global___Channel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChannelsResponse: _TypeAlias = ListChannelsResponse  # noqa: Y015
+
+@_typing.final
+class RemoveChannelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveChannelRequest: _TypeAlias = RemoveChannelRequest  # noqa: Y015
+
+@_typing.final
+class RetryDeliveryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryDeliveryRequest: _TypeAlias = RetryDeliveryRequest  # noqa: Y015
+
+@_typing.final
 class Delivery(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -54,6 +220,9 @@ class Delivery(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     partner_id: _builtins.str
     channel: _builtins.str
@@ -66,10 +235,15 @@ class Delivery(_message.Message):
     status: Global___DeliveryStatus.ValueType
     attempts: _builtins.int
     source_event_id: _builtins.str
+    channel_id: _builtins.str
+    last_error: _builtins.str
+    """why the last attempt failed (status code, timeout, refused)"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def delivered_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -84,10 +258,13 @@ class Delivery(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         delivered_at: _timestamp_pb2.Timestamp | None = ...,
         source_event_id: _builtins.str = ...,
+        channel_id: _builtins.str = ...,
+        last_error: _builtins.str = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivered_at", b"delivered_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delivered_at", b"delivered_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "created_at", b"created_at", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "event_type", b"event_type", "partner_id", b"partner_id", "source_event_id", b"source_event_id", "status", b"status", "subject_id", b"subject_id", "subject_type", b"subject_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "channel_id", b"channel_id", "created_at", b"created_at", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "event_type", b"event_type", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "partner_id", b"partner_id", "source_event_id", b"source_event_id", "status", b"status", "subject_id", b"subject_id", "subject_type", b"subject_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -100,19 +277,23 @@ class ListDeliveriesRequest(_message.Message):
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     subject_id: _builtins.str
     page_size: _builtins.int
+    status: Global___DeliveryStatus.ValueType
+    """optional filter"""
     def __init__(
         self,
         *,
         partner_id: _builtins.str = ...,
         subject_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "partner_id", b"partner_id", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "partner_id", b"partner_id", "status", b"status", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -151,12 +332,17 @@ class NotificationDelivered(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     partner_id: _builtins.str
     channel: _builtins.str
     subject_type: _builtins.str
     subject_id: _builtins.str
     status: Global___DeliveryStatus.ValueType
+    attempts: _builtins.int
+    reason: _builtins.str
+    """FAILED: why the last attempt failed"""
     @_builtins.property
     def delivered_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -169,10 +355,12 @@ class NotificationDelivered(_message.Message):
         subject_id: _builtins.str = ...,
         status: Global___DeliveryStatus.ValueType = ...,
         delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "partner_id", b"partner_id", "status", b"status", "subject_id", b"subject_id", "subject_type", b"subject_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "partner_id", b"partner_id", "reason", b"reason", "status", b"status", "subject_id", b"subject_id", "subject_type", b"subject_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

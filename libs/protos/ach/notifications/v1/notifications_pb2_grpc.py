@@ -39,13 +39,63 @@ class NotificationServiceStub:
                 request_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesRequest.SerializeToString,
                 response_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.RegisterChannel = channel.unary_unary(
+                '/ach.notifications.v1.NotificationService/RegisterChannel',
+                request_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RegisterChannelRequest.SerializeToString,
+                response_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.FromString,
+                _registered_method=True)
+        self.ListChannels = channel.unary_unary(
+                '/ach.notifications.v1.NotificationService/ListChannels',
+                request_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsRequest.SerializeToString,
+                response_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
+        self.RemoveChannel = channel.unary_unary(
+                '/ach.notifications.v1.NotificationService/RemoveChannel',
+                request_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RemoveChannelRequest.SerializeToString,
+                response_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.FromString,
+                _registered_method=True)
+        self.RetryDelivery = channel.unary_unary(
+                '/ach.notifications.v1.NotificationService/RetryDelivery',
+                request_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RetryDeliveryRequest.SerializeToString,
+                response_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Delivery.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListDeliveries(self, request, context):
+        """The delivery log: what was sent to a partner, on which channel, how many attempts, and why an
+        attempt failed (ops and the partner itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterChannel(self, request, context):
+        """A partner registers where it is notified. A webhook's signing secret is generated here and
+        returned once, in this answer only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChannels(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveChannel(self, request, context):
+        """Stops notifying a channel; pending deliveries to it are failed with that reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDelivery(self, request, context):
+        """Ops send a failed (dead-lettered) delivery again, e.g. after the partner fixed its endpoint.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -57,6 +107,26 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.ListDeliveries,
                     request_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesRequest.FromString,
                     response_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'RegisterChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterChannel,
+                    request_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RegisterChannelRequest.FromString,
+                    response_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.SerializeToString,
+            ),
+            'ListChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannels,
+                    request_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsRequest.FromString,
+                    response_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsResponse.SerializeToString,
+            ),
+            'RemoveChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveChannel,
+                    request_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RemoveChannelRequest.FromString,
+                    response_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.SerializeToString,
+            ),
+            'RetryDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDelivery,
+                    request_deserializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.RetryDeliveryRequest.FromString,
+                    response_serializer=ach_dot_notifications_dot_v1_dot_notifications__pb2.Delivery.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +156,114 @@ class NotificationService:
             '/ach.notifications.v1.NotificationService/ListDeliveries',
             ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesRequest.SerializeToString,
             ach_dot_notifications_dot_v1_dot_notifications__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.notifications.v1.NotificationService/RegisterChannel',
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.RegisterChannelRequest.SerializeToString,
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.notifications.v1.NotificationService/ListChannels',
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsRequest.SerializeToString,
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.notifications.v1.NotificationService/RemoveChannel',
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.RemoveChannelRequest.SerializeToString,
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.Channel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.notifications.v1.NotificationService/RetryDelivery',
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.RetryDeliveryRequest.SerializeToString,
+            ach_dot_notifications_dot_v1_dot_notifications__pb2.Delivery.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,11 +32,35 @@ class NotificationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.ListDeliveriesRequest, _notifications_pb2.ListDeliveriesResponse]
+    """The delivery log: what was sent to a partner, on which channel, how many attempts, and why an
+    attempt failed (ops and the partner itself).
+    """
+    RegisterChannel: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.RegisterChannelRequest, _notifications_pb2.Channel]
+    """A partner registers where it is notified. A webhook's signing secret is generated here and
+    returned once, in this answer only.
+    """
+    ListChannels: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.ListChannelsRequest, _notifications_pb2.ListChannelsResponse]
+    RemoveChannel: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.RemoveChannelRequest, _notifications_pb2.Channel]
+    """Stops notifying a channel; pending deliveries to it are failed with that reason."""
+    RetryDelivery: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.RetryDeliveryRequest, _notifications_pb2.Delivery]
+    """Ops send a failed (dead-lettered) delivery again, e.g. after the partner fixed its endpoint."""
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_notifications_pb2.ListDeliveriesRequest, _notifications_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """The delivery log: what was sent to a partner, on which channel, how many attempts, and why an
+    attempt failed (ops and the partner itself).
+    """
+    RegisterChannel: _aio.UnaryUnaryMultiCallable[_notifications_pb2.RegisterChannelRequest, _notifications_pb2.Channel]  # type: ignore[assignment]
+    """A partner registers where it is notified. A webhook's signing secret is generated here and
+    returned once, in this answer only.
+    """
+    ListChannels: _aio.UnaryUnaryMultiCallable[_notifications_pb2.ListChannelsRequest, _notifications_pb2.ListChannelsResponse]  # type: ignore[assignment]
+    RemoveChannel: _aio.UnaryUnaryMultiCallable[_notifications_pb2.RemoveChannelRequest, _notifications_pb2.Channel]  # type: ignore[assignment]
+    """Stops notifying a channel; pending deliveries to it are failed with that reason."""
+    RetryDelivery: _aio.UnaryUnaryMultiCallable[_notifications_pb2.RetryDeliveryRequest, _notifications_pb2.Delivery]  # type: ignore[assignment]
+    """Ops send a failed (dead-lettered) delivery again, e.g. after the partner fixed its endpoint."""
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -44,6 +68,42 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _notifications_pb2.ListDeliveriesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_notifications_pb2.ListDeliveriesResponse, _abc.Awaitable[_notifications_pb2.ListDeliveriesResponse]]: ...
+    ) -> _typing.Union[_notifications_pb2.ListDeliveriesResponse, _abc.Awaitable[_notifications_pb2.ListDeliveriesResponse]]:
+        """The delivery log: what was sent to a partner, on which channel, how many attempts, and why an
+        attempt failed (ops and the partner itself).
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterChannel(
+        self,
+        request: _notifications_pb2.RegisterChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifications_pb2.Channel, _abc.Awaitable[_notifications_pb2.Channel]]:
+        """A partner registers where it is notified. A webhook's signing secret is generated here and
+        returned once, in this answer only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListChannels(
+        self,
+        request: _notifications_pb2.ListChannelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifications_pb2.ListChannelsResponse, _abc.Awaitable[_notifications_pb2.ListChannelsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveChannel(
+        self,
+        request: _notifications_pb2.RemoveChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifications_pb2.Channel, _abc.Awaitable[_notifications_pb2.Channel]]:
+        """Stops notifying a channel; pending deliveries to it are failed with that reason."""
+
+    @_abc_1.abstractmethod
+    def RetryDelivery(
+        self,
+        request: _notifications_pb2.RetryDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifications_pb2.Delivery, _abc.Awaitable[_notifications_pb2.Delivery]]:
+        """Ops send a failed (dead-lettered) delivery again, e.g. after the partner fixed its endpoint."""
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

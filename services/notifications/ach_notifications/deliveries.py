@@ -1,0 +1,403 @@
+"""The delivery worker: sends the pending deliveries of the log to partners' webhooks and e-mail.
+
+Durable and shared by replicas: a delivery is a row; a worker takes it with a lease (a conditional
+update, so two replicas never hold the same one) and writes the outcome in the same transaction as
+its NotificationDelivered event. A worker killed mid-attempt leaves a lease that expires, and the
+delivery is tried again: at least once, and receivers deduplicate on ACH-Delivery-Id. A delivery
+acknowledged (2xx) and recorded is never sent again. Per channel and referral, deliveries go in
+the order they were made: a later one waits while an earlier one is still being retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import smtplib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import httpx
+from ach.notifications.v1 import notifications_pb2
+from ach_events.outbox import Outbox
+from ach_events.topics import NOTIFICATION_EVENTS
+from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.settings import ConfigError
+from opentelemetry import metrics, propagate, trace
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_notifications import domain
+from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ach_notifications.deliveries")
+meter = metrics.get_meter("ach_notifications.deliveries")
+attempts_counter = meter.create_counter(
+    "ach_notifications_delivery_attempts",
+    unit="{attempt}",
+    description="Delivery attempts, by channel kind and outcome (delivered, retry, failed)",
+)
+latency = meter.create_histogram(
+    "ach_notifications_delivery_latency",
+    unit="s",
+    description="From the referral event to the partner's acknowledgement, by channel kind",
+)
+PENDING = notifications_pb2.DELIVERY_STATUS_PENDING
+DELIVERED = notifications_pb2.DELIVERY_STATUS_DELIVERED
+FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    retry: domain.RetryPolicy = field(default_factory=domain.RetryPolicy)
+    breaker: domain.BreakerPolicy = field(default_factory=domain.BreakerPolicy)
+    timeout_s: float = 10.0
+    poll_s: float = 0.05
+    concurrency: int = 32
+    insecure_webhooks: bool = False  # plain http:// endpoints (a local stack's test receivers)
+    smtp_host: str = ""
+    smtp_port: int = 25
+    mail_from: str = "notifications@ach.local"
+
+    @classmethod
+    def from_env(cls) -> DeliverySettings:
+        def number(name: str, default: float, low: float) -> float:
+            raw = os.environ.get(name, "")
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+            if value < low:
+                raise ConfigError(f"{name} must be at least {low:g}, not {raw}")
+            return value
+
+        return cls(
+            retry=domain.RetryPolicy(
+                max_attempts=int(number("NOTIFY_MAX_ATTEMPTS", 24, 1)),
+                base_s=number("NOTIFY_BACKOFF_BASE_S", 1.0, 0.001),
+                cap_s=number("NOTIFY_BACKOFF_CAP_S", 600.0, 0.001),
+            ),
+            breaker=domain.BreakerPolicy(
+                failures_to_open=int(number("NOTIFY_BREAKER_FAILURES", 5, 1)),
+                cooldown_s=number("NOTIFY_BREAKER_COOLDOWN_S", 30.0, 0.001),
+            ),
+            timeout_s=number("NOTIFY_TIMEOUT_S", 10.0, 0.1),
+            poll_s=number("NOTIFY_POLL_S", 0.05, 0.001),
+            concurrency=int(number("NOTIFY_CONCURRENCY", 32, 1)),
+            insecure_webhooks=os.environ.get("NOTIFY_INSECURE_WEBHOOKS", "") == "1",
+            smtp_host=os.environ.get("SMTP_HOST", ""),
+            smtp_port=int(number("SMTP_PORT", 25, 1)),
+            mail_from=os.environ.get("NOTIFY_MAIL_FROM", "notifications@ach.local"),
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery in a worker's hands, with where it goes."""
+
+    delivery_id: str
+    partner_id: str
+    kind: str
+    address: str
+    secret: str
+    payload: dict[str, str]
+    traceparent: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    error: str = ""
+    retry_after_s: float = 0.0
+
+
+Send = Callable[[Attempt], Awaitable[Result]]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        settings: DeliverySettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._http = httpx.AsyncClient(timeout=settings.timeout_s, follow_redirects=False)
+        self.pending_gauge = 0
+        meter.create_observable_gauge(
+            "ach_notifications_pending_deliveries",
+            callbacks=[lambda _options: [metrics.Observation(self.pending_gauge)]],
+            unit="{delivery}",
+            description="Deliveries not yet acknowledged (backlog: alert when it grows)",
+        )
+
+    async def run(self) -> None:
+        last_count = 0.0
+        try:
+            while True:
+                try:
+                    worked = await self.step()
+                    if time.monotonic() - last_count > 5:
+                        self.pending_gauge = await self._count_pending()
+                        last_count = time.monotonic()
+                except Exception:  # the database is away: try again, the rows wait
+                    log.exception("delivery step failed")
+                    worked = 0
+                    await asyncio.sleep(1)
+                if not worked:
+                    await asyncio.sleep(self._settings.poll_s)
+        finally:
+            await self._http.aclose()
+
+    async def step(self) -> int:
+        """Claim the due deliveries and try each once; how many were tried."""
+        claimed = await self._claim(utc_now())
+        await asyncio.gather(*(self._try(a) for a in claimed))
+        return len(claimed)
+
+    async def _count_pending(self) -> int:
+        async with self._sessions() as session:
+            found = await session.exec(
+                select(func.count()).select_from(DeliveryRecord).where(DeliveryRecord.status == PENDING)
+            )
+            return int(found.one())
+
+    async def _claim(self, now: datetime) -> list[Attempt]:
+        d, e = DeliveryRecord, DeliveryRecord.__table__.alias("earlier")  # type: ignore[attr-defined]
+        earlier_pending = (
+            select(e.c.id)
+            .where(
+                e.c.channel_id == d.channel_id,
+                e.c.subject_id == d.subject_id,
+                e.c.status == PENDING,
+                or_(e.c.created_at < d.created_at, and_(e.c.created_at == d.created_at, e.c.id < d.id)),
+            )
+            .exists()
+        )
+        due = (
+            select(DeliveryRecord, PartnerChannel)
+            .join(PartnerChannel, col(PartnerChannel.id) == col(DeliveryRecord.channel_id))
+            .where(
+                DeliveryRecord.status == PENDING,
+                col(DeliveryRecord.next_attempt_at) <= now,
+                or_(col(DeliveryRecord.claimed_until).is_(None), col(DeliveryRecord.claimed_until) < now),
+                ~earlier_pending,
+            )
+            .order_by(col(DeliveryRecord.next_attempt_at))
+            .limit(self._settings.concurrency)
+        )
+        lease = now + timedelta(seconds=self._settings.timeout_s * 2 + 5)
+        attempts: list[Attempt] = []
+        async with self._sessions() as session, session.begin():
+            rows = list((await session.exec(due)).all())
+            if not rows:
+                return []
+            partners = {r.partner_id for r, _ in rows}
+            circuits = {
+                c.partner_id: c
+                for c in (
+                    await session.exec(
+                        select(PartnerCircuit).where(col(PartnerCircuit.partner_id).in_(partners))
+                    )
+                ).all()
+            }
+            probing: set[str] = set()
+            for row, channel in rows:
+                circuit = circuits.get(row.partner_id)
+                breaker = (
+                    domain.Breaker(circuit.failures, circuit.open_until) if circuit else domain.Breaker()
+                )
+                if not breaker.allows(now):
+                    row.next_attempt_at = breaker.open_until  # nothing is tried while it is open
+                    session.add(row)
+                    continue
+                if breaker.open_until is not None:  # half-open: one attempt probes the partner
+                    if row.partner_id in probing:
+                        continue
+                    probing.add(row.partner_id)
+                conn = await session.connection()
+                taken = await conn.execute(
+                    update(DeliveryRecord.__table__)  # type: ignore[attr-defined]
+                    .where(
+                        DeliveryRecord.__table__.c.id == row.id,  # type: ignore[attr-defined]
+                        DeliveryRecord.__table__.c.status == PENDING,  # type: ignore[attr-defined]
+                        or_(
+                            col(DeliveryRecord.claimed_until).is_(None),
+                            col(DeliveryRecord.claimed_until) < now,
+                        ),
+                    )
+                    .values(claimed_until=lease)
+                )
+                if taken.rowcount != 1:
+                    continue  # another replica took it
+                attempts.append(
+                    Attempt(
+                        row.id,
+                        row.partner_id,
+                        channel.kind,
+                        channel.address,
+                        channel.secret,
+                        dict(row.payload),
+                        row.traceparent,
+                        row.created_at,
+                    )
+                )
+        return attempts
+
+    async def _try(self, attempt: Attempt) -> None:
+        parent = propagate.extract({"traceparent": attempt.traceparent} if attempt.traceparent else {})
+        with tracer.start_as_current_span(
+            f"notify {attempt.kind}",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"ach.partner_id": attempt.partner_id, "ach.delivery_id": attempt.delivery_id},
+        ) as span:
+            try:
+                result = await (self._webhook(attempt) if attempt.kind == "webhook" else self._email(attempt))
+            except Exception as exc:  # never let one partner's failure stop the worker
+                result = Result(False, f"{type(exc).__name__}")
+            span.set_attribute("ach.delivered", result.ok)
+            if not result.ok:
+                span.set_status(trace.StatusCode.ERROR, result.error)
+            await self._record(attempt, result)
+
+    async def _webhook(self, attempt: Attempt) -> Result:
+        body = json.dumps(attempt.payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            domain.DELIVERY_ID_HEADER: attempt.delivery_id,
+            domain.SIGNATURE_HEADER: domain.signature(attempt.secret, int(time.time()), body),
+            "User-Agent": "ach-notifications/1",
+        }
+        propagate.inject(headers)  # the receiver's own tracing can join the referral's trace
+        try:
+            answer = await self._http.post(attempt.address, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Result(False, f"timed out after {self._settings.timeout_s:g} s")
+        except httpx.TransportError as exc:
+            return Result(False, f"unreachable: {type(exc).__name__}")
+        if domain.acknowledged(answer.status_code):
+            return Result(True)
+        retry_after = answer.headers.get("Retry-After", "")
+        return Result(
+            False,
+            f"answered HTTP {answer.status_code}",
+            float(retry_after) if retry_after.isdigit() else 0.0,
+        )
+
+    async def _email(self, attempt: Attempt) -> Result:
+        s = self._settings
+        if not s.smtp_host:
+            return Result(False, "no SMTP server configured (SMTP_HOST)")
+        message = EmailMessage()
+        message["From"] = s.mail_from
+        message["To"] = attempt.address
+        message["Subject"] = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
+        message["Message-ID"] = f"<{attempt.delivery_id}@ach.local>"  # receivers can deduplicate
+        message.set_content(email_text(attempt.payload))
+
+        def send() -> None:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s) as smtp:
+                smtp.send_message(message)
+
+        try:
+            await asyncio.to_thread(send)
+        except (OSError, smtplib.SMTPException) as exc:
+            return Result(False, f"SMTP: {type(exc).__name__}")
+        return Result(True)
+
+    async def _record(self, attempt: Attempt, result: Result) -> None:
+        now = utc_now()
+        s = self._settings
+        async with self._sessions() as session, session.begin():
+            row = await session.get(DeliveryRecord, attempt.delivery_id)
+            if row is None or row.status != PENDING:
+                return  # its channel was removed meanwhile
+            row.attempts += 1
+            row.claimed_until = None
+            circuit = await circuit_for_update(session, attempt.partner_id)
+            breaker = domain.Breaker(circuit.failures, circuit.open_until)
+            if result.ok:
+                row.status, row.delivered_at, row.last_error = DELIVERED, now, ""
+                breaker = breaker.after_success()
+                outcome = "delivered"
+                latency.record((now - attempt.created_at).total_seconds(), {"channel": attempt.kind})
+            else:
+                row.last_error = result.error
+                breaker = breaker.after_failure(s.breaker, now)
+                if domain.exhausted(s.retry, row.attempts):
+                    row.status = FAILED
+                    outcome = "failed"
+                    log.warning(
+                        "delivery failed for good",
+                        extra={"delivery_id": row.id, "partner_id": row.partner_id, "reason": result.error},
+                    )
+                else:
+                    delay = max(
+                        domain.retry_delay_s(s.retry, row.attempts, self._rng.random()),
+                        min(result.retry_after_s, s.retry.cap_s),
+                    )
+                    row.next_attempt_at = now + timedelta(seconds=delay)
+                    outcome = "retry"
+            circuit.failures, circuit.open_until = breaker.failures, breaker.open_until
+            session.add(row)
+            session.add(circuit)
+            if row.status != PENDING:
+                self._outbox.add(
+                    session,
+                    NOTIFICATION_EVENTS,
+                    notifications_pb2.NotificationDelivered(
+                        delivery_id=row.id,
+                        partner_id=row.partner_id,
+                        channel=row.channel,
+                        subject_type=row.subject_type,
+                        subject_id=row.subject_id,
+                        status=row.status,  # type: ignore[arg-type]
+                        delivered_at=to_timestamp(now),
+                        attempts=row.attempts,
+                        reason=row.last_error,
+                    ),
+                    key=row.subject_id,
+                )
+        attempts_counter.add(1, {"channel": attempt.kind, "outcome": outcome})
+
+
+async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:
+    """The partner's circuit row, locked until the transaction ends: concurrent outcomes for one
+    partner (from this worker or another replica) count every failure, none overwritten."""
+    table = PartnerCircuit.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert(table).values(partner_id=partner_id, failures=0).on_conflict_do_nothing())
+    found = await session.exec(
+        select(PartnerCircuit)
+        .where(PartnerCircuit.partner_id == partner_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return found.one()
+
+
+def email_text(payload: dict[str, str]) -> str:
+    """Ids only, like the webhook: the partner signs in to read the referral."""
+    return (
+        f"A {payload['subject_type']} of yours in the ACH network changed: {payload['event_type']}.\n"
+        f"{payload['subject_type'].capitalize()} id: {payload['subject_id']}\n"
+        f"Delivery id: {payload['delivery_id']}\n\n"
+        "Sign in to the network to read it. This message carries no information about the resident.\n"
+    )

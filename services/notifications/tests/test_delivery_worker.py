@@ -1,0 +1,290 @@
+"""The delivery worker against a real database (SQLite and PostgreSQL), a real HTTP endpoint and a
+real SMTP server: retries then a failure with its reason and event, the circuit breaker, e-mail,
+and two workers (replicas) on one queue sending each delivery once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ach.notifications.v1 import notifications_pb2
+from ach_events.outbox import Outbox, OutboxEvent
+from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
+from ach_notifications.domain import BreakerPolicy, RetryPolicy
+from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
+from ach_platform import migrations
+from ach_platform.database import create_engine, session_factory
+from aiosmtpd.controller import Controller
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_notifications" / "migrations"
+PENDING = notifications_pb2.DELIVERY_STATUS_PENDING
+DELIVERED = notifications_pb2.DELIVERY_STATUS_DELIVERED
+FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
+SECRET = "test-secret"
+
+
+@dataclass
+class Endpoint:
+    """A partner's webhook: answers ``code`` and keeps the delivery ids of valid signed requests."""
+
+    url: str
+    code: int = 204
+    seen: list[str] = field(default_factory=list)
+    bad_signatures: int = 0
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    found = Endpoint(f"http://127.0.0.1:{server.server_address[1]}/hook")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            stamp, _, mac = self.headers["ACH-Signature"].partition(",v1=")
+            expected = hmac.new(SECRET.encode(), f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
+            with lock:
+                if hmac.compare_digest(expected, mac):
+                    found.seen.append(self.headers["ACH-Delivery-Id"])
+                else:
+                    found.bad_signatures += 1
+            self.send_response(found.code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def settings(**overrides: Any) -> DeliverySettings:
+    base: dict[str, Any] = {
+        "retry": RetryPolicy(max_attempts=3, base_s=0.01, cap_s=0.02),
+        "breaker": BreakerPolicy(failures_to_open=100, cooldown_s=0.3),
+        "timeout_s": 2.0,
+        "insecure_webhooks": True,
+    }
+    return DeliverySettings(**{**base, **overrides})
+
+
+async def add_channel(
+    sessions: async_sessionmaker[AsyncSession], address: str, kind: str = "webhook", partner: str = "cbo-1"
+) -> str:
+    channel_id = str(uuid.uuid4())
+    async with sessions() as session, session.begin():
+        session.add(
+            PartnerChannel(
+                id=channel_id,
+                partner_id=partner,
+                kind=kind,
+                address=address,
+                secret=SECRET,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return channel_id
+
+
+async def add_deliveries(
+    sessions: async_sessionmaker[AsyncSession], channel_id: str, n: int, kind: str = "webhook"
+) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        for i, delivery_id in enumerate(ids):
+            session.add(
+                DeliveryRecord(
+                    id=delivery_id,
+                    partner_id="cbo-1",
+                    channel=kind,
+                    channel_id=channel_id,
+                    subject_type="referral",
+                    subject_id=f"ref-{i}",
+                    event_type="referral.created",
+                    status=PENDING,
+                    source_event_id=f"evt-{i}",
+                    created_at=now,
+                    next_attempt_at=now,
+                    payload={
+                        "delivery_id": delivery_id,
+                        "partner_id": "cbo-1",
+                        "event_type": "referral.created",
+                        "subject_type": "referral",
+                        "subject_id": f"ref-{i}",
+                        "occurred_at": "2026-11-23T12:00:00Z",
+                    },
+                )
+            )
+    return ids
+
+
+async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[DeliveryRecord]:
+    async with sessions() as session:
+        return list((await session.exec(select(DeliveryRecord))).all())
+
+
+async def run_until(worker: DeliveryWorker, done: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await done():
+        assert time.monotonic() < deadline, "not done in time"
+        if not await worker.step():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_failing_endpoint_is_retried_then_the_delivery_fails_with_its_reason(
+    sessions: async_sessionmaker[AsyncSession], endpoint: Endpoint
+) -> None:
+    endpoint.code = 500
+    channel = await add_channel(sessions, endpoint.url)
+    [delivery_id] = await add_deliveries(sessions, channel, 1)
+    worker = DeliveryWorker(sessions, Outbox(source="/ach/notifications"), settings())
+
+    async def failed() -> bool:
+        return (await rows(sessions))[0].status == FAILED
+
+    await run_until(worker, failed)
+    [row] = await rows(sessions)
+    assert (row.attempts, row.last_error) == (3, "answered HTTP 500")
+    assert endpoint.seen == [delivery_id] * 3 and endpoint.bad_signatures == 0
+    async with sessions() as session:
+        [event] = (await session.exec(select(OutboxEvent))).all()
+    message = notifications_pb2.NotificationDelivered()
+    message.ParseFromString(event.payload)
+    assert (message.status, message.attempts, message.reason) == (FAILED, 3, "answered HTTP 500")
+
+
+async def test_the_circuit_opens_and_then_one_probe_goes(
+    sessions: async_sessionmaker[AsyncSession], endpoint: Endpoint
+) -> None:
+    endpoint.code = 503
+    channel = await add_channel(sessions, endpoint.url)
+    await add_deliveries(sessions, channel, 4)
+    worker = DeliveryWorker(
+        sessions,
+        Outbox(source="/ach/notifications"),
+        settings(
+            retry=RetryPolicy(max_attempts=50, base_s=0.001, cap_s=0.001),
+            breaker=BreakerPolicy(failures_to_open=4, cooldown_s=0.5),
+        ),
+    )
+    assert await worker.step() == 4  # four failures: the circuit opens
+    async with sessions() as session:
+        circuit = await session.get(PartnerCircuit, "cbo-1")
+    assert circuit is not None and circuit.failures == 4 and circuit.open_until is not None
+    await asyncio.sleep(0.05)
+    for _ in range(5):
+        assert await worker.step() == 0  # nothing is tried while it is open
+    assert len(endpoint.seen) == 4
+    await asyncio.sleep(0.5)
+    assert await worker.step() == 1  # half-open: one probe, which fails: open again
+    assert await worker.step() == 0
+    endpoint.code = 204
+    await asyncio.sleep(0.55)
+
+    async def all_delivered() -> bool:
+        return all(r.status == DELIVERED for r in await rows(sessions))
+
+    await run_until(worker, all_delivered)
+    async with sessions() as session:
+        circuit = await session.get(PartnerCircuit, "cbo-1")
+    assert circuit is not None and (circuit.failures, circuit.open_until) == (0, None)
+
+
+async def test_two_workers_on_one_queue_send_each_delivery_once(
+    sessions: async_sessionmaker[AsyncSession], endpoint: Endpoint
+) -> None:
+    channel = await add_channel(sessions, endpoint.url)
+    ids = await add_deliveries(sessions, channel, 40)
+    workers = [
+        DeliveryWorker(sessions, Outbox(source="/ach/notifications"), settings(concurrency=8))
+        for _ in range(2)
+    ]
+
+    async def all_delivered() -> bool:
+        return all(r.status == DELIVERED for r in await rows(sessions))
+
+    async def drive(worker: DeliveryWorker) -> None:
+        await run_until(worker, all_delivered, 30)
+
+    await asyncio.gather(*(drive(w) for w in workers))
+    assert sorted(endpoint.seen) == sorted(ids)  # each once
+
+
+async def test_an_email_channel_sends_ids_only_through_smtp(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.content)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        channel = await add_channel(sessions, "intake@pantry.example.org", kind="email")
+        [delivery_id] = await add_deliveries(sessions, channel, 1, kind="email")
+        worker = DeliveryWorker(
+            sessions, Outbox(source="/ach/notifications"), settings(smtp_host="127.0.0.1", smtp_port=port)
+        )
+
+        async def delivered() -> bool:
+            return (await rows(sessions))[0].status == DELIVERED
+
+        await run_until(worker, delivered)
+    finally:
+        controller.stop()
+    [raw] = received
+    mail = message_from_bytes(raw)
+    assert mail["To"] == "intake@pantry.example.org"
+    assert mail["Message-ID"] == f"<{delivery_id}@ach.local>"
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
+    assert "ref-0" in text and delivery_id in text
+
+
+async def test_without_a_mail_relay_an_email_delivery_waits_and_says_why(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    channel = await add_channel(sessions, "intake@pantry.example.org", kind="email")
+    await add_deliveries(sessions, channel, 1, kind="email")
+    worker = DeliveryWorker(sessions, Outbox(source="/ach/notifications"), settings())
+    assert await worker.step() == 1
+    [row] = await rows(sessions)
+    assert (row.status, row.attempts, row.last_error) == (PENDING, 1, "no SMTP server configured (SMTP_HOST)")

@@ -1,0 +1,259 @@
+"""The closed loop with real partners' webhooks: a screening's need is referred to a CBO, which turns
+it down; the network re-routes it to the next suitable CBO, which accepts and completes it. Each
+partner hears of it through its signed webhook (checked by a receiver written from the README's
+recipe), in order per referral, though the clinic's endpoint fails at first. Then the notifications
+service is killed mid-delivery: every notification still arrives, and none that was acknowledged
+is sent again."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.screening.v1 import screening_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tests.harness import Stack, eventually
+from tests.test_walking_skeleton import screening_request
+from tests.webhook_receiver import Receiver, webhook_receiver
+
+pytestmark = pytest.mark.slow
+
+SERVICES = ("directory", "screening", "referrals", "notifications")
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds, not minutes, between attempts; plain http:// for the local receiver."""
+    monkeypatch.setenv("NOTIFY_BACKOFF_BASE_S", "0.2")
+    monkeypatch.setenv("NOTIFY_BACKOFF_CAP_S", "1")
+    monkeypatch.setenv("NOTIFY_TIMEOUT_S", "1")
+    monkeypatch.setenv("NOTIFY_BREAKER_COOLDOWN_S", "0.5")
+
+
+def add_food_services(stack: Stack) -> None:
+    with stack.channel("directory") as channel:
+        directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+        for service_id, organization in (("svc-a-pantry", "cbo-pantry"), ("svc-b-kitchen", "cbo-2")):
+            directory.UpsertService(
+                directory_pb2.UpsertServiceRequest(
+                    service=directory_pb2.Service(
+                        service_id=service_id,
+                        organization_id=organization,
+                        name=service_id,
+                        need_domains=["food-insecurity"],
+                        languages=["en", "es"],
+                        capacity_available=5,
+                        capacity_maximum=5,
+                    )
+                ),
+                timeout=10,
+            )
+    eventually(
+        lambda: stack.count_rows("referrals", "SELECT count(*) FROM directory_service_replica") == 2,
+        what="both services in the referral service's replica",
+    )
+
+
+def register_webhook(stack: Stack, receiver: Receiver, partner: str) -> str:
+    with stack.channel("notifications", partner) as channel:
+        created = notifications_pb2_grpc.NotificationServiceStub(channel).RegisterChannel(
+            notifications_pb2.RegisterChannelRequest(
+                partner_id=partner,
+                kind=notifications_pb2.CHANNEL_KIND_WEBHOOK,
+                address=receiver.url(f"/{partner}"),
+            ),
+            timeout=5,
+        )
+    assert created.secret and created.channel_id
+    receiver.secrets[f"/{partner}"] = created.secret
+    return str(created.channel_id)
+
+
+def at_least(
+    bodies: list[dict[str, Any]], n: int, distinct: str = "delivery_id"
+) -> list[dict[str, Any]] | None:
+    """The bodies once ``n`` distinct ones arrived (by ``distinct``), else None (keep waiting)."""
+    return bodies if len({b[distinct] for b in bodies}) >= n else None
+
+
+def update(
+    stack: Stack,
+    partner: str,
+    referral_id: str,
+    status: referrals_pb2.ReferralStatus.ValueType,
+    reason: str = "",
+    outcome: referrals_pb2.ReferralOutcome.ValueType = referrals_pb2.REFERRAL_OUTCOME_UNSPECIFIED,
+) -> None:
+    with stack.channel("referrals", partner) as channel:
+        referrals_pb2_grpc.ReferralServiceStub(channel).UpdateReferralStatus(
+            referrals_pb2.UpdateReferralStatusRequest(
+                referral_id=referral_id,
+                status=status,
+                reason=reason,
+                outcome=outcome,
+            ),
+            timeout=5,
+        )
+
+
+def test_reject_reroute_accept_complete_with_signed_webhooks(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack("sqlite")
+    stack.start(*SERVICES)
+    with webhook_receiver() as receiver:
+        for partner in ("cbo-pantry", "cbo-2", "clinic-1"):
+            register_webhook(stack, receiver, partner)
+        receiver.fail_next["/clinic-1"] = 3  # the clinic's endpoint answers 500 three times first
+
+        # Bad channel registrations: every problem named, by field.
+        with stack.channel("notifications", "cbo-2") as channel, pytest.raises(grpc.RpcError) as refused:
+            notifications_pb2_grpc.NotificationServiceStub(channel).RegisterChannel(
+                notifications_pb2.RegisterChannelRequest(partner_id="cbo-2", address="ftp://x"), timeout=5
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(refused.value)
+        assert status is not None
+        bad = error_details_pb2.BadRequest()
+        status.details[0].Unpack(bad)
+        assert [v.field for v in bad.field_violations] == ["kind"]
+
+        add_food_services(stack)
+        resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
+        stack.wait_consents_replicated(1)
+        with stack.channel("screening", "clinic-1") as channel:
+            screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
+                screening_request(resident), timeout=10
+            )
+
+        # The best match (pantry) hears first, through its webhook.
+        first = eventually(lambda: receiver.bodies("/cbo-pantry"), what="the pantry's webhook")
+        assert first[0]["event_type"] == "referral.created"
+        referral_id = first[0]["subject_id"]
+        assert set(first[0]) == {
+            "delivery_id",
+            "partner_id",
+            "event_type",
+            "subject_type",
+            "subject_id",
+            "occurred_at",
+        }, "ids only: nothing about the resident"
+
+        # The pantry turns it down; the network re-routes it to the kitchen (cbo-2).
+        update(
+            stack, "cbo-pantry", referral_id, referrals_pb2.REFERRAL_STATUS_REJECTED, "no capacity this week"
+        )
+        second = eventually(lambda: receiver.bodies("/cbo-2"), what="the kitchen's webhook")
+        assert (second[0]["event_type"], second[0]["subject_id"]) == ("referral.created", referral_id)
+        update(stack, "cbo-2", referral_id, referrals_pb2.REFERRAL_STATUS_ACCEPTED)
+        update(
+            stack,
+            "cbo-2",
+            referral_id,
+            referrals_pb2.REFERRAL_STATUS_COMPLETED,
+            outcome=referrals_pb2.REFERRAL_OUTCOME_NEED_MET,
+        )
+
+        # The clinic hears of every change, in order, though its endpoint failed at first.
+        heard = eventually(
+            lambda: at_least(receiver.bodies("/clinic-1"), 4), what="the clinic's four notices"
+        )
+        assert [b["status"] for b in heard] == ["rejected", "requested", "accepted", "completed"]
+        assert receiver.refused == []
+        time.sleep(1)  # nothing further arrives: each acknowledged notice once
+        assert len(receiver.bodies("/clinic-1")) == 4 and len(receiver.bodies("/cbo-pantry")) == 1
+
+    with stack.channel("referrals", "clinic-1") as channel:
+        referrals = referrals_pb2_grpc.ReferralServiceStub(channel)
+        history = referrals.GetReferralHistory(
+            referrals_pb2.GetReferralHistoryRequest(referral_id=referral_id), timeout=5
+        ).changes
+        final = referrals.GetReferral(referrals_pb2.GetReferralRequest(referral_id=referral_id), timeout=5)
+    assert [(c.to_status, c.changed_by.partner_id, c.target_partner_id) for c in history] == [
+        (referrals_pb2.REFERRAL_STATUS_REJECTED, "cbo-pantry", "cbo-pantry"),
+        (referrals_pb2.REFERRAL_STATUS_REQUESTED, "", "cbo-2"),
+        (referrals_pb2.REFERRAL_STATUS_ACCEPTED, "cbo-2", "cbo-2"),
+        (referrals_pb2.REFERRAL_STATUS_COMPLETED, "cbo-2", "cbo-2"),
+    ]
+    assert history[0].reason == "no capacity this week" and "no capacity this week" in history[1].reason
+    assert (final.status, final.target_partner_id) == (referrals_pb2.REFERRAL_STATUS_COMPLETED, "cbo-2")
+
+    # The delivery log shows the clinic's failed attempts and their reason.
+    with stack.channel("notifications", "clinic-1") as channel:
+        log = (
+            notifications_pb2_grpc.NotificationServiceStub(channel)
+            .ListDeliveries(notifications_pb2.ListDeliveriesRequest(partner_id="clinic-1"), timeout=5)
+            .deliveries
+        )
+    assert all(d.status == notifications_pb2.DELIVERY_STATUS_DELIVERED for d in log)
+    assert sum(d.attempts for d in log) == 4 + 3
+
+
+def test_killed_mid_delivery_every_notification_arrives_none_twice_after_acknowledgement(
+    make_stack: Callable[[str], Stack],
+) -> None:
+    stack = make_stack("postgresql")
+    stack.start(*SERVICES)
+    with webhook_receiver() as receiver:
+        register_webhook(stack, receiver, "cbo-pantry")
+        add_food_services(stack)
+        residents = [
+            stack.consenting_resident("clinic-1", need_domains=("food-insecurity",)) for _ in range(12)
+        ]
+        stack.wait_consents_replicated(12)
+
+        def screen(resident: str) -> None:
+            with stack.channel("screening", "clinic-1") as channel:
+                screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
+                    screening_request(resident), timeout=10
+                )
+
+        for resident in residents[:6]:
+            screen(resident)
+        eventually(lambda: len(receiver.bodies("/cbo-pantry")) == 6, what="the first six notices")
+        receiver.hang.set()  # the next ones are held unanswered...
+        for resident in residents[6:]:
+            screen(resident)
+        eventually(lambda: sum(receiver.attempts.values()) >= 7, what="deliveries in flight")
+        notifications = stack.services["notifications"]
+        assert notifications.process is not None
+        notifications.process.send_signal(signal.SIGKILL)  # ...and the sender dies mid-delivery
+        notifications.process.wait(10)
+        acknowledged = {
+            row[0]
+            for row in stack.query(
+                "notifications", "SELECT id FROM delivery WHERE channel_id != '' AND status = 2"
+            )
+        }
+        assert len(acknowledged) == 6
+        restarted_at = time.time()
+        receiver.hang.clear()
+        notifications.start()
+        notifications.wait_healthy()
+
+        got = eventually(
+            lambda: at_least(receiver.bodies("/cbo-pantry"), 12, "subject_id"),
+            60,
+            "every notice, after the restart",
+        )
+        assert len({x["subject_id"] for x in got}) == 12  # one referral each: all arrived
+        with receiver.lock:
+            again = {r.delivery_id for r in receiver.received if r.at >= restarted_at}
+        assert not (again & acknowledged), "an acknowledged delivery was sent again"
+        assert receiver.refused == []
+        eventually(
+            lambda: (
+                stack.count_rows(
+                    "notifications", "SELECT count(*) FROM delivery WHERE channel_id != '' AND status != 2"
+                )
+                == 0
+            ),
+            what="the log shows all delivered",
+        )

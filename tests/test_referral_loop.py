@@ -7,8 +7,10 @@ is sent again."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +18,11 @@ import grpc
 import pytest
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.screening.v1 import screening_pb2_grpc
+from ach_events.partner_topics import provision_partner
+from ach_partner_sdk import PartnerClient
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -257,3 +262,84 @@ def test_killed_mid_delivery_every_notification_arrives_none_twice_after_acknowl
             ),
             what="the log shows all delivered",
         )
+
+
+def test_a_cbo_system_reports_statuses_through_its_topic_in_order_and_only_its_own(
+    make_stack: Callable[[str], Stack], kafka_bootstrap: str, sasl_bootstrap: tuple[str, str]
+) -> None:
+    bootstrap, cafile = sasl_bootstrap
+    passwords = {p: uuid.uuid4().hex for p in ("cbo-pantry", "cbo-2")}
+    for partner, password in passwords.items():
+        provision_partner(kafka_bootstrap, partner, password)
+    stack = make_stack("sqlite")
+    stack.start(*SERVICES)
+    add_food_services(stack)
+    resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
+    stack.wait_consents_replicated(1)
+    with stack.channel("screening", "clinic-1") as channel:
+        screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
+            screening_request(resident), timeout=10
+        )
+    eventually(
+        lambda: stack.count_rows("referrals", "SELECT count(*) FROM referral") == 1, what="the referral"
+    )
+    [(referral_id, target)] = stack.query("referrals", "SELECT id, target_partner_id FROM referral")
+    assert target == "cbo-pantry"
+
+    def report(client: PartnerClient, status: referrals_pb2.ReferralStatus.ValueType, **more: Any) -> None:
+        client.report_referral_status(
+            referrals_pb2.UpdateReferralStatusRequest(referral_id=referral_id, status=status, **more)
+        )
+
+    with (
+        PartnerClient(
+            "cbo-pantry",
+            bootstrap,
+            password=passwords["cbo-pantry"],
+            cafile=cafile,
+            namespace=stack.namespace,
+        ) as pantry,
+        PartnerClient(
+            "cbo-2", bootstrap, password=passwords["cbo-2"], cafile=cafile, namespace=stack.namespace
+        ) as other,
+    ):
+        report(pantry, referrals_pb2.REFERRAL_STATUS_ACCEPTED)
+        report(pantry, referrals_pb2.REFERRAL_STATUS_IN_PROGRESS)
+        report(pantry, referrals_pb2.REFERRAL_STATUS_IN_PROGRESS)  # its system sent it twice: no change
+        report(pantry, referrals_pb2.REFERRAL_STATUS_COMPLETED)  # no outcome: refused
+        report(
+            pantry, referrals_pb2.REFERRAL_STATUS_COMPLETED, outcome=referrals_pb2.REFERRAL_OUTCOME_NEED_MET
+        )
+        report(other, referrals_pb2.REFERRAL_STATUS_CANCELLED, reason="not mine to cancel")
+        eventually(
+            lambda: (
+                stack.count_rows("referrals", "SELECT count(*) FROM referral WHERE status = 'completed'") == 1
+            ),
+            60,
+            "the pantry's reports applied",
+        )
+        pantry_replies = [r.message for r in itertools.islice(pantry.replies(timeout_s=60), 1)]
+        other_replies = [r.message for r in itertools.islice(other.replies(timeout_s=60), 1)]
+
+    assert [
+        [(v.field, v.description) for v in m.violations]
+        for m in pantry_replies
+        if isinstance(m, partners_pb2.ReferralUpdateRejected)
+    ] == [[("update.outcome", "an outcome is required on completion")]]
+    assert [
+        [(v.field, v.description) for v in m.violations]
+        for m in other_replies
+        if isinstance(m, partners_pb2.ReferralUpdateRejected)
+    ] == [[("update.referral_id", "cbo-2 is not this referral's target")]]
+    with stack.channel("referrals", "clinic-1") as channel:
+        history = (
+            referrals_pb2_grpc.ReferralServiceStub(channel)
+            .GetReferralHistory(referrals_pb2.GetReferralHistoryRequest(referral_id=referral_id), timeout=5)
+            .changes
+        )
+    assert [(c.to_status, c.changed_by.partner_id) for c in history] == [
+        (referrals_pb2.REFERRAL_STATUS_ACCEPTED, "cbo-pantry"),
+        (referrals_pb2.REFERRAL_STATUS_IN_PROGRESS, "cbo-pantry"),
+        (referrals_pb2.REFERRAL_STATUS_COMPLETED, "cbo-pantry"),
+    ]
+    assert history[2].outcome == referrals_pb2.REFERRAL_OUTCOME_NEED_MET

@@ -43,6 +43,7 @@ def outbound_topic(partner_id: str) -> Topic:
             "ach.partners.v1.ScreeningAccepted",
             "ach.partners.v1.ScreeningRejected",
             "ach.partners.v1.ServiceUpdateRejected",
+            "ach.partners.v1.ReferralUpdateRejected",
         ),
     )
 

@@ -27,6 +27,8 @@ EVENT_TYPES: dict[str, type[Message]] = {
         referrals_pb2.ReferralCreated,
         referrals_pb2.ReferralStatusChanged,
         referrals_pb2.ReferralRerouted,
+        referrals_pb2.ReferralReminderSent,
+        referrals_pb2.ReferralEscalated,
         directory_pb2.ServiceChanged,
         notifications_pb2.NotificationDelivered,
         funding_pb2.TransferPosted,
@@ -42,6 +44,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         partners_pb2.ScreeningRejected,
         partners_pb2.ServiceUpdateReported,
         partners_pb2.ServiceUpdateRejected,
+        partners_pb2.ReferralUpdateRejected,
     )
 }
 

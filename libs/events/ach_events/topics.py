@@ -72,6 +72,8 @@ REFERRAL_EVENTS = Topic(
         "ach.referrals.v1.ReferralCreated",
         "ach.referrals.v1.ReferralStatusChanged",
         "ach.referrals.v1.ReferralRerouted",
+        "ach.referrals.v1.ReferralReminderSent",
+        "ach.referrals.v1.ReferralEscalated",
     ),
 )
 DIRECTORY_SERVICES = Topic(
@@ -115,7 +117,7 @@ PARTNER_INTAKE = Topic(
     name="ach.partners.intake.v1",
     key="the partner's key (aggregate id)",
     producer="identity (partner gateway)",
-    consumers=("screening", "directory"),  # and referrals, for ReferralStatusReported (issue 6)
+    consumers=("screening", "directory", "referrals"),
     event_types=(
         "ach.partners.v1.ScreeningSubmitted",
         "ach.partners.v1.ReferralStatusReported",

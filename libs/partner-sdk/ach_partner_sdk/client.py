@@ -19,6 +19,7 @@ REPLY_TYPES: dict[str, type[Message]] = {
     "ach.partners.v1.ScreeningAccepted": partners_pb2.ScreeningAccepted,
     "ach.partners.v1.ScreeningRejected": partners_pb2.ScreeningRejected,
     "ach.partners.v1.ServiceUpdateRejected": partners_pb2.ServiceUpdateRejected,
+    "ach.partners.v1.ReferralUpdateRejected": partners_pb2.ReferralUpdateRejected,
 }
 
 

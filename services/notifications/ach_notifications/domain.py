@@ -44,6 +44,21 @@ def notices_for_status_changed(
     return notices
 
 
+def notices_for_reminder(referral_id: str, target_partner_id: str) -> list[Notice]:
+    """The target is reminded that the referral waits for it."""
+    return (
+        [Notice(target_partner_id, "referral", referral_id, "referral.reminder")] if target_partner_id else []
+    )
+
+
+def notices_for_escalation(
+    referral_id: str, source_partner_id: str, coordinator_partner_id: str
+) -> list[Notice]:
+    """Nothing happened for too long: the source and the ACH coordinator hear (once each)."""
+    parties = dict.fromkeys(p for p in (source_partner_id, coordinator_partner_id) if p)
+    return [Notice(p, "referral", referral_id, "referral.escalated") for p in parties]
+
+
 # --- Webhook deliveries: signing, retry schedule, circuit breaker (pure; the worker does the I/O) ---
 
 SIGNATURE_HEADER = "ACH-Signature"

@@ -20,8 +20,9 @@ from ach_notifications.store import DeliveryRecord, PartnerChannel, ReferralPart
 
 
 class NotificationEvents:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, coordinator: str = "ach-backbone") -> None:
         self._outbox = outbox
+        self._coordinator = coordinator  # the ACH coordinator's partner id: escalations reach it
 
     async def on_referral_created(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralCreated
@@ -58,6 +59,28 @@ class NotificationEvents:
                 code_of(referrals_pb2.ReferralStatus, event.to_status),
             ),
             code_of(referrals_pb2.ReferralStatus, event.to_status),
+        )
+
+    async def on_reminder(
+        self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralReminderSent
+    ) -> None:
+        require_fields(event, "referral_id")
+        await self._deliver(
+            session,
+            envelope,
+            domain.notices_for_reminder(event.referral_id, event.target_partner_id),
+            code_of(referrals_pb2.ReferralStatus, event.status),
+        )
+
+    async def on_escalated(
+        self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralEscalated
+    ) -> None:
+        require_fields(event, "referral_id")
+        await self._deliver(
+            session,
+            envelope,
+            domain.notices_for_escalation(event.referral_id, event.source_partner_id, self._coordinator),
+            code_of(referrals_pb2.ReferralStatus, event.status),
         )
 
     async def _deliver(

@@ -3,6 +3,7 @@ worker (webhooks, e-mail), serves partners' channels and the delivery log."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ach.notifications.v1 import notifications_pb2_grpc
@@ -18,7 +19,7 @@ from ach_notifications.store import DeliveryRecord, PartnerChannel
 
 def wire(runtime: Runtime) -> None:
     settings = DeliverySettings.from_env()
-    events = NotificationEvents(runtime.outbox)
+    events = NotificationEvents(runtime.outbox, os.environ.get("NOTIFY_COORDINATOR", "ach-backbone"))
     api = NotificationApi(runtime.sessions, insecure_webhooks=settings.insecure_webhooks)
     runtime.serve_grpc(
         lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(api, server),
@@ -42,6 +43,8 @@ def wire(runtime: Runtime) -> None:
         {
             "ach.referrals.v1.ReferralCreated": events.on_referral_created,
             "ach.referrals.v1.ReferralStatusChanged": events.on_status_changed,
+            "ach.referrals.v1.ReferralReminderSent": events.on_reminder,
+            "ach.referrals.v1.ReferralEscalated": events.on_escalated,
         },
     )
     worker = DeliveryWorker(runtime.sessions, runtime.outbox, settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ach_platform.consent import ConsentTerms, consent_for_share
@@ -45,7 +45,8 @@ S, T, N = Role.SOURCE, Role.TARGET, Role.NETWORK
 TRANSITIONS: dict[tuple[Status, Status], frozenset[Role]] = {
     (Status.DRAFT, Status.REQUESTED): frozenset({S}),
     (Status.REQUESTED, Status.ACCEPTED): frozenset({T}),
-    (Status.REQUESTED, Status.REJECTED): frozenset({T}),
+    # The network rejects on the target's behalf when it does not accept within the time limit.
+    (Status.REQUESTED, Status.REJECTED): frozenset({T, N}),
     (Status.REQUESTED, Status.CANCELLED): frozenset({S}),
     (Status.REJECTED, Status.REQUESTED): frozenset({S, N}),
     **{
@@ -224,3 +225,71 @@ def proposals(
 
 def rerouted_reason(rejection: str) -> str:
     return f"re-routed after the target turned it down: {rejection}"
+
+
+# --- Timers: reminders, escalation and the acceptance time limit (durable: the next one is a column
+# of the referral, recomputed on every change and after every timer fires) ---
+
+
+class TimerKind(StrEnum):
+    REMINDER = "reminder"  # to the target: the referral waits for it
+    ESCALATION = "escalation"  # to the source and the ACH coordinator: nothing happened for too long
+    ACCEPT_TIMEOUT = "accept-timeout"  # not accepted in time: rejected by the network, re-routed
+
+
+@dataclass(frozen=True)
+class TimerPolicy:
+    reminders: tuple[timedelta, ...] = (timedelta(hours=24), timedelta(hours=48), timedelta(weeks=1))
+    accept_within: timedelta = timedelta(hours=72)
+    escalate_after: timedelta = timedelta(days=10)
+
+
+@dataclass(frozen=True)
+class Timer:
+    kind: TimerKind
+    due_at: datetime
+    number: int = 0  # which reminder (1, 2, ...)
+
+
+def next_timer(
+    status: Status, last_activity: datetime, reminders_sent: int, escalated: bool, policy: TimerPolicy
+) -> Timer | None:
+    """What happens next to a referral nobody touches, and when (all counted from its last change).
+    A requested referral: reminders to the target before the acceptance limit, then the limit. An
+    accepted one (in progress, on hold): reminders, then one escalation. Otherwise none."""
+    if status is Status.REQUESTED:
+        limit, last = (
+            policy.accept_within,
+            Timer(TimerKind.ACCEPT_TIMEOUT, last_activity + policy.accept_within),
+        )
+    elif status in (Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD):
+        if escalated:
+            return None
+        limit, last = (
+            policy.escalate_after,
+            Timer(TimerKind.ESCALATION, last_activity + policy.escalate_after),
+        )
+    else:
+        return None
+    if reminders_sent < len(policy.reminders) and policy.reminders[reminders_sent] < limit:
+        return Timer(TimerKind.REMINDER, last_activity + policy.reminders[reminders_sent], reminders_sent + 1)
+    return last
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d``, ``1w``; ValueError naming the text otherwise."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    value, unit = text.strip()[:-1], text.strip()[-1:]
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1
+    if unit not in units or amount <= 0:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 24h, 7d, 1w)")
+    return timedelta(**{units[unit]: amount})
+
+
+def not_accepted_reason(limit: timedelta) -> str:
+    seconds = limit.total_seconds()
+    size, unit = next((s, u) for s, u in ((3600, "h"), (60, "min"), (1, "s")) if seconds % s == 0 or s == 1)
+    return f"not accepted within {seconds / size:g} {unit} (the network's time limit)"

@@ -6,20 +6,25 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import NoReturn
 
 from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2
+from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
-from ach_events.consumer import require_fields
+from ach_events.consumer import PoisonEvent, require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
+from ach_events.partner_topics import outbound_topic
 from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ConsentTerms
+from ach_platform.errors import FieldViolation
+from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
@@ -27,6 +32,7 @@ from ach_referrals.store import (
     DirectoryServiceReplica,
     ReferralHistory,
     ReferralRecord,
+    last_changed_by,
     organizations_that_rejected,
     referral_for_need,
     referrals_of,
@@ -62,8 +68,10 @@ class ReferralEvents:
         outbox: Outbox,
         reroute_default: domain.ReroutePolicy = domain.ReroutePolicy.AUTOMATIC,
         reroute_by_domain: dict[str, domain.ReroutePolicy] | None = None,
+        timers: domain.TimerPolicy | None = None,
     ) -> None:
         self._outbox = outbox
+        self.timers = timers or domain.TimerPolicy()
         self._reroute_default = reroute_default
         self._reroute_by_domain = reroute_by_domain or {}
 
@@ -120,6 +128,7 @@ class ReferralEvents:
         if routing.match:
             referral.target_partner_id = routing.match.service.organization_id
             referral.target_service_id = routing.match.service.service_id
+        self.schedule(referral)
         session.add(referral)
         self.publish_created(session, referral)
 
@@ -139,6 +148,17 @@ class ReferralEvents:
         ]
         consents = await self._consents(session, resident_id)
         return domain.route(candidates, need_domain, language, consents, at)
+
+    def schedule(self, referral: ReferralRecord) -> None:
+        """The referral's next timer, from its state (the timer worker fires it when due)."""
+        timer = domain.next_timer(
+            domain.Status(referral.status),
+            as_utc(referral.updated_at),
+            referral.reminders_sent,
+            referral.escalated,
+            self.timers,
+        )
+        referral.timer_due_at = timer.due_at if timer else None
 
     async def proposals(
         self, session: AsyncSession, referral: ReferralRecord, at: datetime
@@ -216,6 +236,74 @@ class ReferralEvents:
             key=referral.id,
         )
 
+    async def on_referral_status_reported(
+        self, session: AsyncSession, envelope: Envelope, event: partners_pb2.ReferralStatusReported
+    ) -> None:
+        """A CBO's case-management system moves a referral on (admitted by the gateway under the
+        partner's identity). Only the referral's target may; the same rules as through gRPC. A report
+        of the status the partner already set is a repeat: nothing changes. Refusals go to the dead
+        letter topic and, with the reasons, to the partner (ReferralUpdateRejected)."""
+        partner = envelope.source.removeprefix("/partners/")
+        update = event.update
+        problems: list[FieldViolation] = []
+        referral = await session.get(ReferralRecord, update.referral_id) if update.referral_id else None
+        if not update.referral_id:
+            problems.append(FieldViolation("update.referral_id", "is required"))
+        elif referral is None:
+            problems.append(FieldViolation("update.referral_id", "is not a referral"))
+        elif partner != referral.target_partner_id:
+            problems.append(FieldViolation("update.referral_id", f"{partner} is not this referral's target"))
+        to: domain.Status | None = None
+        outcome: domain.Outcome | None = None
+        try:
+            to = status_from_proto(update.status)
+            if to is None:
+                problems.append(FieldViolation("update.status", "is required"))
+        except ValueError:
+            problems.append(FieldViolation("update.status", f"{update.status} is not a referral status"))
+        try:
+            outcome = outcome_from_proto(update.outcome)
+        except ValueError:
+            problems.append(FieldViolation("update.outcome", f"{update.outcome} is not a referral outcome"))
+        if referral is not None and to is not None and not problems:
+            if to.value == referral.status and await last_changed_by(session, referral) == partner:
+                return  # the partner's system sent it again: already applied
+            problems += [
+                FieldViolation(f"update.{e.field}", e.description)
+                for e in domain.check_transition(
+                    domain.Status(referral.status), to, domain.Role.TARGET, update.reason, outcome
+                )
+            ]
+        if problems:
+            self._refuse_report(partner, update.referral_id, problems)
+        assert referral is not None and to is not None
+        self.record_change(
+            session,
+            referral,
+            to,
+            utc_now(),
+            reason=update.reason,
+            actor_partner_id=partner,
+            actor_user_id=update.actor.user_id,
+            outcome=outcome,
+        )
+        if to is domain.Status.REJECTED:
+            await self.after_rejection(session, referral, update.reason)
+
+    def _refuse_report(self, partner: str, referral_id: str, problems: list[FieldViolation]) -> NoReturn:
+        rejected = partners_pb2.ReferralUpdateRejected(
+            referral_id=referral_id,
+            violations=[
+                partners_pb2.FieldViolation(field=v.field, description=v.description) for v in problems
+            ],
+        )
+
+        async def reject(s: AsyncSession) -> None:
+            self._outbox.add(s, outbound_topic(partner), rejected, key=referral_id or "unknown")
+
+        reasons = "; ".join(f"{v.field}: {v.description}" for v in problems)
+        raise PoisonEvent(f"invalid referral status report: {reasons}", rejection=reject)
+
     async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
         return await consent_terms(session, resident_id)
 
@@ -287,9 +375,14 @@ class ReferralEvents:
         referral.status = to.value
         referral.outcome = outcome.value if outcome else referral.outcome
         referral.updated_at = now
+        referral.reminders_sent, referral.escalated = 0, False  # activity: the clock starts again
+        self.schedule(referral)
         session.add(referral)
         session.add(change)
         self.publish_status_changed(session, referral, change)
+
+    def publish(self, session: AsyncSession, referral_id: str, message: Message) -> None:
+        self._outbox.add(session, REFERRAL_EVENTS, message, key=referral_id)
 
     def publish_created(self, session: AsyncSession, r: ReferralRecord) -> None:
         self._outbox.add(

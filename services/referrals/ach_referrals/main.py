@@ -9,13 +9,14 @@ from pathlib import Path
 from ach.referrals.v1 import referrals_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import DIRECTORY_SERVICES, RESIDENT_EVENTS, SCREENING_EVENTS
+from ach_events.topics import DIRECTORY_SERVICES, PARTNER_INTAKE, RESIDENT_EVENTS, SCREENING_EVENTS
 from ach_platform.settings import ConfigError
 
 from ach_referrals import domain
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
 from ach_referrals.store import ReferralRecord
+from ach_referrals.timers import TimerWorker, timer_policy_from_env
 
 
 def wire(runtime: Runtime) -> None:
@@ -25,7 +26,7 @@ def wire(runtime: Runtime) -> None:
         )
     except ValueError as exc:
         raise ConfigError(f"REFERRAL_REROUTE_POLICY: {exc}") from None
-    events = ReferralEvents(runtime.outbox, default, by_domain)
+    events = ReferralEvents(runtime.outbox, default, by_domain, timer_policy_from_env())
     api = ReferralApi(runtime.sessions, events)
     runtime.serve_grpc(
         lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
@@ -54,6 +55,11 @@ def wire(runtime: Runtime) -> None:
             "ach.screening.v1.NeedIdentified": events.on_need_identified,
             "ach.directory.v1.ServiceChanged": events.on_service_changed,
         },
+    )
+    runtime.run_in_background(TimerWorker(runtime.sessions, events).run)
+    # CBOs' case-management systems report statuses through their inbound topics (the gateway).
+    runtime.consume(
+        [PARTNER_INTAKE], {"ach.partners.v1.ReferralStatusReported": events.on_referral_status_reported}
     )
 
 

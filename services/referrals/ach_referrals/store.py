@@ -28,6 +28,10 @@ class ReferralRecord(SQLModel, table=True):
     sequence: int = 0  # count of status changes: events carry it so consumers apply them in order
     created_at: datetime
     updated_at: datetime
+    # The next timer (reminder, escalation, acceptance limit), counted from updated_at; None: none.
+    timer_due_at: datetime | None = Field(default=None, index=True)
+    reminders_sent: int = 0
+    escalated: bool = False
 
 
 class ReferralHistory(SQLModel, table=True):
@@ -96,11 +100,30 @@ async def history_of(session: AsyncSession, referral_id: str) -> list[ReferralHi
 
 
 async def organizations_that_rejected(session: AsyncSession, referral_id: str) -> set[str]:
-    """The targets that turned a referral down (each history row names the target it concerns)."""
+    """The targets that turned a referral down, or let it wait past the time limit (each history row
+    names the target it concerns; the rejection's actor may be the network)."""
     rows = await session.exec(
-        select(ReferralHistory.actor_partner_id).where(
+        select(ReferralHistory.target_partner_id).where(
             ReferralHistory.referral_id == referral_id,
             ReferralHistory.to_status == "rejected",
         )
     )
     return {r for r in rows.all() if r}
+
+
+async def last_changed_by(session: AsyncSession, referral: ReferralRecord) -> str:
+    """Who made the referral's latest change ("" for none or the network)."""
+    found = (
+        await session.get(ReferralHistory, (referral.id, referral.sequence)) if referral.sequence else None
+    )
+    return found.actor_partner_id if found else ""
+
+
+async def due_timers(session: AsyncSession, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+    rows = await session.exec(
+        select(ReferralRecord.id, ReferralRecord.timer_due_at)
+        .where(col(ReferralRecord.timer_due_at) <= now)
+        .order_by(col(ReferralRecord.timer_due_at))
+        .limit(limit)
+    )
+    return [(i, due) for i, due in rows.all() if due is not None]

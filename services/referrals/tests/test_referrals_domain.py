@@ -11,13 +11,20 @@ from ach_referrals.domain import (
     CONSENT_REQUIRED,
     NO_MATCHING_SERVICE,
     REASON_REQUIRED,
+    TERMINAL,
     TRANSITIONS,
     CandidateService,
     Outcome,
     ReroutePolicy,
     Role,
     Status,
+    Timer,
+    TimerKind,
+    TimerPolicy,
     check_transition,
+    next_timer,
+    not_accepted_reason,
+    parse_duration,
     parse_reroute_policies,
     proposals,
     rank_targets,
@@ -31,7 +38,7 @@ from ach_referrals.domain import (
 ALLOWED = {
     ("draft", "requested"): {"source"},
     ("requested", "accepted"): {"target"},
-    ("requested", "rejected"): {"target"},
+    ("requested", "rejected"): {"target", "network"},  # the network: not accepted in time
     ("requested", "cancelled"): {"source"},
     # No wrong door: re-routed to another target, by the network's policy or the source's choice.
     ("rejected", "requested"): {"source", "network"},
@@ -170,3 +177,50 @@ def test_reroute_policies_parse_per_need_domain_and_name_a_bad_entry() -> None:
 
 def test_a_rerouted_referral_says_why() -> None:
     assert rerouted_reason("no capacity") == "re-routed after the target turned it down: no capacity"
+
+
+H = timedelta(hours=1)
+POLICY = TimerPolicy(reminders=(24 * H, 48 * H, 168 * H), accept_within=72 * H, escalate_after=240 * H)
+
+
+@pytest.mark.parametrize(
+    ("status", "sent", "escalated", "expected"),
+    [
+        # Requested: reminders before the acceptance limit (the 1-week one falls after it), then the limit.
+        (Status.REQUESTED, 0, False, Timer(TimerKind.REMINDER, NOW + 24 * H, 1)),
+        (Status.REQUESTED, 1, False, Timer(TimerKind.REMINDER, NOW + 48 * H, 2)),
+        (Status.REQUESTED, 2, False, Timer(TimerKind.ACCEPT_TIMEOUT, NOW + 72 * H)),
+        # Accepted and working: all reminders, then one escalation, then nothing.
+        (Status.ACCEPTED, 0, False, Timer(TimerKind.REMINDER, NOW + 24 * H, 1)),
+        (Status.IN_PROGRESS, 2, False, Timer(TimerKind.REMINDER, NOW + 168 * H, 3)),
+        (Status.ON_HOLD, 3, False, Timer(TimerKind.ESCALATION, NOW + 240 * H)),
+        (Status.IN_PROGRESS, 3, True, None),
+        # Drafts and closed referrals wait for nobody.
+        *[(s, 0, False, None) for s in (Status.DRAFT, *TERMINAL)],
+    ],
+)
+def test_the_next_timer_follows_from_the_state(
+    status: Status, sent: int, escalated: bool, expected: Timer | None
+) -> None:
+    assert next_timer(status, NOW, sent, escalated, POLICY) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800), ("1w", 604800)]
+)
+def test_durations_parse(text: str, value: float) -> None:
+    assert parse_duration(text).total_seconds() == value
+
+
+@pytest.mark.parametrize("bad", ["", "24", "h", "-1h", "0s", "1y", "abc"])
+def test_a_bad_duration_is_named(bad: str) -> None:
+    with pytest.raises(ValueError, match=repr(bad)):
+        parse_duration(bad)
+
+
+def test_the_acceptance_limit_says_itself_in_the_reason() -> None:
+    assert not_accepted_reason(72 * H) == "not accepted within 72 h (the network's time limit)"
+    assert (
+        not_accepted_reason(timedelta(minutes=90)) == "not accepted within 90 min (the network's time limit)"
+    )
+    assert not_accepted_reason(timedelta(seconds=6)) == "not accepted within 6 s (the network's time limit)"

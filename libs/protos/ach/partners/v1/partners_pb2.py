@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ach.screening.v1 import screening_pb2 as ach_dot_screening_dot_v1_dot_screening__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/partners/v1/partners.proto\x12\x0f\x61\x63h.partners.v1\x1a ach/directory/v1/directory.proto\x1a ach/referrals/v1/referrals.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a ach/screening/v1/screening.proto\"R\n\x12ScreeningSubmitted\x12<\n\nsubmission\x18\x01 \x01(\x0b\x32(.ach.screening.v1.SubmitScreeningRequest\"W\n\x16ReferralStatusReported\x12=\n\x06update\x18\x01 \x01(\x0b\x32-.ach.referrals.v1.UpdateReferralStatusRequest\"\xde\x02\n\x15ServiceUpdateReported\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x1f\n\x12\x63\x61pacity_available\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10\x63\x61pacity_maximum\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x1e\n\x11\x63\x61pacity_waitlist\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.ach.directory.v1.ServiceStatus\x12/\n\x0breported_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11hsds_service_json\x18\x08 \x01(\tB\x15\n\x13_capacity_availableB\x13\n\x11_capacity_maximumB\x14\n\x12_capacity_waitlist\"`\n\x15ServiceUpdateRejected\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolation\"\x9d\x01\n\x11ScreeningAccepted\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x14\n\x0cscreening_id\x18\x02 \x01(\t\x12/\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x1d.ach.screening.v1.NeedFinding\x12\x0e\n\x06urgent\x18\x04 \x01(\x08\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"h\n\x11ScreeningRejected\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/partners/v1/partners.proto\x12\x0f\x61\x63h.partners.v1\x1a ach/directory/v1/directory.proto\x1a ach/referrals/v1/referrals.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a ach/screening/v1/screening.proto\"R\n\x12ScreeningSubmitted\x12<\n\nsubmission\x18\x01 \x01(\x0b\x32(.ach.screening.v1.SubmitScreeningRequest\"W\n\x16ReferralStatusReported\x12=\n\x06update\x18\x01 \x01(\x0b\x32-.ach.referrals.v1.UpdateReferralStatusRequest\"\xde\x02\n\x15ServiceUpdateReported\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x1f\n\x12\x63\x61pacity_available\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1d\n\x10\x63\x61pacity_maximum\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x1e\n\x11\x63\x61pacity_waitlist\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.ach.directory.v1.ServiceStatus\x12/\n\x0breported_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11hsds_service_json\x18\x08 \x01(\tB\x15\n\x13_capacity_availableB\x13\n\x11_capacity_maximumB\x14\n\x12_capacity_waitlist\"b\n\x16ReferralUpdateRejected\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolation\"`\n\x15ServiceUpdateRejected\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolation\"\x9d\x01\n\x11ScreeningAccepted\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x14\n\x0cscreening_id\x18\x02 \x01(\t\x12/\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x1d.ach.screening.v1.NeedFinding\x12\x0e\n\x06urgent\x18\x04 \x01(\x08\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"h\n\x11ScreeningRejected\x12\x1e\n\x16submitter_screening_id\x18\x01 \x01(\t\x12\x33\n\nviolations\x18\x02 \x03(\x0b\x32\x1f.ach.partners.v1.FieldViolationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,12 +41,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFERRALSTATUSREPORTED']._serialized_end=357
   _globals['_SERVICEUPDATEREPORTED']._serialized_start=360
   _globals['_SERVICEUPDATEREPORTED']._serialized_end=710
-  _globals['_SERVICEUPDATEREJECTED']._serialized_start=712
-  _globals['_SERVICEUPDATEREJECTED']._serialized_end=808
-  _globals['_SCREENINGACCEPTED']._serialized_start=811
-  _globals['_SCREENINGACCEPTED']._serialized_end=968
-  _globals['_FIELDVIOLATION']._serialized_start=970
-  _globals['_FIELDVIOLATION']._serialized_end=1022
-  _globals['_SCREENINGREJECTED']._serialized_start=1024
-  _globals['_SCREENINGREJECTED']._serialized_end=1128
+  _globals['_REFERRALUPDATEREJECTED']._serialized_start=712
+  _globals['_REFERRALUPDATEREJECTED']._serialized_end=810
+  _globals['_SERVICEUPDATEREJECTED']._serialized_start=812
+  _globals['_SERVICEUPDATEREJECTED']._serialized_end=908
+  _globals['_SCREENINGACCEPTED']._serialized_start=911
+  _globals['_SCREENINGACCEPTED']._serialized_end=1068
+  _globals['_FIELDVIOLATION']._serialized_start=1070
+  _globals['_FIELDVIOLATION']._serialized_end=1122
+  _globals['_SCREENINGREJECTED']._serialized_start=1124
+  _globals['_SCREENINGREJECTED']._serialized_end=1228
 # @@protoc_insertion_point(module_scope)

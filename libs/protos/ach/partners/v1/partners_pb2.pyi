@@ -134,6 +134,33 @@ class ServiceUpdateReported(_message.Message):
 Global___ServiceUpdateReported: _TypeAlias = ServiceUpdateReported  # noqa: Y015
 
 @_typing.final
+class ReferralUpdateRejected(_message.Message):
+    """On the reporting partner's outbound topic: the referral status report was not applied, and why
+    (not the referral's target, an illegal transition, a missing reason or outcome).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralUpdateRejected: _TypeAlias = ReferralUpdateRejected  # noqa: Y015
+
+@_typing.final
 class ServiceUpdateRejected(_message.Message):
     """On the reporting partner's outbound topic: the update was not applied, and why."""
 

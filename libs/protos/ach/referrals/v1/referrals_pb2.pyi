@@ -576,3 +576,87 @@ class ReferralRerouted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralRerouted: _TypeAlias = ReferralRerouted  # noqa: Y015
+
+@_typing.final
+class ReferralReminderSent(_message.Message):
+    """Event: a referral waited without activity; its target is reminded (the n-th reminder)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVITY_AT_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    need_domain: _builtins.str
+    target_partner_id: _builtins.str
+    status: Global___ReferralStatus.ValueType
+    number: _builtins.int
+    @_builtins.property
+    def last_activity_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        need_domain: _builtins.str = ...,
+        target_partner_id: _builtins.str = ...,
+        status: Global___ReferralStatus.ValueType = ...,
+        number: _builtins.int = ...,
+        last_activity_at: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at", "sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_activity_at", b"last_activity_at", "need_domain", b"need_domain", "number", b"number", "referral_id", b"referral_id", "sent_at", b"sent_at", "status", b"status", "target_partner_id", b"target_partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralReminderSent: _TypeAlias = ReferralReminderSent  # noqa: Y015
+
+@_typing.final
+class ReferralEscalated(_message.Message):
+    """Event: a referral had no activity past the network's limit; the source and the ACH coordinator
+    are told.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    SOURCE_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVITY_AT_FIELD_NUMBER: _builtins.int
+    ESCALATED_AT_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    need_domain: _builtins.str
+    source_partner_id: _builtins.str
+    target_partner_id: _builtins.str
+    status: Global___ReferralStatus.ValueType
+    @_builtins.property
+    def last_activity_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def escalated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        need_domain: _builtins.str = ...,
+        source_partner_id: _builtins.str = ...,
+        target_partner_id: _builtins.str = ...,
+        status: Global___ReferralStatus.ValueType = ...,
+        last_activity_at: _timestamp_pb2.Timestamp | None = ...,
+        escalated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escalated_at", b"escalated_at", "last_activity_at", b"last_activity_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalated_at", b"escalated_at", "last_activity_at", b"last_activity_at", "need_domain", b"need_domain", "referral_id", b"referral_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralEscalated: _TypeAlias = ReferralEscalated  # noqa: Y015

@@ -1,0 +1,150 @@
+"""The timer worker: fires referrals' due timers (reminders, escalations, the acceptance limit).
+
+Durable: a referral's next timer is a column of the referral, written with every change, so timers
+survive restarts. Fired once, however many replicas run: a worker takes a due timer with a
+conditional update (only if it is still the one it read), in the transaction that fires it and
+writes the next one; another replica's update then matches nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime
+
+from ach.referrals.v1 import referrals_pb2
+from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.settings import ConfigError
+from opentelemetry import metrics, trace
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_referrals import domain
+from ach_referrals.events import ReferralEvents, status_to_proto
+from ach_referrals.store import ReferralRecord, due_timers
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ach_referrals.timers")
+fired = metrics.get_meter("ach_referrals.timers").create_counter(
+    "ach_referrals_timers_fired", unit="{timer}", description="Referral timers fired, by kind"
+)
+
+
+def timer_policy_from_env() -> domain.TimerPolicy:
+    """REFERRAL_REMINDERS (e.g. ``24h,48h,1w``), REFERRAL_ACCEPT_WITHIN (``72h``),
+    REFERRAL_ESCALATE_AFTER (``10d``); a bad value is a ConfigError naming it."""
+    default = domain.TimerPolicy()
+    try:
+        reminders = os.environ.get("REFERRAL_REMINDERS")
+        accept = os.environ.get("REFERRAL_ACCEPT_WITHIN")
+        escalate = os.environ.get("REFERRAL_ESCALATE_AFTER")
+        return domain.TimerPolicy(
+            reminders=tuple(sorted(domain.parse_duration(r) for r in reminders.split(",") if r.strip()))
+            if reminders is not None
+            else default.reminders,
+            accept_within=domain.parse_duration(accept) if accept else default.accept_within,
+            escalate_after=domain.parse_duration(escalate) if escalate else default.escalate_after,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"referral timers: {exc}") from None
+
+
+class TimerWorker:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents, poll_s: float = 1.0
+    ) -> None:
+        self._sessions = sessions
+        self._events = events
+        self._poll_s = poll_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                worked = await self.step()
+            except Exception:  # the database is away: the timers wait in their rows
+                log.exception("timer step failed")
+                worked = 0
+            if not worked:
+                await asyncio.sleep(self._poll_s)
+
+    async def step(self, now: datetime | None = None) -> int:
+        """Fire the due timers; how many this worker fired."""
+        now = now or utc_now()
+        async with self._sessions() as session:
+            due = await due_timers(session, now, 100)
+        count = 0
+        for referral_id, due_at in due:
+            async with self._sessions() as session, session.begin():
+                count += await self._fire(session, referral_id, due_at, now)
+        return count
+
+    async def _fire(self, session: AsyncSession, referral_id: str, due_at: datetime, now: datetime) -> int:
+        table = ReferralRecord.__table__  # type: ignore[attr-defined]
+        conn = await session.connection()
+        taken = await conn.execute(
+            update(table)
+            .where(table.c.id == referral_id, table.c.timer_due_at == due_at)
+            .values(timer_due_at=None)
+        )
+        if taken.rowcount != 1:
+            return 0  # another replica fired it, or the referral changed meanwhile
+        referral = await session.get(ReferralRecord, referral_id, populate_existing=True)
+        assert referral is not None
+        status = domain.Status(referral.status)
+        timer = domain.next_timer(
+            status,
+            as_utc(referral.updated_at),
+            referral.reminders_sent,
+            referral.escalated,
+            self._events.timers,
+        )
+        if timer is None or timer.due_at > now:
+            self._events.schedule(referral)  # the policy changed since: only reschedule
+            session.add(referral)
+            return 0
+        with tracer.start_as_current_span(
+            f"referral timer {timer.kind}", attributes={"ach.referral_id": referral.id}
+        ):
+            last_activity = to_timestamp(as_utc(referral.updated_at))
+            if timer.kind is domain.TimerKind.REMINDER:
+                referral.reminders_sent = timer.number
+                self._events.publish(
+                    session,
+                    referral.id,
+                    referrals_pb2.ReferralReminderSent(
+                        referral_id=referral.id,
+                        need_domain=referral.need_domain,
+                        target_partner_id=referral.target_partner_id,
+                        status=status_to_proto(status),
+                        number=timer.number,
+                        last_activity_at=last_activity,
+                        sent_at=to_timestamp(now),
+                    ),
+                )
+                self._events.schedule(referral)
+            elif timer.kind is domain.TimerKind.ESCALATION:
+                referral.escalated = True
+                self._events.publish(
+                    session,
+                    referral.id,
+                    referrals_pb2.ReferralEscalated(
+                        referral_id=referral.id,
+                        need_domain=referral.need_domain,
+                        source_partner_id=referral.source_partner_id,
+                        target_partner_id=referral.target_partner_id,
+                        status=status_to_proto(status),
+                        last_activity_at=last_activity,
+                        escalated_at=to_timestamp(now),
+                    ),
+                )
+                self._events.schedule(referral)
+            else:
+                # Not accepted in time: rejected on the target's behalf, then no wrong door.
+                reason = domain.not_accepted_reason(self._events.timers.accept_within)
+                self._events.record_change(session, referral, domain.Status.REJECTED, now, reason=reason)
+                await self._events.after_rejection(session, referral, reason)
+            session.add(referral)
+        fired.add(1, {"kind": timer.kind.value})
+        return 1

@@ -184,6 +184,20 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: referrals_pb2.RerouteReferralRequest(referral_id="no-such-referral"),
         frozenset({"referral-source"}),
     ),
+    "/ach.referrals.v1.ReferralService/ExportReferralFhir": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "ExportReferralFhir",
+        lambda me: referrals_pb2.ExportReferralFhirRequest(referral_id="no-such-referral"),
+        frozenset({"referral-source", "referral-target", "ach-admin"}),
+    ),
+    "/ach.referrals.v1.ReferralService/UpdateReferralFromFhirTask": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "UpdateReferralFromFhirTask",
+        lambda me: referrals_pb2.UpdateReferralFromFhirTaskRequest(task_json="{}"),
+        frozenset({"referral-source", "referral-target"}),
+    ),
     "/ach.directory.v1.DirectoryService/UpsertService": (
         "directory",
         directory_pb2_grpc.DirectoryServiceStub,

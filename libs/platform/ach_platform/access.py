@@ -166,6 +166,16 @@ POLICY: dict[str, Rule] = {
         owner=PartyTo("referral", "referral_id"),
         audit_ids=("referral_id",),
     ),
+    "/ach.referrals.v1.ReferralService/ExportReferralFhir": Rule(
+        roles=_r("ach-admin"),
+        owner_roles=_r("referral-source", "referral-target"),
+        owner=PartyTo("referral", "referral_id"),
+        audit_ids=("referral_id",),
+    ),
+    # The referral is named inside the Task: the handler checks the caller is its party.
+    "/ach.referrals.v1.ReferralService/UpdateReferralFromFhirTask": Rule(
+        roles=_r("referral-source", "referral-target")
+    ),
     # Choosing another target is the source's: the target that turned it down has no say.
     "/ach.referrals.v1.ReferralService/ProposeTargets": Rule(
         owner_roles=_r("referral-source"),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 import grpc
 from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach_events.resident_replica import consent_terms
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.consent import consent_for_share
 from ach_platform.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -18,7 +23,7 @@ from ach_platform.errors import (
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_referrals import domain
+from ach_referrals import domain, fhir
 from ach_referrals.events import (
     ReferralEvents,
     outcome_from_proto,
@@ -110,10 +115,23 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         if problems:
             raise InvalidArgument(problems)
         assert to is not None
+        return await self._move(request.referral_id, to, request.reason, outcome, request.actor.user_id)
+
+    async def _move(
+        self,
+        referral_id: str,
+        to: domain.Status,
+        reason: str,
+        outcome: domain.Outcome | None,
+        user_id: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> referrals_pb2.Referral:
+        """A party moves a referral on (gRPC or a FHIR Task): the state machine's rules, the change
+        and its events in one transaction, re-routing after a rejection."""
         async with self._sessions() as session, session.begin():
-            referral = await session.get(ReferralRecord, request.referral_id)
+            referral = await session.get(ReferralRecord, referral_id)
             if referral is None:
-                raise NotFound(f"referral {request.referral_id} not found")
+                raise NotFound(f"referral {referral_id} not found")
             actor = principal().partner_id  # the authenticated caller, whatever the request claims
             role = (
                 domain.Role.TARGET
@@ -124,12 +142,13 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             )
             if role is None:
                 raise PermissionDenied("only the referral's source or target may change it")
-            errors = domain.check_transition(
-                domain.Status(referral.status), to, role, request.reason, outcome
-            )
+            errors = domain.check_transition(domain.Status(referral.status), to, role, reason, outcome)
             bad_input = [e for e in errors if not e.precondition]
             if bad_input:
-                raise InvalidArgument([FieldViolation(e.field, e.description) for e in bad_input])
+                named = fields or {}
+                raise InvalidArgument(
+                    [FieldViolation(named.get(e.field, e.field), e.description) for e in bad_input]
+                )
             if errors:
                 raise FailedPrecondition(
                     errors[0].description, violation_type="TRANSITION", subject=referral.id
@@ -139,14 +158,62 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 referral,
                 to,
                 utc_now(),
-                reason=request.reason,
+                reason=reason,
                 actor_partner_id=actor,
-                actor_user_id=principal().user_id or request.actor.user_id,
+                actor_user_id=principal().user_id or user_id,
                 outcome=outcome,
             )
             if to is domain.Status.REJECTED:
-                await self._events.after_rejection(session, referral, request.reason)
+                await self._events.after_rejection(session, referral, reason)
         return to_proto(referral)
+
+    async def ExportReferralFhir(
+        self, request: referrals_pb2.ExportReferralFhirRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.FhirDocument:
+        if not request.referral_id:
+            raise InvalidArgument.of("referral_id", "is required")
+        async with self._sessions() as session:
+            referral = await session.get(ReferralRecord, request.referral_id)
+            if referral is None:
+                raise NotFound(f"referral {request.referral_id} not found")
+            changes = await history_of(session, referral.id)
+            consent = (
+                consent_for_share(
+                    await consent_terms(session, referral.resident_id),
+                    referral.need_domain,
+                    referral.target_partner_id,
+                    utc_now(),
+                )
+                if referral.target_partner_id
+                else None
+            )
+        note_resource("resident_id", referral.resident_id)
+        view = fhir.ReferralView(
+            referral_id=referral.id,
+            resident_id=referral.resident_id,
+            need_domain=referral.need_domain,
+            source_partner_id=referral.source_partner_id,
+            target_partner_id=referral.target_partner_id,
+            target_service_id=referral.target_service_id,
+            status=domain.Status(referral.status),
+            outcome=referral.outcome,
+            reason=changes[-1].reason if changes else referral.draft_reason,
+            created_at=as_utc(referral.created_at),
+            updated_at=as_utc(referral.updated_at),
+            consent_id=consent.consent_id if consent else "",
+        )
+        return referrals_pb2.FhirDocument(json=json.dumps(fhir.referral_bundle(view), indent=2))
+
+    async def UpdateReferralFromFhirTask(
+        self, request: referrals_pb2.UpdateReferralFromFhirTaskRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.Referral:
+        update, problems = fhir.task_update(request.task_json)
+        if update is None:
+            raise InvalidArgument([FieldViolation(f, d) for f, d in problems])
+        assert update.status is not None
+        return await self._move(
+            update.referral_id, update.status, update.reason, update.outcome, "", fhir.TASK_FIELDS
+        )
 
     async def GetReferralHistory(
         self, request: referrals_pb2.GetReferralHistoryRequest, context: grpc.aio.ServicerContext

@@ -5,6 +5,7 @@ its event committed together."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,3 +221,58 @@ async def test_deadline_is_honoured() -> None:
         assert not slow_call_finished.is_set(), "the handler kept running past the caller's deadline"
     finally:
         await server.stop(0)
+
+
+def violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad_request)
+    return [(v.field, v.description) for v in bad_request.field_violations]
+
+
+async def test_fhir_export_and_a_fhir_task_update(api: tuple[Stub, async_sessionmaker[AsyncSession]]) -> None:
+    stub, sessions = api
+    cbo, other_cbo = stub("cbo-1"), stub("cbo-2")
+    exported = await cbo.ExportReferralFhir(
+        referrals_pb2.ExportReferralFhirRequest(referral_id="ref-1"), timeout=5
+    )
+    bundle = json.loads(exported.json)
+    task = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task")
+    assert (task["id"], task["status"], task["owner"]) == (
+        "ref-1",
+        "requested",
+        {"reference": "Organization/cbo-1"},
+    )
+
+    # The CBO's system sends the Task back, accepted; then rejects without a reason (refused, by the
+    # Task's own field name); a CBO not party to it is refused.
+    task["status"] = "accepted"
+    moved = await cbo.UpdateReferralFromFhirTask(
+        referrals_pb2.UpdateReferralFromFhirTaskRequest(task_json=json.dumps(task)), timeout=5
+    )
+    assert moved.status == referrals_pb2.REFERRAL_STATUS_ACCEPTED
+    task["status"] = "failed"
+    refused = await rpc_error(
+        cbo.UpdateReferralFromFhirTask(
+            referrals_pb2.UpdateReferralFromFhirTaskRequest(task_json=json.dumps(task)), timeout=5
+        )
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(refused) == [("Task.statusReason", "a reason is required to move a referral to failed")]
+    task["statusReason"] = {"text": "resident moved"}
+    denied = await rpc_error(
+        other_cbo.UpdateReferralFromFhirTask(
+            referrals_pb2.UpdateReferralFromFhirTaskRequest(task_json=json.dumps(task)), timeout=5
+        )
+    )
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+    garbage = await rpc_error(
+        cbo.UpdateReferralFromFhirTask(
+            referrals_pb2.UpdateReferralFromFhirTaskRequest(task_json="[]"), timeout=5
+        )
+    )
+    assert violations(garbage) == [("task_json", "is not a FHIR Task resource")]
+    async with sessions() as session:
+        referral = await session.get(ReferralRecord, "ref-1")
+    assert referral is not None and referral.status == "accepted"

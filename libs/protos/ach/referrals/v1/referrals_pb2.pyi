@@ -79,6 +79,65 @@ REFERRAL_OUTCOME_UNABLE_TO_CONTACT: ReferralOutcome.ValueType  # 5
 Global___ReferralOutcome: _TypeAlias = ReferralOutcome  # noqa: Y015
 
 @_typing.final
+class ExportReferralFhirRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportReferralFhirRequest: _TypeAlias = ExportReferralFhirRequest  # noqa: Y015
+
+@_typing.final
+class FhirDocument(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_FIELD_NUMBER: _builtins.int
+    json: _builtins.str
+    """application/fhir+json"""
+    def __init__(
+        self,
+        *,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FhirDocument: _TypeAlias = FhirDocument  # noqa: Y015
+
+@_typing.final
+class UpdateReferralFromFhirTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_JSON_FIELD_NUMBER: _builtins.int
+    task_json: _builtins.str
+    """a FHIR R4 Task; identifier (system urn:ach:referral) names the referral"""
+    def __init__(
+        self,
+        *,
+        task_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_json", b"task_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateReferralFromFhirTaskRequest: _TypeAlias = UpdateReferralFromFhirTaskRequest  # noqa: Y015
+
+@_typing.final
 class GetReferralHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

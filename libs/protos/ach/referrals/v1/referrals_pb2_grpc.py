@@ -64,6 +64,16 @@ class ReferralServiceStub:
                 request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.SerializeToString,
                 response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
                 _registered_method=True)
+        self.ExportReferralFhir = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/ExportReferralFhir',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ExportReferralFhirRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.FhirDocument.FromString,
+                _registered_method=True)
+        self.UpdateReferralFromFhirTask = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/UpdateReferralFromFhirTask',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralFromFhirTaskRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+                _registered_method=True)
 
 
 class ReferralServiceServicer:
@@ -111,6 +121,22 @@ class ReferralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportReferralFhir(self, request, context):
+        """The referral as a FHIR R4 Bundle (Gravity SDOHCC ServiceRequest + Task, the Consent it rests on
+        referenced), for EHRs and partners that speak FHIR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateReferralFromFhirTask(self, request, context):
+        """A target's FHIR Task (status, statusReason, output) applied as a status update: the same
+        rules as UpdateReferralStatus; problems as INVALID_ARGUMENT naming the Task's fields.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReferralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +168,16 @@ def add_ReferralServiceServicer_to_server(servicer, server):
             'RerouteReferral': grpc.unary_unary_rpc_method_handler(
                     servicer.RerouteReferral,
                     request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
+            ),
+            'ExportReferralFhir': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportReferralFhir,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.ExportReferralFhirRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.FhirDocument.SerializeToString,
+            ),
+            'UpdateReferralFromFhirTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateReferralFromFhirTask,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralFromFhirTaskRequest.FromString,
                     response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
             ),
     }
@@ -306,6 +342,60 @@ class ReferralService:
             target,
             '/ach.referrals.v1.ReferralService/RerouteReferral',
             ach_dot_referrals_dot_v1_dot_referrals__pb2.RerouteReferralRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportReferralFhir(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/ExportReferralFhir',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.ExportReferralFhirRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.FhirDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateReferralFromFhirTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/UpdateReferralFromFhirTask',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.UpdateReferralFromFhirTaskRequest.SerializeToString,
             ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
             options,
             channel_credentials,

@@ -44,6 +44,14 @@ class ReferralServiceStub:
     """
     RerouteReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]
     """The source sends a rejected referral to another target: the one named, or the top proposal."""
+    ExportReferralFhir: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.ExportReferralFhirRequest, _referrals_pb2.FhirDocument]
+    """The referral as a FHIR R4 Bundle (Gravity SDOHCC ServiceRequest + Task, the Consent it rests on
+    referenced), for EHRs and partners that speak FHIR.
+    """
+    UpdateReferralFromFhirTask: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralFromFhirTaskRequest, _referrals_pb2.Referral]
+    """A target's FHIR Task (status, statusReason, output) applied as a status update: the same
+    rules as UpdateReferralStatus; problems as INVALID_ARGUMENT naming the Task's fields.
+    """
 
 @_typing.type_check_only
 class ReferralServiceAsyncStub(ReferralServiceStub):
@@ -61,6 +69,14 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     """
     RerouteReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
     """The source sends a rejected referral to another target: the one named, or the top proposal."""
+    ExportReferralFhir: _aio.UnaryUnaryMultiCallable[_referrals_pb2.ExportReferralFhirRequest, _referrals_pb2.FhirDocument]  # type: ignore[assignment]
+    """The referral as a FHIR R4 Bundle (Gravity SDOHCC ServiceRequest + Task, the Consent it rests on
+    referenced), for EHRs and partners that speak FHIR.
+    """
+    UpdateReferralFromFhirTask: _aio.UnaryUnaryMultiCallable[_referrals_pb2.UpdateReferralFromFhirTaskRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
+    """A target's FHIR Task (status, statusReason, output) applied as a status update: the same
+    rules as UpdateReferralStatus; problems as INVALID_ARGUMENT naming the Task's fields.
+    """
 
 class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -111,5 +127,25 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]:
         """The source sends a rejected referral to another target: the one named, or the top proposal."""
+
+    @_abc_1.abstractmethod
+    def ExportReferralFhir(
+        self,
+        request: _referrals_pb2.ExportReferralFhirRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.FhirDocument, _abc.Awaitable[_referrals_pb2.FhirDocument]]:
+        """The referral as a FHIR R4 Bundle (Gravity SDOHCC ServiceRequest + Task, the Consent it rests on
+        referenced), for EHRs and partners that speak FHIR.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateReferralFromFhirTask(
+        self,
+        request: _referrals_pb2.UpdateReferralFromFhirTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]:
+        """A target's FHIR Task (status, statusReason, output) applied as a status update: the same
+        rules as UpdateReferralStatus; problems as INVALID_ARGUMENT naming the Task's fields.
+        """
 
 def add_ReferralServiceServicer_to_server(servicer: ReferralServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

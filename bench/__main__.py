@@ -1,7 +1,7 @@
 """Run every benchmark: python -m bench (make bench). Env: BENCH_N, BENCH_CLIENTS, BENCH_CALLS,
-BENCH_PARTNER_N, BENCH_DIRECTORY_N, BENCH_SEARCH_N, BENCH_ONLY (backbone, screening or
-directory), KAFKA_BOOTSTRAP_SERVERS, TEST_DATABASE_URL
-(PostgreSQL server; fresh databases are made for the run)."""
+BENCH_PARTNER_N, BENCH_DIRECTORY_N, BENCH_SEARCH_N, BENCH_LOOP_RATE, BENCH_LOOP_SECONDS,
+BENCH_LOOP_BACKENDS, BENCH_ONLY (backbone, screening, directory or loop), KAFKA_BOOTSTRAP_SERVERS,
+TEST_DATABASE_URL (PostgreSQL server; fresh databases are made for the run)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import backbone, directory, screening
+from bench import backbone, directory, referral_loop, screening
 from bench.results import print_table, write_json
 from tests.databases import drop_postgres_database, fresh_postgres_database
 
@@ -39,6 +39,8 @@ def main() -> None:
         figures += screening.run(bootstrap, server)
     if only in ("", "directory"):
         figures += directory.run(bootstrap, server)
+    if only in ("", "loop"):
+        figures += referral_loop.run(bootstrap, server)
     print()
     print_table(figures)
     out = Path(__file__).parent / "results.json"

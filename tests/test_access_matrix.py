@@ -163,6 +163,13 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: referrals_pb2.UpdateReferralStatusRequest(referral_id="no-such-referral"),
         frozenset({"referral-source", "referral-target"}),
     ),
+    "/ach.referrals.v1.ReferralService/CreateReferral": (
+        "referrals",
+        referrals_pb2_grpc.ReferralServiceStub,
+        "CreateReferral",
+        lambda me: referrals_pb2.CreateReferralRequest(),  # nothing given: INVALID_ARGUMENT
+        frozenset({"referral-source"}),
+    ),
     "/ach.referrals.v1.ReferralService/GetReferralHistory": (
         "referrals",
         referrals_pb2_grpc.ReferralServiceStub,

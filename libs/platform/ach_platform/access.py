@@ -160,6 +160,9 @@ POLICY: dict[str, Rule] = {
         owner=PartyTo("referral", "referral_id"),
         audit_ids=("referral_id",),
     ),
+    "/ach.referrals.v1.ReferralService/CreateReferral": Rule(
+        roles=_r("referral-source"), audit_ids=("resident_id",), purpose="TREAT"
+    ),
     "/ach.referrals.v1.ReferralService/GetReferralHistory": Rule(
         roles=_r("ach-admin"),
         owner_roles=_r("referral-source", "referral-target"),

@@ -35,6 +35,8 @@ class NotificationEvents:
                 target_partner_id=event.target_partner_id,
             )
         )
+        if event.informational:
+            return  # the resident was given the information: nothing for the CBO to do
         await self._deliver(
             session, envelope, domain.notices_for_referral_created(event.referral_id, event.target_partner_id)
         )

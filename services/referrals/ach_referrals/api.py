@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 
 import grpc
@@ -49,6 +50,7 @@ def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
         created_at=to_timestamp(r.created_at),
         updated_at=to_timestamp(r.updated_at),
         draft_reason=r.draft_reason,
+        informational=r.informational,
     )
 
 
@@ -56,6 +58,80 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents) -> None:
         self._sessions = sessions
         self._events = events
+
+    async def CreateReferral(
+        self, request: referrals_pb2.CreateReferralRequest, context: grpc.aio.ServicerContext
+    ) -> referrals_pb2.Referral:
+        problems: list[FieldViolation] = []
+        if not request.resident_id:
+            problems.append(FieldViolation("resident_id", "is required"))
+        if request.need_domain not in domain.NEED_DOMAINS:
+            problems.append(
+                FieldViolation(
+                    "need_domain",
+                    f"{request.need_domain!r} is not a Gravity SDOH category code"
+                    if request.need_domain
+                    else "is required",
+                )
+            )
+        if problems:
+            raise InvalidArgument(problems)
+        source, now, language = principal().partner_id, utc_now(), request.language or "en"
+        async with self._sessions() as session, session.begin():
+            ranked = domain.rank_targets(
+                await self._events.candidates(session), request.need_domain, language
+            )
+            if request.target_service_id:
+                ranked = [m for m in ranked if m.service.service_id == request.target_service_id]
+                if not ranked:
+                    raise InvalidArgument.of(
+                        "target_service_id",
+                        f"{request.target_service_id} is not an active service for {request.need_domain}",
+                    )
+            if not ranked:
+                raise FailedPrecondition(
+                    f"no active service for {request.need_domain}",
+                    violation_type="NO_TARGET",
+                    subject=request.need_domain,
+                )
+            chosen = ranked[0]
+            if not request.informational:
+                # A hand-off shares the resident with the CBO: only under a consent covering it.
+                consents = await consent_terms(session, request.resident_id)
+                covered = [
+                    m
+                    for m in ranked
+                    if consent_for_share(consents, request.need_domain, m.service.organization_id, now)
+                    is not None
+                ]
+                if not covered:
+                    raise FailedPrecondition(
+                        f"the resident's consent does not cover sharing with {chosen.service.organization_id}"
+                        f" for {request.need_domain}",
+                        violation_type="CONSENT",
+                        subject=request.resident_id,
+                    )
+                chosen = covered[0]
+            referral = ReferralRecord(
+                id=str(uuid.uuid4()),
+                resident_id=request.resident_id,
+                need_domain=request.need_domain,
+                screening_id=request.screening_id,
+                language=language,
+                source_partner_id=source,
+                target_partner_id=chosen.service.organization_id,
+                target_service_id=chosen.service.service_id,
+                # Informational: the resident was given the information; nothing further to happen.
+                status=(domain.Status.COMPLETED if request.informational else domain.Status.REQUESTED).value,
+                informational=request.informational,
+                created_at=now,
+                updated_at=now,
+            )
+            self._events.schedule(referral)
+            session.add(referral)
+            self._events.publish_created(session, referral)
+        note_resource("resident_id", referral.resident_id)
+        return to_proto(referral)
 
     async def GetReferral(
         self, request: referrals_pb2.GetReferralRequest, context: grpc.aio.ServicerContext

@@ -293,3 +293,34 @@ def not_accepted_reason(limit: timedelta) -> str:
     seconds = limit.total_seconds()
     size, unit = next((s, u) for s, u in ((3600, "h"), (60, "min"), (1, "s")) if seconds % s == 0 or s == 1)
     return f"not accepted within {seconds / size:g} {unit} (the network's time limit)"
+
+
+# The Gravity SDOH category codes (need domains) a referral may be for.
+NEED_DOMAINS = frozenset(
+    {
+        "food-insecurity",
+        "housing-instability",
+        "homelessness",
+        "inadequate-housing",
+        "transportation-insecurity",
+        "utility-insecurity",
+        "financial-insecurity",
+        "material-hardship",
+        "employment-status",
+        "educational-attainment",
+        "intimate-partner-violence",
+        "elder-abuse",
+        "social-connection",
+        "stress",
+        "health-insurance-coverage-status",
+        "medical-cost-burden",
+        "digital-access",
+        "digital-literacy",
+        "language-access",
+        "incarceration-status",
+        "veteran-status",
+        "personal-health-literacy",
+        "protective-factor",
+        "sdoh-category-unspecified",
+    }
+)

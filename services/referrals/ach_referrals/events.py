@@ -132,10 +132,9 @@ class ReferralEvents:
         session.add(referral)
         self.publish_created(session, referral)
 
-    async def _route(
-        self, session: AsyncSession, resident_id: str, need_domain: str, language: str, at: datetime
-    ) -> domain.Routing:
-        candidates = [
+    async def candidates(self, session: AsyncSession) -> list[domain.CandidateService]:
+        """The services of the local directory replica, as matching sees them."""
+        return [
             domain.CandidateService(
                 r.service_id,
                 r.organization_id,
@@ -146,8 +145,12 @@ class ReferralEvents:
             )
             for r in await replica_services(session)
         ]
+
+    async def _route(
+        self, session: AsyncSession, resident_id: str, need_domain: str, language: str, at: datetime
+    ) -> domain.Routing:
         consents = await self._consents(session, resident_id)
-        return domain.route(candidates, need_domain, language, consents, at)
+        return domain.route(await self.candidates(session), need_domain, language, consents, at)
 
     def schedule(self, referral: ReferralRecord) -> None:
         """The referral's next timer, from its state (the timer worker fires it when due)."""
@@ -164,17 +167,7 @@ class ReferralEvents:
         self, session: AsyncSession, referral: ReferralRecord, at: datetime
     ) -> list[domain.Match]:
         """Ranked targets for a referral, without the organizations that turned it down."""
-        candidates = [
-            domain.CandidateService(
-                r.service_id,
-                r.organization_id,
-                tuple(r.need_domains),
-                tuple(r.languages),
-                r.active,
-                r.capacity_available,
-            )
-            for r in await replica_services(session)
-        ]
+        candidates = await self.candidates(session)
         return domain.proposals(
             candidates,
             referral.need_domain,
@@ -400,6 +393,7 @@ class ReferralEvents:
                 need_id=r.need_id,
                 created_at=to_timestamp(r.created_at),
                 draft_reason=r.draft_reason,
+                informational=r.informational,
             ),
             key=r.id,
         )

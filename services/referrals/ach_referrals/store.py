@@ -30,6 +30,7 @@ class ReferralRecord(SQLModel, table=True):
     updated_at: datetime
     # The next timer (reminder, escalation, acceptance limit), counted from updated_at; None: none.
     timer_due_at: datetime | None = Field(default=None, index=True)
+    informational: bool = False  # the resident was given the information; no hand-off
     reminders_sent: int = 0
     escalated: bool = False
 

@@ -9,11 +9,13 @@ import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_events.outbox import Outbox, OutboxEvent
+from ach_events.resident_replica import ConsentReplica
 from ach_platform import migrations
 from ach_platform.access import PartnerView
 from ach_platform.auth import AuthSettings
@@ -23,7 +25,7 @@ from ach_platform.grpc_client import partner_aio_channel
 from ach_platform.grpc_server import GrpcServer
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
-from ach_referrals.store import ReferralHistory, ReferralRecord
+from ach_referrals.store import DirectoryServiceReplica, ReferralHistory, ReferralRecord
 from google.protobuf import empty_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -276,3 +278,77 @@ async def test_fhir_export_and_a_fhir_task_update(api: tuple[Stub, async_session
     async with sessions() as session:
         referral = await session.get(ReferralRecord, "ref-1")
     assert referral is not None and referral.status == "accepted"
+
+
+async def test_a_source_refers_directly_with_consent_or_informationally(
+    api: tuple[Stub, async_sessionmaker[AsyncSession]],
+) -> None:
+    stub, sessions = api
+    clinic = stub("clinic-1")
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        for service_id, org, languages in (("svc-a", "cbo-1", ["en"]), ("svc-b", "cbo-2", ["es"])):
+            session.add(
+                DirectoryServiceReplica(
+                    service_id=service_id,
+                    organization_id=org,
+                    need_domains=["food-insecurity"],
+                    languages=languages,
+                    active=True,
+                    capacity_available=3,
+                    version=1,
+                )
+            )
+        # res-9 consented to sharing with cbo-1 only.
+        session.add(
+            ConsentReplica(
+                consent_id="c-9",
+                resident_id="res-9",
+                need_domains=[],
+                partner_ids=["cbo-1"],
+                status="active",
+                given_at=now,
+                version=1,
+            )
+        )
+
+    def create(**fields: Any) -> Any:
+        return clinic.CreateReferral(referrals_pb2.CreateReferralRequest(**fields), timeout=5)
+
+    # Top match for a Spanish speaker is cbo-2's service, but consent covers cbo-1 only: cbo-1's.
+    placed = await create(resident_id="res-9", need_domain="food-insecurity", language="es")
+    assert (placed.target_service_id, placed.status, placed.source_partner_id) == (
+        "svc-a",
+        referrals_pb2.REFERRAL_STATUS_REQUESTED,
+        "clinic-1",
+    )
+    # Naming cbo-2's service: no consent covers it.
+    refused = await rpc_error(
+        create(resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-b")
+    )
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Informational: the resident was given cbo-2's information; nothing is shared, nothing waits.
+    told = await create(
+        resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-b", informational=True
+    )
+    assert (told.status, told.informational) == (referrals_pb2.REFERRAL_STATUS_COMPLETED, True)
+    bad = await rpc_error(create(need_domain="groceries", target_service_id="svc-z"))
+    assert violations(bad) == [
+        ("resident_id", "is required"),
+        ("need_domain", "'groceries' is not a Gravity SDOH category code"),
+    ]
+    unknown = await rpc_error(
+        create(resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-z")
+    )
+    assert violations(unknown) == [
+        ("target_service_id", "svc-z is not an active service for food-insecurity")
+    ]
+    async with sessions() as session:
+        created = (
+            await session.exec(
+                select(OutboxEvent).where(OutboxEvent.event_type == "ach.referrals.v1.ReferralCreated")
+            )
+        ).all()
+        referral = await session.get(ReferralRecord, told.referral_id)
+    assert len(created) == 2
+    assert referral is not None and referral.timer_due_at is None  # informational: no reminders

@@ -334,6 +334,7 @@ class Referral(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DRAFT_REASON_FIELD_NUMBER: _builtins.int
+    INFORMATIONAL_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -348,6 +349,8 @@ class Referral(_message.Message):
     """Why a referral is still a draft: "no-matching-service", or "consent-required" (a service
     matches but the resident has no active consent to share with it); empty otherwise.
     """
+    informational: _builtins.bool
+    """the resident was given the information; no hand-off to the CBO"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -368,14 +371,53 @@ class Referral(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         draft_reason: _builtins.str = ...,
+        informational: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Referral: _TypeAlias = Referral  # noqa: Y015
+
+@_typing.final
+class CreateReferralRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    INFORMATIONAL_FIELD_NUMBER: _builtins.int
+    SCREENING_ID_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    need_domain: _builtins.str
+    """a Gravity SDOH category code"""
+    language: _builtins.str
+    """the resident's language (BCP 47), for matching; default en"""
+    target_service_id: _builtins.str
+    """empty: the top proposal"""
+    informational: _builtins.bool
+    screening_id: _builtins.str
+    """optional: the screening that found the need"""
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        need_domain: _builtins.str = ...,
+        language: _builtins.str = ...,
+        target_service_id: _builtins.str = ...,
+        informational: _builtins.bool = ...,
+        screening_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["informational", b"informational", "language", b"language", "need_domain", b"need_domain", "resident_id", b"resident_id", "screening_id", b"screening_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateReferralRequest: _TypeAlias = CreateReferralRequest  # noqa: Y015
 
 @_typing.final
 class GetReferralRequest(_message.Message):
@@ -497,6 +539,7 @@ class ReferralCreated(_message.Message):
     NEED_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DRAFT_REASON_FIELD_NUMBER: _builtins.int
+    INFORMATIONAL_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -507,6 +550,7 @@ class ReferralCreated(_message.Message):
     screening_id: _builtins.str
     need_id: _builtins.str
     draft_reason: _builtins.str
+    informational: _builtins.bool
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -523,10 +567,11 @@ class ReferralCreated(_message.Message):
         need_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         draft_reason: _builtins.str = ...,
+        informational: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

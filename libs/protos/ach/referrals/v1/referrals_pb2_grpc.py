@@ -34,6 +34,11 @@ class ReferralServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateReferral = channel.unary_unary(
+                '/ach.referrals.v1.ReferralService/CreateReferral',
+                request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.CreateReferralRequest.SerializeToString,
+                response_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+                _registered_method=True)
         self.GetReferral = channel.unary_unary(
                 '/ach.referrals.v1.ReferralService/GetReferral',
                 request_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralRequest.SerializeToString,
@@ -78,6 +83,16 @@ class ReferralServiceStub:
 
 class ReferralServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def CreateReferral(self, request, context):
+        """A source refers a resident directly (not from a screening's need): to the service named, or to
+        the top proposal. A hand-off needs the resident's consent covering the target's organization
+        (FAILED_PRECONDITION otherwise); an informational referral (the resident was given the
+        service's information, nothing is sent to the CBO) is recorded as completed at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetReferral(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -140,6 +155,11 @@ class ReferralServiceServicer:
 
 def add_ReferralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateReferral': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReferral,
+                    request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.CreateReferralRequest.FromString,
+                    response_serializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.SerializeToString,
+            ),
             'GetReferral': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReferral,
                     request_deserializer=ach_dot_referrals_dot_v1_dot_referrals__pb2.GetReferralRequest.FromString,
@@ -190,6 +210,33 @@ def add_ReferralServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ReferralService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def CreateReferral(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.referrals.v1.ReferralService/CreateReferral',
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.CreateReferralRequest.SerializeToString,
+            ach_dot_referrals_dot_v1_dot_referrals__pb2.Referral.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetReferral(request,

@@ -31,6 +31,12 @@ class ReferralServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReferralServiceAsyncStub: ...
+    CreateReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.CreateReferralRequest, _referrals_pb2.Referral]
+    """A source refers a resident directly (not from a screening's need): to the service named, or to
+    the top proposal. A hand-off needs the resident's consent covering the target's organization
+    (FAILED_PRECONDITION otherwise); an informational referral (the resident was given the
+    service's information, nothing is sent to the CBO) is recorded as completed at once.
+    """
     GetReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralRequest, _referrals_pb2.Referral]
     ListReferrals: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.ListReferralsRequest, _referrals_pb2.ListReferralsResponse]
     """The referrals a partner is party to (as source or target), newest first."""
@@ -56,6 +62,12 @@ class ReferralServiceStub:
 @_typing.type_check_only
 class ReferralServiceAsyncStub(ReferralServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.CreateReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
+    """A source refers a resident directly (not from a screening's need): to the service named, or to
+    the top proposal. A hand-off needs the resident's consent covering the target's organization
+    (FAILED_PRECONDITION otherwise); an informational referral (the resident was given the
+    service's information, nothing is sent to the CBO) is recorded as completed at once.
+    """
     GetReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.GetReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
     ListReferrals: _aio.UnaryUnaryMultiCallable[_referrals_pb2.ListReferralsRequest, _referrals_pb2.ListReferralsResponse]  # type: ignore[assignment]
     """The referrals a partner is party to (as source or target), newest first."""
@@ -79,6 +91,18 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     """
 
 class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def CreateReferral(
+        self,
+        request: _referrals_pb2.CreateReferralRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referrals_pb2.Referral, _abc.Awaitable[_referrals_pb2.Referral]]:
+        """A source refers a resident directly (not from a screening's need): to the service named, or to
+        the top proposal. A hand-off needs the resident's consent covering the target's organization
+        (FAILED_PRECONDITION otherwise); an informational referral (the resident was given the
+        service's information, nothing is sent to the CBO) is recorded as completed at once.
+        """
+
     @_abc_1.abstractmethod
     def GetReferral(
         self,

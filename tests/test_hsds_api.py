@@ -18,7 +18,7 @@ import pytest
 from ach_directory.domain.search import distance_km
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.sample_package import generate
-from ach_directory.zip_codes import centroid
+from ach_platform.zip_codes import centroid
 from jsonschema import Draft202012Validator
 
 from tests.harness import ROOT, Stack

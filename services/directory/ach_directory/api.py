@@ -7,12 +7,13 @@ import json
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_events.outbox import Outbox
+from ach_platform import zip_codes
 from ach_platform.clock import from_timestamp, utc_now
 from ach_platform.errors import InvalidArgument, NotFound
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_directory import domain, zip_codes
+from ach_directory import domain
 from ach_directory.domain.search import (
     DEFAULT_PAGE_SIZE,
     Query,

@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
+from ach_platform import zip_codes
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ach_directory import zip_codes
 from ach_directory.domain.search import bounding_box, distance_km
 from ach_directory.domain.summary import ZIP_EXTENTS
 from ach_directory.hsds_catalog import SCHEMA_DIR

@@ -15,12 +15,12 @@ from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import PARTNER_INTAKE
+from ach_platform import zip_codes
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.settings import ConfigError, ServiceSettings
 from sqlalchemy import text
 from tqdm import tqdm
 
-from ach_directory import zip_codes
 from ach_directory.api import DirectoryApi
 from ach_directory.hsds_api import HsdsApi
 from ach_directory.hsds_catalog import load_catalog

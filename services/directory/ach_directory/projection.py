@@ -13,6 +13,7 @@ from typing import Any
 
 from ach.directory.v1 import directory_pb2
 from ach_events.outbox import Outbox
+from ach_platform import zip_codes
 from ach_platform.clock import to_timestamp, utc_now
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,7 +21,6 @@ from sqlmodel import col
 from sqlmodel import select as select_records
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_directory import zip_codes
 from ach_directory.domain.search import Hours, Place
 from ach_directory.domain.summary import DomainTerm, Summary, summarize
 from ach_directory.events import publish_service_changed

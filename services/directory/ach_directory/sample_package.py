@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ach_directory import zip_codes
+from ach_platform import zip_codes
+
 from ach_directory.domain.summary import OWN_TAXONOMY
 from ach_directory.projection import domain_terms
 

@@ -10,6 +10,7 @@ import grpc
 from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_events.resident_replica import consent_terms
+from ach_platform import zip_codes
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
 from ach_platform.clock import as_utc, to_timestamp, utc_now
@@ -29,6 +30,7 @@ from ach_referrals.events import (
     ReferralEvents,
     outcome_from_proto,
     outcome_to_proto,
+    resident_facts,
     status_from_proto,
     status_to_proto,
 )
@@ -74,12 +76,18 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     else "is required",
                 )
             )
+        if request.resident_zip and not zip_codes.known(request.resident_zip):
+            problems.append(FieldViolation("resident_zip", f"{request.resident_zip!r} is not a US ZIP code"))
+        if request.HasField("resident_age") and not 0 <= request.resident_age <= 130:
+            problems.append(FieldViolation("resident_age", "must be between 0 and 130"))
         if problems:
             raise InvalidArgument(problems)
         source, now, language = principal().partner_id, utc_now(), request.language or "en"
+        age = request.resident_age if request.HasField("resident_age") else None
+        facts = resident_facts(request.resident_zip, age)
         async with self._sessions() as session, session.begin():
             ranked = domain.rank_targets(
-                await self._events.candidates(session), request.need_domain, language
+                await self._events.candidates(session), request.need_domain, language, facts
             )
             if request.target_service_id:
                 ranked = [m for m in ranked if m.service.service_id == request.target_service_id]
@@ -126,6 +134,8 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 informational=request.informational,
                 created_at=now,
                 updated_at=now,
+                match_zip=request.resident_zip,
+                match_age=age,
             )
             self._events.schedule(referral)
             session.add(referral)
@@ -335,6 +345,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     service_id=m.service.service_id,
                     organization_id=m.service.organization_id,
                     reasons=list(m.reasons),
+                    distance_km=round(m.distance_km, 3) if m.distance_km is not None else 0.0,
                 )
                 for m in found
             ]

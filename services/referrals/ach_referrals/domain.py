@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,28 +109,78 @@ class CandidateService:
     languages: tuple[str, ...]
     active: bool
     capacity_available: int
+    # From the directory's summary: where it is, whom it serves.
+    places: tuple[tuple[float, float], ...] = ()  # (latitude, longitude) of its physical places
+    minimum_age: int = 0  # 0 and 0: no age limits
+    maximum_age: int = 0
+    area_zips: frozenset[str] = frozenset()  # empty: no ZIP area
+    area_radius_km: float = 0.0  # serves residents this close to one of its places (0: not said)
 
 
 @dataclass(frozen=True)
 class Match:
     service: CandidateService
     reasons: tuple[str, ...]
+    distance_km: float | None = None
 
 
-def rank_targets(candidates: Iterable[CandidateService], need_domain: str, language: str) -> Sequence[Match]:
-    """Active services for the need, those speaking the resident's language and with room first."""
-    matches: list[tuple[tuple[int, int, str], Match]] = []
+@dataclass(frozen=True)
+class ResidentFacts:
+    """What matching may know of the resident, when the source gives it: no identity."""
+
+    point: tuple[float, float] | None = None  # e.g. the centroid of the resident's ZIP
+    zip_code: str = ""
+    age: int | None = None
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (haversine), in km."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(h))
+
+
+def rank_targets(
+    candidates: Iterable[CandidateService],
+    need_domain: str,
+    language: str,
+    resident: ResidentFacts | None = None,
+) -> Sequence[Match]:
+    """Active services for the need that the resident is eligible for (age, service area); those
+    speaking the resident's language first, then with room, then nearest."""
+    who = resident or ResidentFacts()
+    matches: list[tuple[tuple[int, int, float, str], Match]] = []
     for c in candidates:
         if not c.active or need_domain not in c.need_domains:
             continue
         reasons = [f"serves {need_domain}"]
+        nearest = min((distance_km(who.point, p) for p in c.places), default=None) if who.point else None
+        if who.age is not None and (c.minimum_age or c.maximum_age):
+            if who.age < c.minimum_age or (c.maximum_age and who.age > c.maximum_age):
+                continue
+            reasons.append(f"serves ages {c.minimum_age}-{c.maximum_age or 'any'}")
+        if who.zip_code and c.area_zips:
+            if who.zip_code not in c.area_zips:
+                continue
+            reasons.append(f"serves ZIP {who.zip_code}")
+        elif c.area_radius_km and nearest is not None:
+            if nearest > c.area_radius_km:
+                continue
+            reasons.append(f"serves within {c.area_radius_km:g} km")
         speaks = language in c.languages
         if speaks:
             reasons.append(f"speaks {language}")
         if c.capacity_available > 0:
             reasons.append(f"{c.capacity_available} openings")
-        rank = (0 if speaks else 1, 0 if c.capacity_available > 0 else 1, c.service_id)
-        matches.append((rank, Match(c, tuple(reasons))))
+        if nearest is not None:
+            reasons.append(f"{nearest:.1f} km away")
+        rank = (
+            0 if speaks else 1,
+            0 if c.capacity_available > 0 else 1,
+            nearest if nearest is not None else math.inf,
+            c.service_id,
+        )
+        matches.append((rank, Match(c, tuple(reasons), nearest)))
     return [m for _, m in sorted(matches, key=lambda pair: pair[0])]
 
 
@@ -210,6 +261,7 @@ def proposals(
     consents: Iterable[ConsentTerms],
     at: datetime,
     tried_organizations: Iterable[str] = (),
+    resident: ResidentFacts | None = None,
 ) -> list[Match]:
     """Ranked targets a source may choose from: matching services of organizations that have not
     had (and turned down) this referral, which the resident's consent covers."""
@@ -217,7 +269,7 @@ def proposals(
     terms = list(consents)
     return [
         m
-        for m in rank_targets(candidates, need_domain, language)
+        for m in rank_targets(candidates, need_domain, language, resident)
         if m.service.organization_id not in tried
         and consent_for_share(terms, need_domain, m.service.organization_id, at) is not None
     ]

@@ -20,6 +20,7 @@ from ach_events.outbox import Outbox
 from ach_events.partner_topics import outbound_topic
 from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
+from ach_platform import zip_codes
 from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ConsentTerms
@@ -100,6 +101,10 @@ class ReferralEvents:
         replica.active = svc.status == directory_pb2.SERVICE_STATUS_ACTIVE
         replica.capacity_available = svc.capacity_available
         replica.version = event.version
+        replica.places = [[p.latitude, p.longitude] for p in svc.locations if not p.virtual]
+        replica.minimum_age, replica.maximum_age = svc.minimum_age, svc.maximum_age
+        replica.area_zips = list(svc.service_area_zips)
+        replica.area_radius_km = svc.service_area_radius_km
         session.add(replica)
 
     async def on_need_identified(
@@ -142,6 +147,11 @@ class ReferralEvents:
                 tuple(r.languages),
                 r.active,
                 r.capacity_available,
+                places=tuple((lat, lon) for lat, lon in r.places),
+                minimum_age=r.minimum_age,
+                maximum_age=r.maximum_age,
+                area_zips=frozenset(r.area_zips),
+                area_radius_km=r.area_radius_km,
             )
             for r in await replica_services(session)
         ]
@@ -175,6 +185,7 @@ class ReferralEvents:
             await self._consents(session, referral.resident_id),
             at,
             await organizations_that_rejected(session, referral.id) | {referral.target_partner_id},
+            resident_facts(referral.match_zip, referral.match_age),
         )
 
     async def after_rejection(self, session: AsyncSession, referral: ReferralRecord, rejection: str) -> None:
@@ -419,3 +430,7 @@ class ReferralEvents:
             ),
             key=r.id,
         )
+
+
+def resident_facts(zip_code: str, age: int | None) -> domain.ResidentFacts:
+    return domain.ResidentFacts(zip_codes.centroid(zip_code) if zip_code else None, zip_code, age)

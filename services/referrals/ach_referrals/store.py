@@ -31,6 +31,9 @@ class ReferralRecord(SQLModel, table=True):
     # The next timer (reminder, escalation, acceptance limit), counted from updated_at; None: none.
     timer_due_at: datetime | None = Field(default=None, index=True)
     informational: bool = False  # the resident was given the information; no hand-off
+    # What the source gave for matching (kept for re-routing; never in events).
+    match_zip: str = Field(default="", max_length=10)
+    match_age: int | None = None
     reminders_sent: int = 0
     escalated: bool = False
 
@@ -62,6 +65,11 @@ class DirectoryServiceReplica(SQLModel, table=True):
     active: bool
     capacity_available: int
     version: int
+    places: list[list[float]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    minimum_age: int = 0
+    maximum_age: int = 0
+    area_zips: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    area_radius_km: float = 0.0
 
 
 async def referral_for_need(session: AsyncSession, need_id: str) -> ReferralRecord | None:

@@ -332,11 +332,24 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
         resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-b", informational=True
     )
     assert (told.status, told.informational) == (referrals_pb2.REFERRAL_STATUS_COMPLETED, True)
-    bad = await rpc_error(create(need_domain="groceries", target_service_id="svc-z"))
+    bad = await rpc_error(
+        create(need_domain="groceries", target_service_id="svc-z", resident_zip="00000", resident_age=200)
+    )
     assert violations(bad) == [
         ("resident_id", "is required"),
         ("need_domain", "'groceries' is not a Gravity SDOH category code"),
+        ("resident_zip", "'00000' is not a US ZIP code"),
+        ("resident_age", "must be between 0 and 130"),
     ]
+    # What the source gives for matching stays with the referral (for re-routing), not in events.
+    located = await create(
+        resident_id="res-9", need_domain="food-insecurity", resident_zip="95202", resident_age=40
+    )
+    async with sessions() as session:
+        kept = await session.get(ReferralRecord, located.referral_id)
+        events = (await session.exec(select(OutboxEvent))).all()
+    assert kept is not None and (kept.match_zip, kept.match_age) == ("95202", 40)
+    assert not any(b"95202" in e.payload for e in events)
     unknown = await rpc_error(
         create(resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-z")
     )
@@ -350,5 +363,5 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
             )
         ).all()
         referral = await session.get(ReferralRecord, told.referral_id)
-    assert len(created) == 2
+    assert len(created) == 3
     assert referral is not None and referral.timer_due_at is None  # informational: no reminders

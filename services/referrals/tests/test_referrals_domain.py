@@ -16,12 +16,14 @@ from ach_referrals.domain import (
     CandidateService,
     Outcome,
     ReroutePolicy,
+    ResidentFacts,
     Role,
     Status,
     Timer,
     TimerKind,
     TimerPolicy,
     check_transition,
+    distance_km,
     next_timer,
     not_accepted_reason,
     parse_duration,
@@ -224,3 +226,50 @@ def test_the_acceptance_limit_says_itself_in_the_reason() -> None:
         not_accepted_reason(timedelta(minutes=90)) == "not accepted within 90 min (the network's time limit)"
     )
     assert not_accepted_reason(timedelta(seconds=6)) == "not accepted within 6 s (the network's time limit)"
+
+
+STOCKTON = (37.9577, -121.2908)
+LODI = (38.1302, -121.2724)  # about 19 km north
+
+
+def service(service_id: str, **more: object) -> CandidateService:
+    base: dict[str, object] = {
+        "service_id": service_id,
+        "organization_id": f"org-{service_id}",
+        "need_domains": ("food-insecurity",),
+        "languages": ("en", "es"),
+        "active": True,
+        "capacity_available": 2,
+    }
+    return CandidateService(**{**base, **more})  # type: ignore[arg-type]
+
+
+def test_matching_checks_eligibility_and_area_and_ranks_the_nearest_first() -> None:
+    near = service("near", places=(STOCKTON,))
+    far = service("far", places=(LODI,))
+    seniors = service("seniors", places=(STOCKTON,), minimum_age=60)
+    zips = service("zips", places=(LODI,), area_zips=frozenset({"95240"}))
+    radius = service("radius", places=(LODI,), area_radius_km=5.0)
+    anywhere = service("anywhere")  # no places known: after those with a distance
+    resident = ResidentFacts(point=STOCKTON, zip_code="95202", age=34)
+    found = rank_targets([anywhere, far, zips, radius, seniors, near], "food-insecurity", "es", resident)
+    assert [m.service.service_id for m in found] == ["near", "far", "anywhere"]
+    assert found[0].distance_km == pytest.approx(0.0, abs=0.01)
+    assert found[1].distance_km == pytest.approx(19.2, abs=0.5)
+    assert "19.2 km away" in found[1].reasons or "19.1 km away" in found[1].reasons
+    assert found[2].distance_km is None
+    # The same services for a 70-year-old in Lodi's ZIP: the seniors' service and the ZIP area admit.
+    older = ResidentFacts(point=LODI, zip_code="95240", age=70)
+    ids = [
+        m.service.service_id
+        for m in rank_targets([seniors, zips, radius, near], "food-insecurity", "es", older)
+    ]
+    assert ids == ["radius", "zips", "near", "seniors"]
+    assert "serves ages 60-any" in rank_targets([seniors], "food-insecurity", "es", older)[0].reasons
+    # Without facts, no one is left out for eligibility.
+    assert len(rank_targets([seniors, zips, radius], "food-insecurity", "es")) == 3
+
+
+def test_distance_is_the_great_circle() -> None:
+    assert distance_km((0.0, 0.0), (0.0, 1.0)) == pytest.approx(111.2, abs=0.1)
+    assert distance_km(STOCKTON, STOCKTON) == 0.0

@@ -250,8 +250,11 @@ class ProposedTarget(_message.Message):
     SERVICE_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
+    distance_km: _builtins.float
+    """from the resident's ZIP, when the source gave it (0: not known)"""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -260,10 +263,11 @@ class ProposedTarget(_message.Message):
         service_id: _builtins.str = ...,
         organization_id: _builtins.str = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
+        distance_km: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "reasons", b"reasons", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "organization_id", b"organization_id", "reasons", b"reasons", "service_id", b"service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -391,6 +395,8 @@ class CreateReferralRequest(_message.Message):
     TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
     INFORMATIONAL_FIELD_NUMBER: _builtins.int
     SCREENING_ID_FIELD_NUMBER: _builtins.int
+    RESIDENT_ZIP_FIELD_NUMBER: _builtins.int
+    RESIDENT_AGE_FIELD_NUMBER: _builtins.int
     resident_id: _builtins.str
     need_domain: _builtins.str
     """a Gravity SDOH category code"""
@@ -401,6 +407,11 @@ class CreateReferralRequest(_message.Message):
     informational: _builtins.bool
     screening_id: _builtins.str
     """optional: the screening that found the need"""
+    resident_zip: _builtins.str
+    """Optional, for matching only (eligibility, service area, distance); kept with the referral for
+    re-routing, never in events.
+    """
+    resident_age: _builtins.int
     def __init__(
         self,
         *,
@@ -410,12 +421,16 @@ class CreateReferralRequest(_message.Message):
         target_service_id: _builtins.str = ...,
         informational: _builtins.bool = ...,
         screening_id: _builtins.str = ...,
+        resident_zip: _builtins.str = ...,
+        resident_age: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "resident_age", b"resident_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["informational", b"informational", "language", b"language", "need_domain", b"need_domain", "resident_id", b"resident_id", "screening_id", b"screening_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "informational", b"informational", "language", b"language", "need_domain", b"need_domain", "resident_age", b"resident_age", "resident_id", b"resident_id", "resident_zip", b"resident_zip", "screening_id", b"screening_id", "target_service_id", b"target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__resident_age: _TypeAlias = _typing.Literal["resident_age"]  # noqa: Y015
+    _WhichOneofArgType__resident_age: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__resident_age) -> _WhichOneofReturnType__resident_age | None: ...
 
 Global___CreateReferralRequest: _TypeAlias = CreateReferralRequest  # noqa: Y015
 

@@ -1,4 +1,5 @@
-"""US ZIP codes: centroids (for "near a ZIP code") and time zones (a location's opening hours are in
+"""US ZIP codes: centroids (for "near a ZIP code" in the directory, a resident's ZIP in referral
+matching) and time zones (a location's opening hours are in
 its ZIP's zone unless its schedule says otherwise), from the zipcodes package's bundled data."""
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import pytest
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.sample_package import generate
-from ach_platform.zip_codes import centroid
 from ach_events.topics import DIRECTORY_SERVICES
+from ach_platform.zip_codes import centroid
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status

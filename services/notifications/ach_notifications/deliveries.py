@@ -11,6 +11,7 @@ the order they were made: a later one waits while an earlier one is still being 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,13 +27,15 @@ import httpx
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox
 from ach_events.topics import NOTIFICATION_EVENTS
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.settings import ConfigError
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy import and_, or_, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -62,7 +65,7 @@ class DeliverySettings:
     retry: domain.RetryPolicy = field(default_factory=domain.RetryPolicy)
     breaker: domain.BreakerPolicy = field(default_factory=domain.BreakerPolicy)
     timeout_s: float = 10.0
-    poll_s: float = 0.05
+    poll_s: float = 1.0  # idle: new deliveries wake the worker on commit; this finds retries due
     concurrency: int = 32
     insecure_webhooks: bool = False  # plain http:// endpoints (a local stack's test receivers)
     smtp_host: str = ""
@@ -92,7 +95,7 @@ class DeliverySettings:
                 cooldown_s=number("NOTIFY_BREAKER_COOLDOWN_S", 30.0, 0.001),
             ),
             timeout_s=number("NOTIFY_TIMEOUT_S", 10.0, 0.1),
-            poll_s=number("NOTIFY_POLL_S", 0.05, 0.001),
+            poll_s=number("NOTIFY_POLL_S", 1.0, 0.001),
             concurrency=int(number("NOTIFY_CONCURRENCY", 32, 1)),
             insecure_webhooks=os.environ.get("NOTIFY_INSECURE_WEBHOOKS", "") == "1",
             smtp_host=os.environ.get("SMTP_HOST", ""),
@@ -138,6 +141,7 @@ class DeliveryWorker:
         self._settings = settings
         self._rng = rng or random.Random()
         self._http = httpx.AsyncClient(timeout=settings.timeout_s, follow_redirects=False)
+        self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
         self.pending_gauge = 0
         meter.create_observable_gauge(
             "ach_notifications_pending_deliveries",
@@ -160,7 +164,11 @@ class DeliveryWorker:
                     worked = 0
                     await asyncio.sleep(1)
                 if not worked:
-                    await asyncio.sleep(self._settings.poll_s)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(await self._idle_s()):
+                            await self.new_deliveries.wait()
+                # Cleared before the next look: a commit landing meanwhile wakes it again.
+                self.new_deliveries.clear()
         finally:
             await self._http.aclose()
 
@@ -169,6 +177,23 @@ class DeliveryWorker:
         claimed = await self._claim(utc_now())
         await asyncio.gather(*(self._try(a) for a in claimed))
         return len(claimed)
+
+    async def _idle_s(self) -> float:
+        """How long to sleep: until the next retry comes due, at most poll_s. (Deliveries due already
+        but not taken, in flight or waiting for an earlier one, are looked at again after a step
+        that worked, or at poll_s.)"""
+        now = utc_now()
+        async with self._sessions() as session:
+            found = await session.exec(
+                select(func.min(DeliveryRecord.next_attempt_at)).where(
+                    DeliveryRecord.status == PENDING, col(DeliveryRecord.next_attempt_at) > now
+                )
+            )
+            due = found.one()
+        if due is None:
+            return self._settings.poll_s
+        wait = (as_utc(due) - now).total_seconds()
+        return min(self._settings.poll_s, max(0.01, wait))
 
     async def _count_pending(self) -> int:
         async with self._sessions() as session:
@@ -401,3 +426,24 @@ def email_text(payload: dict[str, str]) -> str:
         f"Delivery id: {payload['delivery_id']}\n\n"
         "Sign in to the network to read it. This message carries no information about the resident.\n"
     )
+
+
+_WAKE = "ach_notifications_wake"
+
+
+def wake_after_commit(session: AsyncSession, worker_event: asyncio.Event) -> None:
+    """The worker is woken once the deliveries this transaction made are committed (not before:
+    it would find nothing, and then sleep through them)."""
+    session.sync_session.info[_WAKE] = worker_event
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_worker(session: Session) -> None:
+    woken = session.info.pop(_WAKE, None)
+    if woken is not None:
+        woken.set()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_wake(session: Session) -> None:
+    session.info.pop(_WAKE, None)

@@ -3,6 +3,7 @@ delivery worker (``deliveries``) to send."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from ach.notifications.v1 import notifications_pb2
@@ -16,12 +17,16 @@ from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
+from ach_notifications.deliveries import wake_after_commit
 from ach_notifications.store import DeliveryRecord, PartnerChannel, ReferralParty, active_channels
 
 
 class NotificationEvents:
-    def __init__(self, outbox: Outbox, coordinator: str = "ach-backbone") -> None:
+    def __init__(
+        self, outbox: Outbox, coordinator: str = "ach-backbone", new_deliveries: asyncio.Event | None = None
+    ) -> None:
         self._outbox = outbox
+        self._new_deliveries = new_deliveries
         self._coordinator = coordinator  # the ACH coordinator's partner id: escalations reach it
 
     async def on_referral_created(
@@ -116,6 +121,8 @@ class NotificationEvents:
                     traceparent=envelope.trace_headers.get("traceparent", ""),
                 )
                 session.add(delivery)
+                if channel is not None and self._new_deliveries is not None:
+                    wake_after_commit(session, self._new_deliveries)
                 if channel is None:
                     self._outbox.add(
                         session,

@@ -19,7 +19,10 @@ from ach_notifications.store import DeliveryRecord, PartnerChannel
 
 def wire(runtime: Runtime) -> None:
     settings = DeliverySettings.from_env()
-    events = NotificationEvents(runtime.outbox, os.environ.get("NOTIFY_COORDINATOR", "ach-backbone"))
+    worker = DeliveryWorker(runtime.sessions, runtime.outbox, settings)
+    events = NotificationEvents(
+        runtime.outbox, os.environ.get("NOTIFY_COORDINATOR", "ach-backbone"), worker.new_deliveries
+    )
     api = NotificationApi(runtime.sessions, insecure_webhooks=settings.insecure_webhooks)
     runtime.serve_grpc(
         lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(api, server),
@@ -47,7 +50,6 @@ def wire(runtime: Runtime) -> None:
             "ach.referrals.v1.ReferralEscalated": events.on_escalated,
         },
     )
-    worker = DeliveryWorker(runtime.sessions, runtime.outbox, settings)
     runtime.run_in_background(worker.run)
 
 

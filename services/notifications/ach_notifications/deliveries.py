@@ -175,7 +175,11 @@ class DeliveryWorker:
     async def step(self) -> int:
         """Claim the due deliveries and try each once; how many were tried."""
         claimed = await self._claim(utc_now())
-        await asyncio.gather(*(self._try(a) for a in claimed))
+        if claimed:
+            # Every outcome of the step in one transaction: one commit (one fsync) per step, not
+            # per delivery. A worker dying before it loses only the step's acknowledgements: those
+            # deliveries are sent again (receivers deduplicate on ACH-Delivery-Id).
+            await self._record_all(await asyncio.gather(*(self._try(a) for a in claimed)))
         return len(claimed)
 
     async def _idle_s(self) -> float:
@@ -284,7 +288,7 @@ class DeliveryWorker:
                 )
         return attempts
 
-    async def _try(self, attempt: Attempt) -> None:
+    async def _try(self, attempt: Attempt) -> tuple[Attempt, Result, trace.Span]:
         parent = propagate.extract({"traceparent": attempt.traceparent} if attempt.traceparent else {})
         with tracer.start_as_current_span(
             f"notify {attempt.kind}",
@@ -299,7 +303,7 @@ class DeliveryWorker:
             span.set_attribute("ach.delivered", result.ok)
             if not result.ok:
                 span.set_status(trace.StatusCode.ERROR, result.error)
-            await self._record(attempt, result)
+        return attempt, result, span
 
     async def _webhook(self, attempt: Attempt) -> Result:
         body = json.dumps(attempt.payload, separators=(",", ":"), sort_keys=True).encode()
@@ -346,60 +350,74 @@ class DeliveryWorker:
             return Result(False, f"SMTP: {type(exc).__name__}")
         return Result(True)
 
-    async def _record(self, attempt: Attempt, result: Result) -> None:
+    async def _record_all(self, outcomes: list[tuple[Attempt, Result, trace.Span]]) -> None:
         now = utc_now()
         s = self._settings
+        counted: list[tuple[str, str]] = []
         async with self._sessions() as session, session.begin():
-            row = await session.get(DeliveryRecord, attempt.delivery_id)
-            if row is None or row.status != PENDING:
-                return  # its channel was removed meanwhile
-            row.attempts += 1
-            row.claimed_until = None
-            circuit = await circuit_for_update(session, attempt.partner_id)
-            breaker = domain.Breaker(circuit.failures, circuit.open_until)
-            if result.ok:
-                row.status, row.delivered_at, row.last_error = DELIVERED, now, ""
-                breaker = breaker.after_success()
-                outcome = "delivered"
-                latency.record((now - attempt.created_at).total_seconds(), {"channel": attempt.kind})
-            else:
-                row.last_error = result.error
-                breaker = breaker.after_failure(s.breaker, now)
-                if domain.exhausted(s.retry, row.attempts):
-                    row.status = FAILED
-                    outcome = "failed"
-                    log.warning(
-                        "delivery failed for good",
-                        extra={"delivery_id": row.id, "partner_id": row.partner_id, "reason": result.error},
+            circuits: dict[str, PartnerCircuit] = {}
+            for attempt, result, span in outcomes:
+                row = await session.get(DeliveryRecord, attempt.delivery_id)
+                if row is None or row.status != PENDING:
+                    continue  # its channel was removed meanwhile
+                row.attempts += 1
+                row.claimed_until = None
+                if attempt.partner_id not in circuits:
+                    circuits[attempt.partner_id] = await circuit_for_update(session, attempt.partner_id)
+                circuit = circuits[attempt.partner_id]
+                breaker = domain.Breaker(circuit.failures, circuit.open_until)
+                if result.ok:
+                    row.status, row.delivered_at, row.last_error = DELIVERED, now, ""
+                    breaker = breaker.after_success()
+                    outcome = "delivered"
+                    latency.record(
+                        (now - as_utc(attempt.created_at)).total_seconds(), {"channel": attempt.kind}
                     )
                 else:
-                    delay = max(
-                        domain.retry_delay_s(s.retry, row.attempts, self._rng.random()),
-                        min(result.retry_after_s, s.retry.cap_s),
-                    )
-                    row.next_attempt_at = now + timedelta(seconds=delay)
-                    outcome = "retry"
-            circuit.failures, circuit.open_until = breaker.failures, breaker.open_until
-            session.add(row)
-            session.add(circuit)
-            if row.status != PENDING:
-                self._outbox.add(
-                    session,
-                    NOTIFICATION_EVENTS,
-                    notifications_pb2.NotificationDelivered(
-                        delivery_id=row.id,
-                        partner_id=row.partner_id,
-                        channel=row.channel,
-                        subject_type=row.subject_type,
-                        subject_id=row.subject_id,
-                        status=row.status,  # type: ignore[arg-type]
-                        delivered_at=to_timestamp(now),
-                        attempts=row.attempts,
-                        reason=row.last_error,
-                    ),
-                    key=row.subject_id,
-                )
-        attempts_counter.add(1, {"channel": attempt.kind, "outcome": outcome})
+                    row.last_error = result.error
+                    breaker = breaker.after_failure(s.breaker, now)
+                    if domain.exhausted(s.retry, row.attempts):
+                        row.status = FAILED
+                        outcome = "failed"
+                        log.warning(
+                            "delivery failed for good",
+                            extra={
+                                "delivery_id": row.id,
+                                "partner_id": row.partner_id,
+                                "reason": result.error,
+                            },
+                        )
+                    else:
+                        delay = max(
+                            domain.retry_delay_s(s.retry, row.attempts, self._rng.random()),
+                            min(result.retry_after_s, s.retry.cap_s),
+                        )
+                        row.next_attempt_at = now + timedelta(seconds=delay)
+                        outcome = "retry"
+                circuit.failures, circuit.open_until = breaker.failures, breaker.open_until
+                session.add(row)
+                session.add(circuit)
+                counted.append((attempt.kind, outcome))
+                if row.status != PENDING:
+                    with trace.use_span(span, end_on_exit=False):  # the event continues its trace
+                        self._outbox.add(
+                            session,
+                            NOTIFICATION_EVENTS,
+                            notifications_pb2.NotificationDelivered(
+                                delivery_id=row.id,
+                                partner_id=row.partner_id,
+                                channel=row.channel,
+                                subject_type=row.subject_type,
+                                subject_id=row.subject_id,
+                                status=row.status,  # type: ignore[arg-type]
+                                delivered_at=to_timestamp(now),
+                                attempts=row.attempts,
+                                reason=row.last_error,
+                            ),
+                            key=row.subject_id,
+                        )
+        for kind, outcome in counted:
+            attempts_counter.add(1, {"channel": kind, "outcome": outcome})
 
 
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:

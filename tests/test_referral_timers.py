@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
@@ -29,6 +29,17 @@ def timers_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFY_BACKOFF_CAP_S", "1")
 
 
+@pytest.fixture
+def replicas() -> Iterator[list[ServiceProcess]]:
+    """Processes started besides the stack's own: killed when the test ends, passed or not."""
+    made: list[ServiceProcess] = []
+    yield made
+    for p in made:
+        if p.process is not None and p.process.poll() is None:
+            p.process.kill()
+            p.process.wait(10)
+
+
 def replica(stack: Stack, name: str) -> ServiceProcess:
     """Another process of a service on the same database (its own ports)."""
     first = stack.services[name]
@@ -48,11 +59,12 @@ def kill(process: ServiceProcess) -> None:
 
 
 def test_reminders_then_rerouted_when_not_accepted_then_escalated_once_across_replicas(
-    make_stack: Callable[[str], Stack],
+    make_stack: Callable[[str], Stack], replicas: list[ServiceProcess]
 ) -> None:
     stack = make_stack("postgresql")
     stack.start(*SERVICES)
     second = replica(stack, "referrals")
+    replicas += [second, stack.services["referrals"]]  # the stack's own is swapped out below
     second.start()
     second.wait_healthy()
     with webhook_receiver() as receiver:

@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
-from ach_directory.domain.search import bounding_box, distance_km
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import write_package
 from ach_directory.main import DEFINITION, import_directory
@@ -29,6 +28,7 @@ from ach_directory.sample_package import DOMAINS, generate
 from ach_platform import migrations
 from ach_platform.database import create_engine
 from ach_platform.dev_pki import create as create_pki
+from ach_platform.geo import bounding_box, distance_km
 from ach_platform.grpc_client import partner_aio_channel
 from sqlalchemy import make_url, text
 

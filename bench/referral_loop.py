@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def start_sink(path: Path, secret_file: Path) -> tuple[subprocess.Popen[bytes], 
         [sys.executable, "-m", "bench.webhook_sink", str(port), str(secret_file), str(path)],
         cwd=Path(__file__).resolve().parents[1],
     )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    eventually(listening, 30, "the webhook receiver listening")  # else the first webhooks back off
     return process, port
 
 

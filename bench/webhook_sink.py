@@ -1,12 +1,11 @@
 """A partner's webhook endpoint for the bench, in its own process: checks each request's signature
-(the README's recipe) and appends "<arrival epoch s> <event type> <subject id>" per valid request.
+(the README's recipe, as the tests' receiver checks it) and appends
+"<arrival epoch s> <event type> <subject id>" per valid request.
 
 Usage: python -m bench.webhook_sink PORT SECRET_FILE LOG_FILE (the secret file may appear later)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import sys
 import threading
@@ -14,6 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.webhook_receiver import signature_valid
 
 
 def main() -> None:
@@ -28,13 +29,9 @@ def main() -> None:
             arrived = time.time()
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             secret = secret_file.read_text().strip() if secret_file.exists() else ""
-            fields = dict(
-                p.split("=", 1) for p in self.headers.get("ACH-Signature", "").split(",") if "=" in p
+            ok = bool(secret) and signature_valid(
+                secret, self.headers.get("ACH-Signature", ""), body, arrived
             )
-            expected = hmac.new(
-                secret.encode(), f"{fields.get('t', '')}.".encode() + body, hashlib.sha256
-            ).hexdigest()
-            ok = bool(secret) and hmac.compare_digest(expected, fields.get("v1", ""))
             if ok:
                 payload = json.loads(body)
                 with lock:

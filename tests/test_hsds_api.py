@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ach_directory.domain.search import distance_km
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.sample_package import generate
+from ach_platform.geo import distance_km
 from ach_platform.zip_codes import centroid
 from jsonschema import Draft202012Validator
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.harness import free_port
-
 REPLAY_WINDOW_S = 300
 
 
@@ -67,6 +65,8 @@ class Receiver:
 
 @contextmanager
 def webhook_receiver() -> Iterator[Receiver]:
+    from tests.harness import free_port  # here: the bench's sink process imports only the recipe
+
     receiver = Receiver(free_port())
 
     class Handler(BaseHTTPRequestHandler):

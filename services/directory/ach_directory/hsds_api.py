@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ach_platform import zip_codes
+from ach_platform.geo import bounding_box, distance_km
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,7 +28,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ach_directory.domain.search import bounding_box, distance_km
 from ach_directory.domain.summary import ZIP_EXTENTS
 from ach_directory.hsds_catalog import SCHEMA_DIR
 from ach_directory.hsds_objects import hsds_object

@@ -12,10 +12,9 @@ from typing import Any, NoReturn
 
 from ach.directory.v1 import directory_pb2
 from ach.partners.v1 import partners_pb2
-from ach_events.consumer import PoisonEvent
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
-from ach_events.partner_topics import outbound_topic
+from ach_events.partner_refusal import partner_violations, refuse_report
 from ach_platform.clock import as_utc, from_timestamp, utc_now
 from ach_platform.errors import FieldViolation
 from opentelemetry import metrics
@@ -183,18 +182,10 @@ class DirectoryEvents:
             record.status = next(code for code, name in STATUS_NAMES.items() if name == update.status)
 
     def _reject(self, partner: str, service_id: str, problems: list[FieldViolation]) -> NoReturn:
-        rejected = partners_pb2.ServiceUpdateRejected(
-            service_id=service_id,
-            violations=[
-                partners_pb2.FieldViolation(field=v.field, description=v.description) for v in problems
-            ],
+        answer = partners_pb2.ServiceUpdateRejected(
+            service_id=service_id, violations=partner_violations(problems)
         )
-
-        async def reject(s: AsyncSession) -> None:
-            self._outbox.add(s, outbound_topic(partner), rejected, key=service_id or "unknown")
-
-        reasons = "; ".join(f"{v.field}: {v.description}" for v in problems)
-        raise PoisonEvent(f"invalid service update: {reasons}", rejection=reject)
+        refuse_report(self._outbox, partner, answer, service_id, "service update", problems)
 
 
 def _given(value: int | None, kept: Any) -> int | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ach.directory.v1 import directory_pb2
+from ach_platform.geo import bounding_box, distance_km
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,8 +25,6 @@ from ach_directory.domain.search import (
     Match,
     Place,
     Query,
-    bounding_box,
-    distance_km,
     match,
     ranked,
 )

@@ -13,15 +13,14 @@ from ach_directory.domain.search import (
     Place,
     Query,
     QueryInput,
-    bounding_box,
     check_query,
-    distance_km,
     is_open,
     match,
     ranked,
     speaks,
 )
 from ach_directory.domain.summary import DomainTerm, area_zips, hours_of, need_domains_of
+from ach_platform.geo import bounding_box, distance_km
 
 STOCKTON = (37.9577, -121.2908)
 LODI = (38.1302, -121.2724)  # about 19 km north

@@ -5,8 +5,6 @@ and two workers (replicas) on one queue sending each delivery once."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import socket
 import threading
 import time
@@ -31,6 +29,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tests.webhook_receiver import signature_valid
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_notifications" / "migrations"
 PENDING = notifications_pb2.DELIVERY_STATUS_PENDING
@@ -58,10 +58,8 @@ def endpoint() -> Iterator[Endpoint]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            stamp, _, mac = self.headers["ACH-Signature"].partition(",v1=")
-            expected = hmac.new(SECRET.encode(), f"{stamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
             with lock:
-                if hmac.compare_digest(expected, mac):
+                if signature_valid(SECRET, self.headers["ACH-Signature"], body, time.time()):
                     found.seen.append(self.headers["ACH-Delivery-Id"])
                 else:
                     found.bad_signatures += 1

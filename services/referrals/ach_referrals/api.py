@@ -106,12 +106,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             if not request.informational:
                 # A hand-off shares the resident with the CBO: only under a consent covering it.
                 consents = await consent_terms(session, request.resident_id)
-                covered = [
-                    m
-                    for m in ranked
-                    if consent_for_share(consents, request.need_domain, m.service.organization_id, now)
-                    is not None
-                ]
+                covered = domain.proposals(
+                    [m.service for m in ranked], request.need_domain, language, consents, now, resident=facts
+                )
                 if not covered:
                     raise FailedPrecondition(
                         f"the resident's consent does not cover sharing with {chosen.service.organization_id}"

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ach_platform.consent import ConsentTerms, consent_for_share
+from ach_platform.geo import distance_km
 
 
 class Status(StrEnum):
@@ -131,13 +132,6 @@ class ResidentFacts:
     point: tuple[float, float] | None = None  # e.g. the centroid of the resident's ZIP
     zip_code: str = ""
     age: int | None = None
-
-
-def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance (haversine), in km."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6371.0088 * math.asin(math.sqrt(h))
 
 
 def rank_targets(

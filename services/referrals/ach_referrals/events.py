@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import NoReturn
 
 from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2
@@ -14,10 +13,10 @@ from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
-from ach_events.consumer import PoisonEvent, require_fields
+from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
-from ach_events.partner_topics import outbound_topic
+from ach_events.partner_refusal import partner_violations, refuse_report
 from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform import zip_codes
@@ -279,7 +278,16 @@ class ReferralEvents:
                 )
             ]
         if problems:
-            self._refuse_report(partner, update.referral_id, problems)
+            refuse_report(
+                self._outbox,
+                partner,
+                partners_pb2.ReferralUpdateRejected(
+                    referral_id=update.referral_id, violations=partner_violations(problems)
+                ),
+                update.referral_id,
+                "referral status report",
+                problems,
+            )
         assert referral is not None and to is not None
         self.record_change(
             session,
@@ -293,20 +301,6 @@ class ReferralEvents:
         )
         if to is domain.Status.REJECTED:
             await self.after_rejection(session, referral, update.reason)
-
-    def _refuse_report(self, partner: str, referral_id: str, problems: list[FieldViolation]) -> NoReturn:
-        rejected = partners_pb2.ReferralUpdateRejected(
-            referral_id=referral_id,
-            violations=[
-                partners_pb2.FieldViolation(field=v.field, description=v.description) for v in problems
-            ],
-        )
-
-        async def reject(s: AsyncSession) -> None:
-            self._outbox.add(s, outbound_topic(partner), rejected, key=referral_id or "unknown")
-
-        reasons = "; ".join(f"{v.field}: {v.description}" for v in problems)
-        raise PoisonEvent(f"invalid referral status report: {reasons}", rejection=reject)
 
     async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
         return await consent_terms(session, resident_id)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from ach_platform.consent import ConsentTerms
+from ach_platform.geo import distance_km
 from ach_referrals.domain import (
     CONSENT_REQUIRED,
     NO_MATCHING_SERVICE,
@@ -23,7 +24,6 @@ from ach_referrals.domain import (
     TimerKind,
     TimerPolicy,
     check_transition,
-    distance_km,
     next_timer,
     not_accepted_reason,
     parse_duration,

@@ -13,13 +13,13 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ach_platform.errors import FieldViolation
+from ach_platform.geo import distance_km
 from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
 from dateutil.rrule import rrule, rrulestr
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 MAX_RADIUS_KM = 500.0
-EARTH_RADIUS_KM = 6371.0088
 ZIP = re.compile(r"^\d{5}$")
 OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -151,22 +151,6 @@ def check_query(q: QueryInput, zip_known: Callable[[str], bool]) -> list[FieldVi
 
 def words_of(text: str) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"\W+", text.lower()) if w)
-
-
-def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle (haversine) distance."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
-def bounding_box(point: tuple[float, float], radius_km: float) -> tuple[float, float, float, float]:
-    """min lat, max lat, min lon, max lon around a point (for an index to narrow the candidates)."""
-    lat, lon = point
-    dlat = math.degrees(radius_km / EARTH_RADIUS_KM)
-    cos = max(math.cos(math.radians(lat)), 1e-6)
-    dlon = min(180.0, dlat / cos)
-    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
 
 
 def speaks(languages: frozenset[str], wanted: str) -> bool:

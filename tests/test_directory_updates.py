@@ -190,6 +190,7 @@ def test_a_cbo_updates_its_services_in_order_and_nothing_else(
         assert edited.status == directory_pb2.SERVICE_STATUS_ACTIVE
         (hit,) = search(stack, language="es", with_capacity=True)
         assert hit.service.service_id == MINE and "4 of 10 places available" in hit.reasons
+        assert hit.service == edited  # the message kept with the record follows every change
 
         # Another organization's service, and a report that breaks a rule: refused, with why.
         cbo.report_service_update(partners_pb2.ServiceUpdateReported(service_id=THEIRS, capacity_available=1))

@@ -74,8 +74,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             record.search_text = " ".join(words_of(f"{s.name} {s.description}"))
             record.source = "api"
             session.add(record)
-            await index(session, [record])
-            result = to_proto(record)
+            result = (await index(session, [record]))[record.id]
             publish_service_changed(session, self._outbox, result, record.version)
         return result
 
@@ -135,11 +134,11 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
         offset = int(request.page_token or 0)
         async with self._sessions() as session:
             found = await search(session, query, offset, size)
-        page, total, by_id = found.page, found.total, found.records
+        page, total, by_id = found.page, found.total, found.services
         return directory_pb2.SearchServicesResponse(
             results=[
                 directory_pb2.SearchResult(
-                    service=to_proto(by_id[m.candidate.service_id]),
+                    service=by_id[m.candidate.service_id],
                     distance_km=round(m.distance_km, 3) if m.distance_km is not None else 0.0,
                     location_id=m.location_id,
                     reasons=m.reasons,

@@ -27,7 +27,7 @@ from ach_directory.events import publish_service_changed
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_import import import_records
 from ach_directory.hsds_objects import hsds_object
-from ach_directory.projection import apply, index, summaries, to_proto
+from ach_directory.projection import apply, index, summaries
 from ach_directory.store import HSDS_TABLES, ServiceRecord
 
 PARTNER_SCHEME = "ach-partner"  # organization_identifier.identifier_scheme naming the partner id
@@ -102,8 +102,8 @@ class DirectoryEvents:
             record.version += 1
             record.updated_at = utc_now()
             session.add(record)
-            await index(session, [record])
-            publish_service_changed(session, self._outbox, to_proto(record), record.version)
+            message = (await index(session, [record]))[record.id]
+            publish_service_changed(session, self._outbox, message, record.version)
         record.reported_at = reported
         session.add(record)
 

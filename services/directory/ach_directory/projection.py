@@ -266,16 +266,22 @@ async def apply(session: AsyncSession, outbox: Outbox, found: Sequence[Summary])
         record.updated_at = now
         session.add(record)
         written.append(record)
-        publish_service_changed(session, outbox, to_proto(record), record.version)
-    await index(session, written)
+    messages = await index(session, written)
+    for record in written:
+        publish_service_changed(session, outbox, messages[record.id], record.version)
     return len(written)
 
 
-async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> None:
+async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> dict[str, directory_pb2.Service]:
     """The services' search index rows, replaced: one delete per table and chunk of services, one
-    insert per table (an import re-indexes thousands at once)."""
+    insert per table (an import re-indexes thousands at once); and each record's Service message,
+    kept with it (returned too, by service id)."""
+    messages: dict[str, directory_pb2.Service] = {}
+    for record in records:
+        messages[record.id] = to_proto(record)
+        record.message = messages[record.id].SerializeToString()
     if not records:
-        return
+        return messages
     await session.flush()  # the records themselves first (a new one must exist for its rows)
     conn = await session.connection()
     ids = [r.id for r in records]
@@ -309,6 +315,7 @@ async def index(session: AsyncSession, records: Sequence[ServiceRecord]) -> None
     for table, rows in zip(tables, (domains, languages, points, keys), strict=True):
         if rows:
             await conn.execute(insert(table), rows)
+    return messages
 
 
 def places_of(record: ServiceRecord) -> tuple[Place, ...]:

@@ -28,6 +28,7 @@ from ach_directory.domain.search import (
     match,
     ranked,
 )
+from ach_directory.projection import to_proto
 from ach_directory.store import (
     ServiceLanguage,
     ServiceNeedDomain,
@@ -79,7 +80,7 @@ def index_answers(q: Query) -> bool:
 class Found:
     page: list[Match]
     total: int  # matches in all
-    records: dict[str, ServiceRecord]  # the page's full records, when the search read them already
+    services: dict[str, directory_pb2.Service]  # the page's services, as the API answers with them
 
 
 async def search(session: AsyncSession, q: Query, offset: int, size: int) -> Found:
@@ -87,25 +88,19 @@ async def search(session: AsyncSession, q: Query, offset: int, size: int) -> Fou
     if not index_answers(q):
         found = ranked([m for c in await candidates(session, q) if (m := match(c, q))], q.point is not None)
         page = found[offset : offset + size]
-        return Found(page, len(found), await records(session, [m.candidate.service_id for m in page]))
-    places = await _nearby(session, q)
-    assert q.point is not None
-    point = q.point
-    nearest = {
-        sid: min(distance_km(point, (p.latitude or 0.0, p.longitude or 0.0)) for p in found)
-        for sid, found in places.items()
-    }
+        messages, _ = await services(session, [m.candidate.service_id for m in page])
+        return Found(page, len(found), messages)
+    places, nearest = await _nearby(session, q)
     order = sorted(nearest, key=lambda sid: (nearest[sid], sid))
     remote = await _remote(session, q)
     wanted = set(order[offset : offset + size]) | remote
-    # The page's full records (needed for the answer anyway) are all matching needs: one read.
-    full = await records(session, sorted(wanted))
-    names = _columns(q, places, remote)
-    read = [_candidate({n: getattr(r, n) for n in names}, q, places) for r in full.values()]
+    # The page's services (needed for the answer anyway) and the columns matching needs: one read.
+    messages, rows = await services(session, sorted(wanted), _columns(q, places, remote))
+    read = [_candidate(row, q, places) for row in rows]
     matches = [m for c in read if (m := match(c, q))]
     located = sorted(
         (m for m in matches if m.candidate.service_id not in remote),
-        key=lambda m: order.index(m.candidate.service_id),
+        key=lambda m: (nearest[m.candidate.service_id], m.candidate.service_id),
     )
     online = ranked([m for m in matches if m.candidate.service_id in remote], by_distance=True)
     everything = len(order) + len(online)
@@ -114,7 +109,7 @@ async def search(session: AsyncSession, q: Query, offset: int, size: int) -> Fou
         if offset < len(order)
         else online[offset - len(order) : offset - len(order) + size]
     )
-    return Found(page, everything, full)
+    return Found(page, everything, messages)
 
 
 async def candidates(session: AsyncSession, q: Query) -> list[Candidate]:
@@ -122,7 +117,7 @@ async def candidates(session: AsyncSession, q: Query) -> list[Candidate]:
     ids: set[str] | None = None
     remote: set[str] = set()
     if q.point is not None and q.radius_km > 0:
-        places = await _nearby(session, q)
+        places, _ = await _nearby(session, q)
         remote = await _remote(session, q)
         ids = set(places) | remote
     return await _read(session, q, ids, places, remote)
@@ -136,8 +131,8 @@ async def _remote(session: AsyncSession, q: Query) -> set[str]:
     return set((await session.exec(online)).all())
 
 
-async def _nearby(session: AsyncSession, q: Query) -> dict[str, list[Place]]:
-    """The located places within the radius, by service."""
+async def _nearby(session: AsyncSession, q: Query) -> tuple[dict[str, list[Place]], dict[str, float]]:
+    """The located places within the radius, by service; and each service's nearest distance."""
     assert q.point is not None
     low_lat, high_lat, low_lon, high_lon = bounding_box(q.point, q.radius_km)
     if q.need_domain and not q.words:
@@ -162,14 +157,19 @@ async def _nearby(session: AsyncSession, q: Query) -> dict[str, list[Place]]:
             point.service_id,
         )
     places: dict[str, list[Place]] = {}
+    nearest: dict[str, float] = {}
     seen: set[tuple[str, str]] = set()
     # Core statements on the connection: the ORM's execution path costs more than these queries.
     conn = await session.connection()
     for service_id, location_id, lat, lon in (await conn.execute(statement)).all():
-        if (service_id, location_id) not in seen and distance_km(q.point, (lat, lon)) <= q.radius_km:
-            seen.add((service_id, location_id))  # once, though a key row per language matched
+        if (service_id, location_id) in seen:
+            continue  # once, though a key row per language matched
+        away = distance_km(q.point, (lat, lon))
+        if away <= q.radius_km:
+            seen.add((service_id, location_id))
             places.setdefault(service_id, []).append(Place(location_id, "", lat, lon))
-    return places
+            nearest[service_id] = min(away, nearest.get(service_id, away))
+    return places, nearest
 
 
 async def _read(
@@ -265,9 +265,19 @@ def _stored_places(stored: list[dict[str, Any]] | None) -> tuple[Place, ...]:
     )
 
 
-async def records(session: AsyncSession, ids: Sequence[str]) -> dict[str, ServiceRecord]:
-    """The full records of a page of results."""
+async def services(
+    session: AsyncSession, ids: Sequence[str], names: Sequence[str] = ()
+) -> tuple[dict[str, directory_pb2.Service], list[dict[str, Any]]]:
+    """The services' messages by id, and the columns ``names`` of each (for matching)."""
     if not ids:
-        return {}
-    found = await session.exec(select(ServiceRecord).where(col(ServiceRecord.id).in_(list(ids))))
-    return {r.id: r for r in found.all()}
+        return {}, []
+    table = ServiceRecord.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    statement = core_select(table.c.id, table.c.message, *[table.c[n] for n in names])
+    rows = (await conn.execute(statement.where(table.c.id.in_(list(ids))))).all()
+    messages = {row.id: directory_pb2.Service.FromString(row.message) for row in rows if row.message}
+    if len(messages) < len(rows):  # records written before messages were kept: built from the columns
+        older = [row.id for row in rows if not row.message]
+        found = await session.exec(select(ServiceRecord).where(col(ServiceRecord.id).in_(older)))
+        messages |= {r.id: to_proto(r) for r in found.all()}
+    return messages, [dict(zip(names, row[2:], strict=True)) for row in rows]

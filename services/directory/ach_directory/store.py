@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 from ach_directory.domain.hsds import Entity
@@ -46,6 +46,9 @@ class ServiceRecord(SQLModel, table=True):
     source: str = Field(default="api", max_length=20)
     remote: bool = Field(default=False, index=True)  # has a virtual location: no distance limit
     reported_at: datetime | None = None  # the last partner report applied (reports apply in order)
+    # The record as the Service message the API answers with, written by every change (projection's
+    # index()): a search's page is then one parse per result, not JSON columns rebuilt into messages.
+    message: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class ServiceNeedDomain(SQLModel, table=True):

@@ -34,6 +34,8 @@ publish_duration = meter.create_histogram(
     "ach_outbox_publish_batch_duration", unit="s", description="Time to publish one outbox batch"
 )
 
+COUNT_EVERY_S = 5.0
+
 
 class OutboxRelay:
     def __init__(
@@ -53,11 +55,12 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._stopping = asyncio.Event()
         self.backlog = 0
+        self._counted_at = -COUNT_EVERY_S  # when the backlog was last counted in the database
         meter.create_observable_gauge(
             "ach_outbox_backlog",
             callbacks=[lambda _options: [metrics.Observation(self.backlog)]],
             unit="{event}",
-            description="Outbox events committed but not yet published (at the last poll)",
+            description="Outbox events committed but not yet published (counted at most every 5 s)",
         )
 
     async def publish_batch(self) -> int:
@@ -126,13 +129,19 @@ class OutboxRelay:
             .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))
             .values(published_at=datetime.now(UTC))
         )  # type: ignore[call-overload]
-        if len(rows) == self._batch_size:
+        now = asyncio.get_running_loop().time()
+        if len(rows) < self._batch_size:
+            self.backlog = 0
+        elif now - self._counted_at >= COUNT_EVERY_S:
+            # Counting is a scan of the whole backlog: after every batch, a large backlog (an import
+            # of 100,000 services) cost the database more than publishing it.
             remaining = await session.exec(
                 select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
             )
             self.backlog = int(remaining.one()) - len(rows)
+            self._counted_at = now
         else:
-            self.backlog = 0
+            self.backlog = max(0, self.backlog - len(rows))
 
     async def _send(self, row: Any) -> asyncio.Future[object]:
         headers = {k: v for k, v in json.loads(row.headers)}

@@ -15,13 +15,14 @@ from ach.directory.v1 import directory_pb2
 from ach_events.outbox import Outbox
 from ach_platform import zip_codes
 from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.opening_hours import Hours
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel import select as select_records
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_directory.domain.search import Hours, Place
+from ach_directory.domain.search import Place
 from ach_directory.domain.summary import DomainTerm, Summary, summarize
 from ach_directory.events import publish_service_changed
 from ach_directory.store import (

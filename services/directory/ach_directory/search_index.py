@@ -15,13 +15,13 @@ from typing import Any
 
 from ach.directory.v1 import directory_pb2
 from ach_platform.geo import bounding_box, distance_km
+from ach_platform.opening_hours import Hours
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.domain.search import (
     Candidate,
-    Hours,
     Match,
     Place,
     Query,

@@ -9,18 +9,17 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from ach_directory.domain.search import (
     Candidate,
-    Hours,
     Place,
     Query,
     QueryInput,
     check_query,
-    is_open,
     match,
     ranked,
     speaks,
 )
 from ach_directory.domain.summary import DomainTerm, area_zips, hours_of, need_domains_of
 from ach_platform.geo import bounding_box, distance_km
+from ach_platform.opening_hours import Hours, is_open
 
 STOCKTON = (37.9577, -121.2908)
 LODI = (38.1302, -121.2724)  # about 19 km north

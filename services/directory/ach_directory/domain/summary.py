@@ -9,10 +9,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ach_platform.opening_hours import Hours
 from ach_platform.vocabulary import NEED_DOMAINS
 
 from ach_directory.domain.hsds import recurrence_rule
-from ach_directory.domain.search import Hours, Place, words_of
+from ach_directory.domain.search import Place, words_of
 
 # Services classified with a term of this taxonomy whose code is a need domain address that domain.
 OWN_TAXONOMY = "ach-need-domain"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -13,7 +14,7 @@ from ach_events.resident_replica import consent_terms
 from ach_platform import zip_codes
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
-from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
 from ach_platform.consent import consent_for_share
 from ach_platform.errors import (
     FailedPrecondition,
@@ -80,11 +81,21 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             problems.append(FieldViolation("resident_zip", f"{request.resident_zip!r} is not a US ZIP code"))
         if request.HasField("resident_age") and not 0 <= request.resident_age <= 130:
             problems.append(FieldViolation("resident_age", "must be between 0 and 130"))
+        if (
+            request.HasField("resident_available_at")
+            and request.resident_available_at.seconds < time.time() - 300
+        ):
+            problems.append(FieldViolation("resident_available_at", "must not be in the past"))
         if problems:
             raise InvalidArgument(problems)
         source, now, language = principal().partner_id, utc_now(), request.language or "en"
         age = request.resident_age if request.HasField("resident_age") else None
-        facts = resident_facts(request.resident_zip, age)
+        available_at = (
+            from_timestamp(request.resident_available_at)
+            if request.HasField("resident_available_at")
+            else None
+        )
+        facts = resident_facts(request.resident_zip, age, available_at)
         async with self._sessions() as session, session.begin():
             ranked = domain.rank_targets(
                 await self._events.candidates(session), request.need_domain, language, facts
@@ -133,6 +144,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 updated_at=now,
                 match_zip=request.resident_zip,
                 match_age=age,
+                match_available_at=available_at,
             )
             self._events.schedule(referral)
             session.add(referral)

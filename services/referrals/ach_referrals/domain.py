@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from ach_platform.consent import ConsentTerms, consent_for_share
 from ach_platform.geo import distance_km
+from ach_platform.opening_hours import Hours, is_open
 
 
 class Status(StrEnum):
@@ -116,6 +117,7 @@ class CandidateService:
     maximum_age: int = 0
     area_zips: frozenset[str] = frozenset()  # empty: no ZIP area
     area_radius_km: float = 0.0  # serves residents this close to one of its places (0: not said)
+    hours: tuple[Hours, ...] = ()  # opening hours (empty: not published)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class ResidentFacts:
     point: tuple[float, float] | None = None  # e.g. the centroid of the resident's ZIP
     zip_code: str = ""
     age: int | None = None
+    available_at: datetime | None = None  # a time the resident can go (aware); None: any time
 
 
 def rank_targets(
@@ -140,10 +143,11 @@ def rank_targets(
     language: str,
     resident: ResidentFacts | None = None,
 ) -> Sequence[Match]:
-    """Active services for the need that the resident is eligible for (age, service area); those
-    speaking the resident's language first, then with room, then nearest."""
+    """Active services for the need that the resident is eligible for (age, service area) and, when
+    the resident said when they can go, that are not known to be closed then; those speaking the
+    resident's language first, then with room, then known to be open then, then nearest."""
     who = resident or ResidentFacts()
-    matches: list[tuple[tuple[int, int, float, str], Match]] = []
+    matches: list[tuple[tuple[int, int, int, float, str], Match]] = []
     for c in candidates:
         if not c.active or need_domain not in c.need_domains:
             continue
@@ -161,6 +165,12 @@ def rank_targets(
             if nearest > c.area_radius_km:
                 continue
             reasons.append(f"serves within {c.area_radius_km:g} km")
+        open_then = False
+        if who.available_at is not None and c.hours:
+            if not is_open(c.hours, who.available_at, ""):
+                continue
+            open_then = True
+            reasons.append(f"open {who.available_at.isoformat(timespec='minutes')}")
         speaks = language in c.languages
         if speaks:
             reasons.append(f"speaks {language}")
@@ -171,6 +181,7 @@ def rank_targets(
         rank = (
             0 if speaks else 1,
             0 if c.capacity_available > 0 else 1,
+            0 if open_then or who.available_at is None else 1,  # hours not published: after
             nearest if nearest is not None else math.inf,
             c.service_id,
         )

@@ -24,6 +24,7 @@ from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ConsentTerms
 from ach_platform.errors import FieldViolation
+from ach_platform.opening_hours import Hours
 from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,6 +105,7 @@ class ReferralEvents:
         replica.minimum_age, replica.maximum_age = svc.minimum_age, svc.maximum_age
         replica.area_zips = list(svc.service_area_zips)
         replica.area_radius_km = svc.service_area_radius_km
+        replica.opening_hours = [{f: getattr(h, f) for f in HOURS_FIELDS} for h in svc.opening_hours]
         session.add(replica)
 
     async def on_need_identified(
@@ -151,6 +153,7 @@ class ReferralEvents:
                 maximum_age=r.maximum_age,
                 area_zips=frozenset(r.area_zips),
                 area_radius_km=r.area_radius_km,
+                hours=tuple(Hours(**h) for h in r.opening_hours),
             )
             for r in await replica_services(session)
         ]
@@ -184,7 +187,7 @@ class ReferralEvents:
             await self._consents(session, referral.resident_id),
             at,
             await organizations_that_rejected(session, referral.id) | {referral.target_partner_id},
-            resident_facts(referral.match_zip, referral.match_age),
+            resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
         )
 
     async def after_rejection(self, session: AsyncSession, referral: ReferralRecord, rejection: str) -> None:
@@ -426,5 +429,24 @@ class ReferralEvents:
         )
 
 
-def resident_facts(zip_code: str, age: int | None) -> domain.ResidentFacts:
-    return domain.ResidentFacts(zip_codes.centroid(zip_code) if zip_code else None, zip_code, age)
+def resident_facts(
+    zip_code: str, age: int | None, available_at: datetime | None = None, now: datetime | None = None
+) -> domain.ResidentFacts:
+    """What matching knows of the resident; a time they can go that has passed (a re-route days
+    later) no longer narrows anything."""
+    when = as_utc(available_at) if available_at is not None else None
+    if when is not None and now is not None and when < now:
+        when = None
+    return domain.ResidentFacts(zip_codes.centroid(zip_code) if zip_code else None, zip_code, age, when)
+
+
+HOURS_FIELDS = (
+    "location_id",
+    "rrule",
+    "opens_at",
+    "closes_at",
+    "valid_from",
+    "valid_to",
+    "time_zone",
+    "closed",
+)

@@ -4,6 +4,7 @@ residents' consents (from the resident events)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel, col, select
@@ -34,6 +35,7 @@ class ReferralRecord(SQLModel, table=True):
     # What the source gave for matching (kept for re-routing; never in events).
     match_zip: str = Field(default="", max_length=10)
     match_age: int | None = None
+    match_available_at: datetime | None = None  # when the resident said they can go (for matching)
     reminders_sent: int = 0
     escalated: bool = False
 
@@ -70,6 +72,8 @@ class DirectoryServiceReplica(SQLModel, table=True):
     maximum_age: int = 0
     area_zips: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     area_radius_km: float = 0.0
+    # HSDS schedules as the directory publishes them (see ach_platform.opening_hours.Hours).
+    opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 async def referral_for_need(session: AsyncSession, need_id: str) -> ReferralRecord | None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ach_platform.consent import ConsentTerms
 from ach_platform.geo import distance_km
+from ach_platform.opening_hours import Hours
 from ach_referrals.domain import (
     CONSENT_REQUIRED,
     NO_MATCHING_SERVICE,
@@ -268,6 +269,39 @@ def test_matching_checks_eligibility_and_area_and_ranks_the_nearest_first() -> N
     assert "serves ages 60-any" in rank_targets([seniors], "food-insecurity", "es", older)[0].reasons
     # Without facts, no one is left out for eligibility.
     assert len(rank_targets([seniors, zips, radius], "food-insecurity", "es")) == 3
+
+
+WEEKDAYS_9_TO_5 = Hours(
+    "", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "09:00", "17:00", time_zone="America/Los_Angeles"
+)
+SATURDAY_MORNINGS = Hours("", "FREQ=WEEKLY;BYDAY=SA", "08:00", "12:00", time_zone="America/Los_Angeles")
+THANKSGIVING = Hours("", "", valid_from="2026-11-26", valid_to="2026-11-26", closed=True)
+
+
+@pytest.mark.parametrize(
+    ("available_at", "expected"),
+    [
+        # Wednesday 10:00 in Stockton: the weekday service is open; Saturdays' is not; unpublished after.
+        (datetime(2026, 11, 25, 18, 0, tzinfo=UTC), ["weekdays", "unpublished"]),
+        # Saturday 09:00 local.
+        (datetime(2026, 11, 28, 17, 0, tzinfo=UTC), ["saturdays", "unpublished"]),
+        # Thanksgiving 10:00 local: the weekday service is closed for the holiday.
+        (datetime(2026, 11, 26, 18, 0, tzinfo=UTC), ["unpublished"]),
+        # No time given: nobody left out for hours.
+        (None, ["saturdays", "unpublished", "weekdays"]),
+    ],
+)
+def test_matching_leaves_out_services_closed_when_the_resident_can_go(
+    available_at: datetime | None, expected: list[str]
+) -> None:
+    weekdays = service("weekdays", hours=(WEEKDAYS_9_TO_5, THANKSGIVING))
+    saturdays = service("saturdays", hours=(SATURDAY_MORNINGS,))
+    unpublished = service("unpublished")  # no hours published: kept, after those known open
+    resident = ResidentFacts(available_at=available_at)
+    found = rank_targets([weekdays, saturdays, unpublished], "food-insecurity", "es", resident)
+    assert [m.service.service_id for m in found] == expected
+    if available_at is not None and found[0].service.hours:
+        assert any(r.startswith("open ") for r in found[0].reasons)
 
 
 def test_distance_is_the_great_circle() -> None:

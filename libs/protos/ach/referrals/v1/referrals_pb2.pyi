@@ -397,6 +397,7 @@ class CreateReferralRequest(_message.Message):
     SCREENING_ID_FIELD_NUMBER: _builtins.int
     RESIDENT_ZIP_FIELD_NUMBER: _builtins.int
     RESIDENT_AGE_FIELD_NUMBER: _builtins.int
+    RESIDENT_AVAILABLE_AT_FIELD_NUMBER: _builtins.int
     resident_id: _builtins.str
     need_domain: _builtins.str
     """a Gravity SDOH category code"""
@@ -412,6 +413,12 @@ class CreateReferralRequest(_message.Message):
     re-routing, never in events.
     """
     resident_age: _builtins.int
+    @_builtins.property
+    def resident_available_at(self) -> _timestamp_pb2.Timestamp:
+        """A time the resident can go (e.g. their next free afternoon): services whose published hours
+        have them closed then are left out, those open then come first. Ignored once it has passed.
+        """
+
     def __init__(
         self,
         *,
@@ -423,10 +430,11 @@ class CreateReferralRequest(_message.Message):
         screening_id: _builtins.str = ...,
         resident_zip: _builtins.str = ...,
         resident_age: _builtins.int | None = ...,
+        resident_available_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "resident_age", b"resident_age"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "resident_age", b"resident_age", "resident_available_at", b"resident_available_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "informational", b"informational", "language", b"language", "need_domain", b"need_domain", "resident_age", b"resident_age", "resident_id", b"resident_id", "resident_zip", b"resident_zip", "screening_id", b"screening_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age", "informational", b"informational", "language", b"language", "need_domain", b"need_domain", "resident_age", b"resident_age", "resident_available_at", b"resident_available_at", "resident_id", b"resident_id", "resident_zip", b"resident_zip", "screening_id", b"screening_id", "target_service_id", b"target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__resident_age: _TypeAlias = _typing.Literal["resident_age"]  # noqa: Y015
     _WhichOneofArgType__resident_age: _TypeAlias = _typing.Literal["_resident_age", b"_resident_age"]  # noqa: Y015

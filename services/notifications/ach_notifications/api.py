@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from sqlalchemy import and_, or_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,18 +92,34 @@ class NotificationApi(notifications_pb2_grpc.NotificationServiceServicer):
             problems.append(FieldViolation("page_size", f"must be between 0 and {MAX_PAGE_SIZE}"))
         if request.status not in notifications_pb2.DeliveryStatus.values():
             problems.append(FieldViolation("status", f"{request.status} is not a delivery status"))
+        after = page_position(request.page_token)
+        if request.page_token and after is None:
+            problems.append(FieldViolation("page_token", "is not a token this service gave"))
         if problems:
             raise InvalidArgument(problems)
         query = select(DeliveryRecord).order_by(col(DeliveryRecord.created_at), col(DeliveryRecord.id))
+        if after is not None:  # keyset: stable while new deliveries arrive
+            at, last_id = after
+            query = query.where(
+                or_(
+                    col(DeliveryRecord.created_at) > at,
+                    and_(col(DeliveryRecord.created_at) == at, col(DeliveryRecord.id) > last_id),
+                )
+            )
         if request.partner_id:
             query = query.where(DeliveryRecord.partner_id == request.partner_id)
         if request.subject_id:
             query = query.where(DeliveryRecord.subject_id == request.subject_id)
         if request.status:
             query = query.where(DeliveryRecord.status == request.status)
+        size = request.page_size or 100
         async with self._sessions() as session:
-            rows = (await session.exec(query.limit(request.page_size or 100))).all()
-        return notifications_pb2.ListDeliveriesResponse(deliveries=[delivery_to_proto(r) for r in rows])
+            rows = (await session.exec(query.limit(size + 1))).all()
+        page, more = rows[:size], len(rows) > size
+        return notifications_pb2.ListDeliveriesResponse(
+            deliveries=[delivery_to_proto(r) for r in page],
+            next_page_token=f"{as_utc(page[-1].created_at).isoformat()}|{page[-1].id}" if more else "",
+        )
 
     async def RegisterChannel(
         self, request: notifications_pb2.RegisterChannelRequest, context: grpc.aio.ServicerContext
@@ -205,3 +223,13 @@ class NotificationApi(notifications_pb2_grpc.NotificationServiceServicer):
             row.attempts = 0
             session.add(row)
         return delivery_to_proto(row)
+
+
+def page_position(token: str) -> tuple[datetime, str] | None:
+    """The last delivery of the previous page, from its token ("<created_at>|<id>")."""
+    at, _, last_id = token.partition("|")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return (when, last_id) if last_id and when.tzinfo is not None else None

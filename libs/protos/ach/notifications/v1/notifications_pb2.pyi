@@ -53,6 +53,10 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
     DELIVERY_STATUS_DELIVERED: _DeliveryStatus.ValueType  # 2
     DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 3
+    DELIVERY_STATUS_WITHHELD: _DeliveryStatus.ValueType  # 4
+    """Not sent, on purpose: the resident asked not to be contacted (or chose no channel) after the
+    message was queued.
+    """
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper): ...
 
@@ -60,6 +64,10 @@ DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
 DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
 DELIVERY_STATUS_DELIVERED: DeliveryStatus.ValueType  # 2
 DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
+DELIVERY_STATUS_WITHHELD: DeliveryStatus.ValueType  # 4
+"""Not sent, on purpose: the resident asked not to be contacted (or chose no channel) after the
+message was queued.
+"""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
@@ -226,7 +234,7 @@ class Delivery(_message.Message):
     delivery_id: _builtins.str
     partner_id: _builtins.str
     channel: _builtins.str
-    """"webhook", "email", "log" """
+    """"webhook", "email", "log"; to residents: "sms", "email" (partner "residents")"""
     subject_type: _builtins.str
     """e.g. "referral" """
     subject_id: _builtins.str
@@ -278,11 +286,14 @@ class ListDeliveriesRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     subject_id: _builtins.str
     page_size: _builtins.int
     status: Global___DeliveryStatus.ValueType
     """optional filter"""
+    page_token: _builtins.str
+    """from the previous page's next_page_token"""
     def __init__(
         self,
         *,
@@ -290,10 +301,11 @@ class ListDeliveriesRequest(_message.Message):
         subject_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         status: Global___DeliveryStatus.ValueType = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "partner_id", b"partner_id", "status", b"status", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "partner_id", b"partner_id", "status", b"status", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -304,16 +316,22 @@ class ListDeliveriesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty: no more"""
     @_builtins.property
-    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]: ...
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """oldest first"""
+
     def __init__(
         self,
         *,
         deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

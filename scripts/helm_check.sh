@@ -22,5 +22,6 @@ out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
 "$helm" template ach "$chart" --namespace ach > "$out/default.yaml"
 "$helm" template ach "$chart" --namespace ach --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
   --set services.screening.image=registry.example/ach-screening@sha256:0000 \
-  --set screening.instrumentsConfigMap=ach-instruments > "$out/monitoring.yaml"
+  --set screening.instrumentsConfigMap=ach-instruments --set residentMessages.coordinatorCertSecret=ach-coordinator-tls \
+  --set residentMessages.smsTokenSecret=ach-sms-gateway > "$out/monitoring.yaml"
 "$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/monitoring.yaml"

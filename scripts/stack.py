@@ -136,6 +136,12 @@ def main() -> int:
     os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
     # A developer's partner endpoints on this machine are plain http (deployments require https).
     os.environ.setdefault("NOTIFY_INSECURE_WEBHOOKS", "1")
+    # Messages to residents: notifications asks the local identity service for addresses (an SMS
+    # gateway or SMTP server of your own goes in SMS_GATEWAY_URL / SMTP_HOST).
+    os.environ.setdefault(
+        "NOTIFY_IDENTITY_ADDRESS",
+        os.environ.get("IDENTITY_GRPC_ADDR", f"127.0.0.1:{DEFAULT_PORTS['identity'][0]}"),
+    )
     pki = ensure_pki()
     os.environ["ACH_PKI_DIR"] = str(pki.directory)
     if "--certs-only" in sys.argv:

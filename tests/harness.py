@@ -43,6 +43,11 @@ TEST_PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def partner_name(partner_id: str) -> str:
+    """The registered name of a test partner ("cbo-pantry" -> "Cbo Pantry")."""
+    return partner_id.replace("-", " ").title()
+
+
 _handed_out: set[int] = set()
 
 
@@ -164,6 +169,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "NOTIFY_INSECURE_WEBHOOKS": "1",  # tests' webhook receivers are plain http on loopback
         }
+        if name == "notifications" and "identity" in self.services:  # messages to residents
+            env["NOTIFY_IDENTITY_ADDRESS"] = self.services["identity"].address
         if self.trace_to_file:
             env["ACH_TRACE_FILE"] = str(self.trace_file)
         service = ServiceProcess(
@@ -209,7 +216,7 @@ class Stack:
                 registry.RegisterPartner(
                     identity_pb2.RegisterPartnerRequest(
                         partner_id=partner_id,
-                        name=partner_id,
+                        name=partner_name(partner_id),
                         type=value_of(identity_pb2.PartnerType, type_code),
                         roles=[value_of(identity_pb2.PartnerRole, r) for r in roles],
                     ),

@@ -121,6 +121,13 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: residents_pb2.GetResidentForReferralRequest(referral_id="no-such-referral"),
         frozenset({"referral-target"}),
     ),
+    "/ach.residents.v1.ResidentIndex/GetResidentContact": (
+        "identity",
+        residents_pb2_grpc.ResidentIndexStub,
+        "GetResidentContact",
+        lambda me: residents_pb2.GetResidentContactRequest(resident_id="no-such-resident", referral_id="r"),
+        frozenset({"ach-admin"}),
+    ),
     "/ach.residents.v1.ResidentIndex/MergeResidents": (
         "identity",
         residents_pb2_grpc.ResidentIndexStub,

@@ -3,7 +3,9 @@ it down; the network re-routes it to the next suitable CBO, which accepts and co
 partner hears of it through its signed webhook (checked by a receiver written from the README's
 recipe), in order per referral, though the clinic's endpoint fails at first. Then the notifications
 service is killed mid-delivery: every notification still arrives, and none that was acknowledged
-is sent again."""
+is sent again. The resident, who chose text messages, gets one in Spanish when the referral is sent
+to an organization (again after the re-route) and when it is accepted: naming the organization, never
+the need; and none once they ask not to be contacted."""
 
 from __future__ import annotations
 
@@ -20,13 +22,15 @@ from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach.screening.v1 import screening_pb2_grpc
 from ach_events.partner_topics import provision_partner
 from ach_partner_sdk import PartnerClient
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.harness import Stack, eventually
+from tests.harness import Stack, eventually, partner_name
+from tests.sms_gateway import sms_gateway
 from tests.test_walking_skeleton import screening_request
 from tests.webhook_receiver import Receiver, webhook_receiver
 
@@ -110,10 +114,34 @@ def update(
         )
 
 
-def test_reject_reroute_accept_complete_with_signed_webhooks(make_stack: Callable[[str], Stack]) -> None:
+def set_contact_preference(
+    stack: Stack, resident: str, channel: residents_pb2.ContactChannel.ValueType, do_not_contact: bool = False
+) -> None:
+    with stack.channel("identity", "clinic-1") as ch:
+        residents_pb2_grpc.ConsentRegistryStub(ch).SetContactPreference(
+            residents_pb2.SetContactPreferenceRequest(
+                resident_id=resident, channel=channel, do_not_contact=do_not_contact
+            ),
+            timeout=5,
+        )
+
+
+def resident_contact(stack: Stack, resident: str, referral_id: str) -> residents_pb2.ResidentContact:
+    with stack.channel("identity") as ch:  # as the ACH coordinator, like the notifications service
+        found: residents_pb2.ResidentContact = residents_pb2_grpc.ResidentIndexStub(ch).GetResidentContact(
+            residents_pb2.GetResidentContactRequest(resident_id=resident, referral_id=referral_id), timeout=5
+        )
+    return found
+
+
+def test_reject_reroute_accept_complete_with_signed_webhooks(
+    make_stack: Callable[[str], Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = make_stack("sqlite")
-    stack.start(*SERVICES)
-    with webhook_receiver() as receiver:
+    with sms_gateway() as sms, webhook_receiver() as receiver:
+        for name, value in sms.env().items():
+            monkeypatch.setenv(name, value)
+        stack.start(*SERVICES)
         for partner in ("cbo-pantry", "cbo-2", "clinic-1"):
             register_webhook(stack, receiver, partner)
         receiver.fail_next["/clinic-1"] = 3  # the clinic's endpoint answers 500 three times first
@@ -133,6 +161,17 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(make_stack: Callabl
         add_food_services(stack)
         resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
         stack.wait_consents_replicated(1)
+        # Text messages, please (in Spanish: the language registered with the resident's demographics).
+        set_contact_preference(stack, resident, residents_pb2.CONTACT_CHANNEL_SMS)
+        eventually(
+            lambda: (
+                stack.count_rows(
+                    "notifications", "SELECT count(*) FROM resident_preference WHERE channel = 'sms'"
+                )
+                == 1
+            ),
+            what="the preference in the notifications service's replica",
+        )
         with stack.channel("screening", "clinic-1") as channel:
             screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
                 screening_request(resident), timeout=10
@@ -175,6 +214,27 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(make_stack: Callabl
         time.sleep(1)  # nothing further arrives: each acknowledged notice once
         assert len(receiver.bodies("/clinic-1")) == 4 and len(receiver.bodies("/cbo-pantry")) == 1
 
+        # The resident's texts: sent (pantry), sent again (kitchen), accepted; in Spanish, to the
+        # phone on file, each once, naming the organization and never the need.
+        texts = eventually(lambda: sms.messages() if len(sms.messages()) >= 3 else None, what="three texts")
+        assert [m.to for m in texts] == ["209-555-0100"] * 3 and sms.unauthorized == 0
+        assert partner_name("cbo-pantry") in texts[0].body and "recibió una remisión" in texts[0].body
+        assert partner_name("cbo-2") in texts[1].body and "recibió una remisión" in texts[1].body
+        assert partner_name("cbo-2") in texts[2].body and "aceptó su remisión" in texts[2].body
+        assert not any(word in m.body.lower() for m in texts for word in ("food", "comida", "aliment"))
+        assert len({m.idempotency_key for m in texts}) == 3
+        assert resident_contact(stack, resident, referral_id).address == "209-555-0100"
+
+        # "Do not contact": identity gives no address any more, whatever the channel chosen.
+        set_contact_preference(stack, resident, residents_pb2.CONTACT_CHANNEL_SMS, do_not_contact=True)
+        withheld = resident_contact(stack, resident, referral_id)
+        assert (withheld.channel, withheld.address, withheld.do_not_contact) == (
+            residents_pb2.CONTACT_CHANNEL_UNSPECIFIED,
+            "",
+            True,
+        )
+        assert len(sms.messages()) == 3
+
     with stack.channel("referrals", "clinic-1") as channel:
         referrals = referrals_pb2_grpc.ReferralServiceStub(channel)
         history = referrals.GetReferralHistory(
@@ -192,13 +252,29 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(make_stack: Callabl
 
     # The delivery log shows the clinic's failed attempts and their reason.
     with stack.channel("notifications", "clinic-1") as channel:
-        log = (
-            notifications_pb2_grpc.NotificationServiceStub(channel)
-            .ListDeliveries(notifications_pb2.ListDeliveriesRequest(partner_id="clinic-1"), timeout=5)
-            .deliveries
+        deliveries = notifications_pb2_grpc.NotificationServiceStub(channel)
+        log = deliveries.ListDeliveries(
+            notifications_pb2.ListDeliveriesRequest(partner_id="clinic-1"), timeout=5
+        ).deliveries
+        # Page by page: the same deliveries, in the same order.
+        first = deliveries.ListDeliveries(
+            notifications_pb2.ListDeliveriesRequest(partner_id="clinic-1", page_size=3), timeout=5
         )
+        rest = deliveries.ListDeliveries(
+            notifications_pb2.ListDeliveriesRequest(
+                partner_id="clinic-1", page_size=3, page_token=first.next_page_token
+            ),
+            timeout=5,
+        )
+        with pytest.raises(grpc.RpcError) as bad_token:
+            deliveries.ListDeliveries(
+                notifications_pb2.ListDeliveriesRequest(partner_id="clinic-1", page_token="x"), timeout=5
+            )
     assert all(d.status == notifications_pb2.DELIVERY_STATUS_DELIVERED for d in log)
     assert sum(d.attempts for d in log) == 4 + 3
+    assert [d.delivery_id for d in [*first.deliveries, *rest.deliveries]] == [d.delivery_id for d in log]
+    assert first.next_page_token and not rest.next_page_token
+    assert bad_token.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_killed_mid_delivery_every_notification_arrives_none_twice_after_acknowledgement(

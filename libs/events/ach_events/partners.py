@@ -33,6 +33,7 @@ def view_of(partner: identity_pb2.Partner) -> PartnerView:
         roles=frozenset(code_of(identity_pb2.PartnerRole, r) for r in partner.roles),
         active=partner.status == identity_pb2.PARTNER_STATUS_ACTIVE,
         version=partner.version,
+        name=partner.name,
     )
 
 

@@ -65,6 +65,7 @@ class Runtime:
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     pattern_subscriptions: list[PatternSubscription] = field(default_factory=list)
     owner_resolvers: dict[str, OwnerResolver] = field(default_factory=dict)
+    partners: PartnerReplica | None = None  # the partner registry's replica, once the service started
 
     def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
         self.registrars.append(registrar)
@@ -172,6 +173,7 @@ class RunningService:
                 ) from None
 
         self.partners = PartnerReplica(s.kafka_bootstrap_servers)
+        self.runtime.partners = self.partners
         await self.partners.start(s.connect_timeout_s)
         self.grpc = GrpcServer(
             s.grpc_port,

@@ -105,7 +105,7 @@ RESIDENT_EVENTS = Topic(
     name="ach.residents.events.v1",
     key="resident id",
     producer="identity",
-    consumers=("referrals", "screening"),
+    consumers=("referrals", "screening", "notifications"),
     event_types=(
         "ach.residents.v1.ConsentChanged",
         "ach.residents.v1.ContactPreferenceChanged",

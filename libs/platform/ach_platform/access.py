@@ -31,6 +31,7 @@ class PartnerView:
     roles: frozenset[str]
     active: bool
     version: int = 0
+    name: str = ""  # as registered: what a resident's message calls the organization
 
 
 class PartnerLookup(Protocol):
@@ -259,6 +260,11 @@ POLICY: dict[str, Rule] = {
         owner_roles=_r("referral-target"),
         owner=PartyTo("referral-target", "referral_id"),
         audit_ids=("referral_id",),
+    ),
+    # The network's own messages to a resident about a referral (the notifications service acts as
+    # the ACH): the chosen channel's address, just before sending.
+    "/ach.residents.v1.ResidentIndex/GetResidentContact": Rule(
+        roles=_r("ach-admin"), audit_ids=("resident_id", "referral_id"), purpose="TREAT"
     ),
     "/ach.residents.v1.ResidentIndex/MergeResidents": Rule(
         roles=_r("ach-admin"), audit_ids=("survivor_id", "merged_id"), purpose="HOPERAT"

@@ -75,6 +75,7 @@ class Demographics:
     phone: str = ""
     preferred_language: str = ""
     postal_code: str = ""
+    email: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,77 @@ def validate_demographics(
         problems.append(FieldViolation(f"{prefix}birth_date", "must be an ISO date, e.g. 1984-03-07"))
     if d.phone and not 7 <= len(normalize_phone(d.phone)) <= 15:
         problems.append(FieldViolation(f"{prefix}phone", "must have 7 to 15 digits"))
+    if d.email and not looks_like_email(d.email):
+        problems.append(FieldViolation(f"{prefix}email", "must be an e-mail address, e.g. name@example.org"))
+    if d.preferred_language and not looks_like_language(d.preferred_language):
+        problems.append(
+            FieldViolation(f"{prefix}preferred_language", "must be a BCP 47 tag, e.g. es or zh-Hant")
+        )
     return problems
+
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+LANGUAGE_HINT = "must be a BCP 47 tag, e.g. es or zh-Hant"
+
+
+def looks_like_email(value: str) -> bool:
+    return len(value) <= 320 and EMAIL.fullmatch(value.strip()) is not None
+
+
+def looks_like_language(value: str) -> bool:
+    return LANGUAGE.fullmatch(value.strip()) is not None
+
+
+# --- Contact preference: how the network may message the resident -------------------------------
+
+CONTACT_CHANNELS = frozenset({"sms", "email"})
+
+
+@dataclass(frozen=True)
+class ContactPreference:
+    do_not_contact: bool
+    channel: str  # "" (none chosen) | sms | email
+    language: str  # as chosen; "" falls back to the preferred language
+
+
+def check_contact_preference(
+    wanted: ContactPreference, phone_on_file: str, email_on_file: str
+) -> list[FieldViolation]:
+    """A channel needs its address on file (the network cannot text a resident without a phone)."""
+    problems: list[FieldViolation] = []
+    if wanted.channel and wanted.channel not in CONTACT_CHANNELS:
+        problems.append(FieldViolation("channel", "is not a contact channel"))
+    elif wanted.channel == "sms" and not phone_on_file:
+        problems.append(FieldViolation("channel", "SMS needs a phone number on file: register it first"))
+    elif wanted.channel == "email" and not email_on_file:
+        problems.append(
+            FieldViolation("channel", "e-mail needs an e-mail address on file: register it first")
+        )
+    if wanted.language and not looks_like_language(wanted.language):
+        problems.append(FieldViolation("language", LANGUAGE_HINT))
+    return problems
+
+
+def message_language(chosen: str, preferred: str) -> str:
+    """The language messages are written in: the one chosen for messages, else the resident's
+    preferred language, else English."""
+    return (chosen or preferred or "en").strip()
+
+
+@dataclass(frozen=True)
+class Contact:
+    channel: str  # "" when the network must not (or cannot) message the resident
+    address: str
+
+
+def contact_for_message(preference: ContactPreference, phone_on_file: str, email_on_file: str) -> Contact:
+    """Where a message may go: nowhere under "do not contact" or without a channel chosen; only the
+    chosen channel's address (minimum necessary: never both)."""
+    if preference.do_not_contact or not preference.channel:
+        return Contact("", "")
+    address = phone_on_file if preference.channel == "sms" else email_on_file
+    return Contact(preference.channel, address) if address else Contact("", "")
 
 
 def check_merge(

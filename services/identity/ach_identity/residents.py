@@ -55,7 +55,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 def demographics_of(d: residents_pb2.Demographics) -> domain.Demographics:
     return domain.Demographics(
-        d.given_name, d.family_name, d.birth_date, d.phone, d.preferred_language, d.postal_code
+        d.given_name, d.family_name, d.birth_date, d.phone, d.preferred_language, d.postal_code, d.email
     )
 
 
@@ -67,6 +67,7 @@ def demographics_proto(r: ResidentRecord) -> residents_pb2.Demographics:
         phone=r.phone,
         preferred_language=r.preferred_language,
         postal_code=r.postal_code,
+        email=r.email,
     )
 
 
@@ -98,12 +99,24 @@ def terms_of(c: ConsentRecord) -> ConsentTerms:
     )
 
 
+CHANNELS = {"": residents_pb2.CONTACT_CHANNEL_UNSPECIFIED, "sms": residents_pb2.CONTACT_CHANNEL_SMS}
+CHANNELS["email"] = residents_pb2.CONTACT_CHANNEL_EMAIL
+CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
+
+
+def preference_of(r: ResidentRecord) -> domain.ContactPreference:
+    return domain.ContactPreference(r.do_not_contact, r.contact_channel, r.contact_language)
+
+
 def preference_proto(r: ResidentRecord) -> residents_pb2.ContactPreference:
+    """No address: the channel and the language messages are written in."""
     return residents_pb2.ContactPreference(
         resident_id=r.id,
         do_not_contact=r.do_not_contact,
         version=r.preference_version,
         updated_at=to_timestamp(r.updated_at),
+        channel=CHANNELS[r.contact_channel],
+        language=domain.message_language(r.contact_language, r.preferred_language),
     )
 
 
@@ -174,6 +187,7 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
                     phone=demographics.phone.strip(),
                     preferred_language=demographics.preferred_language,
                     postal_code=demographics.postal_code,
+                    email=demographics.email.strip(),
                     name_dob_key=key.name_dob,
                     phone_key=key.phone,
                     created_at=now,
@@ -185,6 +199,8 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
                     key.phone,
                     now,
                 )
+            if demographics.email and not resident.email:  # learn the address a later partner knows
+                resident.email, resident.updated_at = demographics.email.strip(), now
             session.add(resident)
             if link is None:
                 session.add(
@@ -261,6 +277,32 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             phone="" if resident.do_not_contact else resident.phone,
             do_not_contact=resident.do_not_contact,
             consent_id=consent.consent_id,
+        )
+
+    async def GetResidentContact(
+        self, request: residents_pb2.GetResidentContactRequest, context: grpc.aio.ServicerContext
+    ) -> residents_pb2.ResidentContact:
+        problems = [
+            FieldViolation(f, "is required")
+            for f in ("resident_id", "referral_id")
+            if not getattr(request, f)
+        ]
+        if problems:
+            raise InvalidArgument(problems)
+        async with self._sessions() as session:
+            resident = await require_resident(session, request.resident_id)
+            referral = await session.get(ReferralReplica, request.referral_id)
+            # Only about the resident's own referral (and once this service has heard of it): the
+            # address is never handed out for anything else.
+            if referral is None or referral.resident_id not in await resident_ids(session, resident):
+                raise NotFound(f"referral {request.referral_id} of resident {request.resident_id} not found")
+        contact = domain.contact_for_message(preference_of(resident), resident.phone, resident.email)
+        return residents_pb2.ResidentContact(
+            resident_id=resident.id,
+            do_not_contact=resident.do_not_contact,
+            channel=CHANNELS[contact.channel],
+            address=contact.address,
+            language=domain.message_language(resident.contact_language, resident.preferred_language),
         )
 
     async def MergeResidents(
@@ -424,10 +466,20 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
     async def SetContactPreference(
         self, request: residents_pb2.SetContactPreferenceRequest, context: grpc.aio.ServicerContext
     ) -> residents_pb2.ContactPreference:
+        if request.channel not in CHANNEL_NAMES:
+            raise InvalidArgument.of("channel", "is not a contact channel")
+        wanted = domain.ContactPreference(
+            request.do_not_contact, CHANNEL_NAMES[request.channel], request.language.strip()
+        )
         async with self._sessions() as session, session.begin():
             resident = await require_resident(session, request.resident_id)
-            if resident.do_not_contact != request.do_not_contact:
-                resident.do_not_contact = request.do_not_contact
+            problems = domain.check_contact_preference(wanted, resident.phone, resident.email)
+            if problems:
+                raise InvalidArgument(problems)
+            if preference_of(resident) != wanted:
+                resident.do_not_contact = wanted.do_not_contact
+                resident.contact_channel = wanted.channel
+                resident.contact_language = wanted.language
                 resident.preference_version += 1
                 resident.updated_at = utc_now()
                 session.add(resident)

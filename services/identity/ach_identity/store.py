@@ -60,6 +60,9 @@ class ResidentRecord(SQLModel, table=True):
     merged_into: str | None = Field(default=None, max_length=36, index=True)
     do_not_contact: bool = False
     preference_version: int = 0
+    email: str = Field(default="", max_length=320)
+    contact_channel: str = Field(default="", max_length=10)  # how the network messages them: "" | sms | email
+    contact_language: str = Field(default="", max_length=35)  # for those messages; "" = preferred_language
     created_at: datetime
     updated_at: datetime
 

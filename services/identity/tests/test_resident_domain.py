@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+from ach_identity import domain
 from ach_identity.domain import (
     ConsentDraft,
     Demographics,
@@ -112,3 +114,55 @@ def test_a_share_rests_on_the_latest_covering_consent() -> None:
     found = consent_for_share([older, newer, revoked], "food-insecurity", "cbo-1", NOW)
     assert found is not None and found.consent_id == "new"
     assert consent_for_share([revoked], "food-insecurity", "cbo-1", NOW) is None
+
+
+# --- Contact preference: how the network may message the resident ---
+
+
+@pytest.mark.parametrize(
+    ("wanted", "phone", "email", "problems"),
+    [
+        (domain.ContactPreference(False, "sms", ""), "209-555-0100", "", []),
+        (domain.ContactPreference(False, "email", "vi"), "", "a@example.org", []),
+        (domain.ContactPreference(True, "", ""), "", "", []),
+        (domain.ContactPreference(False, "sms", ""), "", "a@example.org", ["channel"]),
+        (domain.ContactPreference(False, "email", ""), "209-555-0100", "", ["channel"]),
+        (domain.ContactPreference(False, "fax", ""), "209-555-0100", "", ["channel"]),
+        (domain.ContactPreference(False, "sms", "Spanish!"), "209-555-0100", "", ["language"]),
+    ],
+)
+def test_a_channel_needs_its_address_on_file(
+    wanted: domain.ContactPreference, phone: str, email: str, problems: list[str]
+) -> None:
+    assert [p.field for p in domain.check_contact_preference(wanted, phone, email)] == problems
+
+
+@pytest.mark.parametrize(
+    ("preference", "contact"),
+    [
+        (domain.ContactPreference(False, "sms", ""), domain.Contact("sms", "209-555-0100")),
+        (domain.ContactPreference(False, "email", ""), domain.Contact("email", "a@example.org")),
+        (domain.ContactPreference(True, "sms", ""), domain.Contact("", "")),  # do not contact
+        (domain.ContactPreference(False, "", ""), domain.Contact("", "")),  # nothing chosen
+    ],
+)
+def test_only_the_chosen_channels_address_and_none_under_do_not_contact(
+    preference: domain.ContactPreference, contact: domain.Contact
+) -> None:
+    assert domain.contact_for_message(preference, "209-555-0100", "a@example.org") == contact
+
+
+def test_the_message_language_is_the_chosen_one_else_the_preferred_else_english() -> None:
+    assert domain.message_language("vi", "es") == "vi"
+    assert domain.message_language("", "es") == "es"
+    assert domain.message_language("", "") == "en"
+
+
+def test_registration_checks_the_email_and_language_shapes() -> None:
+    d = domain.Demographics(
+        "Ana", "Lopez", "1980-01-01", email="not-an-address", preferred_language="Spanish"
+    )
+    assert [p.field for p in domain.validate_demographics(d, date(2026, 11, 23))] == [
+        "demographics.email",
+        "demographics.preferred_language",
+    ]

@@ -40,6 +40,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
+from ach_notifications.residents import ContactUnavailable, ResidentContacts
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ latency = meter.create_histogram(
 PENDING = notifications_pb2.DELIVERY_STATUS_PENDING
 DELIVERED = notifications_pb2.DELIVERY_STATUS_DELIVERED
 FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
+WITHHELD = notifications_pb2.DELIVERY_STATUS_WITHHELD
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class DeliverySettings:
     smtp_host: str = ""
     smtp_port: int = 25
     mail_from: str = "notifications@ach.local"
+    # Messages to residents by SMS: a Twilio-compatible "send a message" endpoint (form To, From, Body).
+    sms_gateway_url: str = ""
+    sms_user: str = ""
+    sms_token: str = ""
+    sms_from: str = ""
 
     @classmethod
     def from_env(cls) -> DeliverySettings:
@@ -101,6 +108,10 @@ class DeliverySettings:
             smtp_host=os.environ.get("SMTP_HOST", ""),
             smtp_port=int(number("SMTP_PORT", 25, 1)),
             mail_from=os.environ.get("NOTIFY_MAIL_FROM", "notifications@ach.local"),
+            sms_gateway_url=os.environ.get("SMS_GATEWAY_URL", ""),
+            sms_user=os.environ.get("SMS_GATEWAY_USER", ""),
+            sms_token=os.environ.get("SMS_GATEWAY_TOKEN", ""),
+            sms_from=os.environ.get("SMS_FROM", ""),
         )
 
 
@@ -123,6 +134,7 @@ class Result:
     ok: bool
     error: str = ""
     retry_after_s: float = 0.0
+    withheld: bool = False  # not sent on purpose (the resident asked not to be contacted): no retry
 
 
 Send = Callable[[Attempt], Awaitable[Result]]
@@ -135,11 +147,15 @@ class DeliveryWorker:
         outbox: Outbox,
         settings: DeliverySettings,
         rng: random.Random | None = None,
+        residents: ResidentContacts | None = None,
+        organization_name: Callable[[str], str] = str,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
         self._settings = settings
         self._rng = rng or random.Random()
+        self._residents = residents  # where a resident's message goes, asked when sending
+        self._organization_name = organization_name  # a partner's name, for residents' messages
         self._http = httpx.AsyncClient(timeout=settings.timeout_s, follow_redirects=False)
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
         self.pending_gauge = 0
@@ -220,7 +236,8 @@ class DeliveryWorker:
         )
         due = (
             select(DeliveryRecord, PartnerChannel)
-            .join(PartnerChannel, col(PartnerChannel.id) == col(DeliveryRecord.channel_id))
+            # Messages to residents have no partner channel: their address is asked when sending.
+            .join(PartnerChannel, col(PartnerChannel.id) == col(DeliveryRecord.channel_id), isouter=True)
             .where(
                 DeliveryRecord.status == PENDING,
                 col(DeliveryRecord.next_attempt_at) <= now,
@@ -247,6 +264,8 @@ class DeliveryWorker:
             }
             probing: set[str] = set()
             for row, channel in rows:
+                if channel is None and row.partner_id != domain.RESIDENTS:
+                    continue  # its channel was removed (its deliveries are failed with it)
                 circuit = circuits.get(row.partner_id)
                 breaker = (
                     domain.Breaker(circuit.failures, circuit.open_until) if circuit else domain.Breaker()
@@ -278,9 +297,9 @@ class DeliveryWorker:
                     Attempt(
                         row.id,
                         row.partner_id,
-                        channel.kind,
-                        channel.address,
-                        channel.secret,
+                        channel.kind if channel else row.channel,
+                        channel.address if channel else "",
+                        channel.secret if channel else "",
                         dict(row.payload),
                         row.traceparent,
                         row.created_at,
@@ -297,7 +316,12 @@ class DeliveryWorker:
             attributes={"ach.partner_id": attempt.partner_id, "ach.delivery_id": attempt.delivery_id},
         ) as span:
             try:
-                result = await (self._webhook(attempt) if attempt.kind == "webhook" else self._email(attempt))
+                if attempt.partner_id == domain.RESIDENTS:
+                    result = await self._to_resident(attempt)
+                elif attempt.kind == "webhook":
+                    result = await self._webhook(attempt)
+                else:
+                    result = await self._email(attempt)
             except Exception as exc:  # never let one partner's failure stop the worker
                 result = Result(False, f"{type(exc).__name__}")
             span.set_attribute("ach.delivered", result.ok)
@@ -330,15 +354,19 @@ class DeliveryWorker:
         )
 
     async def _email(self, attempt: Attempt) -> Result:
+        subject = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
+        return await self._mail(attempt.delivery_id, attempt.address, subject, email_text(attempt.payload))
+
+    async def _mail(self, delivery_id: str, to: str, subject: str, text: str) -> Result:
         s = self._settings
         if not s.smtp_host:
             return Result(False, "no SMTP server configured (SMTP_HOST)")
         message = EmailMessage()
         message["From"] = s.mail_from
-        message["To"] = attempt.address
-        message["Subject"] = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
-        message["Message-ID"] = f"<{attempt.delivery_id}@ach.local>"  # receivers can deduplicate
-        message.set_content(email_text(attempt.payload))
+        message["To"] = to
+        message["Subject"] = subject
+        message["Message-ID"] = f"<{delivery_id}@ach.local>"  # receivers can deduplicate
+        message.set_content(text)
 
         def send() -> None:
             with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s) as smtp:
@@ -347,8 +375,52 @@ class DeliveryWorker:
         try:
             await asyncio.to_thread(send)
         except (OSError, smtplib.SMTPException) as exc:
-            return Result(False, f"SMTP: {type(exc).__name__}")
+            return Result(False, f"SMTP: {type(exc).__name__}")  # never the address
         return Result(True)
+
+    async def _to_resident(self, attempt: Attempt) -> Result:
+        """The resident's current wish decides (it may have changed since the message was queued):
+        the address and language come from identity now, the text from the maintained templates."""
+        if self._residents is None:
+            return Result(False, "messages to residents need the identity service (NOTIFY_IDENTITY_ADDRESS)")
+        payload = attempt.payload
+        try:
+            contact = await self._residents(payload["resident_id"], payload["referral_id"])
+        except ContactUnavailable as exc:
+            return Result(False, str(exc))
+        if not contact.channel:
+            return Result(False, "the resident asked not to be contacted", withheld=True)
+        message = domain.resident_message(
+            payload["template"], contact.language, self._organization_name(payload["organization_id"])
+        )
+        trace.get_current_span().set_attribute("ach.message_language", message.language)
+        if contact.channel == "sms":
+            return await self._sms(attempt.delivery_id, contact.address, message.text)
+        return await self._mail(attempt.delivery_id, contact.address, message.subject, message.text)
+
+    async def _sms(self, delivery_id: str, to: str, text: str) -> Result:
+        s = self._settings
+        if not s.sms_gateway_url:
+            return Result(False, "no SMS gateway configured (SMS_GATEWAY_URL)")
+        try:
+            answer = await self._http.post(
+                s.sms_gateway_url,
+                data={"To": to, "From": s.sms_from, "Body": text},
+                auth=httpx.BasicAuth(s.sms_user, s.sms_token) if s.sms_user else httpx.USE_CLIENT_DEFAULT,
+                headers={"Idempotency-Key": delivery_id, "User-Agent": "ach-notifications/1"},
+            )
+        except httpx.TimeoutException:
+            return Result(False, f"SMS gateway timed out after {s.timeout_s:g} s")
+        except httpx.TransportError as exc:
+            return Result(False, f"SMS gateway unreachable: {type(exc).__name__}")
+        if domain.acknowledged(answer.status_code):
+            return Result(True)
+        retry_after = answer.headers.get("Retry-After", "")
+        return Result(
+            False,
+            f"SMS gateway answered HTTP {answer.status_code}",
+            float(retry_after) if retry_after.isdigit() else 0.0,
+        )
 
     async def _record_all(self, outcomes: list[tuple[Attempt, Result, trace.Span]]) -> None:
         now = utc_now()
@@ -366,7 +438,10 @@ class DeliveryWorker:
                     circuits[attempt.partner_id] = await circuit_for_update(session, attempt.partner_id)
                 circuit = circuits[attempt.partner_id]
                 breaker = domain.Breaker(circuit.failures, circuit.open_until)
-                if result.ok:
+                if result.withheld:
+                    row.status, row.last_error = WITHHELD, result.error
+                    outcome = "withheld"
+                elif result.ok:
                     row.status, row.delivered_at, row.last_error = DELIVERED, now, ""
                     breaker = breaker.after_success()
                     outcome = "delivered"

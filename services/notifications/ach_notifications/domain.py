@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -158,3 +161,62 @@ def webhook_body(
     if referral_status:
         body["status"] = referral_status
     return body
+
+
+# --- Messages to residents: when, in which language, saying what (never the need) ---------------
+
+RESIDENTS = "residents"  # the deliveries' party (and circuit) for messages to residents
+RESIDENT_CHANNELS = frozenset({"sms", "email"})
+DEFAULT_SILENT_DOMAINS = frozenset({"interpersonal-safety"})  # a message could reach the wrong person
+
+
+@dataclass(frozen=True)
+class ContactPreference:
+    """The replica of what the resident chose (no address: identity keeps that)."""
+
+    do_not_contact: bool
+    channel: str  # "" (none chosen) | sms | email
+    language: str
+
+
+def resident_template(
+    to_status: str,
+    need_domain: str,
+    preference: ContactPreference | None,
+    silent_domains: frozenset[str] = DEFAULT_SILENT_DOMAINS,
+) -> str:
+    """Which message the resident gets when their referral reaches ``to_status`` ("" for none): one
+    when it is sent to an organization (again after a re-route) and one when the organization
+    accepts; none under "do not contact", without a channel chosen, or for a need domain where a
+    message itself could put the resident at risk."""
+    if preference is None or preference.do_not_contact or preference.channel not in RESIDENT_CHANNELS:
+        return ""
+    if need_domain in silent_domains:
+        return ""
+    return {"requested": "referral-sent", "accepted": "referral-accepted"}.get(to_status, "")
+
+
+@dataclass(frozen=True)
+class ResidentMessage:
+    language: str  # the language it is written in (the resident's, or English when not available)
+    subject: str
+    text: str
+
+
+@cache
+def resident_templates() -> dict[tuple[str, str], tuple[str, str]]:
+    """(template, language) -> (subject, text), from the maintained table beside this module."""
+    with (Path(__file__).parent / "resident_messages.csv").open(encoding="utf-8", newline="") as f:
+        return {(r["template"], r["language"]): (r["subject"], r["text"]) for r in csv.DictReader(f)}
+
+
+def resident_message(template: str, language: str, organization: str) -> ResidentMessage:
+    """The message in the resident's language: the exact tag, else its primary language (es-MX ->
+    es), else English. Names the organization, never the need or the resident."""
+    table = resident_templates()
+    tag = language.strip()
+    for candidate in (tag, tag.split("-")[0].lower(), "en"):
+        if (template, candidate) in table:
+            subject, text = table[(template, candidate)]
+            return ResidentMessage(candidate, subject, text.format(organization=organization))
+    raise KeyError(f"no {template} message in English")

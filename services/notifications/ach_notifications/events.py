@@ -8,6 +8,7 @@ import uuid
 
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
+from ach.residents.v1 import residents_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
@@ -18,16 +19,30 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
 from ach_notifications.deliveries import wake_after_commit
-from ach_notifications.store import DeliveryRecord, PartnerChannel, ReferralParty, active_channels
+from ach_notifications.residents import CHANNELS
+from ach_notifications.store import (
+    DeliveryRecord,
+    PartnerChannel,
+    ReferralParty,
+    ResidentPreference,
+    active_channels,
+)
 
 
 class NotificationEvents:
     def __init__(
-        self, outbox: Outbox, coordinator: str = "ach-backbone", new_deliveries: asyncio.Event | None = None
+        self,
+        outbox: Outbox,
+        coordinator: str = "ach-backbone",
+        new_deliveries: asyncio.Event | None = None,
+        message_residents: bool = False,
+        silent_domains: frozenset[str] = domain.DEFAULT_SILENT_DOMAINS,
     ) -> None:
         self._outbox = outbox
         self._new_deliveries = new_deliveries
         self._coordinator = coordinator  # the ACH coordinator's partner id: escalations reach it
+        self._message_residents = message_residents  # identity can tell where messages go
+        self._silent_domains = silent_domains  # need domains residents get no message about
 
     async def on_referral_created(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralCreated
@@ -45,6 +60,16 @@ class NotificationEvents:
         await self._deliver(
             session, envelope, domain.notices_for_referral_created(event.referral_id, event.target_partner_id)
         )
+        if event.target_partner_id:
+            await self._message_resident(
+                session,
+                envelope,
+                event.referral_id,
+                event.resident_id,
+                event.need_domain,
+                code_of(referrals_pb2.ReferralStatus, event.status),
+                event.target_partner_id,
+            )
 
     async def on_status_changed(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged
@@ -67,6 +92,78 @@ class NotificationEvents:
             ),
             code_of(referrals_pb2.ReferralStatus, event.to_status),
         )
+        await self._message_resident(
+            session,
+            envelope,
+            event.referral_id,
+            event.resident_id,
+            event.need_domain,
+            code_of(referrals_pb2.ReferralStatus, event.to_status),
+            event.target_partner_id,
+        )
+
+    async def on_contact_preference_changed(
+        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ContactPreferenceChanged
+    ) -> None:
+        """The replica of the resident's wish (newer versions only: a replay changes nothing)."""
+        require_fields(event.preference, "resident_id")
+        p = event.preference
+        kept = await session.get(ResidentPreference, p.resident_id)
+        if kept is not None and kept.version >= p.version:
+            return
+        kept = kept or ResidentPreference(resident_id=p.resident_id)
+        kept.do_not_contact = p.do_not_contact
+        kept.channel = CHANNELS.get(p.channel, "")
+        kept.language = p.language
+        kept.version = p.version
+        session.add(kept)
+
+    async def _message_resident(
+        self,
+        session: AsyncSession,
+        envelope: Envelope,
+        referral_id: str,
+        resident_id: str,
+        need_domain: str,
+        to_status: str,
+        organization_id: str,
+    ) -> None:
+        """A message to the resident about their referral, when their preference and the need allow:
+        queued with ids only (the address and the text are made when it is sent)."""
+        if not self._message_residents or not resident_id:
+            return
+        kept = await session.get(ResidentPreference, resident_id)
+        preference = (
+            domain.ContactPreference(kept.do_not_contact, kept.channel, kept.language) if kept else None
+        )
+        template = domain.resident_template(to_status, need_domain, preference, self._silent_domains)
+        if not template or preference is None:
+            return
+        now = utc_now()
+        session.add(
+            DeliveryRecord(
+                id=str(uuid.uuid4()),
+                partner_id=domain.RESIDENTS,
+                channel=preference.channel,
+                channel_id="",
+                subject_type="referral",
+                subject_id=referral_id,
+                event_type=f"resident.{template}",
+                status=notifications_pb2.DELIVERY_STATUS_PENDING,
+                source_event_id=envelope.id,
+                created_at=now,
+                payload={
+                    "resident_id": resident_id,
+                    "referral_id": referral_id,
+                    "template": template,
+                    "organization_id": organization_id,
+                },
+                next_attempt_at=now,
+                traceparent=envelope.trace_headers.get("traceparent", ""),
+            )
+        )
+        if self._new_deliveries is not None:
+            wake_after_commit(session, self._new_deliveries)
 
     async def on_reminder(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralReminderSent

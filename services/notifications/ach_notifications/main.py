@@ -3,25 +3,48 @@ worker (webhooks, e-mail), serves partners' channels and the delivery log."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from ach.notifications.v1 import notifications_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import REFERRAL_EVENTS
+from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
 
+from ach_notifications import domain
 from ach_notifications.api import NotificationApi
 from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
 from ach_notifications.events import NotificationEvents
+from ach_notifications.residents import IdentityContacts
 from ach_notifications.store import DeliveryRecord, PartnerChannel
+
+log = logging.getLogger(__name__)
 
 
 def wire(runtime: Runtime) -> None:
     settings = DeliverySettings.from_env()
-    worker = DeliveryWorker(runtime.sessions, runtime.outbox, settings)
+    coordinator = os.environ.get("NOTIFY_COORDINATOR", "ach-backbone")
+    residents = IdentityContacts.from_env(coordinator, settings.timeout_s)
+    if residents is None:
+        log.warning("messages to residents are off: NOTIFY_IDENTITY_ADDRESS is not set")
+
+    def organization_name(partner_id: str) -> str:
+        known = runtime.partners.get(partner_id) if runtime.partners else None
+        return known.name if known and known.name else partner_id
+
+    worker = DeliveryWorker(
+        runtime.sessions, runtime.outbox, settings, residents=residents, organization_name=organization_name
+    )
+    silent = os.environ.get("NOTIFY_RESIDENT_SILENT_DOMAINS")
     events = NotificationEvents(
-        runtime.outbox, os.environ.get("NOTIFY_COORDINATOR", "ach-backbone"), worker.new_deliveries
+        runtime.outbox,
+        coordinator,
+        worker.new_deliveries,
+        message_residents=residents is not None,
+        silent_domains=domain.DEFAULT_SILENT_DOMAINS
+        if silent is None
+        else frozenset(d.strip() for d in silent.split(",") if d.strip()),
     )
     api = NotificationApi(runtime.sessions, insecure_webhooks=settings.insecure_webhooks)
     runtime.serve_grpc(
@@ -49,6 +72,9 @@ def wire(runtime: Runtime) -> None:
             "ach.referrals.v1.ReferralReminderSent": events.on_reminder,
             "ach.referrals.v1.ReferralEscalated": events.on_escalated,
         },
+    )
+    runtime.consume(
+        [RESIDENT_EVENTS], {"ach.residents.v1.ContactPreferenceChanged": events.on_contact_preference_changed}
     )
     runtime.run_in_background(worker.run)
 

@@ -74,6 +74,19 @@ class ReferralParty(SQLModel, table=True):
     target_partner_id: str = Field(max_length=100)
 
 
+class ResidentPreference(SQLModel, table=True):
+    """Replica of each resident's contact preference (ContactPreferenceChanged): whether and how the
+    network may message them, and in which language. No address: identity gives it when sending."""
+
+    __tablename__ = "resident_preference"
+
+    resident_id: str = Field(primary_key=True, max_length=36)
+    do_not_contact: bool = False
+    channel: str = Field(default="", max_length=10)
+    language: str = Field(default="", max_length=35)
+    version: int = 0
+
+
 async def active_channels(session: AsyncSession, partner_id: str) -> list[PartnerChannel]:
     found = await session.exec(
         select(PartnerChannel)

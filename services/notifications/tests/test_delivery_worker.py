@@ -16,12 +16,14 @@ from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox, OutboxEvent
 from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
-from ach_notifications.domain import BreakerPolicy, RetryPolicy
+from ach_notifications.domain import RESIDENTS, BreakerPolicy, RetryPolicy
+from ach_notifications.residents import ContactUnavailable, ResidentAddress
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
 from ach_platform import migrations
 from ach_platform.database import create_engine, session_factory
@@ -286,3 +288,128 @@ async def test_without_a_mail_relay_an_email_delivery_waits_and_says_why(
     assert await worker.step() == 1
     [row] = await rows(sessions)
     assert (row.status, row.attempts, row.last_error) == (PENDING, 1, "no SMTP server configured (SMTP_HOST)")
+
+
+# --- Messages to residents: the address asked when sending, the resident's wish at that moment ---
+
+
+class Contacts:
+    """Stands in for identity's GetResidentContact (the stack test asks the real one): the
+    resident's current wish, changeable between attempts, and the calls made."""
+
+    def __init__(self, channel: str, address: str, language: str) -> None:
+        self.now = ResidentAddress(channel, address, language)
+        self.asked: list[tuple[str, str]] = []
+        self.unknown = 0  # answer "not found yet" this many times first
+
+    async def __call__(self, resident_id: str, referral_id: str) -> ResidentAddress:
+        self.asked.append((resident_id, referral_id))
+        if self.unknown:
+            self.unknown -= 1
+            raise ContactUnavailable("identity answered NOT_FOUND")
+        return self.now
+
+
+async def add_resident_message(
+    sessions: async_sessionmaker[AsyncSession], template: str, channel: str
+) -> str:
+    delivery_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        session.add(
+            DeliveryRecord(
+                id=delivery_id,
+                partner_id=RESIDENTS,
+                channel=channel,
+                channel_id="",
+                subject_type="referral",
+                subject_id="ref-1",
+                event_type=f"resident.{template}",
+                status=PENDING,
+                source_event_id="evt-1",
+                created_at=now,
+                next_attempt_at=now,
+                payload={
+                    "resident_id": "res-1",
+                    "referral_id": "ref-1",
+                    "template": template,
+                    "organization_id": "cbo-pantry",
+                },
+            )
+        )
+    return delivery_id
+
+
+@pytest.fixture
+def sms_endpoint() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            form = {k: v[0] for k, v in parse_qs(body).items()}
+            received.append(
+                {**form, "key": self.headers["Idempotency-Key"], "auth": self.headers["Authorization"]}
+            )
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/Messages.json", received
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_resident_text_goes_to_the_address_identity_gives_in_their_language(
+    sessions: async_sessionmaker[AsyncSession], sms_endpoint: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = sms_endpoint
+    delivery_id = await add_resident_message(sessions, "referral-accepted", "sms")
+    contacts = Contacts("sms", "+12095550100", "vi")
+    contacts.unknown = 1  # identity has not heard of the referral yet: tried again
+    worker = DeliveryWorker(
+        sessions,
+        Outbox(source="/ach/notifications"),
+        settings(sms_gateway_url=url, sms_user="AC1", sms_token="t", sms_from="+12095550199"),
+        residents=contacts,
+        organization_name=lambda partner_id: {"cbo-pantry": "Emergency Food Bank"}[partner_id],
+    )
+
+    async def delivered() -> bool:
+        return (await rows(sessions))[0].status == DELIVERED
+
+    await run_until(worker, delivered)
+    [sms] = received
+    assert (sms["To"], sms["From"], sms["key"]) == ("+12095550100", "+12095550199", delivery_id)
+    assert sms["Body"].startswith("Emergency Food Bank đã chấp nhận")
+    assert sms["auth"].startswith("Basic ")
+    [row] = await rows(sessions)
+    assert row.attempts == 2 and contacts.asked == [("res-1", "ref-1")] * 2
+    assert "+12095550100" not in str(row.payload) and "+12095550100" not in row.last_error
+
+
+async def test_a_resident_who_asked_not_to_be_contacted_since_gets_nothing(
+    sessions: async_sessionmaker[AsyncSession], sms_endpoint: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, received = sms_endpoint
+    await add_resident_message(sessions, "referral-sent", "sms")
+    contacts = Contacts("", "", "es")  # identity: "do not contact" (no channel, no address)
+    worker = DeliveryWorker(
+        sessions, Outbox(source="/ach/notifications"), settings(sms_gateway_url=url), residents=contacts
+    )
+    assert await worker.step() == 1
+    [row] = await rows(sessions)
+    assert (row.status, row.attempts, row.last_error) == (
+        notifications_pb2.DELIVERY_STATUS_WITHHELD,
+        1,
+        "the resident asked not to be contacted",
+    )
+    assert received == []
+    async with sessions() as session:
+        [event] = (await session.exec(select(OutboxEvent))).all()
+    assert event.event_type == "ach.notifications.v1.NotificationDelivered"

@@ -7,6 +7,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ach_notifications import domain
 from ach_notifications.domain import (
     REPLAY_WINDOW_S,
     Breaker,
@@ -141,3 +142,60 @@ def test_a_webhook_body_carries_ids_and_what_happened_only() -> None:
         "occurred_at": "2026-11-23T12:00:00Z",
         "status": "requested",
     }
+
+
+# --- Messages to residents ---
+
+SMS_ES = domain.ContactPreference(do_not_contact=False, channel="sms", language="es")
+
+
+@pytest.mark.parametrize(
+    ("to_status", "need", "preference", "template"),
+    [
+        ("requested", "food-insecurity", SMS_ES, "referral-sent"),
+        ("accepted", "housing-instability", SMS_ES, "referral-accepted"),
+        ("in-progress", "food-insecurity", SMS_ES, ""),
+        ("completed", "food-insecurity", SMS_ES, ""),
+        ("rejected", "food-insecurity", SMS_ES, ""),
+        ("requested", "food-insecurity", None, ""),  # nothing known of the resident's wish
+        ("requested", "food-insecurity", domain.ContactPreference(True, "sms", "es"), ""),  # do not contact
+        ("requested", "food-insecurity", domain.ContactPreference(False, "", "es"), ""),  # no channel chosen
+        ("requested", "interpersonal-safety", SMS_ES, ""),  # a message could reach the wrong person
+    ],
+)
+def test_which_message_a_resident_gets(
+    to_status: str, need: str, preference: domain.ContactPreference | None, template: str
+) -> None:
+    assert domain.resident_template(to_status, need, preference) == template
+
+
+def test_silent_need_domains_are_configurable() -> None:
+    assert (
+        domain.resident_template("requested", "interpersonal-safety", SMS_ES, frozenset()) == "referral-sent"
+    )
+    assert (
+        domain.resident_template("requested", "food-insecurity", SMS_ES, frozenset({"food-insecurity"})) == ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("asked", "written_in"),
+    [("es", "es"), ("es-MX", "es"), ("zh-Hans", "zh"), ("VI", "vi"), ("tl", "tl"), ("hmn", "en"), ("", "en")],
+)
+def test_a_message_is_in_the_residents_language_else_english(asked: str, written_in: str) -> None:
+    message = domain.resident_message("referral-sent", asked, "Pantry of Hope")
+    assert message.language == written_in and message.text.startswith(
+        ("Pantry of Hope", "Natanggap ng Pantry")
+    )
+
+
+def test_every_message_exists_in_every_language_names_the_organization_and_never_a_need() -> None:
+    table = domain.resident_templates()
+    templates = {t for t, _ in table}
+    languages = {lang for _, lang in table}
+    assert templates == {"referral-sent", "referral-accepted"} and {"en", "es", "vi", "zh", "tl"} <= languages
+    assert set(table) == {(t, lang) for t in templates for lang in languages}, "a translation is missing"
+    needs = ("food", "housing", "transport", "utilit", "safety", "violence", "comida", "vivienda")
+    for (template, language), (subject, text) in table.items():
+        assert "{organization}" in text and subject, (template, language)
+        assert not any(word in text.lower() for word in needs), (template, language)

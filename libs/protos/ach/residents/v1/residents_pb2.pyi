@@ -86,6 +86,30 @@ CONSENT_METHOD_VERBAL: ConsentMethod.ValueType  # 2
 CONSENT_METHOD_ELECTRONIC: ConsentMethod.ValueType  # 3
 Global___ConsentMethod: _TypeAlias = ConsentMethod  # noqa: Y015
 
+class _ContactChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContactChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContactChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTACT_CHANNEL_UNSPECIFIED: _ContactChannel.ValueType  # 0
+    """not chosen: no messages"""
+    CONTACT_CHANNEL_SMS: _ContactChannel.ValueType  # 1
+    """text messages to the phone on file"""
+    CONTACT_CHANNEL_EMAIL: _ContactChannel.ValueType  # 2
+    """e-mail to the address on file"""
+
+class ContactChannel(_ContactChannel, metaclass=_ContactChannelEnumTypeWrapper):
+    """How the resident wants the network to send messages about their referrals."""
+
+CONTACT_CHANNEL_UNSPECIFIED: ContactChannel.ValueType  # 0
+"""not chosen: no messages"""
+CONTACT_CHANNEL_SMS: ContactChannel.ValueType  # 1
+"""text messages to the phone on file"""
+CONTACT_CHANNEL_EMAIL: ContactChannel.ValueType  # 2
+"""e-mail to the address on file"""
+Global___ContactChannel: _TypeAlias = ContactChannel  # noqa: Y015
+
 @_typing.final
 class Demographics(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -96,6 +120,7 @@ class Demographics(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     PREFERRED_LANGUAGE_FIELD_NUMBER: _builtins.int
     POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
     given_name: _builtins.str
     family_name: _builtins.str
     birth_date: _builtins.str
@@ -105,6 +130,7 @@ class Demographics(_message.Message):
     preferred_language: _builtins.str
     """BCP 47"""
     postal_code: _builtins.str
+    email: _builtins.str
     def __init__(
         self,
         *,
@@ -114,10 +140,11 @@ class Demographics(_message.Message):
         phone: _builtins.str = ...,
         preferred_language: _builtins.str = ...,
         postal_code: _builtins.str = ...,
+        email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "family_name", b"family_name", "given_name", b"given_name", "phone", b"phone", "postal_code", b"postal_code", "preferred_language", b"preferred_language"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "email", b"email", "family_name", b"family_name", "given_name", b"given_name", "phone", b"phone", "postal_code", b"postal_code", "preferred_language", b"preferred_language"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -528,21 +555,31 @@ Global___ListConsentsResponse: _TypeAlias = ListConsentsResponse  # noqa: Y015
 
 @_typing.final
 class SetContactPreferenceRequest(_message.Message):
+    """Replaces the resident's whole preference."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESIDENT_ID_FIELD_NUMBER: _builtins.int
     DO_NOT_CONTACT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     resident_id: _builtins.str
     do_not_contact: _builtins.bool
+    channel: Global___ContactChannel.ValueType
+    """needs the phone (SMS) or e-mail address on file"""
+    language: _builtins.str
+    """BCP 47; empty: the preferred language of the demographics"""
     def __init__(
         self,
         *,
         resident_id: _builtins.str = ...,
         do_not_contact: _builtins.bool = ...,
+        channel: Global___ContactChannel.ValueType = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["do_not_contact", b"do_not_contact", "resident_id", b"resident_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "do_not_contact", b"do_not_contact", "language", b"language", "resident_id", b"resident_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -550,15 +587,22 @@ Global___SetContactPreferenceRequest: _TypeAlias = SetContactPreferenceRequest  
 
 @_typing.final
 class ContactPreference(_message.Message):
+    """Carries no address: only the channel chosen and the language messages are written in."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESIDENT_ID_FIELD_NUMBER: _builtins.int
     DO_NOT_CONTACT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     resident_id: _builtins.str
     do_not_contact: _builtins.bool
     version: _builtins.int
+    channel: Global___ContactChannel.ValueType
+    language: _builtins.str
+    """BCP 47, the effective one (chosen, else preferred, else "en")"""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -568,14 +612,73 @@ class ContactPreference(_message.Message):
         do_not_contact: _builtins.bool = ...,
         version: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        channel: Global___ContactChannel.ValueType = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["do_not_contact", b"do_not_contact", "resident_id", b"resident_id", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "do_not_contact", b"do_not_contact", "language", b"language", "resident_id", b"resident_id", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContactPreference: _TypeAlias = ContactPreference  # noqa: Y015
+
+@_typing.final
+class GetResidentContactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    referral_id: _builtins.str
+    """what the message is about (kept in the audit trail)"""
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        referral_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id", "resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetResidentContactRequest: _TypeAlias = GetResidentContactRequest  # noqa: Y015
+
+@_typing.final
+class ResidentContact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    DO_NOT_CONTACT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    do_not_contact: _builtins.bool
+    channel: Global___ContactChannel.ValueType
+    """unspecified: nothing chosen, or "do not contact" """
+    address: _builtins.str
+    """the phone number or e-mail address of the channel; else empty"""
+    language: _builtins.str
+    """BCP 47, as in ContactPreference"""
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        do_not_contact: _builtins.bool = ...,
+        channel: Global___ContactChannel.ValueType = ...,
+        address: _builtins.str = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "do_not_contact", b"do_not_contact", "language", b"language", "resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResidentContact: _TypeAlias = ResidentContact  # noqa: Y015
 
 @_typing.final
 class ConsentChanged(_message.Message):

@@ -54,6 +54,11 @@ class ResidentIndexStub:
                 request_serializer=ach_dot_residents_dot_v1_dot_residents__pb2.MergeResidentsRequest.SerializeToString,
                 response_deserializer=ach_dot_residents_dot_v1_dot_residents__pb2.Resident.FromString,
                 _registered_method=True)
+        self.GetResidentContact = channel.unary_unary(
+                '/ach.residents.v1.ResidentIndex/GetResidentContact',
+                request_serializer=ach_dot_residents_dot_v1_dot_residents__pb2.GetResidentContactRequest.SerializeToString,
+                response_deserializer=ach_dot_residents_dot_v1_dot_residents__pb2.ResidentContact.FromString,
+                _registered_method=True)
 
 
 class ResidentIndexServicer:
@@ -89,6 +94,15 @@ class ResidentIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetResidentContact(self, request, context):
+        """Where and in what language the network itself may message the resident about a referral (the
+        notifications service, as the ACH, just before sending): the chosen channel's address only,
+        none under "do not contact". Audited like every read of identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResidentIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_ResidentIndexServicer_to_server(servicer, server):
                     servicer.MergeResidents,
                     request_deserializer=ach_dot_residents_dot_v1_dot_residents__pb2.MergeResidentsRequest.FromString,
                     response_serializer=ach_dot_residents_dot_v1_dot_residents__pb2.Resident.SerializeToString,
+            ),
+            'GetResidentContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResidentContact,
+                    request_deserializer=ach_dot_residents_dot_v1_dot_residents__pb2.GetResidentContactRequest.FromString,
+                    response_serializer=ach_dot_residents_dot_v1_dot_residents__pb2.ResidentContact.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class ResidentIndex:
             '/ach.residents.v1.ResidentIndex/MergeResidents',
             ach_dot_residents_dot_v1_dot_residents__pb2.MergeResidentsRequest.SerializeToString,
             ach_dot_residents_dot_v1_dot_residents__pb2.Resident.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResidentContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.residents.v1.ResidentIndex/GetResidentContact',
+            ach_dot_residents_dot_v1_dot_residents__pb2.GetResidentContactRequest.SerializeToString,
+            ach_dot_residents_dot_v1_dot_residents__pb2.ResidentContact.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,11 @@ class ResidentIndexStub:
     """
     MergeResidents: _grpc.UnaryUnaryMultiCallable[_residents_pb2.MergeResidentsRequest, _residents_pb2.Resident]
     """Two records of one person become one; the merged id keeps resolving to the survivor."""
+    GetResidentContact: _grpc.UnaryUnaryMultiCallable[_residents_pb2.GetResidentContactRequest, _residents_pb2.ResidentContact]
+    """Where and in what language the network itself may message the resident about a referral (the
+    notifications service, as the ACH, just before sending): the chosen channel's address only,
+    none under "do not contact". Audited like every read of identity.
+    """
 
 @_typing.type_check_only
 class ResidentIndexAsyncStub(ResidentIndexStub):
@@ -63,6 +68,11 @@ class ResidentIndexAsyncStub(ResidentIndexStub):
     """
     MergeResidents: _aio.UnaryUnaryMultiCallable[_residents_pb2.MergeResidentsRequest, _residents_pb2.Resident]  # type: ignore[assignment]
     """Two records of one person become one; the merged id keeps resolving to the survivor."""
+    GetResidentContact: _aio.UnaryUnaryMultiCallable[_residents_pb2.GetResidentContactRequest, _residents_pb2.ResidentContact]  # type: ignore[assignment]
+    """Where and in what language the network itself may message the resident about a referral (the
+    notifications service, as the ACH, just before sending): the chosen channel's address only,
+    none under "do not contact". Audited like every read of identity.
+    """
 
 class ResidentIndexServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,6 +110,17 @@ class ResidentIndexServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_residents_pb2.Resident, _abc.Awaitable[_residents_pb2.Resident]]:
         """Two records of one person become one; the merged id keeps resolving to the survivor."""
+
+    @_abc_1.abstractmethod
+    def GetResidentContact(
+        self,
+        request: _residents_pb2.GetResidentContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_residents_pb2.ResidentContact, _abc.Awaitable[_residents_pb2.ResidentContact]]:
+        """Where and in what language the network itself may message the resident about a referral (the
+        notifications service, as the ACH, just before sending): the chosen channel's address only,
+        none under "do not contact". Audited like every read of identity.
+        """
 
 def add_ResidentIndexServicer_to_server(servicer: ResidentIndexServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

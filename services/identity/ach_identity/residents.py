@@ -99,8 +99,11 @@ def terms_of(c: ConsentRecord) -> ConsentTerms:
     )
 
 
-CHANNELS = {"": residents_pb2.CONTACT_CHANNEL_UNSPECIFIED, "sms": residents_pb2.CONTACT_CHANNEL_SMS}
-CHANNELS["email"] = residents_pb2.CONTACT_CHANNEL_EMAIL
+CHANNELS = {
+    "": residents_pb2.CONTACT_CHANNEL_UNSPECIFIED,
+    "sms": residents_pb2.CONTACT_CHANNEL_SMS,
+    "email": residents_pb2.CONTACT_CHANNEL_EMAIL,
+}
 CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
 
 

@@ -344,14 +344,7 @@ class DeliveryWorker:
             return Result(False, f"timed out after {self._settings.timeout_s:g} s")
         except httpx.TransportError as exc:
             return Result(False, f"unreachable: {type(exc).__name__}")
-        if domain.acknowledged(answer.status_code):
-            return Result(True)
-        retry_after = answer.headers.get("Retry-After", "")
-        return Result(
-            False,
-            f"answered HTTP {answer.status_code}",
-            float(retry_after) if retry_after.isdigit() else 0.0,
-        )
+        return answered(answer)
 
     async def _email(self, attempt: Attempt) -> Result:
         subject = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
@@ -413,14 +406,7 @@ class DeliveryWorker:
             return Result(False, f"SMS gateway timed out after {s.timeout_s:g} s")
         except httpx.TransportError as exc:
             return Result(False, f"SMS gateway unreachable: {type(exc).__name__}")
-        if domain.acknowledged(answer.status_code):
-            return Result(True)
-        retry_after = answer.headers.get("Retry-After", "")
-        return Result(
-            False,
-            f"SMS gateway answered HTTP {answer.status_code}",
-            float(retry_after) if retry_after.isdigit() else 0.0,
-        )
+        return answered(answer, "SMS gateway ")
 
     async def _record_all(self, outcomes: list[tuple[Attempt, Result, trace.Span]]) -> None:
         now = utc_now()
@@ -493,6 +479,18 @@ class DeliveryWorker:
                         )
         for kind, outcome in counted:
             attempts_counter.add(1, {"channel": kind, "outcome": outcome})
+
+
+def answered(answer: httpx.Response, who: str = "") -> Result:
+    """An HTTP answer as an outcome: only a 2xx acknowledges; a Retry-After (seconds) is honoured."""
+    if domain.acknowledged(answer.status_code):
+        return Result(True)
+    retry_after = answer.headers.get("Retry-After", "")
+    return Result(
+        False,
+        f"{who}answered HTTP {answer.status_code}",
+        float(retry_after) if retry_after.isdigit() else 0.0,
+    )
 
 
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:

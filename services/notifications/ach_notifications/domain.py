@@ -167,7 +167,8 @@ def webhook_body(
 
 RESIDENTS = "residents"  # the deliveries' party (and circuit) for messages to residents
 RESIDENT_CHANNELS = frozenset({"sms", "email"})
-DEFAULT_SILENT_DOMAINS = frozenset({"interpersonal-safety"})  # a message could reach the wrong person
+# Where a message itself could put the resident at risk (it may reach the person harming them).
+DEFAULT_SILENT_DOMAINS = frozenset({"intimate-partner-violence", "elder-abuse"})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from ach.notifications.v1 import notifications_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
+from ach_platform.settings import ConfigError
+from ach_platform.vocabulary import NEED_DOMAINS
 
 from ach_notifications import domain
 from ach_notifications.api import NotificationApi
@@ -37,6 +39,9 @@ def wire(runtime: Runtime) -> None:
         runtime.sessions, runtime.outbox, settings, residents=residents, organization_name=organization_name
     )
     silent = os.environ.get("NOTIFY_RESIDENT_SILENT_DOMAINS")
+    unknown = sorted({d.strip() for d in (silent or "").split(",") if d.strip()} - NEED_DOMAINS)
+    if unknown:
+        raise ConfigError(f"NOTIFY_RESIDENT_SILENT_DOMAINS: not need domain codes: {', '.join(unknown)}")
     events = NotificationEvents(
         runtime.outbox,
         coordinator,

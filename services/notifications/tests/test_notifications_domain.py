@@ -160,7 +160,8 @@ SMS_ES = domain.ContactPreference(do_not_contact=False, channel="sms", language=
         ("requested", "food-insecurity", None, ""),  # nothing known of the resident's wish
         ("requested", "food-insecurity", domain.ContactPreference(True, "sms", "es"), ""),  # do not contact
         ("requested", "food-insecurity", domain.ContactPreference(False, "", "es"), ""),  # no channel chosen
-        ("requested", "interpersonal-safety", SMS_ES, ""),  # a message could reach the wrong person
+        ("requested", "intimate-partner-violence", SMS_ES, ""),  # could reach the wrong person
+        ("accepted", "elder-abuse", SMS_ES, ""),
     ],
 )
 def test_which_message_a_resident_gets(
@@ -171,7 +172,8 @@ def test_which_message_a_resident_gets(
 
 def test_silent_need_domains_are_configurable() -> None:
     assert (
-        domain.resident_template("requested", "interpersonal-safety", SMS_ES, frozenset()) == "referral-sent"
+        domain.resident_template("requested", "intimate-partner-violence", SMS_ES, frozenset())
+        == "referral-sent"
     )
     assert (
         domain.resident_template("requested", "food-insecurity", SMS_ES, frozenset({"food-insecurity"})) == ""

@@ -242,7 +242,7 @@ def reroute_policy(
 
 
 def parse_reroute_policies(text: str) -> tuple[ReroutePolicy, dict[str, ReroutePolicy]]:
-    """``automatic`` or ``source``, then per need domain: ``automatic,interpersonal-safety=source``.
+    """``automatic`` or ``source``, then per need domain: ``automatic,intimate-partner-violence=source``.
     Raises ValueError naming the bad entry."""
     default = ReroutePolicy.AUTOMATIC
     by_domain: dict[str, ReroutePolicy] = {}

@@ -169,9 +169,9 @@ def test_proposals_leave_out_who_turned_it_down_and_whom_consent_does_not_cover(
 
 
 def test_reroute_policies_parse_per_need_domain_and_name_a_bad_entry() -> None:
-    default, by_domain = parse_reroute_policies("automatic, interpersonal-safety=source")
+    default, by_domain = parse_reroute_policies("automatic, intimate-partner-violence=source")
     assert default is ReroutePolicy.AUTOMATIC
-    assert reroute_policy("interpersonal-safety", by_domain, default) is ReroutePolicy.SOURCE
+    assert reroute_policy("intimate-partner-violence", by_domain, default) is ReroutePolicy.SOURCE
     assert reroute_policy("food-insecurity", by_domain, default) is ReroutePolicy.AUTOMATIC
     assert parse_reroute_policies("source") == (ReroutePolicy.SOURCE, {})
     with pytest.raises(ValueError, match="'housing-instability=later'"):

@@ -252,6 +252,8 @@ def parse_reroute_policies(text: str) -> tuple[ReroutePolicy, dict[str, RerouteP
             policy = ReroutePolicy(value.strip())
         except ValueError:
             raise ValueError(f"{entry!r}: the policy is 'automatic' or 'source'") from None
+        if domain and domain.strip() not in NEED_DOMAINS:
+            raise ValueError(f"{entry!r}: {domain.strip()!r} is not a need domain code")
         if domain:
             by_domain[domain.strip()] = policy
         else:

@@ -176,6 +176,8 @@ def test_reroute_policies_parse_per_need_domain_and_name_a_bad_entry() -> None:
     assert parse_reroute_policies("source") == (ReroutePolicy.SOURCE, {})
     with pytest.raises(ValueError, match="'housing-instability=later'"):
         parse_reroute_policies("automatic,housing-instability=later")
+    with pytest.raises(ValueError, match="'interpersonal-safety' is not a need domain code"):
+        parse_reroute_policies("automatic,interpersonal-safety=source")
 
 
 def test_a_rerouted_referral_says_why() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 
 import grpc
 from ach.common.v1 import common_pb2
@@ -57,6 +57,9 @@ def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
     )
 
 
+CLOCK_SKEW = timedelta(minutes=5)  # a source's clock a little behind ours
+
+
 class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents) -> None:
         self._sessions = sessions
@@ -81,20 +84,17 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             problems.append(FieldViolation("resident_zip", f"{request.resident_zip!r} is not a US ZIP code"))
         if request.HasField("resident_age") and not 0 <= request.resident_age <= 130:
             problems.append(FieldViolation("resident_age", "must be between 0 and 130"))
-        if (
-            request.HasField("resident_available_at")
-            and request.resident_available_at.seconds < time.time() - 300
-        ):
-            problems.append(FieldViolation("resident_available_at", "must not be in the past"))
-        if problems:
-            raise InvalidArgument(problems)
-        source, now, language = principal().partner_id, utc_now(), request.language or "en"
-        age = request.resident_age if request.HasField("resident_age") else None
         available_at = (
             from_timestamp(request.resident_available_at)
             if request.HasField("resident_available_at")
             else None
         )
+        if available_at is not None and available_at < utc_now() - CLOCK_SKEW:
+            problems.append(FieldViolation("resident_available_at", "must not be in the past"))
+        if problems:
+            raise InvalidArgument(problems)
+        source, now, language = principal().partner_id, utc_now(), request.language or "en"
+        age = request.resident_age if request.HasField("resident_age") else None
         facts = resident_facts(request.resident_zip, age, available_at)
         async with self._sessions() as session, session.begin():
             ranked = domain.rank_targets(

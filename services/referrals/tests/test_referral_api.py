@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from ach_events.resident_replica import ConsentReplica
 from ach_platform import migrations
 from ach_platform.access import PartnerView
 from ach_platform.auth import AuthSettings
+from ach_platform.clock import as_utc
 from ach_platform.database import create_engine, session_factory
 from ach_platform.dev_pki import DevPki
 from ach_platform.grpc_client import partner_aio_channel
@@ -27,6 +29,7 @@ from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
 from ach_referrals.store import DirectoryServiceReplica, ReferralHistory, ReferralRecord
 from google.protobuf import empty_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -333,22 +336,35 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
     )
     assert (told.status, told.informational) == (referrals_pb2.REFERRAL_STATUS_COMPLETED, True)
     bad = await rpc_error(
-        create(need_domain="groceries", target_service_id="svc-z", resident_zip="00000", resident_age=200)
+        create(
+            need_domain="groceries",
+            target_service_id="svc-z",
+            resident_zip="00000",
+            resident_age=200,
+            resident_available_at=Timestamp(seconds=int(time.time()) - 86400),
+        )
     )
     assert violations(bad) == [
         ("resident_id", "is required"),
         ("need_domain", "'groceries' is not a Gravity SDOH category code"),
         ("resident_zip", "'00000' is not a US ZIP code"),
         ("resident_age", "must be between 0 and 130"),
+        ("resident_available_at", "must not be in the past"),
     ]
     # What the source gives for matching stays with the referral (for re-routing), not in events.
+    tomorrow = int(time.time()) + 86400
     located = await create(
-        resident_id="res-9", need_domain="food-insecurity", resident_zip="95202", resident_age=40
+        resident_id="res-9",
+        need_domain="food-insecurity",
+        resident_zip="95202",
+        resident_age=40,
+        resident_available_at=Timestamp(seconds=tomorrow),  # no hours published here: nobody left out
     )
     async with sessions() as session:
         kept = await session.get(ReferralRecord, located.referral_id)
         events = (await session.exec(select(OutboxEvent))).all()
     assert kept is not None and (kept.match_zip, kept.match_age) == ("95202", 40)
+    assert kept.match_available_at is not None and as_utc(kept.match_available_at).timestamp() == tomorrow
     assert not any(b"95202" in e.payload for e in events)
     unknown = await rpc_error(
         create(resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-z")

@@ -461,24 +461,29 @@ class DeliveryWorker:
                 counted.append((attempt.kind, outcome))
                 if row.status != PENDING:
                     with trace.use_span(span, end_on_exit=False):  # the event continues its trace
-                        self._outbox.add(
-                            session,
-                            NOTIFICATION_EVENTS,
-                            notifications_pb2.NotificationDelivered(
-                                delivery_id=row.id,
-                                partner_id=row.partner_id,
-                                channel=row.channel,
-                                subject_type=row.subject_type,
-                                subject_id=row.subject_id,
-                                status=row.status,  # type: ignore[arg-type]
-                                delivered_at=to_timestamp(now),
-                                attempts=row.attempts,
-                                reason=row.last_error,
-                            ),
-                            key=row.subject_id,
-                        )
+                        publish_delivered(session, self._outbox, row, now)
         for kind, outcome in counted:
             attempts_counter.add(1, {"channel": kind, "outcome": outcome})
+
+
+def publish_delivered(session: AsyncSession, outbox: Outbox, row: DeliveryRecord, at: datetime) -> None:
+    """NotificationDelivered: a delivery reached its end (delivered, failed for good, withheld)."""
+    outbox.add(
+        session,
+        NOTIFICATION_EVENTS,
+        notifications_pb2.NotificationDelivered(
+            delivery_id=row.id,
+            partner_id=row.partner_id,
+            channel=row.channel,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            status=row.status,  # type: ignore[arg-type]
+            delivered_at=to_timestamp(at),
+            attempts=row.attempts,
+            reason=row.last_error,
+        ),
+        key=row.subject_id,
+    )
 
 
 def answered(answer: httpx.Response, who: str = "") -> Result:

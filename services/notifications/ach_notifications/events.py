@@ -12,13 +12,12 @@ from ach.residents.v1 import residents_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
-from ach_events.topics import NOTIFICATION_EVENTS
-from ach_platform.clock import to_timestamp, utc_now
+from ach_platform.clock import utc_now
 from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
-from ach_notifications.deliveries import wake_after_commit
+from ach_notifications.deliveries import publish_delivered, wake_after_commit
 from ach_notifications.residents import CHANNELS
 from ach_notifications.store import (
     DeliveryRecord,
@@ -75,6 +74,7 @@ class NotificationEvents:
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged
     ) -> None:
         require_fields(event, "referral_id")
+        to_status = code_of(referrals_pb2.ReferralStatus, event.to_status)
         party = await session.get(ReferralParty, event.referral_id)
         source = party.source_partner_id if party else ""
         if party is not None and event.target_partner_id != party.target_partner_id:
@@ -88,9 +88,9 @@ class NotificationEvents:
                 source,
                 event.target_partner_id,
                 event.changed_by.partner_id,
-                code_of(referrals_pb2.ReferralStatus, event.to_status),
+                to_status,
             ),
-            code_of(referrals_pb2.ReferralStatus, event.to_status),
+            to_status,
         )
         await self._message_resident(
             session,
@@ -98,7 +98,7 @@ class NotificationEvents:
             event.referral_id,
             event.resident_id,
             event.need_domain,
-            code_of(referrals_pb2.ReferralStatus, event.to_status),
+            to_status,
             event.target_partner_id,
         )
 
@@ -221,18 +221,4 @@ class NotificationEvents:
                 if channel is not None and self._new_deliveries is not None:
                     wake_after_commit(session, self._new_deliveries)
                 if channel is None:
-                    self._outbox.add(
-                        session,
-                        NOTIFICATION_EVENTS,
-                        notifications_pb2.NotificationDelivered(
-                            delivery_id=delivery.id,
-                            partner_id=delivery.partner_id,
-                            channel=delivery.channel,
-                            subject_type=delivery.subject_type,
-                            subject_id=delivery.subject_id,
-                            status=notifications_pb2.DELIVERY_STATUS_DELIVERED,
-                            delivered_at=to_timestamp(now),
-                            attempts=1,
-                        ),
-                        key=notice.subject_id,
-                    )
+                    publish_delivered(session, self._outbox, delivery, now)

@@ -70,6 +70,3 @@ class IdentityContacts:
             # Not found: identity has not heard of the referral yet (its events arrive on their own).
             raise ContactUnavailable(f"identity answered {exc.code().name}") from None
         return ResidentAddress(CHANNELS.get(found.channel, ""), found.address, found.language)
-
-    async def close(self) -> None:
-        await self._channel.close()

@@ -16,7 +16,6 @@ from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from ach.notifications.v1 import notifications_pb2
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tests.sms_gateway import SmsGateway, sms_gateway
 from tests.webhook_receiver import signature_valid
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_notifications" / "migrations"
@@ -341,41 +341,31 @@ async def add_resident_message(
 
 
 @pytest.fixture
-def sms_endpoint() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    received: list[dict[str, str]] = []
+def gateway() -> Iterator[SmsGateway]:
+    with sms_gateway() as found:  # the stack tests' gateway: a real HTTP server checking basic auth
+        yield found
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-            form = {k: v[0] for k, v in parse_qs(body).items()}
-            received.append(
-                {**form, "key": self.headers["Idempotency-Key"], "auth": self.headers["Authorization"]}
-            )
-            self.send_response(201)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/Messages.json", received
-    server.shutdown()
-    server.server_close()
+def gateway_settings(gateway: SmsGateway) -> DeliverySettings:
+    env = gateway.env()
+    return settings(
+        sms_gateway_url=env["SMS_GATEWAY_URL"],
+        sms_user=env["SMS_GATEWAY_USER"],
+        sms_token=env["SMS_GATEWAY_TOKEN"],
+        sms_from=env["SMS_FROM"],
+    )
 
 
 async def test_a_resident_text_goes_to_the_address_identity_gives_in_their_language(
-    sessions: async_sessionmaker[AsyncSession], sms_endpoint: tuple[str, list[dict[str, str]]]
+    sessions: async_sessionmaker[AsyncSession], gateway: SmsGateway
 ) -> None:
-    url, received = sms_endpoint
     delivery_id = await add_resident_message(sessions, "referral-accepted", "sms")
     contacts = Contacts("sms", "+12095550100", "vi")
     contacts.unknown = 1  # identity has not heard of the referral yet: tried again
     worker = DeliveryWorker(
         sessions,
         Outbox(source="/ach/notifications"),
-        settings(sms_gateway_url=url, sms_user="AC1", sms_token="t", sms_from="+12095550199"),
+        gateway_settings(gateway),
         residents=contacts,
         organization_name=lambda partner_id: {"cbo-pantry": "Emergency Food Bank"}[partner_id],
     )
@@ -384,23 +374,22 @@ async def test_a_resident_text_goes_to_the_address_identity_gives_in_their_langu
         return (await rows(sessions))[0].status == DELIVERED
 
     await run_until(worker, delivered)
-    [sms] = received
-    assert (sms["To"], sms["From"], sms["key"]) == ("+12095550100", "+12095550199", delivery_id)
-    assert sms["Body"].startswith("Emergency Food Bank đã chấp nhận")
-    assert sms["auth"].startswith("Basic ")
+    [sms] = gateway.messages()
+    assert (sms.to, sms.sender, sms.idempotency_key) == ("+12095550100", "+12095550199", delivery_id)
+    assert sms.body.startswith("Emergency Food Bank đã chấp nhận")
+    assert gateway.unauthorized == 0  # the account and token, as basic auth
     [row] = await rows(sessions)
     assert row.attempts == 2 and contacts.asked == [("res-1", "ref-1")] * 2
     assert "+12095550100" not in str(row.payload) and "+12095550100" not in row.last_error
 
 
 async def test_a_resident_who_asked_not_to_be_contacted_since_gets_nothing(
-    sessions: async_sessionmaker[AsyncSession], sms_endpoint: tuple[str, list[dict[str, str]]]
+    sessions: async_sessionmaker[AsyncSession], gateway: SmsGateway
 ) -> None:
-    url, received = sms_endpoint
     await add_resident_message(sessions, "referral-sent", "sms")
     contacts = Contacts("", "", "es")  # identity: "do not contact" (no channel, no address)
     worker = DeliveryWorker(
-        sessions, Outbox(source="/ach/notifications"), settings(sms_gateway_url=url), residents=contacts
+        sessions, Outbox(source="/ach/notifications"), gateway_settings(gateway), residents=contacts
     )
     assert await worker.step() == 1
     [row] = await rows(sessions)
@@ -409,7 +398,7 @@ async def test_a_resident_who_asked_not_to_be_contacted_since_gets_nothing(
         1,
         "the resident asked not to be contacted",
     )
-    assert received == []
+    assert gateway.messages() == [] and gateway.unauthorized == 0
     async with sessions() as session:
         [event] = (await session.exec(select(OutboxEvent))).all()
     assert event.event_type == "ach.notifications.v1.NotificationDelivered"

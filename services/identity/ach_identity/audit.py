@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_identity.store import AuditRecord
+from ach_identity.store import AuditRecord, insert_once
 
 MAX_PAGE_SIZE = 1000
 
@@ -22,24 +22,24 @@ MAX_PAGE_SIZE = 1000
 async def on_access_recorded(
     session: AsyncSession, _envelope: Envelope, event: audit_pb2.AccessRecorded
 ) -> None:
-    if await session.get(AuditRecord, event.record_id) is not None:
-        return
     at = from_timestamp(event.at)
-    session.add(
-        AuditRecord(
-            id=event.record_id,
-            at=at or as_utc(datetime.min),
-            service=event.service,
-            method=event.method,
-            partner_id=event.partner_id,
-            user_id=event.user_id,
-            credential=event.credential,
-            purpose_of_use=event.purpose_of_use,
-            resources=dict(event.resources),
-            resident_id=event.resources.get("resident_id", ""),
-            outcome=event.outcome,
-            trace_id=event.trace_id,
-        )
+    await insert_once(
+        session,
+        AuditRecord,
+        {
+            "id": event.record_id,
+            "at": at or as_utc(datetime.min),
+            "service": event.service,
+            "method": event.method,
+            "partner_id": event.partner_id,
+            "user_id": event.user_id,
+            "credential": event.credential,
+            "purpose_of_use": event.purpose_of_use,
+            "resources": dict(event.resources),
+            "resident_id": event.resources.get("resident_id", ""),
+            "outcome": event.outcome,
+            "trace_id": event.trace_id,
+        },
     )
 
 

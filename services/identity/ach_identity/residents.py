@@ -44,6 +44,7 @@ from ach_identity.store import (
     ResidentMerge,
     ResidentRecord,
     consents_of,
+    insert_once,
     links_of,
     live_resident,
     merged_ids_of,
@@ -531,17 +532,17 @@ async def on_referral_created(
     session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralCreated
 ) -> None:
     require_fields(event, "referral_id", "resident_id", "need_domain")
-    if await session.get(ReferralReplica, event.referral_id) is not None:
-        return
-    session.add(
-        ReferralReplica(
-            referral_id=event.referral_id,
-            resident_id=event.resident_id,
-            need_domain=event.need_domain,
-            target_partner_id=event.target_partner_id,
-            status=_status(event.status),
-            sequence=0,
-        )
+    await insert_once(
+        session,
+        ReferralReplica,
+        {
+            "referral_id": event.referral_id,
+            "resident_id": event.resident_id,
+            "need_domain": event.need_domain,
+            "target_partner_id": event.target_partner_id,
+            "status": _status(event.status),
+            "sequence": 0,
+        },
     )
 
 

@@ -12,6 +12,7 @@ from ach.residents.v1 import residents_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
+from ach_events.resident_replica import keep_merge
 from ach_platform.clock import utc_now
 from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,6 +26,7 @@ from ach_notifications.store import (
     ReferralParty,
     ResidentPreference,
     active_channels,
+    preference_of,
 )
 
 
@@ -118,6 +120,13 @@ class NotificationEvents:
         kept.version = p.version
         session.add(kept)
 
+    async def on_residents_merged(
+        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
+    ) -> None:
+        """Which ids were merged into which: a referral under a merged-away id is messaged (or not)
+        by the surviving record's preference, as identity decides when it gives the address."""
+        await keep_merge(session, event)
+
     async def _message_resident(
         self,
         session: AsyncSession,
@@ -132,7 +141,7 @@ class NotificationEvents:
         queued with ids only (the address and the text are made when it is sent)."""
         if not self._message_residents or not resident_id:
             return
-        kept = await session.get(ResidentPreference, resident_id)
+        kept = await preference_of(session, resident_id)
         preference = (
             domain.ContactPreference(kept.do_not_contact, kept.channel, kept.language) if kept else None
         )

@@ -79,7 +79,11 @@ def wire(runtime: Runtime) -> None:
         },
     )
     runtime.consume(
-        [RESIDENT_EVENTS], {"ach.residents.v1.ContactPreferenceChanged": events.on_contact_preference_changed}
+        [RESIDENT_EVENTS],
+        {
+            "ach.residents.v1.ContactPreferenceChanged": events.on_contact_preference_changed,
+            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
+        },
     )
     runtime.run_in_background(worker.run)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+# ResidentAlias is a table of this service's database too (migration 0004): which ids were merged.
+from ach_events.resident_replica import ResidentAlias as ResidentAlias
+from ach_events.resident_replica import person_of
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -85,6 +88,13 @@ class ResidentPreference(SQLModel, table=True):
     channel: str = Field(default="", max_length=10)
     language: str = Field(default="", max_length=35)
     version: int = 0
+
+
+async def preference_of(session: AsyncSession, resident_id: str) -> ResidentPreference | None:
+    """The preference identity acts on when it gives the address: the surviving record's, also for
+    a referral made under an id merged into it (ResidentsMerged, kept as ResidentAlias)."""
+    survivor, _ = await person_of(session, resident_id)
+    return await session.get(ResidentPreference, survivor)
 
 
 async def active_channels(session: AsyncSession, partner_id: str) -> list[PartnerChannel]:

@@ -179,8 +179,11 @@ class OutboxRelay:
                 log.exception("outbox relay batch failed; retrying")
                 published = 0
                 await asyncio.sleep(self._poll_interval_s)
-            if published:
-                continue
+            if published >= self._batch_size:
+                continue  # a full batch: more may be waiting
+            # A partial batch took everything committed before the look: wait for the next commit
+            # (one that landed meanwhile has set the event already) instead of a read that finds
+            # nothing, one more transaction per wake-up.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval_s):
                     await self._wait_for_work()

@@ -102,7 +102,10 @@ def cpu_seconds(pid: int) -> float:
 def broker_pid(bootstrap: str) -> int | None:
     """The local broker's process (the one listening on the bootstrap port), when it runs here."""
     port = bootstrap.rsplit(":", 1)[-1]
-    found = subprocess.run(["fuser", f"{port}/tcp"], capture_output=True, text=True, check=False)
+    try:
+        found = subprocess.run(["fuser", f"{port}/tcp"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:  # no psmisc here: the broker's share is left out
+        return None
     pids = found.stdout.split()
     return int(pids[0]) if pids else None
 

@@ -186,8 +186,12 @@ class DeliveryWorker:
                 # Cleared before the next look: a commit landing meanwhile wakes it again.
                 self.new_deliveries.clear()
         finally:
-            if self._session is not None:
-                await self._session.close()
+            await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def _http(self) -> aiohttp.ClientSession:
         # aiohttp, not httpx: a webhook costs ~0.08 ms of CPU with it against ~0.9 ms (measured on
@@ -354,6 +358,7 @@ class DeliveryWorker:
             async with self._http().post(
                 attempt.address, data=body, headers=headers, allow_redirects=False
             ) as answer:
+                await drain(answer)
                 return answered(answer.status, answer.headers.get("Retry-After", ""))
         except TimeoutError:
             return Result(False, f"timed out after {self._settings.timeout_s:g} s")
@@ -417,6 +422,7 @@ class DeliveryWorker:
                 headers={"Idempotency-Key": delivery_id, "User-Agent": "ach-notifications/1"},
                 allow_redirects=False,
             ) as answer:
+                await drain(answer)
                 return answered(answer.status, answer.headers.get("Retry-After", ""), "SMS gateway ")
         except TimeoutError:
             return Result(False, f"SMS gateway timed out after {s.timeout_s:g} s")
@@ -499,6 +505,14 @@ def publish_delivered(session: AsyncSession, outbox: Outbox, row: DeliveryRecord
         ),
         key=row.subject_id,
     )
+
+
+async def drain(answer: aiohttp.ClientResponse) -> None:
+    """Read the (unused) answer's body, up to 64 KiB, so the connection is kept for the next request;
+    aiohttp closes a connection whose body was left unread, and the next webhook opens a new one."""
+    left = 65536
+    while left > 0 and (chunk := await answer.content.read(left)):
+        left -= len(chunk)
 
 
 def answered(status: int, retry_after: str, who: str = "") -> Result:

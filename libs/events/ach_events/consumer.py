@@ -106,6 +106,7 @@ class EventConsumer:
         pattern: str | None = None,
         group: str | None = None,
         admit: Admission | None = None,
+        commit_every_s: float = COMMIT_EVERY_S,
     ) -> None:
         self.name = name
         self._pattern = pattern
@@ -122,7 +123,7 @@ class EventConsumer:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._commits = OffsetCommits(name)
+        self._commits = OffsetCommits(name, commit_every_s)
 
     def subscribe(self, broker: KafkaBroker) -> None:
         async def on_batch(message: KafkaMessage) -> None:

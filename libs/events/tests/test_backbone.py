@@ -17,7 +17,7 @@ from ach_events.inbox import InboxEvent
 from ach_events.kafka_clients import idempotent_producer
 from ach_events.outbox import Outbox, OutboxEvent
 from ach_events.relay import OutboxRelay
-from ach_events.topics import Topic, dead_letter_topic, ensure_topics
+from ach_events.topics import Topic, dead_letter_topic, ensure_topics, namespaced
 from ach_platform.database import create_engine, session_factory
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -158,6 +158,60 @@ async def test_outbox_to_consumer_exactly_once_even_when_republished(backbone: B
         async with b.sessions() as s:
             inbox = (await s.exec(select(func.count()).select_from(InboxEvent))).one()
         assert int(inbox) == 26
+    finally:
+        await b.relay.stop()
+        relay_task.cancel()
+        await broker.stop()
+
+
+def committed_offsets(bootstrap: str, group: str) -> int:
+    """The sum of the group's committed offsets over the partitions it committed (kafka-python admin)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="test-offsets")
+    try:
+        group_id = namespaced(group)
+        return sum(o.offset for o in admin.list_group_offsets(group_id)[group_id].values())
+    finally:
+        admin.close()
+
+
+async def test_offsets_are_committed_after_handling_also_for_the_last_batch(backbone: Backbone) -> None:
+    """Offsets are committed at most every ``commit_every_s`` (here 3 s, to see each path): a batch
+    after a quiet spell at once; one handled within the window by the timer, with nothing more
+    arriving; and at once when a graceful stop begins. A group that committed nothing would read it
+    all again after a restart."""
+    b = backbone
+    await write_needs(b, 30)
+    broker, consumer = await start_consumer(b, commit_every_s=3.0)
+    relay_task = asyncio.create_task(b.relay.run())
+
+    async def committed() -> int:
+        return await asyncio.to_thread(committed_offsets, b.bootstrap, "test-consumer")
+
+    async def seen(n: int) -> None:
+        async def check() -> bool:
+            return (await count_effects(b))[0] == n
+
+        await eventually(check)
+
+    async def committed_is(n: int) -> None:
+        async def check() -> bool:
+            return await committed() == n
+
+        await eventually(check, timeout_s=10)
+
+    try:
+        await seen(30)
+        await committed_is(30)  # at once, or by the timer if they came in more than one batch
+        await write_needs(b, 1)
+        await seen(31)
+        assert await committed() == 30  # within the window of the last commit: not yet
+        await committed_is(31)  # the timer, with nothing more arriving
+        await write_needs(b, 1)
+        await seen(32)
+        await consumer.stopping()  # what a graceful stop does first: no timer to wait for
+        assert await committed() == 32
     finally:
         await b.relay.stop()
         relay_task.cancel()

@@ -15,10 +15,13 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_platform.settings import ConfigError
@@ -156,3 +159,12 @@ async def check_database(engine: AsyncEngine, timeout_s: float, *, tables: list[
 
 def _has_table(sync_conn: Any, table: str) -> bool:
     return bool(sync_conn.dialect.has_table(sync_conn, table))
+
+
+async def insert_once(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
+    """One row, unless its primary key is there already (a replayed event, a row another replica
+    made first): INSERT ... ON CONFLICT DO NOTHING on either backend, not a lookup and an ORM object."""
+    table = model.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert(table).values(**values).on_conflict_do_nothing())

@@ -9,12 +9,13 @@ import grpc
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach_events.envelope import Envelope
 from ach_platform.clock import as_utc, from_timestamp, to_timestamp
+from ach_platform.database import insert_once
 from ach_platform.errors import FieldViolation, InvalidArgument
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_identity.store import AuditRecord, insert_once
+from ach_identity.store import AuditRecord
 
 MAX_PAGE_SIZE = 1000
 

@@ -24,6 +24,7 @@ from ach_platform.auth import principal
 from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ACTIVE, REVOKED, ConsentTerms, consent_for_share
+from ach_platform.database import insert_once
 from ach_platform.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -44,7 +45,6 @@ from ach_identity.store import (
     ResidentMerge,
     ResidentRecord,
     consents_of,
-    insert_once,
     links_of,
     live_resident,
     merged_ids_of,

@@ -4,11 +4,8 @@ its partner links and merge history, consents, and the referral replica used to 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import JSON, Column
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -171,13 +168,3 @@ async def consents_of(session: AsyncSession, resident_ids: list[str]) -> list[Co
         .order_by(col(ConsentRecord.given_at))
     )
     return list(rows.all())
-
-
-async def insert_once(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
-    """One row, unless its primary key is there already (a replayed event): a plain INSERT ... ON
-    CONFLICT DO NOTHING, not a lookup and an ORM object. Replicas and the audit log take one row per
-    event from every service, so this is on the hot path of every call and referral."""
-    table = model.__table__  # type: ignore[attr-defined]
-    conn = await session.connection()
-    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(insert(table).values(**values).on_conflict_do_nothing())

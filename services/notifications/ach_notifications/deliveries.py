@@ -28,12 +28,11 @@ from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox
 from ach_events.topics import NOTIFICATION_EVENTS
 from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.database import insert_once
 from ach_platform.settings import ConfigError
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy import and_, or_, update
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlmodel import col, func, select
@@ -525,10 +524,7 @@ def answered(status: int, retry_after: str, who: str = "") -> Result:
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:
     """The partner's circuit row, locked until the transaction ends: concurrent outcomes for one
     partner (from this worker or another replica) count every failure, none overwritten."""
-    table = PartnerCircuit.__table__  # type: ignore[attr-defined]
-    conn = await session.connection()
-    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(insert(table).values(partner_id=partner_id, failures=0).on_conflict_do_nothing())
+    await insert_once(session, PartnerCircuit, {"partner_id": partner_id, "failures": 0})
     found = await session.exec(
         select(PartnerCircuit)
         .where(PartnerCircuit.partner_id == partner_id)

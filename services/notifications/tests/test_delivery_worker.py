@@ -9,12 +9,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,6 @@ from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
 from ach_notifications.domain import RESIDENTS, BreakerPolicy, RetryPolicy
 from ach_notifications.residents import ContactUnavailable, ResidentAddress
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
-from ach_platform import migrations
-from ach_platform.database import create_engine, session_factory
 from aiosmtpd.controller import Controller
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
@@ -34,7 +31,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tests.sms_gateway import SmsGateway, sms_gateway
 from tests.webhook_receiver import signature_valid
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_notifications" / "migrations"
 PENDING = notifications_pb2.DELIVERY_STATUS_PENDING
 DELIVERED = notifications_pb2.DELIVERY_STATUS_DELIVERED
 FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
@@ -78,14 +74,6 @@ def endpoint() -> Iterator[Endpoint]:
     yield found
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url)
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 def settings(**overrides: Any) -> DeliverySettings:

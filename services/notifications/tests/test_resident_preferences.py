@@ -4,11 +4,6 @@ an id merged into another is messaged by the surviving record's preference, as i
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2
 from ach_events.envelope import Envelope
@@ -16,23 +11,12 @@ from ach_events.outbox import Outbox
 from ach_notifications.domain import RESIDENTS
 from ach_notifications.events import NotificationEvents
 from ach_notifications.store import DeliveryRecord
-from ach_platform import migrations
-from ach_platform.database import create_engine, session_factory
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_notifications" / "migrations"
 SURVIVOR, MERGED = "resident-survivor", "resident-merged"
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url)
-    engine = create_engine(database_url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 def envelope(message: Message, key: str) -> Envelope:

@@ -43,6 +43,56 @@ SERVICE_STATUS_TEMPORARILY_CLOSED: ServiceStatus.ValueType  # 4
 Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
 
 @_typing.final
+class LinkOrganizationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    """an HSDS organization of the directory"""
+    partner_id: _builtins.str
+    """a registered partner; empty: the organization is no partner"""
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkOrganizationRequest: _TypeAlias = LinkOrganizationRequest  # noqa: Y015
+
+@_typing.final
+class LinkOrganizationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SERVICES_CHANGED_FIELD_NUMBER: _builtins.int
+    organization_id: _builtins.str
+    partner_id: _builtins.str
+    services_changed: _builtins.int
+    """services published again with the new partner_id"""
+    def __init__(
+        self,
+        *,
+        organization_id: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        services_changed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organization_id", b"organization_id", "partner_id", b"partner_id", "services_changed", b"services_changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkOrganizationResponse: _TypeAlias = LinkOrganizationResponse  # noqa: Y015
+
+@_typing.final
 class Service(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -65,9 +115,12 @@ class Service(_message.Message):
     ELIGIBILITY_DESCRIPTION_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     SERVICE_AREA_RADIUS_KM_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
-    """the CBO partner that runs it"""
+    """the HSDS organization that runs it (for API services: a partner id)"""
     name: _builtins.str
     description: _builtins.str
     status: Global___ServiceStatus.ValueType
@@ -83,6 +136,14 @@ class Service(_message.Message):
     """"hsds-import" or "api" """
     service_area_radius_km: _builtins.float
     """serves residents this close to one of its places (0: not said)"""
+    partner_id: _builtins.str
+    """The network partner that runs it, when the directory says so: the organization's identifier of
+    scheme "ach-partner" (set by the ACH admin or in the import), or for API services the
+    organization_id. Empty: a plain 2-1-1 entry, for the resident's information only.
+    """
+    organization_name: _builtins.str
+    phone: _builtins.str
+    """the service's phone (else its place's, else its organization's): for residents"""
     @_builtins.property
     def need_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -121,10 +182,13 @@ class Service(_message.Message):
         eligibility_description: _builtins.str = ...,
         source: _builtins.str = ...,
         service_area_radius_km: _builtins.float = ...,
+        partner_id: _builtins.str = ...,
+        organization_name: _builtins.str = ...,
+        phone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "service_area_radius_km", b"service_area_radius_km", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "organization_name", b"organization_name", "partner_id", b"partner_id", "phone", b"phone", "service_area_radius_km", b"service_area_radius_km", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -140,6 +204,7 @@ class ServiceLocation(_message.Message):
     LONGITUDE_FIELD_NUMBER: _builtins.int
     POSTAL_CODE_FIELD_NUMBER: _builtins.int
     VIRTUAL_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     location_id: _builtins.str
     name: _builtins.str
     latitude: _builtins.float
@@ -147,6 +212,8 @@ class ServiceLocation(_message.Message):
     postal_code: _builtins.str
     virtual: _builtins.bool
     """served remotely: no distance"""
+    address: _builtins.str
+    """the physical address on one line ("1 Main St, Stockton, CA 95202")"""
     def __init__(
         self,
         *,
@@ -156,10 +223,11 @@ class ServiceLocation(_message.Message):
         longitude: _builtins.float = ...,
         postal_code: _builtins.str = ...,
         virtual: _builtins.bool = ...,
+        address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["latitude", b"latitude", "location_id", b"location_id", "longitude", b"longitude", "name", b"name", "postal_code", b"postal_code", "virtual", b"virtual"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "latitude", b"latitude", "location_id", b"location_id", "longitude", b"longitude", "name", b"name", "postal_code", b"postal_code", "virtual", b"virtual"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

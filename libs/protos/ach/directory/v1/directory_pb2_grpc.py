@@ -59,6 +59,11 @@ class DirectoryServiceStub:
                 request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
                 response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
                 _registered_method=True)
+        self.LinkOrganization = channel.unary_unary(
+                '/ach.directory.v1.DirectoryService/LinkOrganization',
+                request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.SerializeToString,
+                response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -96,6 +101,15 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkOrganization(self, request, context):
+        """The ACH admin says which network partner an HSDS organization is (or, with an empty
+        partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
+        service of the organization is published again with its partner_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +137,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.GetLocation,
                     request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.FromString,
                     response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.SerializeToString,
+            ),
+            'LinkOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkOrganization,
+                    request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.FromString,
+                    response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +279,33 @@ class DirectoryService:
             '/ach.directory.v1.DirectoryService/GetLocation',
             ach_dot_directory_dot_v1_dot_directory__pb2.GetRecordRequest.SerializeToString,
             ach_dot_directory_dot_v1_dot_directory__pb2.HsdsRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.directory.v1.DirectoryService/LinkOrganization',
+            ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.SerializeToString,
+            ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,11 @@ class DirectoryServiceStub:
     GetOrganization: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]
     """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records)."""
     GetLocation: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]
+    LinkOrganization: _grpc.UnaryUnaryMultiCallable[_directory_pb2.LinkOrganizationRequest, _directory_pb2.LinkOrganizationResponse]
+    """The ACH admin says which network partner an HSDS organization is (or, with an empty
+    partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
+    service of the organization is published again with its partner_id.
+    """
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -49,6 +54,11 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     GetOrganization: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]  # type: ignore[assignment]
     """HSDS records by id, as HSDS 3.0 JSON (the record with its nested records)."""
     GetLocation: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetRecordRequest, _directory_pb2.HsdsRecord]  # type: ignore[assignment]
+    LinkOrganization: _aio.UnaryUnaryMultiCallable[_directory_pb2.LinkOrganizationRequest, _directory_pb2.LinkOrganizationResponse]  # type: ignore[assignment]
+    """The ACH admin says which network partner an HSDS organization is (or, with an empty
+    partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
+    service of the organization is published again with its partner_id.
+    """
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -87,5 +97,16 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_pb2.GetRecordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_pb2.HsdsRecord, _abc.Awaitable[_directory_pb2.HsdsRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def LinkOrganization(
+        self,
+        request: _directory_pb2.LinkOrganizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.LinkOrganizationResponse, _abc.Awaitable[_directory_pb2.LinkOrganizationResponse]]:
+        """The ACH admin says which network partner an HSDS organization is (or, with an empty
+        partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
+        service of the organization is published again with its partner_id.
+        """
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$ach/measurement/v1/measurement.proto\x12\x12\x61\x63h.measurement.v1\"/\n\x18GetReferralFunnelRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\"\xee\x01\n\x0eReferralFunnel\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x1c\n\x14screenings_completed\x18\x02 \x01(\x03\x12\x18\n\x10needs_identified\x18\x03 \x01(\x03\x12\x19\n\x11referrals_created\x18\x04 \x01(\x03\x12\x1a\n\x12referrals_accepted\x18\x05 \x01(\x03\x12\x1b\n\x13referrals_completed\x18\x06 \x01(\x03\x12\x1a\n\x12referrals_need_met\x18\x07 \x01(\x03\x12\x1f\n\x17notifications_delivered\x18\x08 \x01(\x03\x32{\n\x12MeasurementService\x12\x65\n\x11GetReferralFunnel\x12,.ach.measurement.v1.GetReferralFunnelRequest\x1a\".ach.measurement.v1.ReferralFunnelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$ach/measurement/v1/measurement.proto\x12\x12\x61\x63h.measurement.v1\"/\n\x18GetReferralFunnelRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\"\x8f\x02\n\x0eReferralFunnel\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x1c\n\x14screenings_completed\x18\x02 \x01(\x03\x12\x18\n\x10needs_identified\x18\x03 \x01(\x03\x12\x19\n\x11referrals_created\x18\x04 \x01(\x03\x12\x1a\n\x12referrals_accepted\x18\x05 \x01(\x03\x12\x1b\n\x13referrals_completed\x18\x06 \x01(\x03\x12\x1a\n\x12referrals_need_met\x18\x07 \x01(\x03\x12\x1f\n\x17notifications_delivered\x18\x08 \x01(\x03\x12\x1f\n\x17informational_referrals\x18\t \x01(\x03\x32{\n\x12MeasurementService\x12\x65\n\x11GetReferralFunnel\x12,.ach.measurement.v1.GetReferralFunnelRequest\x1a\".ach.measurement.v1.ReferralFunnelb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREFERRALFUNNELREQUEST']._serialized_start=60
   _globals['_GETREFERRALFUNNELREQUEST']._serialized_end=107
   _globals['_REFERRALFUNNEL']._serialized_start=110
-  _globals['_REFERRALFUNNEL']._serialized_end=348
-  _globals['_MEASUREMENTSERVICE']._serialized_start=350
-  _globals['_MEASUREMENTSERVICE']._serialized_end=473
+  _globals['_REFERRALFUNNEL']._serialized_end=381
+  _globals['_MEASUREMENTSERVICE']._serialized_start=383
+  _globals['_MEASUREMENTSERVICE']._serialized_end=506
 # @@protoc_insertion_point(module_scope)

@@ -48,6 +48,7 @@ class ReferralFunnel(_message.Message):
     REFERRALS_COMPLETED_FIELD_NUMBER: _builtins.int
     REFERRALS_NEED_MET_FIELD_NUMBER: _builtins.int
     NOTIFICATIONS_DELIVERED_FIELD_NUMBER: _builtins.int
+    INFORMATIONAL_REFERRALS_FIELD_NUMBER: _builtins.int
     need_domain: _builtins.str
     screenings_completed: _builtins.int
     needs_identified: _builtins.int
@@ -56,6 +57,10 @@ class ReferralFunnel(_message.Message):
     referrals_completed: _builtins.int
     referrals_need_met: _builtins.int
     notifications_delivered: _builtins.int
+    informational_referrals: _builtins.int
+    """Residents given a service's details instead of a hand-off (no partner serves the need, or the
+    source chose it): counted apart from referrals_created, which are hand-offs to a CBO.
+    """
     def __init__(
         self,
         *,
@@ -67,10 +72,11 @@ class ReferralFunnel(_message.Message):
         referrals_completed: _builtins.int = ...,
         referrals_need_met: _builtins.int = ...,
         notifications_delivered: _builtins.int = ...,
+        informational_referrals: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["need_domain", b"need_domain", "needs_identified", b"needs_identified", "notifications_delivered", b"notifications_delivered", "referrals_accepted", b"referrals_accepted", "referrals_completed", b"referrals_completed", "referrals_created", b"referrals_created", "referrals_need_met", b"referrals_need_met", "screenings_completed", b"screenings_completed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["informational_referrals", b"informational_referrals", "need_domain", b"need_domain", "needs_identified", b"needs_identified", "notifications_delivered", b"notifications_delivered", "referrals_accepted", b"referrals_accepted", "referrals_completed", b"referrals_completed", "referrals_created", b"referrals_created", "referrals_need_met", b"referrals_need_met", "screenings_completed", b"screenings_completed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ isort:skip_file
 Closed-loop referrals following the Gravity SDOH Clinical Care referral Task lifecycle."""
 
 from ach.common.v1 import common_pb2 as _common_pb2
+from ach.directory.v1 import directory_pb2 as _directory_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -251,10 +252,20 @@ class ProposedTarget(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    INFORMATION_ONLY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
+    """the HSDS organization"""
     distance_km: _builtins.float
     """from the resident's ZIP, when the source gave it (0: not known)"""
+    partner_id: _builtins.str
+    """The network partner that would receive the referral; empty for a service of an organization
+    that is no partner: information only (CreateReferral with informational), never a hand-off.
+    """
+    information_only: _builtins.bool
+    name: _builtins.str
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -264,10 +275,13 @@ class ProposedTarget(_message.Message):
         organization_id: _builtins.str = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         distance_km: _builtins.float = ...,
+        partner_id: _builtins.str = ...,
+        information_only: _builtins.bool = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "organization_id", b"organization_id", "reasons", b"reasons", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "information_only", b"information_only", "name", b"name", "organization_id", b"organization_id", "partner_id", b"partner_id", "reasons", b"reasons", "service_id", b"service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,6 +358,9 @@ class Referral(_message.Message):
     need_domain: _builtins.str
     source_partner_id: _builtins.str
     target_partner_id: _builtins.str
+    """Always a registered partner that may receive referrals (or empty: a draft, or an informational
+    referral, which no CBO receives).
+    """
     target_service_id: _builtins.str
     status: Global___ReferralStatus.ValueType
     outcome: Global___ReferralOutcome.ValueType
@@ -563,6 +580,7 @@ class ReferralCreated(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DRAFT_REASON_FIELD_NUMBER: _builtins.int
     INFORMATIONAL_FIELD_NUMBER: _builtins.int
+    SERVICE_INFORMATION_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -576,6 +594,12 @@ class ReferralCreated(_message.Message):
     informational: _builtins.bool
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def service_information(self) -> Global___ServiceInformation:
+        """An informational referral: what the resident is sent of the service (public directory
+        information, nothing about the resident).
+        """
+
     def __init__(
         self,
         *,
@@ -591,14 +615,52 @@ class ReferralCreated(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         draft_reason: _builtins.str = ...,
         informational: _builtins.bool = ...,
+        service_information: Global___ServiceInformation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "service_information", b"service_information"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "need_domain", b"need_domain", "need_id", b"need_id", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "service_information", b"service_information", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralCreated: _TypeAlias = ReferralCreated  # noqa: Y015
+
+@_typing.final
+class ServiceInformation(_message.Message):
+    """A service as a resident is told of it: the directory's public details."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    name: _builtins.str
+    organization_name: _builtins.str
+    address: _builtins.str
+    phone: _builtins.str
+    @_builtins.property
+    def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[_directory_pb2.OpeningHours]: ...
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        organization_name: _builtins.str = ...,
+        address: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        opening_hours: _abc.Iterable[_directory_pb2.OpeningHours] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "name", b"name", "opening_hours", b"opening_hours", "organization_name", b"organization_name", "phone", b"phone", "service_id", b"service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceInformation: _TypeAlias = ServiceInformation  # noqa: Y015
 
 @_typing.final
 class ReferralStatusChanged(_message.Message):

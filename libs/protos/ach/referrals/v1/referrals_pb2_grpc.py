@@ -124,6 +124,8 @@ class ReferralServiceServicer:
     def ProposeTargets(self, request, context):
         """Ranked targets for a referral (organizations that have not turned it down, which the
         resident's consent covers), each with the reasons it matches.
+        Partners' services come first; services of organizations that are no network partner follow,
+        marked information_only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,6 +47,8 @@ class ReferralServiceStub:
     ProposeTargets: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.ProposeTargetsRequest, _referrals_pb2.ProposeTargetsResponse]
     """Ranked targets for a referral (organizations that have not turned it down, which the
     resident's consent covers), each with the reasons it matches.
+    Partners' services come first; services of organizations that are no network partner follow,
+    marked information_only.
     """
     RerouteReferral: _grpc.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]
     """The source sends a rejected referral to another target: the one named, or the top proposal."""
@@ -78,6 +80,8 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     ProposeTargets: _aio.UnaryUnaryMultiCallable[_referrals_pb2.ProposeTargetsRequest, _referrals_pb2.ProposeTargetsResponse]  # type: ignore[assignment]
     """Ranked targets for a referral (organizations that have not turned it down, which the
     resident's consent covers), each with the reasons it matches.
+    Partners' services come first; services of organizations that are no network partner follow,
+    marked information_only.
     """
     RerouteReferral: _aio.UnaryUnaryMultiCallable[_referrals_pb2.RerouteReferralRequest, _referrals_pb2.Referral]  # type: ignore[assignment]
     """The source sends a rejected referral to another target: the one named, or the top proposal."""
@@ -142,6 +146,8 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_referrals_pb2.ProposeTargetsResponse, _abc.Awaitable[_referrals_pb2.ProposeTargetsResponse]]:
         """Ranked targets for a referral (organizations that have not turned it down, which the
         resident's consent covers), each with the reasons it matches.
+        Partners' services come first; services of organizations that are no network partner follow,
+        marked information_only.
         """
 
     @_abc_1.abstractmethod

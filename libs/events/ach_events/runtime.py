@@ -132,6 +132,11 @@ class RunningService:
         for job in self.runtime.background:
             self.tasks.append(asyncio.create_task(job(), name=f"{s.service}-background"))
 
+        # The registry first: consumers decide by it too (e.g. only partners receive referrals).
+        self.partners = PartnerReplica(s.kafka_bootstrap_servers)
+        self.runtime.partners = self.partners
+        await self.partners.start(s.connect_timeout_s)
+
         if self.runtime.subscriptions or self.runtime.pattern_subscriptions:
             self.broker = KafkaBroker(
                 s.kafka_bootstrap_servers,
@@ -172,9 +177,6 @@ class RunningService:
                     f"cannot start consumers against {s.kafka_bootstrap_servers}: {type(exc).__name__}"
                 ) from None
 
-        self.partners = PartnerReplica(s.kafka_bootstrap_servers)
-        self.runtime.partners = self.partners
-        await self.partners.start(s.connect_timeout_s)
         self.grpc = GrpcServer(
             s.grpc_port,
             self.runtime.registrars,

@@ -221,6 +221,13 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         ),
         frozenset({"directory-editor", "referral-target"}),
     ),
+    "/ach.directory.v1.DirectoryService/LinkOrganization": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "LinkOrganization",
+        lambda me: directory_pb2.LinkOrganizationRequest(organization_id="no-such-organization"),
+        frozenset({"ach-admin"}),
+    ),
     "/ach.directory.v1.DirectoryService/GetService": (
         "directory",
         directory_pb2_grpc.DirectoryServiceStub,

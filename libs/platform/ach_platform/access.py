@@ -199,6 +199,8 @@ POLICY: dict[str, Rule] = {
             (RequestNamesCaller("service.organization_id"), PartyTo("service", "service.service_id"))
         ),
     ),
+    # Which organization is which partner decides who receives referrals: the ACH admin's call.
+    "/ach.directory.v1.DirectoryService/LinkOrganization": Rule(roles=_r("ach-admin")),
     "/ach.directory.v1.DirectoryService/GetService": Rule(roles=_r(ANY)),
     "/ach.directory.v1.DirectoryService/SearchServices": Rule(roles=_r(ANY)),
     # The directory is public information (a 2-1-1 publishes it): any authenticated partner reads it.

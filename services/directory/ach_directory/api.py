@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_platform import zip_codes
+from ach_platform.access import PartnerLookup
 from ach_platform.clock import from_timestamp, utc_now
-from ach_platform.errors import InvalidArgument, NotFound
+from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,15 +25,47 @@ from ach_directory.domain.search import (
 )
 from ach_directory.events import publish_service_changed
 from ach_directory.hsds_objects import hsds_object
-from ach_directory.projection import index, to_proto
+from ach_directory.partner_links import link_organization
+from ach_directory.projection import SUMMARY_FORMAT, index, to_proto
 from ach_directory.search_index import search
 from ach_directory.store import ServiceRecord
 
 
 class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        partners: Callable[[], PartnerLookup | None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._outbox = outbox
+        self._partners = partners  # the partner registry's replica (once the service started)
+
+    async def LinkOrganization(
+        self, request: directory_pb2.LinkOrganizationRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.LinkOrganizationResponse:
+        problems: list[FieldViolation] = []
+        if not request.organization_id:
+            problems.append(FieldViolation("organization_id", "is required"))
+        elif len(request.organization_id) > 100:
+            problems.append(FieldViolation("organization_id", "is longer than 100 characters"))
+        registry = self._partners()
+        if request.partner_id and (registry is None or registry.get(request.partner_id) is None):
+            problems.append(
+                FieldViolation("partner_id", f"{request.partner_id[:100]!r} is not a registered partner")
+            )
+        if problems:
+            raise InvalidArgument(problems)
+        async with self._sessions() as session, session.begin():
+            changed = await link_organization(
+                session, self._outbox, request.organization_id, request.partner_id
+            )
+            if changed is None:
+                raise NotFound(f"organization {request.organization_id} not found")
+        return directory_pb2.LinkOrganizationResponse(
+            organization_id=request.organization_id, partner_id=request.partner_id, services_changed=changed
+        )
 
     async def UpsertService(
         self, request: directory_pb2.UpsertServiceRequest, context: grpc.aio.ServicerContext
@@ -73,6 +107,9 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             record.updated_at = utc_now()
             record.search_text = " ".join(words_of(f"{s.name} {s.description}"))
             record.source = "api"
+            # A service kept through the API is the service of the partner named as its organization.
+            record.partner_id = s.organization_id
+            record.summary_format = SUMMARY_FORMAT
             session.add(record)
             result = (await index(session, [record]))[record.id]
             publish_service_changed(session, self._outbox, result, record.version)

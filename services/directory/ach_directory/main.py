@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,14 +28,16 @@ from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
 from ach_directory.partner_reports import DirectoryEvents, owners_of
-from ach_directory.projection import affected_services, apply, summaries
+from ach_directory.projection import affected_services, apply, refresh_summaries, summaries
 from ach_directory.sample_package import generate
 from ach_directory.store import ServiceRecord
+
+log = logging.getLogger(__name__)
 
 
 def wire(runtime: Runtime) -> None:
     zip_codes.known("00000")  # loaded at start-up (and frozen with it), not on the first search
-    api = DirectoryApi(runtime.sessions, runtime.outbox)
+    api = DirectoryApi(runtime.sessions, runtime.outbox, lambda: runtime.partners)
     runtime.serve_grpc(
         lambda server: directory_pb2_grpc.add_DirectoryServiceServicer_to_server(api, server),
         "ach.directory.v1.DirectoryService",
@@ -51,6 +54,13 @@ def wire(runtime: Runtime) -> None:
             await QuietServer(config).serve()
 
         runtime.run_in_background(serve_hsds_api)
+
+    async def refresh() -> None:
+        published = await refresh_summaries(runtime.sessions, runtime.outbox)
+        if published:
+            log.info("service summaries brought up to date", extra={"published": published})
+
+    runtime.run_in_background(refresh)
 
     reports = DirectoryEvents(runtime.outbox)
     runtime.consume((PARTNER_INTAKE,), {"ach.partners.v1.ServiceUpdateReported": reports.on_service_update})

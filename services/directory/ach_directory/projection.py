@@ -17,13 +17,20 @@ from ach_platform import zip_codes
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.opening_hours import Hours
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from sqlmodel import col
 from sqlmodel import select as select_records
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.domain.search import Place
-from ach_directory.domain.summary import DomainTerm, Summary, summarize
+from ach_directory.domain.summary import (
+    DomainTerm,
+    Summary,
+    address_line,
+    partner_of,
+    phone_number,
+    summarize,
+)
 from ach_directory.events import publish_service_changed
 from ach_directory.store import (
     HSDS_TABLES,
@@ -35,6 +42,10 @@ from ach_directory.store import (
 )
 
 CHUNK = 500
+# The format of the summaries records are written in. Raise it when a summary gains something the
+# other services need (1: partner links, organization name, phone, addresses): at start-up the
+# service summarises older records again and publishes those that changed (refresh_summaries).
+SUMMARY_FORMAT = 1
 NEED_DOMAIN_TERMS = Path(__file__).parent / "need_domain_terms.csv"
 STATUS = {
     "active": directory_pb2.SERVICE_STATUS_ACTIVE,
@@ -106,10 +117,29 @@ async def summaries(session: AsyncSession, service_ids: set[str] | None) -> list
     attributes = await _rows(conn, "attribute", "link_id", scope)
     terms = {str(t["id"]): t for t in await _rows(conn, "taxonomy_term", None, None)}
     capacities = await _rows(conn, "service_capacity", "service_id", scope)
+    organization_ids = {str(s.get("organization_id")) for s in services}
+    identifiers = await _rows(
+        conn, "organization_identifier", "organization_id", None if scope is None else organization_ids
+    )
+    phones = await _rows(conn, "phone", "service_id", scope)
+    if scope is not None:  # its places' and its organization's phones too
+        phones += await _rows(conn, "phone", "location_id", location_ids)
+        phones += await _rows(conn, "phone", "organization_id", organization_ids)
 
     postal: dict[str, str] = {}
+    street: dict[str, str] = {}
     for a in sorted(addresses, key=lambda a: (a.get("address_type") != "physical", str(a["id"]))):
         postal.setdefault(str(a["location_id"]), str(a.get("postal_code") or "")[:5])
+        street.setdefault(str(a["location_id"]), address_line(a))
+    partner_of_organization: dict[str, list[dict[str, Any]]] = {}
+    for i in identifiers:
+        partner_of_organization.setdefault(str(i.get("organization_id")), []).append(i)
+    # A phone by what it is the phone of; the first by id where there are several.
+    phone_of: dict[tuple[str, str], str] = {}
+    for ph in sorted(phones, key=lambda p: str(p["id"])):
+        for key in ("service_id", "location_id", "organization_id"):
+            if ph.get(key) and (number := phone_number(ph)):
+                phone_of.setdefault((key, str(ph[key])), number)
     zone_of_location = {loc: zip_codes.time_zone(code) for loc, code in postal.items()}
     places: dict[str, list[Place]] = {}
     location_of_service: dict[str, set[str]] = {}
@@ -127,6 +157,7 @@ async def summaries(session: AsyncSession, service_ids: set[str] | None) -> list
                 longitude=loc.get("longitude"),
                 postal_code=postal.get(str(loc["id"]), ""),
                 virtual=loc.get("location_type") == "virtual",
+                address=street.get(str(loc["id"]), ""),
             )
         )
     spoken: dict[str, set[str]] = {}
@@ -181,6 +212,19 @@ async def summaries(session: AsyncSession, service_ids: set[str] | None) -> list
                 terms_of.get(sid, []),
                 capacity_of.get(sid),
                 table,
+                partner_id=partner_of(partner_of_organization.get(str(service.get("organization_id")), [])),
+                phone=next(
+                    (
+                        phone_of[key]
+                        for key in [
+                            ("service_id", sid),
+                            *(("location_id", loc) for loc in sorted(at)),
+                            ("organization_id", str(service.get("organization_id"))),
+                        ]
+                        if key in phone_of
+                    ),
+                    "",
+                ),
             )
         )
     return out
@@ -200,6 +244,9 @@ def _record_fields(s: Summary) -> dict[str, Any]:
         "minimum_age": s.minimum_age,
         "maximum_age": s.maximum_age,
         "eligibility_description": s.eligibility_description,
+        "partner_id": s.partner_id,
+        "organization_name": s.organization_name,
+        "phone": s.phone,
         "locations": [
             {
                 "location_id": p.location_id,
@@ -208,6 +255,7 @@ def _record_fields(s: Summary) -> dict[str, Any]:
                 "longitude": p.longitude,
                 "postal_code": p.postal_code,
                 "virtual": p.virtual,
+                "address": p.address,
             }
             for p in s.places
         ],
@@ -236,7 +284,8 @@ async def affected_services(
         services |= {
             str(r["service_id"]) for r in await _rows(conn, "service_at_location", "location_id", locations)
         }
-    organizations = set(touched.get("organization", set()))
+    # An organization's own records (its partner link, its phone) show in its services' summaries.
+    organizations = set(touched.get("organization", set())) | links.get("organization", set())
     if organizations:
         services |= {str(r["id"]) for r in await _rows(conn, "service", "organization_id", organizations)}
     return services
@@ -257,6 +306,9 @@ async def apply(session: AsyncSession, outbox: Outbox, found: Sequence[Summary])
         fields = _record_fields(summary)
         record = kept.get(summary.service_id)
         if record is not None and all(getattr(record, k) == v for k, v in fields.items()):
+            if record.summary_format != SUMMARY_FORMAT:
+                record.summary_format = SUMMARY_FORMAT
+                session.add(record)
             continue
         if record is None:
             record = ServiceRecord(id=summary.service_id, updated_at=now, **fields)
@@ -265,6 +317,7 @@ async def apply(session: AsyncSession, outbox: Outbox, found: Sequence[Summary])
                 setattr(record, k, v)
         record.version += 1
         record.updated_at = now
+        record.summary_format = SUMMARY_FORMAT
         session.add(record)
         written.append(record)
     messages = await index(session, written)
@@ -328,6 +381,7 @@ def places_of(record: ServiceRecord) -> tuple[Place, ...]:
             longitude=p.get("longitude"),
             postal_code=str(p.get("postal_code") or ""),
             virtual=bool(p.get("virtual")),
+            address=str(p.get("address") or ""),
         )
         for p in record.locations
     )
@@ -357,6 +411,7 @@ def to_proto(r: ServiceRecord) -> directory_pb2.Service:
                 longitude=p.longitude or 0.0,
                 postal_code=p.postal_code,
                 virtual=p.virtual,
+                address=p.address,
             )
             for p in places_of(r)
         ],
@@ -368,4 +423,46 @@ def to_proto(r: ServiceRecord) -> directory_pb2.Service:
         capacity_waitlist=r.capacity_waitlist,
         eligibility_description=r.eligibility_description,
         source=r.source,
+        partner_id=r.partner_id,
+        organization_name=r.organization_name,
+        phone=r.phone,
     )
+
+
+async def refresh_summaries(sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> int:
+    """Bring records written in an older summary format up to date, a chunk per transaction, and
+    publish those that changed (after an upgrade, the other services' replicas learn what is new,
+    e.g. which services are partners'). Services kept through the API belong to the partner named
+    as their organization. Returns how many were published again."""
+    published = 0
+    while True:
+        async with sessions() as session, session.begin():
+            rows = await session.exec(
+                select_records(ServiceRecord)
+                .where(col(ServiceRecord.summary_format) < SUMMARY_FORMAT)
+                .order_by(col(ServiceRecord.id))
+                .limit(CHUNK)
+                .with_for_update(skip_locked=True)  # replicas starting together share the work
+            )
+            stale = list(rows.all())
+            if not stale:
+                return published
+            imported = {r.id for r in stale if r.source == "hsds-import"}
+            if imported:
+                published += await apply(session, outbox, await summaries(session, imported))
+            by_api = [r for r in stale if r.id not in imported]
+            for record in by_api:
+                record.partner_id = record.organization_id
+                record.summary_format = SUMMARY_FORMAT
+                record.version += 1
+                record.updated_at = utc_now()
+                session.add(record)
+            messages = await index(session, by_api)
+            for record in by_api:
+                publish_service_changed(session, outbox, messages[record.id], record.version)
+            published += len(by_api)
+            # A service the HSDS tables no longer hold keeps its record: mark it, or it comes again.
+            for record in stale:
+                if record.summary_format < SUMMARY_FORMAT:
+                    record.summary_format = SUMMARY_FORMAT
+                    session.add(record)

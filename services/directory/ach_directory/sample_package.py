@@ -311,3 +311,21 @@ def generate(services: int, seed: int = 7) -> dict[str, list[dict[str, Any]]]:
                 updated="2026-11-01T09:00:00Z",
             )
     return rows
+
+
+def link_partners(rows: dict[str, list[dict[str, Any]]], partner_ids: Sequence[str]) -> dict[str, str]:
+    """Make the first organizations of a generated directory network partners (an "ach-partner"
+    identifier each, as an import from the ACH's own records would carry); the others stay plain
+    2-1-1 entries. Returns organization id -> partner id."""
+    links = {str(o["id"]): p for o, p in zip(rows["organization"], partner_ids, strict=False)}
+    rows.setdefault("organization_identifier", []).extend(
+        {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ach:partner-link:{organization}")),
+            "organization_id": organization,
+            "identifier_scheme": "ach-partner",
+            "identifier_type": "ACH network partner id",
+            "identifier": partner,
+        }
+        for organization, partner in links.items()
+    )
+    return links

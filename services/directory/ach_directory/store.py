@@ -49,6 +49,13 @@ class ServiceRecord(SQLModel, table=True):
     # The record as the Service message the API answers with, written by every change (projection's
     # index()): a search's page is then one parse per result, not JSON columns rebuilt into messages.
     message: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # The network partner that runs it ("": none, information only), and what residents are told.
+    partner_id: str = Field(default="", max_length=100, index=True)
+    organization_name: str = Field(default="", max_length=500)
+    phone: str = Field(default="", max_length=100)
+    # Which summary format the record was written in: records older than the current one are
+    # summarised and published again at start-up (SUMMARY_FORMAT in projection).
+    summary_format: int = 0
 
 
 class ServiceNeedDomain(SQLModel, table=True):

@@ -29,6 +29,7 @@ class Place:
     longitude: float | None
     postal_code: str = ""
     virtual: bool = False
+    address: str = ""  # the physical address on one line, for residents
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ class Summary:
     capacity_waitlist: int
     eligibility_description: str
     text: str = field(repr=False, default="")
+    partner_id: str = ""  # the network partner that runs it ("": a plain 2-1-1 entry)
+    organization_name: str = ""
+    phone: str = ""
 
 
 def need_domains_of(terms: Iterable[Mapping[str, Any]], table: Sequence[DomainTerm]) -> set[str]:
@@ -131,6 +134,40 @@ def hours_of(
     return tuple(out)
 
 
+PARTNER_SCHEME = "ach-partner"  # organization_identifier.identifier_scheme naming the partner id
+
+
+def partner_of(identifiers: Iterable[Mapping[str, Any]]) -> str:
+    """The network partner an organization is, by its identifiers of scheme ach-partner ("" when
+    none; the lowest when several, so the answer never depends on the order of rows)."""
+    ids = sorted(
+        str(i.get("identifier") or "").strip()
+        for i in identifiers
+        if str(i.get("identifier_scheme") or "").strip() == PARTNER_SCHEME
+    )
+    return next((i for i in ids if i), "")
+
+
+def address_line(address: Mapping[str, Any]) -> str:
+    """An HSDS address on one line: "1 Main St, Suite 2, Stockton, CA 95202"."""
+    region = " ".join(
+        p
+        for p in (
+            str(address.get("state_province") or "").strip(),
+            str(address.get("postal_code") or "").strip(),
+        )
+        if p
+    )
+    parts = [str(address.get(k) or "").strip() for k in ("address_1", "address_2", "city")] + [region]
+    return ", ".join(p for p in parts if p)
+
+
+def phone_number(phone: Mapping[str, Any]) -> str:
+    number = str(phone.get("number") or "").strip()
+    extension = phone.get("extension")
+    return f"{number} ext. {extension:g}" if isinstance(extension, int | float) and number else number
+
+
 def summarize(
     service: Mapping[str, Any],
     organization: Mapping[str, Any] | None,
@@ -142,6 +179,8 @@ def summarize(
     terms: Sequence[Mapping[str, Any]],
     capacity: Mapping[str, Any] | None,
     table: Sequence[DomainTerm],
+    partner_id: str = "",
+    phone: str = "",
 ) -> Summary:
     name = str(service.get("name") or "")
     description = str(service.get("description") or "")
@@ -166,4 +205,7 @@ def summarize(
         capacity_waitlist=_int((capacity or {}).get("waitlist")),
         eligibility_description=str(service.get("eligibility_description") or ""),
         text=" ".join(words_of(f"{name} {description} {org_name}")),
+        partner_id=partner_id,
+        organization_name=org_name,
+        phone=phone,
     )

@@ -114,20 +114,54 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     subject=request.need_domain,
                 )
             chosen = ranked[0]
-            if not request.informational:
-                # A hand-off shares the resident with the CBO: only under a consent covering it.
-                consents = await consent_terms(session, request.resident_id)
-                covered = domain.proposals(
-                    [m.service for m in ranked], request.need_domain, language, consents, now, resident=facts
+            if request.informational:
+                # The resident is given the service's details; nothing goes to its organization.
+                referral = await self._events.refer_informationally(
+                    session,
+                    chosen,
+                    now,
+                    resident_id=request.resident_id,
+                    need_domain=request.need_domain,
+                    source_partner_id=source,
+                    language=language,
+                    screening_id=request.screening_id,
+                    reason="informational: the source gave the resident the service's details",
+                    actor_partner_id=source,
+                    actor_user_id=principal().user_id,
+                    zip_code=request.resident_zip,
+                    age=age,
+                    available_at=available_at,
                 )
-                if not covered:
-                    raise FailedPrecondition(
-                        f"the resident's consent does not cover sharing with {chosen.service.organization_id}"
-                        f" for {request.need_domain}",
-                        violation_type="CONSENT",
-                        subject=request.resident_id,
+                note_resource("resident_id", referral.resident_id)
+                return to_proto(referral)
+            # Only a network partner receives a referral; any other service is information only.
+            partners = [m for m in ranked if m.service.takes_referrals]
+            if not partners:
+                if request.target_service_id:
+                    raise InvalidArgument.of(
+                        "target_service_id",
+                        f"{request.target_service_id} is a service of an organization that is no network"
+                        " partner: refer informationally (informational) to give the resident its details",
                     )
-                chosen = covered[0]
+                raise FailedPrecondition(
+                    f"no network partner serves {request.need_domain}: an informational referral gives"
+                    " the resident a service's details",
+                    violation_type="NO_PARTNER",
+                    subject=request.need_domain,
+                )
+            # A hand-off shares the resident with the CBO: only under a consent covering it.
+            consents = await consent_terms(session, request.resident_id)
+            covered = domain.proposals(
+                [m.service for m in partners], request.need_domain, language, consents, now, resident=facts
+            )
+            if not covered:
+                raise FailedPrecondition(
+                    f"the resident's consent does not cover sharing with {partners[0].service.partner_id}"
+                    f" for {request.need_domain}",
+                    violation_type="CONSENT",
+                    subject=request.resident_id,
+                )
+            chosen = covered[0]
             referral = ReferralRecord(
                 id=str(uuid.uuid4()),
                 resident_id=request.resident_id,
@@ -135,11 +169,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 screening_id=request.screening_id,
                 language=language,
                 source_partner_id=source,
-                target_partner_id=chosen.service.organization_id,
+                target_partner_id=chosen.service.partner_id,
                 target_service_id=chosen.service.service_id,
-                # Informational: the resident was given the information; nothing further to happen.
-                status=(domain.Status.COMPLETED if request.informational else domain.Status.REQUESTED).value,
-                informational=request.informational,
+                status=domain.Status.REQUESTED.value,
                 created_at=now,
                 updated_at=now,
                 match_zip=request.resident_zip,
@@ -347,16 +379,24 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             referral = await session.get(ReferralRecord, request.referral_id)
             if referral is None:
                 raise NotFound(f"referral {request.referral_id} not found")
-            found = await self._events.proposals(session, referral, utc_now())
+            now = utc_now()
+            found = await self._events.proposals(session, referral, now)
+            others = await self._events.information_only(session, referral, now)
         return referrals_pb2.ProposeTargetsResponse(
             targets=[
                 referrals_pb2.ProposedTarget(
                     service_id=m.service.service_id,
                     organization_id=m.service.organization_id,
-                    reasons=list(m.reasons),
+                    reasons=[
+                        *m.reasons,
+                        *([] if m.service.takes_referrals else ["information only: no network partner"]),
+                    ],
                     distance_km=round(m.distance_km, 3) if m.distance_km is not None else 0.0,
+                    partner_id=m.service.partner_id,
+                    information_only=not m.service.takes_referrals,
+                    name=m.service.name,
                 )
-                for m in found
+                for m in [*found, *others]
             ]
         )
 

@@ -118,6 +118,14 @@ class CandidateService:
     area_zips: frozenset[str] = frozenset()  # empty: no ZIP area
     area_radius_km: float = 0.0  # serves residents this close to one of its places (0: not said)
     hours: tuple[Hours, ...] = ()  # opening hours (empty: not published)
+    # The network partner that receives its referrals: set only for an active partner with the
+    # referral-target role. Empty: a plain directory entry, for the resident's information only.
+    partner_id: str = ""
+    name: str = ""
+
+    @property
+    def takes_referrals(self) -> bool:
+        return bool(self.partner_id)
 
 
 @dataclass(frozen=True)
@@ -197,10 +205,13 @@ OPEN = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS, Status.
 
 @dataclass(frozen=True)
 class Routing:
-    """Where a need goes: a matched service the resident consented to share with, or a draft and why."""
+    """Where a need goes: a partner's service the resident consented to share with; or, when no
+    partner serves the need, the best other service, for the resident's information; or a draft
+    and why."""
 
     match: Match | None
     draft_reason: str
+    information: Match | None = None
 
 
 def route(
@@ -210,16 +221,32 @@ def route(
     consents: Iterable[ConsentTerms],
     at: datetime,
 ) -> Routing:
-    """The best-ranked service whose organization the resident's consent covers for this need.
-    Nothing identifying reaches a CBO without consent, so without it the referral stays a draft."""
+    """The best-ranked partner service whose partner the resident's consent covers for this need.
+    Nothing identifying reaches a CBO without consent, so without it the referral stays a draft.
+    Only partners receive referrals: when none serves the need, the resident is given the best
+    other service's details instead (an informational referral; nothing goes to that organization)."""
     matches = rank_targets(candidates, need_domain, language)
     if not matches:
         return Routing(None, NO_MATCHING_SERVICE)
+    partners = [m for m in matches if m.service.takes_referrals]
+    if not partners:
+        return Routing(None, "", information=matches[0])
     terms = list(consents)
-    for m in matches:
-        if consent_for_share(terms, need_domain, m.service.organization_id, at) is not None:
+    for m in partners:
+        if consent_for_share(terms, need_domain, m.service.partner_id, at) is not None:
             return Routing(m, "")
     return Routing(None, CONSENT_REQUIRED)
+
+
+def informational_reason(need_domain: str, service_name: str) -> str:
+    return (
+        f"no network partner serves {need_domain}: the resident was sent the details of"
+        f" {service_name or 'a directory service'} (information only, nothing shared)"
+    )
+
+
+def not_a_partner_reason(target: str) -> str:
+    return f"{target} is no network partner that receives referrals: nobody could accept it"
 
 
 def withdraw_on_revocation(
@@ -270,15 +297,29 @@ def proposals(
     tried_organizations: Iterable[str] = (),
     resident: ResidentFacts | None = None,
 ) -> list[Match]:
-    """Ranked targets a source may choose from: matching services of organizations that have not
-    had (and turned down) this referral, which the resident's consent covers."""
+    """Ranked targets a referral may go to: partners' services, of partners that have not had (and
+    turned down) this referral, which the resident's consent covers."""
     tried = set(tried_organizations)
     terms = list(consents)
     return [
         m
         for m in rank_targets(candidates, need_domain, language, resident)
-        if m.service.organization_id not in tried
-        and consent_for_share(terms, need_domain, m.service.organization_id, at) is not None
+        if m.service.takes_referrals
+        and m.service.partner_id not in tried
+        and consent_for_share(terms, need_domain, m.service.partner_id, at) is not None
+    ]
+
+
+def information_only(
+    candidates: Iterable[CandidateService],
+    need_domain: str,
+    language: str,
+    resident: ResidentFacts | None = None,
+) -> list[Match]:
+    """Ranked services of organizations that are no network partner: the resident may be given
+    their details (an informational referral), never handed off to them."""
+    return [
+        m for m in rank_targets(candidates, need_domain, language, resident) if not m.service.takes_referrals
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from ach.common.v1 import common_pb2
@@ -20,6 +21,7 @@ from ach_events.partner_refusal import partner_violations, refuse_report
 from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform import zip_codes
+from ach_platform.access import PartnerLookup
 from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.consent import ConsentTerms
@@ -70,8 +72,11 @@ class ReferralEvents:
         reroute_default: domain.ReroutePolicy = domain.ReroutePolicy.AUTOMATIC,
         reroute_by_domain: dict[str, domain.ReroutePolicy] | None = None,
         timers: domain.TimerPolicy | None = None,
+        partners: Callable[[], PartnerLookup | None] = lambda: None,
     ) -> None:
         self._outbox = outbox
+        # The partner registry's replica: who receives referrals is its say, at the moment of routing.
+        self._partners = partners
         self.timers = timers or domain.TimerPolicy()
         self._reroute_default = reroute_default
         self._reroute_by_domain = reroute_by_domain or {}
@@ -106,6 +111,11 @@ class ReferralEvents:
         replica.area_zips = list(svc.service_area_zips)
         replica.area_radius_km = svc.service_area_radius_km
         replica.opening_hours = [{f: getattr(h, f) for f in HOURS_FIELDS} for h in svc.opening_hours]
+        replica.partner_id = svc.partner_id
+        replica.name = svc.name[:500]
+        replica.organization_name = svc.organization_name[:500]
+        replica.phone = svc.phone[:100]
+        replica.address = next((p.address for p in svc.locations if p.address and not p.virtual), "")[:500]
         session.add(replica)
 
     async def on_need_identified(
@@ -118,6 +128,19 @@ class ReferralEvents:
             return
         now = utc_now()
         routing = await self._route(session, need.resident_id, need.need_domain, need.language, now)
+        if routing.information is not None:
+            await self.refer_informationally(
+                session,
+                routing.information,
+                now,
+                resident_id=need.resident_id,
+                need_domain=need.need_domain,
+                source_partner_id=need.source_partner_id,
+                language=need.language or "en",
+                need_id=need.need_id,
+                screening_id=need.screening_id,
+            )
+            return
         referral = ReferralRecord(
             id=str(uuid.uuid4()),
             resident_id=need.resident_id,
@@ -132,14 +155,84 @@ class ReferralEvents:
             updated_at=now,
         )
         if routing.match:
-            referral.target_partner_id = routing.match.service.organization_id
+            referral.target_partner_id = routing.match.service.partner_id
             referral.target_service_id = routing.match.service.service_id
         self.schedule(referral)
         session.add(referral)
         self.publish_created(session, referral)
 
+    async def refer_informationally(
+        self,
+        session: AsyncSession,
+        match: domain.Match,
+        now: datetime,
+        *,
+        resident_id: str,
+        need_domain: str,
+        source_partner_id: str,
+        language: str,
+        need_id: str = "",
+        screening_id: str = "",
+        reason: str = "",
+        actor_partner_id: str = "",
+        actor_user_id: str = "",
+        zip_code: str = "",
+        age: int | None = None,
+        available_at: datetime | None = None,
+    ) -> ReferralRecord:
+        """An informational referral: the resident is sent the service's details (by the channel and
+        in the language they chose, through notifications); nothing goes to the organization, which
+        is no party to it. Completed at once, with one history entry saying why."""
+        referral = ReferralRecord(
+            id=str(uuid.uuid4()),
+            resident_id=resident_id,
+            need_domain=need_domain,
+            need_id=need_id,
+            screening_id=screening_id,
+            language=language,
+            source_partner_id=source_partner_id,
+            target_partner_id="",
+            target_service_id=match.service.service_id,
+            status=domain.Status.COMPLETED.value,
+            informational=True,
+            created_at=now,
+            updated_at=now,
+            sequence=1,
+            match_zip=zip_code,
+            match_age=age,
+            match_available_at=available_at,
+        )
+        session.add(referral)
+        replica = await session.get(DirectoryServiceReplica, match.service.service_id)
+        session.add(
+            ReferralHistory(
+                referral_id=referral.id,
+                sequence=1,
+                from_status=domain.Status.DRAFT.value,
+                to_status=domain.Status.COMPLETED.value,
+                actor_partner_id=actor_partner_id,
+                actor_user_id=actor_user_id,
+                reason=reason or domain.informational_reason(need_domain, replica.name if replica else ""),
+                changed_at=now,
+                target_service_id=match.service.service_id,
+            )
+        )
+        self.publish_created(session, referral, service_information(replica, match.service.service_id))
+        return referral
+
+    def partner_taking_referrals(self, partner_id: str) -> str:
+        """The partner id when the registry has it active with the referral-target role; else ""."""
+        registry = self._partners()
+        partner = registry.get(partner_id) if registry is not None and partner_id else None
+        return (
+            partner_id
+            if partner is not None and partner.active and "referral-target" in partner.roles
+            else ""
+        )
+
     async def candidates(self, session: AsyncSession) -> list[domain.CandidateService]:
-        """The services of the local directory replica, as matching sees them."""
+        """The services of the local directory replica, as matching sees them: a service names its
+        partner only while the registry has that partner active and receiving referrals."""
         return [
             domain.CandidateService(
                 r.service_id,
@@ -154,6 +247,8 @@ class ReferralEvents:
                 area_zips=frozenset(r.area_zips),
                 area_radius_km=r.area_radius_km,
                 hours=tuple(Hours(**h) for h in r.opening_hours),
+                partner_id=self.partner_taking_referrals(r.partner_id),
+                name=r.name,
             )
             for r in await replica_services(session)
         ]
@@ -190,6 +285,17 @@ class ReferralEvents:
             resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
         )
 
+    async def information_only(
+        self, session: AsyncSession, referral: ReferralRecord, at: datetime
+    ) -> list[domain.Match]:
+        """Services of organizations that are no partner, for the resident's information."""
+        return domain.information_only(
+            await self.candidates(session),
+            referral.need_domain,
+            referral.language,
+            resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
+        )
+
     async def after_rejection(self, session: AsyncSession, referral: ReferralRecord, rejection: str) -> None:
         """No wrong door: with the automatic policy for its need domain, a rejected referral goes
         on to the next suitable target at once. Otherwise (or with none left) it stays rejected and
@@ -214,7 +320,7 @@ class ReferralEvents:
         actor_user_id: str = "",
     ) -> None:
         previous = referral.target_partner_id
-        referral.target_partner_id = to.service.organization_id
+        referral.target_partner_id = to.service.partner_id
         referral.target_service_id = to.service.service_id
         self.record_change(
             session,
@@ -338,7 +444,7 @@ class ReferralEvents:
                     session, referral.resident_id, referral.need_domain, referral.language, now
                 )
                 if routing.match:
-                    referral.target_partner_id = routing.match.service.organization_id
+                    referral.target_partner_id = routing.match.service.partner_id
                     referral.target_service_id = routing.match.service.service_id
                     referral.draft_reason = ""
                     self.record_change(
@@ -385,7 +491,12 @@ class ReferralEvents:
     def publish(self, session: AsyncSession, referral_id: str, message: Message) -> None:
         self._outbox.add(session, REFERRAL_EVENTS, message, key=referral_id)
 
-    def publish_created(self, session: AsyncSession, r: ReferralRecord) -> None:
+    def publish_created(
+        self,
+        session: AsyncSession,
+        r: ReferralRecord,
+        information: referrals_pb2.ServiceInformation | None = None,
+    ) -> None:
         self._outbox.add(
             session,
             REFERRAL_EVENTS,
@@ -402,6 +513,7 @@ class ReferralEvents:
                 created_at=to_timestamp(r.created_at),
                 draft_reason=r.draft_reason,
                 informational=r.informational,
+                service_information=information,
             ),
             key=r.id,
         )
@@ -427,6 +539,25 @@ class ReferralEvents:
             ),
             key=r.id,
         )
+
+
+def service_information(
+    replica: DirectoryServiceReplica | None, service_id: str
+) -> referrals_pb2.ServiceInformation:
+    """What the resident is told of a service: the directory's public details, nothing of theirs."""
+    if replica is None:
+        return referrals_pb2.ServiceInformation(service_id=service_id)
+    return referrals_pb2.ServiceInformation(
+        service_id=service_id,
+        name=replica.name,
+        organization_name=replica.organization_name,
+        address=replica.address,
+        phone=replica.phone,
+        opening_hours=[
+            directory_pb2.OpeningHours(**{f: h[f] for f in HOURS_FIELDS if f in h})
+            for h in replica.opening_hours
+        ],
+    )
 
 
 def resident_facts(

@@ -3,30 +3,44 @@ and residents' consents."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
+import sys
 from pathlib import Path
 
 from ach.referrals.v1 import referrals_pb2_grpc
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import DIRECTORY_SERVICES, PARTNER_INTAKE, RESIDENT_EVENTS, SCREENING_EVENTS
-from ach_platform.settings import ConfigError
+from ach_events.topics import (
+    DIRECTORY_SERVICES,
+    PARTNER_INTAKE,
+    RESIDENT_EVENTS,
+    SCREENING_EVENTS,
+    BrokerUnavailable,
+)
+from ach_platform.settings import ConfigError, ServiceSettings
 
 from ach_referrals import domain
 from ach_referrals.api import ReferralApi
 from ach_referrals.events import ReferralEvents
+from ach_referrals.mend import ReroutePolicies, mend_targets
 from ach_referrals.store import ReferralRecord
 from ach_referrals.timers import TimerWorker, timer_policy_from_env
 
 
-def wire(runtime: Runtime) -> None:
+def reroute_policies_from_env() -> tuple[domain.ReroutePolicy, dict[str, domain.ReroutePolicy]]:
     try:
-        default, by_domain = domain.parse_reroute_policies(
-            os.environ.get("REFERRAL_REROUTE_POLICY", "automatic")
-        )
+        return domain.parse_reroute_policies(os.environ.get("REFERRAL_REROUTE_POLICY", "automatic"))
     except ValueError as exc:
         raise ConfigError(f"REFERRAL_REROUTE_POLICY: {exc}") from None
-    events = ReferralEvents(runtime.outbox, default, by_domain, timer_policy_from_env())
+
+
+def wire(runtime: Runtime) -> None:
+    default, by_domain = reroute_policies_from_env()
+    events = ReferralEvents(
+        runtime.outbox, default, by_domain, timer_policy_from_env(), partners=lambda: runtime.partners
+    )
     api = ReferralApi(runtime.sessions, events)
     runtime.serve_grpc(
         lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
@@ -66,8 +80,36 @@ def wire(runtime: Runtime) -> None:
 DEFINITION = ServiceDefinition("referrals", Path(__file__).parent / "migrations", wire)
 
 
-def cli() -> None:
-    run_cli(DEFINITION)
+def cli(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "mend-targets":
+        raise SystemExit(mend_cli(argv[1:]))
+    run_cli(DEFINITION, argv)
+
+
+def mend_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ach-referrals mend-targets",
+        description="once, after the upgrade that routes only to partners: referrals waiting for a"
+        " target that is no network partner receiving referrals are turned down by the network and"
+        " re-routed (by REFERRAL_REROUTE_POLICY), each with a history entry saying why",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    args = parser.parse_args(argv)
+    try:
+        default, by_domain = reroute_policies_from_env()
+        report = asyncio.run(
+            mend_targets(
+                ServiceSettings.from_env(DEFINITION.name),
+                ReroutePolicies(default, by_domain, timer_policy_from_env()),
+                dry_run=args.dry_run,
+            )
+        )
+    except (ConfigError, BrokerUnavailable) as exc:
+        print(f"ach-referrals: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
 
 
 if __name__ == "__main__":

@@ -74,6 +74,14 @@ class DirectoryServiceReplica(SQLModel, table=True):
     area_radius_km: float = 0.0
     # HSDS schedules as the directory publishes them (see ach_platform.opening_hours.Hours).
     opening_hours: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The network partner that runs it, as the directory says ("": information only); whether it
+    # receives referrals is the partner registry's say (active, role referral-target).
+    partner_id: str = Field(default="", max_length=100)
+    # What a resident is told of it (public directory information).
+    name: str = Field(default="", max_length=500)
+    organization_name: str = Field(default="", max_length=500)
+    phone: str = Field(default="", max_length=100)
+    address: str = Field(default="", max_length=500)
 
 
 async def referral_for_need(session: AsyncSession, need_id: str) -> ReferralRecord | None:
@@ -140,3 +148,14 @@ async def due_timers(session: AsyncSession, now: datetime, limit: int) -> list[t
         .limit(limit)
     )
     return [(i, due) for i, due in rows.all() if due is not None]
+
+
+async def open_referrals_with_target(session: AsyncSession) -> list[ReferralRecord]:
+    """Referrals that wait for (or are with) a target: what the mend of non-partner targets checks."""
+    rows = await session.exec(
+        select(ReferralRecord).where(
+            col(ReferralRecord.status).in_(["requested", "accepted", "in-progress", "on-hold"]),
+            ReferralRecord.target_partner_id != "",
+        )
+    )
+    return list(rows.all())

@@ -67,7 +67,7 @@ async def api(
                 updated_at=now,
             )
         )
-    servicer = ReferralApi(sessions, ReferralEvents(Outbox("/ach/referrals")))
+    servicer = ReferralApi(sessions, ReferralEvents(Outbox("/ach/referrals"), partners=lambda: PARTNERS))  # type: ignore[arg-type,return-value]
 
     async def parties(referral_id: str) -> set[str] | None:
         async with sessions() as session:
@@ -295,6 +295,7 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
                 DirectoryServiceReplica(
                     service_id=service_id,
                     organization_id=org,
+                    partner_id=org,
                     need_domains=["food-insecurity"],
                     languages=languages,
                     active=True,
@@ -381,3 +382,83 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
         referral = await session.get(ReferralRecord, told.referral_id)
     assert len(created) == 3
     assert referral is not None and referral.timer_due_at is None  # informational: no reminders
+
+
+async def test_only_partners_receive_referrals_and_a_suspension_counts_at_once(
+    api: tuple[Stub, async_sessionmaker[AsyncSession]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub, sessions = api
+    clinic = stub("clinic-1")
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        for service_id, organization, partner, languages, room in (
+            ("svc-211", "hsds-org-1", "", ["en", "es"], 9),  # a 2-1-1 entry: ranks first, is no partner's
+            ("svc-p", "hsds-org-2", "cbo-1", ["en"], 1),  # an HSDS organization linked to cbo-1
+            ("svc-q", "cbo-2", "cbo-2", ["en"], 0),
+        ):
+            session.add(
+                DirectoryServiceReplica(
+                    service_id=service_id,
+                    organization_id=organization,
+                    partner_id=partner,
+                    name=f"Service {service_id}",
+                    phone="209-555-0100",
+                    need_domains=["food-insecurity"],
+                    languages=languages,
+                    active=True,
+                    capacity_available=room,
+                    version=1,
+                )
+            )
+        session.add(
+            ConsentReplica(
+                consent_id="c-7",
+                resident_id="res-7",
+                need_domains=[],
+                partner_ids=[],
+                status="active",
+                given_at=now,
+                version=1,
+            )
+        )
+
+    def create(**fields: Any) -> Any:
+        return clinic.CreateReferral(
+            referrals_pb2.CreateReferralRequest(resident_id="res-7", need_domain="food-insecurity", **fields),
+            timeout=5,
+        )
+
+    placed = await create(language="es")
+    assert (placed.target_partner_id, placed.target_service_id) == ("cbo-1", "svc-p")  # the partner, by id
+    to_211 = await rpc_error(create(target_service_id="svc-211"))
+    assert (
+        violations(to_211)[0][0] == "target_service_id" and "no network partner" in violations(to_211)[0][1]
+    )
+    told = await create(target_service_id="svc-211", informational=True)
+    assert (told.status, told.informational, told.target_partner_id, told.target_service_id) == (
+        referrals_pb2.REFERRAL_STATUS_COMPLETED,
+        True,
+        "",
+        "svc-211",
+    )
+    history = await clinic.GetReferralHistory(
+        referrals_pb2.GetReferralHistoryRequest(referral_id=told.referral_id), timeout=5
+    )
+    assert [(c.to_status, c.changed_by.partner_id) for c in history.changes] == [
+        (referrals_pb2.REFERRAL_STATUS_COMPLETED, "clinic-1")
+    ]
+    async with sessions() as session:
+        events = (await session.exec(select(OutboxEvent).where(OutboxEvent.key == told.referral_id))).all()
+    created = referrals_pb2.ReferralCreated.FromString(events[0].payload)
+    assert (created.service_information.name, created.service_information.phone) == (
+        "Service svc-211",
+        "209-555-0100",
+    )
+
+    # The registry decides at the moment of routing: cbo-1 suspended, then cbo-2 loses its role.
+    monkeypatch.setitem(PARTNERS, "cbo-1", PartnerView("cbo-1", "cbo", frozenset({"referral-target"}), False))
+    assert (await create()).target_partner_id == "cbo-2"
+    monkeypatch.setitem(PARTNERS, "cbo-2", PartnerView("cbo-2", "cbo", frozenset(), True))
+    none_left = await rpc_error(create())
+    assert none_left.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no network partner serves food-insecurity" in (none_left.details() or "")

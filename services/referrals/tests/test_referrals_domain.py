@@ -25,6 +25,7 @@ from ach_referrals.domain import (
     TimerKind,
     TimerPolicy,
     check_transition,
+    information_only,
     next_timer,
     not_accepted_reason,
     parse_duration,
@@ -118,8 +119,18 @@ def consent(partners: tuple[str, ...] = (), status: str = "active") -> ConsentTe
     return ConsentTerms("c1", "r1", frozenset(), frozenset(partners), status, NOW - timedelta(days=1))
 
 
-PANTRY = CandidateService("svc-pantry", "cbo-pantry", ("food-insecurity",), ("en", "es"), True, 5)
-MEALS = CandidateService("svc-meals", "cbo-meals", ("food-insecurity",), ("en",), True, 5)
+PANTRY = CandidateService(
+    "svc-pantry", "cbo-pantry", ("food-insecurity",), ("en", "es"), True, 5, partner_id="cbo-pantry"
+)
+MEALS = CandidateService(
+    "svc-meals", "cbo-meals", ("food-insecurity",), ("en",), True, 5, partner_id="cbo-meals"
+)
+# A 2-1-1 entry: its HSDS organization is no network partner.
+PLAIN_211 = CandidateService("svc-211", "3f1c0a9e-hsds-org", ("food-insecurity",), ("en", "es"), True, 9)
+# A partner's service imported from HSDS: the organization id is the directory's, the partner the registry's.
+LINKED = CandidateService(
+    "svc-linked", "8d2e-hsds-org", ("housing-instability",), ("en",), True, 1, partner_id="cbo-housing"
+)
 
 
 def test_a_need_goes_to_the_best_service_the_resident_consented_to() -> None:
@@ -136,6 +147,27 @@ def test_without_consent_or_without_a_service_the_referral_stays_a_draft_and_say
     assert route([PANTRY], "housing-instability", "en", [consent()], NOW).draft_reason == NO_MATCHING_SERVICE
 
 
+def test_only_partners_receive_referrals_and_consent_names_the_partner_not_the_hsds_organization() -> None:
+    # The 2-1-1 entry ranks first (capacity, language) but receives nothing: the partner's service does.
+    routing = route([PLAIN_211, PANTRY], "food-insecurity", "es", [consent()], NOW)
+    assert routing.match is not None and routing.match.service is PANTRY and routing.information is None
+    # Consent names partners: the linked partner is covered, its HSDS organization id covers nothing.
+    covered = route([LINKED], "housing-instability", "en", [consent(("cbo-housing",))], NOW)
+    assert covered.match is not None and covered.match.service is LINKED
+    by_org = route([LINKED], "housing-instability", "en", [consent(("8d2e-hsds-org",))], NOW)
+    assert (by_org.match, by_org.draft_reason) == (None, CONSENT_REQUIRED)
+
+
+def test_a_need_no_partner_serves_gets_the_best_other_service_for_information() -> None:
+    plain_es = CandidateService("svc-211-es", "org-es", ("food-insecurity",), ("es",), True, 0)
+    routing = route([plain_es, PLAIN_211], "food-insecurity", "es", [], NOW)
+    assert routing.match is None and routing.draft_reason == ""
+    assert routing.information is not None and routing.information.service is PLAIN_211
+    # Never a hand-off to it, whatever the consent says.
+    assert proposals([PLAIN_211], "food-insecurity", "es", [consent()], NOW) == []
+    assert [m.service for m in information_only([PLAIN_211, PANTRY], "food-insecurity", "es")] == [PLAIN_211]
+
+
 def test_open_referrals_the_consents_no_longer_cover_are_withdrawn() -> None:
     revoked = [consent(status="revoked")]
     for status in (Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS, Status.ON_HOLD):
@@ -145,7 +177,9 @@ def test_open_referrals_the_consents_no_longer_cover_are_withdrawn() -> None:
         assert not withdraw_on_revocation(status, "food-insecurity", "cbo-pantry", revoked, NOW)
 
 
-KITCHEN = CandidateService("svc-kitchen", "cbo-kitchen", ("food-insecurity",), ("es",), True, 0)
+KITCHEN = CandidateService(
+    "svc-kitchen", "cbo-kitchen", ("food-insecurity",), ("es",), True, 0, partner_id="cbo-kitchen"
+)
 
 
 def test_proposals_leave_out_who_turned_it_down_and_whom_consent_does_not_cover() -> None:

@@ -11,6 +11,8 @@ REFERRALS_ACCEPTED = "referrals_accepted"
 REFERRALS_COMPLETED = "referrals_completed"
 REFERRALS_NEED_MET = "referrals_need_met"
 NOTIFICATIONS_DELIVERED = "notifications_delivered"
+# The resident was given a service's details, nothing handed off: never a referral created.
+INFORMATIONAL_REFERRALS = "informational_referrals"
 FUNNEL = (
     SCREENINGS_COMPLETED,
     NEEDS_IDENTIFIED,
@@ -19,12 +21,18 @@ FUNNEL = (
     REFERRALS_COMPLETED,
     REFERRALS_NEED_MET,
     NOTIFICATIONS_DELIVERED,
+    INFORMATIONAL_REFERRALS,
 )
 
 
 def per_domain(metric: str, need_domain: str) -> list[tuple[str, str]]:
     """A count goes to its need domain's row and to the all-domains row."""
     return [(metric, ALL_DOMAINS), (metric, need_domain)] if need_domain else [(metric, ALL_DOMAINS)]
+
+
+def referral_created_counters(informational: bool, need_domain: str) -> list[tuple[str, str]]:
+    """Hand-offs to a CBO and informational referrals are counted apart."""
+    return per_domain(INFORMATIONAL_REFERRALS if informational else REFERRALS_CREATED, need_domain)
 
 
 def status_change_counters(to_status: str, outcome: str, need_domain: str) -> list[tuple[str, str]]:

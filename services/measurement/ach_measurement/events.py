@@ -32,9 +32,7 @@ async def on_need_identified(
 async def on_referral_created(
     session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralCreated
 ) -> None:
-    if event.informational:
-        return  # not a hand-off: the funnel counts referrals a CBO receives
-    for metric, need_domain in domain.per_domain(domain.REFERRALS_CREATED, event.need_domain):
+    for metric, need_domain in domain.referral_created_counters(event.informational, event.need_domain):
         await increment(session, metric, need_domain)
 
 

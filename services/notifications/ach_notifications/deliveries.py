@@ -401,8 +401,12 @@ class DeliveryWorker:
             return Result(False, str(exc))
         if not contact.channel:
             return Result(False, "the resident asked not to be contacted", withheld=True)
+        service = payload.get("service")
         message = domain.resident_message(
-            payload["template"], contact.language, self._organization_name(payload["organization_id"])
+            payload["template"],
+            contact.language,
+            self._organization_name(payload["organization_id"]) if payload["organization_id"] else "",
+            service if isinstance(service, dict) else None,
         )
         trace.get_current_span().set_attribute("ach.message_language", message.language)
         if contact.channel == "sms":

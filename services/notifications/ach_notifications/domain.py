@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,11 @@ def resident_template(
         return ""
     if need_domain in silent_domains:
         return ""
-    return {"requested": "referral-sent", "accepted": "referral-accepted"}.get(to_status, "")
+    return {
+        "requested": "referral-sent",
+        "accepted": "referral-accepted",
+        INFORMATIONAL: "service-information",
+    }.get(to_status, "")
 
 
 @dataclass(frozen=True)
@@ -211,13 +217,69 @@ def resident_templates() -> dict[tuple[str, str], tuple[str, str]]:
         return {(r["template"], r["language"]): (r["subject"], r["text"]) for r in csv.DictReader(f)}
 
 
-def resident_message(template: str, language: str, organization: str) -> ResidentMessage:
+def resident_message(
+    template: str, language: str, organization: str, service: Mapping[str, Any] | None = None
+) -> ResidentMessage:
     """The message in the resident's language: the exact tag, else its primary language (es-MX ->
-    es), else English. Names the organization, never the need or the resident."""
+    es), else English. Names the organization (or the service, with its details), never the need
+    or the resident."""
     table = resident_templates()
     tag = language.strip()
     for candidate in (tag, tag.split("-")[0].lower(), "en"):
         if (template, candidate) in table:
             subject, text = table[(template, candidate)]
-            return ResidentMessage(candidate, subject, text.format(organization=organization))
+            details = service_details(service, candidate) if service is not None else ""
+            name = service_label(service) if service is not None else organization
+            return ResidentMessage(
+                candidate, subject, " ".join(text.format(organization=name, details=details).split())
+            )
     raise KeyError(f"no {template} message in English")
+
+
+# A pseudo-status: an informational referral, whose message gives the resident a service's details.
+INFORMATIONAL = "informational"
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+@cache
+def detail_labels() -> dict[str, dict[str, str]]:
+    """language -> labels (address, phone, hours, days), from the maintained table beside this module."""
+    with (Path(__file__).parent / "service_details.csv").open(encoding="utf-8", newline="") as f:
+        return {r["language"]: dict(r) for r in csv.DictReader(f)}
+
+
+def service_label(service: Mapping[str, Any]) -> str:
+    name = str(service.get("name") or "").strip()
+    organization = str(service.get("organization_name") or "").strip()
+    if name and organization and organization.lower() not in name.lower():
+        return f"{name} ({organization})"
+    return name or organization
+
+
+def opening_hours_text(hours: Iterable[Mapping[str, Any]], days: Sequence[str]) -> str:
+    """Weekly opening hours as a resident reads them: "Mon, Wed 09:00-17:00; Sat 10:00-12:00"
+    (closures and rules without times left out; at most four)."""
+    parts: list[str] = []
+    for h in hours:
+        opens, closes = str(h.get("opens_at") or "")[:5], str(h.get("closes_at") or "")[:5]
+        if h.get("closed") or not opens or not closes:
+            continue
+        rule = dict(p.partition("=")[::2] for p in str(h.get("rrule") or "").upper().split(";") if "=" in p)
+        byday = [d[-2:] for d in rule.get("BYDAY", "").split(",") if d[-2:] in WEEKDAYS]
+        named = ", ".join(days[WEEKDAYS.index(d)] for d in sorted(set(byday), key=WEEKDAYS.index))
+        part = f"{named} {opens}-{closes}".strip()
+        if part not in parts:
+            parts.append(part)
+    return "; ".join(parts[:4])
+
+
+def service_details(service: Mapping[str, Any], language: str) -> str:
+    """The service's address, phone and opening hours, labelled in the message's language."""
+    labels = detail_labels().get(language) or detail_labels()["en"]
+    days = labels["days"].split("|")
+    pieces = [
+        (labels["address"], str(service.get("address") or "").strip()),
+        (labels["phone"], str(service.get("phone") or "").strip()),
+        (labels["hours"], opening_hours_text(service.get("opening_hours") or [], days)),
+    ]
+    return " ".join(f"{label}: {value}." for label, value in pieces if value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
@@ -57,7 +58,28 @@ class NotificationEvents:
             )
         )
         if event.informational:
-            return  # the resident was given the information: nothing for the CBO to do
+            # Nothing for any CBO to do; the resident is sent the service's details.
+            info = event.service_information
+            await self._message_resident(
+                session,
+                envelope,
+                event.referral_id,
+                event.resident_id,
+                event.need_domain,
+                domain.INFORMATIONAL,
+                "",
+                service={
+                    "name": info.name,
+                    "organization_name": info.organization_name,
+                    "address": info.address,
+                    "phone": info.phone,
+                    "opening_hours": [
+                        {f: getattr(h, f) for f in ("rrule", "opens_at", "closes_at", "closed")}
+                        for h in info.opening_hours
+                    ],
+                },
+            )
+            return
         await self._deliver(
             session, envelope, domain.notices_for_referral_created(event.referral_id, event.target_partner_id)
         )
@@ -136,6 +158,7 @@ class NotificationEvents:
         need_domain: str,
         to_status: str,
         organization_id: str,
+        service: dict[str, Any] | None = None,
     ) -> None:
         """A message to the resident about their referral, when their preference and the need allow:
         queued with ids only (the address and the text are made when it is sent)."""
@@ -166,6 +189,7 @@ class NotificationEvents:
                     "referral_id": referral_id,
                     "template": template,
                     "organization_id": organization_id,
+                    **({"service": service} if service is not None else {}),
                 },
                 next_attempt_at=now,
                 traceparent=envelope.trace_headers.get("traceparent", ""),

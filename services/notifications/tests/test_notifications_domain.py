@@ -195,9 +195,38 @@ def test_every_message_exists_in_every_language_names_the_organization_and_never
     table = domain.resident_templates()
     templates = {t for t, _ in table}
     languages = {lang for _, lang in table}
-    assert templates == {"referral-sent", "referral-accepted"} and {"en", "es", "vi", "zh", "tl"} <= languages
+    assert templates == {"referral-sent", "referral-accepted", "service-information"}
+    assert {"en", "es", "vi", "zh", "tl"} <= languages
     assert set(table) == {(t, lang) for t in templates for lang in languages}, "a translation is missing"
     needs = ("food", "housing", "transport", "utilit", "safety", "violence", "comida", "vivienda")
     for (template, language), (subject, text) in table.items():
         assert "{organization}" in text and subject, (template, language)
         assert not any(word in text.lower() for word in needs), (template, language)
+
+
+def test_a_service_information_message_gives_name_address_phone_and_hours_in_the_residents_language() -> None:
+    service = {
+        "name": "Community Fridge",
+        "organization_name": "Eastside Mutual Aid",
+        "address": "1 Main St, Stockton, CA 95202",
+        "phone": "209-555-0199",
+        "opening_hours": [
+            {"rrule": "FREQ=WEEKLY;BYDAY=MO,WE,FR", "opens_at": "09:00:00", "closes_at": "17:00:00"},
+            {"rrule": "", "opens_at": "", "closes_at": "", "closed": True},  # a holiday closure
+        ],
+    }
+    es = domain.resident_message("service-information", "es-MX", "", service)
+    assert es.language == "es" and es.text == (
+        "Su equipo de salud encontró un servicio para usted: Community Fridge (Eastside Mutual Aid)."
+        " Dirección: 1 Main St, Stockton, CA 95202. Teléfono: 209-555-0199."
+        " Horario: lun, mié, vie 09:00-17:00."
+        " ¿Preguntas? Llame a su clínica."
+    )
+    labels = domain.detail_labels()
+    assert set(labels) == {lang for _, lang in domain.resident_templates()}, "labels for every language"
+    assert all(len(row["days"].split("|")) == 7 for row in labels.values())
+    # What the directory does not say is left out, not printed empty.
+    bare = domain.resident_message("service-information", "en", "", {"name": "Food Line"})
+    assert bare.text == "Your care team found a service for you: Food Line. Questions? Call your clinic."
+    assert domain.resident_template("informational", "food-insecurity", SMS_ES) == "service-information"
+    assert domain.resident_template("informational", "intimate-partner-violence", SMS_ES) == ""

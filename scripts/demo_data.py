@@ -53,6 +53,10 @@ SERVICES = [
     ("svc-safe-home", "cbo-safe-home", "Safe Home Advocacy", ["intimate-partner-violence"], ["en", "es"], 5),
 ]
 
+# The demo CBOs (network partners that receive referrals): each runs one service above, and some
+# organizations of the generated 2-1-1 directory are linked to them too.
+DEMO_CBOS = [s[1] for s in SERVICES]
+
 # Fictional residents: (partner's own id, given name, family name, birth date, phone, consent scope).
 # The first consents to sharing with every CBO for every need; the second has not consented yet, so
 # the network keeps its referrals as drafts ("consent-required") and shares nothing with a CBO.

@@ -26,7 +26,7 @@ from ach_identity.main import bootstrap  # noqa: E402
 from ach_platform import dev_pki, migrations  # noqa: E402
 from ach_platform.auth import AuthSettings  # noqa: E402
 from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
-from demo_data import BACKBONE, PARTNERS, load, register_partners  # noqa: E402
+from demo_data import BACKBONE, DEMO_CBOS, PARTNERS, load, register_partners  # noqa: E402
 
 SERVICES = list(DEFAULT_PORTS)
 
@@ -116,19 +116,26 @@ def announce(pki: dev_pki.DevPki) -> None:
 
 
 def load_directory(database_url: str, services: int = 300) -> str:
-    """A generated HSDS directory (the same every time: re-importing it changes nothing)."""
+    """A generated HSDS directory (the same every time: re-importing it changes nothing). A few of
+    its organizations are the demo CBOs (linked by an "ach-partner" identifier): their services
+    receive referrals; the rest are plain 2-1-1 entries, given to residents as information."""
     from ach_directory.hsds_catalog import load_catalog
     from ach_directory.hsds_files import write_package
     from ach_directory.main import import_directory
-    from ach_directory.sample_package import generate
+    from ach_directory.sample_package import generate, link_partners
 
+    rows = generate(services, seed=7)
+    links = link_partners(rows, DEMO_CBOS)
+    linked = sum(1 for s in rows["service"] if s["organization_id"] in links)
     with tempfile.TemporaryDirectory() as scratch:
         package = Path(scratch) / "directory"
-        write_package(package, load_catalog().entities, generate(services, seed=7))
+        write_package(package, load_catalog().entities, rows)
         report = asyncio.run(import_directory(database_url, package, show_progress=False))
     return (
         f"directory: {services} generated HSDS services ({report.services_changed} new or changed), "
-        "searchable and on the HSDS API"
+        f"searchable and on the HSDS API; {linked} of them run by demo partners"
+        f" ({', '.join(links.values())}), the others plain 2-1-1 entries"
+        " (information for residents, no referrals)"
     )
 
 

@@ -78,9 +78,16 @@ def _package_files(directory: Path) -> dict[str, Path]:
         for resource in resources:
             if not isinstance(resource, dict):
                 continue
-            name, where = str(resource.get("name", "")), str(resource.get("path", ""))
-            if name in TABULAR_FILES and where and (directory / where).is_file():
-                files[name] = directory / where
+            name, where = str(resource.get("name", ""))[:100], str(resource.get("path", ""))[:1000]
+            if name not in TABULAR_FILES or not where:
+                continue
+            # A descriptor names files of its own package only: never "../x", "/etc/passwd" or a
+            # link leading out of it.
+            target = (directory / where).resolve()
+            if not target.is_relative_to(directory.resolve()):
+                raise PackageError(f"datapackage.json: resource {name!r} names a file outside the package")
+            if target.is_file():
+                files[name] = target
     for entity, file in TABULAR_FILES.items():
         if entity not in files and (directory / file).is_file():
             files[entity] = directory / file

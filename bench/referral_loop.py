@@ -130,7 +130,7 @@ def run(bootstrap: str, postgres_server: str | None) -> list[Figure]:
     seconds = float(os.environ.get("BENCH_LOOP_SECONDS", "30"))
     only = os.environ.get("BENCH_LOOP_BACKENDS", "sqlite")
     figures: list[Figure] = []
-    os.environ["NOTIFY_INSECURE_WEBHOOKS"] = "1"
+    os.environ["NOTIFY_WEBHOOK_ALLOWLIST"] = "127.0.0.1"
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         pki = create_pki(work / "pki", list(TEST_PARTNER_ROLES))

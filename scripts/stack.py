@@ -142,7 +142,7 @@ def load_directory(database_url: str, services: int = 300) -> str:
 def main() -> int:
     os.environ.setdefault("ACH_CONNECT_TIMEOUT_S", "120")  # services wait for the broker to come up
     # A developer's partner endpoints on this machine are plain http (deployments require https).
-    os.environ.setdefault("NOTIFY_INSECURE_WEBHOOKS", "1")
+    os.environ.setdefault("NOTIFY_WEBHOOK_ALLOWLIST", "127.0.0.0/8,::1,localhost")
     # Messages to residents: notifications asks the local identity service for addresses (an SMS
     # gateway or SMTP server of your own goes in SMS_GATEWAY_URL / SMTP_HOST).
     os.environ.setdefault(

@@ -167,7 +167,8 @@ class Stack:
             "METRICS_PORT": str(free_port()),
             "HTTP_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
-            "NOTIFY_INSECURE_WEBHOOKS": "1",  # tests' webhook receivers are plain http on loopback
+            # Tests' webhook receivers and SMS gateway are plain http on loopback: named by the operator.
+            "NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1",
         }
         if name == "notifications" and "identity" in self.services:  # messages to residents
             env["NOTIFY_IDENTITY_ADDRESS"] = self.services["identity"].address

@@ -39,6 +39,12 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
+from ach_notifications.destinations import (
+    DestinationPolicy,
+    DestinationRefused,
+    GuardedResolver,
+    check_literal,
+)
 from ach_notifications.residents import ContactUnavailable, ResidentContacts
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
 
@@ -61,6 +67,11 @@ FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
 WITHHELD = notifications_pb2.DELIVERY_STATUS_WITHHELD
 
 
+# What the partner reads in its delivery log: the class of the problem, never which address or port
+# answered (the operator's log has the host).
+REFUSED_DESTINATION = "destination not allowed: webhooks go to public addresses only"
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     retry: domain.RetryPolicy = field(default_factory=domain.RetryPolicy)
@@ -68,7 +79,8 @@ class DeliverySettings:
     timeout_s: float = 10.0
     poll_s: float = 1.0  # idle: new deliveries wake the worker on commit; this finds retries due
     concurrency: int = 32
-    insecure_webhooks: bool = False  # plain http:// endpoints (a local stack's test receivers)
+    # Where webhooks may go: public addresses, and what NOTIFY_WEBHOOK_ALLOWLIST names.
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
     smtp_host: str = ""
     smtp_port: int = 25
     mail_from: str = "notifications@ach.local"
@@ -103,7 +115,7 @@ class DeliverySettings:
             timeout_s=number("NOTIFY_TIMEOUT_S", 10.0, 0.1),
             poll_s=number("NOTIFY_POLL_S", 1.0, 0.001),
             concurrency=int(number("NOTIFY_CONCURRENCY", 32, 1)),
-            insecure_webhooks=os.environ.get("NOTIFY_INSECURE_WEBHOOKS", "") == "1",
+            destinations=DestinationPolicy.from_env(),
             smtp_host=os.environ.get("SMTP_HOST", ""),
             smtp_port=int(number("SMTP_PORT", 25, 1)),
             mail_from=os.environ.get("NOTIFY_MAIL_FROM", "notifications@ach.local"),
@@ -156,6 +168,7 @@ class DeliveryWorker:
         self._residents = residents  # where a resident's message goes, asked when sending
         self._organization_name = organization_name  # a partner's name, for residents' messages
         self._session: aiohttp.ClientSession | None = None  # made on first use, inside the loop
+        self._gateway: aiohttp.ClientSession | None = None  # the operator's SMS gateway (not guarded)
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
         self.pending_gauge = 0
         meter.create_observable_gauge(
@@ -188,9 +201,18 @@ class DeliveryWorker:
             await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._gateway):
+            if session is not None:
+                await session.close()
+        self._session = self._gateway = None
+
+    def _gateway_http(self) -> aiohttp.ClientSession:
+        """For the endpoints the operator configured (the SMS gateway may well be internal)."""
+        if self._gateway is None:
+            self._gateway = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s)
+            )
+        return self._gateway
 
     def _http(self) -> aiohttp.ClientSession:
         # aiohttp, not httpx: a webhook costs ~0.08 ms of CPU with it against ~0.9 ms (measured on
@@ -199,7 +221,9 @@ class DeliveryWorker:
             # trust_env stays off: with it aiohttp reads the proxy settings and ~/.netrc again, in a
             # thread, for every request.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s)
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
+                # Every connection's addresses checked when they are resolved (no DNS rebinding).
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._settings.destinations)),
             )
         return self._session
 
@@ -354,6 +378,7 @@ class DeliveryWorker:
         }
         propagate.inject(headers)  # the receiver's own tracing can join the referral's trace
         try:
+            check_literal(self._settings.destinations, attempt.address)
             async with self._http().post(
                 attempt.address, data=body, headers=headers, allow_redirects=False
             ) as answer:
@@ -361,7 +386,11 @@ class DeliveryWorker:
                 return answered(answer.status, answer.headers.get("Retry-After", ""))
         except TimeoutError:
             return Result(False, f"timed out after {self._settings.timeout_s:g} s")
+        except DestinationRefused:
+            return Result(False, REFUSED_DESTINATION)
         except aiohttp.ClientError as exc:
+            if isinstance(getattr(exc, "os_error", None), DestinationRefused):
+                return Result(False, REFUSED_DESTINATION)
             return Result(False, f"unreachable: {type(exc).__name__}")
 
     async def _email(self, attempt: Attempt) -> Result:
@@ -418,7 +447,7 @@ class DeliveryWorker:
         if not s.sms_gateway_url:
             return Result(False, "no SMS gateway configured (SMS_GATEWAY_URL)")
         try:
-            async with self._http().post(
+            async with self._gateway_http().post(
                 s.sms_gateway_url,
                 data={"To": to, "From": s.sms_from, "Body": text},
                 auth=aiohttp.BasicAuth(s.sms_user, s.sms_token) if s.sms_user else None,

@@ -51,7 +51,7 @@ def wire(runtime: Runtime) -> None:
         if silent is None
         else frozenset(d.strip() for d in silent.split(",") if d.strip()),
     )
-    api = NotificationApi(runtime.sessions, insecure_webhooks=settings.insecure_webhooks)
+    api = NotificationApi(runtime.sessions, destinations=settings.destinations)
     runtime.serve_grpc(
         lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(api, server),
         "ach.notifications.v1.NotificationService",

@@ -20,6 +20,7 @@ import pytest
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox, OutboxEvent
 from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
+from ach_notifications.destinations import DestinationPolicy
 from ach_notifications.domain import RESIDENTS, BreakerPolicy, RetryPolicy
 from ach_notifications.residents import ContactUnavailable, ResidentAddress
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
@@ -81,7 +82,7 @@ def settings(**overrides: Any) -> DeliverySettings:
         "retry": RetryPolicy(max_attempts=3, base_s=0.01, cap_s=0.02),
         "breaker": BreakerPolicy(failures_to_open=100, cooldown_s=0.3),
         "timeout_s": 2.0,
-        "insecure_webhooks": True,
+        "destinations": DestinationPolicy.parse("127.0.0.1"),  # the test receivers, on loopback
     }
     return DeliverySettings(**{**base, **overrides})
 

@@ -1,0 +1,173 @@
+"""Trust hardening (issue 16), played as an outside partner with nothing but a valid client
+certificate, against the running services. Each test fails when its protection is removed.
+
+Covered so far: webhooks reach only public addresses (at registration and on every attempt), a
+long channel address is refused at once (no pattern runs over it), and directory packages cannot
+name files outside themselves."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
+from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy.engine import make_url
+
+from tests.harness import ROOT, Stack, eventually
+from tests.webhook_receiver import webhook_receiver
+
+pytestmark = pytest.mark.slow
+
+# Where a partner would like the process that holds the coordinator's credentials to knock.
+INTERNAL = [
+    "http://127.0.0.1:{metrics}/metrics",
+    "https://127.0.0.1:{metrics}/metrics",
+    "https://localhost:{metrics}/",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.1/admin",
+    "https://192.168.1.1/",
+    "https://[::1]:{metrics}/",
+    "https://[::ffff:127.0.0.1]:{metrics}/",
+    "https://0.0.0.0:{metrics}/",
+    "https://100.64.0.1/",  # carrier-grade NAT: not public either
+]
+
+
+def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    return [(v.field, v.description) for v in bad.field_violations]
+
+
+def test_webhooks_reach_only_public_addresses_at_registration_and_on_every_attempt(
+    make_stack: Callable[[str], Stack],
+) -> None:
+    stack = make_stack("sqlite")
+    notifications = stack.add("notifications")
+    # The operator allows one loopback address that nothing listens on: everything else internal is out.
+    notifications.env["NOTIFY_WEBHOOK_ALLOWLIST"] = "127.0.0.2"
+    with webhook_receiver() as receiver:
+        stack.start("directory", "referrals", "notifications")
+        metrics = stack.services["referrals"].metrics_port
+        with stack.channel("notifications", "cbo-pantry") as channel:
+            api = notifications_pb2_grpc.NotificationServiceStub(channel)
+            for template in INTERNAL:
+                address = template.format(metrics=metrics)
+                with pytest.raises(grpc.RpcError) as refused:
+                    api.RegisterChannel(
+                        notifications_pb2.RegisterChannelRequest(
+                            partner_id="cbo-pantry",
+                            kind=notifications_pb2.CHANNEL_KIND_WEBHOOK,
+                            address=address,
+                        ),
+                        timeout=10,
+                    )
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, address
+                assert field_violations(refused.value) in (
+                    [("address", "must reach a public address")],
+                    [("address", "must be an https:// URL")],
+                ), address
+            # A 30,000-character address is refused at once, by its length (no pattern runs over it).
+            for kind, address in (
+                (notifications_pb2.CHANNEL_KIND_EMAIL, "a" * 30_000 + "@example.org"),
+                (notifications_pb2.CHANNEL_KIND_EMAIL, "@" + "a." * 15_000),
+                (notifications_pb2.CHANNEL_KIND_WEBHOOK, "https://example.org/" + "a" * 30_000),
+            ):
+                started = time.monotonic()
+                with pytest.raises(grpc.RpcError) as long:
+                    api.RegisterChannel(
+                        notifications_pb2.RegisterChannelRequest(
+                            partner_id="cbo-pantry", kind=kind, address=address
+                        ),
+                        timeout=10,
+                    )
+                assert long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "at most" in field_violations(long.value)[0][1]
+                assert time.monotonic() - started < 2
+
+        # A name that resolved to a public address when it was registered resolves to an internal one
+        # now (DNS rebinding), and an address literal slipped in before these checks existed: the
+        # attempt is refused before any connection; the partner reads only the class of the problem.
+        receiver_url = receiver.url("/cbo-pantry")
+        for address in (receiver_url.replace("127.0.0.1", "localhost"), receiver_url):
+            insert_channel(stack, "cbo-pantry", address)
+        stack.add_pantry()
+        resident = stack.consenting_resident("clinic-1")
+        stack.wait_consents_replicated(1)
+        with stack.channel("referrals", "clinic-1") as channel:
+            placed = referrals_pb2_grpc.ReferralServiceStub(channel).CreateReferral(
+                referrals_pb2.CreateReferralRequest(resident_id=resident, need_domain="food-insecurity"),
+                timeout=10,
+            )
+        assert placed.target_partner_id == "cbo-pantry"
+
+        def refused_deliveries() -> list[notifications_pb2.Delivery] | None:
+            with stack.channel("notifications", "cbo-pantry") as channel:
+                log = notifications_pb2_grpc.NotificationServiceStub(channel).ListDeliveries(
+                    notifications_pb2.ListDeliveriesRequest(
+                        partner_id="cbo-pantry", subject_id=placed.referral_id
+                    ),
+                    timeout=10,
+                )
+            tried = [d for d in log.deliveries if d.attempts >= 1]
+            return tried if len(tried) == 2 else None
+
+        deliveries = eventually(refused_deliveries, what="both deliveries tried")
+        for d in deliveries:
+            assert d.last_error == "destination not allowed: webhooks go to public addresses only", d
+            assert str(metrics) not in d.last_error and "127.0.0.1" not in d.last_error
+        assert receiver.received == [] and receiver.attempts == {}, "nothing reached the internal endpoint"
+
+
+def insert_channel(stack: Stack, partner: str, address: str) -> None:
+    with sqlite3.connect(make_url(stack.database_urls["notifications"]).database or "") as conn:
+        conn.execute(
+            "INSERT INTO partner_channel (id, partner_id, kind, address, secret, active, created_at)"
+            " VALUES (?, ?, 'webhook', ?, 'secret', 1, ?)",
+            (str(uuid.uuid4()), partner, address, datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")),
+        )
+
+
+def test_a_directory_package_names_no_file_outside_itself(tmp_path: Path) -> None:
+    package = tmp_path / "package"
+    package.mkdir()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("id,name\nroot-password,hunter2\n")
+    (package / "datapackage.json").write_text(
+        '{"name": "x", "resources": [{"name": "organization", "path": "../secret.csv"},'
+        ' {"name": "service", "path": "/etc/passwd"}]}'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    env["DIRECTORY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'directory.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "ach_directory.main", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ach_directory.main", "import", str(package), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "outside the package" in done.stderr
+    assert "hunter2" not in done.stdout + done.stderr and "root" not in done.stdout + done.stderr

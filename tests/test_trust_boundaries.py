@@ -2,16 +2,20 @@
 certificate, against the running services. Each test fails when its protection is removed.
 
 Covered so far: webhooks reach only public addresses (at registration and on every attempt), a
-long channel address is refused at once (no pattern runs over it), and directory packages cannot
-name files outside themselves."""
+long channel address or HSDS API parameter is refused at once (no pattern runs over it, nothing
+long is echoed), and directory packages cannot name files outside themselves."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -99,6 +103,18 @@ def test_webhooks_reach_only_public_addresses_at_registration_and_on_every_attem
                 assert "at most" in field_violations(long.value)[0][1]
                 assert time.monotonic() - started < 2
 
+        # The public HSDS API bounds what it reads before it reads it, and echoes no long value.
+        hsds = f"http://127.0.0.1:{stack.services['directory'].env['HTTP_PORT']}/services"
+        for query, parameter in (
+            ({"search": "food " * 5000}, "search"),
+            ({"postcode": "95202", "proximity": "9" * 5000}, "proximity"),
+            ({"per_page": "9" * 5000}, "per_page"),
+        ):
+            started = time.monotonic()
+            status, body = http_get(f"{hsds}?{urllib.parse.urlencode(query)}")
+            assert status == 400 and json.loads(body)["parameter"] == parameter, body[:200]
+            assert len(body) < 300 and time.monotonic() - started < 2
+
         # A name that resolved to a public address when it was registered resolves to an internal one
         # now (DNS rebinding), and an address literal slipped in before these checks existed: the
         # attempt is refused before any connection; the partner reads only the class of the problem.
@@ -131,6 +147,14 @@ def test_webhooks_reach_only_public_addresses_at_registration_and_on_every_attem
             assert d.last_error == "destination not allowed: webhooks go to public addresses only", d
             assert str(metrics) not in d.last_error and "127.0.0.1" not in d.last_error
         assert receiver.received == [] and receiver.attempts == {}, "nothing reached the internal endpoint"
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
 
 
 def insert_channel(stack: Stack, partner: str, address: str) -> None:

@@ -34,6 +34,11 @@ from ach_directory.hsds_objects import hsds_object
 from ach_directory.store import HSDS_TABLES, ServicePoint, hsds_values
 
 MAX_PER_PAGE = 100
+MAX_SEARCH = 200  # characters of a search (its words each become a condition)
+MAX_PARAMETER = 200  # characters of any other query parameter
+# At most 9,999,999 m (farther than the network reaches).
+PROXIMITY = {"type": "string", "pattern": "^[0-9]{1,7}(\\.[0-9]{1,3})?$"}
+POSTCODE = {"type": "string", "maxLength": 10}
 DEFAULT_PER_PAGE = 50
 MAX_PAGE = 1_000_000  # past any directory's last page, and an offset every database takes
 OFFICIAL = "https://raw.githubusercontent.com/openreferral/specification/3.0/schema/"
@@ -92,7 +97,10 @@ def openapi_document() -> dict[str, Any]:
     parameters = document["components"]["parameters"]
     parameters["page"]["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
     parameters["per_page"]["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}
-    parameters["proximity"]["schema"] = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"}
+    # A search of a few words.
+    parameters["proximity"]["schema"] = dict(PROXIMITY)
+    parameters["postcode"]["schema"] = dict(POSTCODE)
+    parameters["search"]["schema"] = {"type": "string", "maxLength": MAX_SEARCH}
     parameters["modified_after"]["schema"] = {"type": "string", "format": "date-time"}
     parameters["format"]["schema"] = {"type": "string", "enum": ["json"]}
     return document
@@ -148,9 +156,13 @@ def check_query(path: str, request: Request) -> None:
 
 
 def _schema_problem(schema: dict[str, Any], value: str) -> str | None:
+    # Length first: no pattern runs over a long value, and no long value is echoed back.
+    limit = int(schema.get("maxLength", MAX_PARAMETER))
+    if len(value) > limit:
+        return f"must be at most {limit} characters"
     kind = schema.get("type", "string")
     if kind == "integer":
-        if not re.fullmatch(r"-?[0-9]+", value):
+        if not re.fullmatch(r"-?[0-9]{1,18}", value):
             return f"{value!r} is not an integer"
         number = int(value)
         if ("minimum" in schema and number < schema["minimum"]) or (
@@ -389,6 +401,10 @@ class HsdsApi:
         with proximity (metres): a place of the service within that distance of its centroid."""
         postcode = request.query_params.get("postcode", "").strip()
         proximity = request.query_params.get("proximity", "").strip()
+        # /services takes them too, beyond the reference's document: the same limits apply.
+        for name, value, schema in (("postcode", postcode, POSTCODE), ("proximity", proximity, PROXIMITY)):
+            if value and (problem := _schema_problem(schema, value)):
+                raise BadParameter(name, problem)
         if not postcode:  # proximity is from a postcode's centroid: without one, it says nothing
             return []
         area = HSDS_TABLES["service_area"]

@@ -3,7 +3,8 @@ certificate, against the running services. Each test fails when its protection i
 
 Covered so far: webhooks reach only public addresses (at registration and on every attempt), a
 long channel address or HSDS API parameter is refused at once (no pattern runs over it, nothing
-long is echoed), and directory packages cannot name files outside themselves."""
+long is echoed), directory packages cannot name files outside themselves, and one partner's
+overlong screening field fails only its own call."""
 
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ import grpc
 import pytest
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach.screening.v1 import screening_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.engine import make_url
 
 from tests.harness import ROOT, Stack, eventually
+from tests.test_walking_skeleton import screening_request
 from tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow
@@ -195,3 +198,39 @@ def test_a_directory_package_names_no_file_outside_itself(tmp_path: Path) -> Non
     assert done.returncode == 2, done.stdout + done.stderr
     assert "outside the package" in done.stderr
     assert "hunter2" not in done.stdout + done.stderr and "root" not in done.stdout + done.stderr
+
+
+def test_one_partners_overlong_field_fails_only_its_own_screening(make_stack: Callable[[str], Stack]) -> None:
+    """Concurrent submissions share a transaction (group commit); on PostgreSQL a value longer than
+    its column would fail the whole batch, other partners' screenings included."""
+    stack = make_stack("postgresql")
+    stack.start("screening")
+    residents = {p: stack.resident(p) for p in ("clinic-1", "clinic-2")}
+    requests = []
+    for i in range(40):
+        partner = ("clinic-1", "clinic-2")[i % 2]
+        requests.append(screening_request(residents[partner], partner))
+    hostile = screening_request(residents["clinic-2"], "clinic-2")
+    hostile.site_id = "s" * 150
+    hostile.screened_by.user_id = "u" * 150
+    requests.insert(20, hostile)
+    channels = {p: stack.channel("screening", p) for p in residents}
+    try:
+        stubs = {p: screening_pb2_grpc.ScreeningServiceStub(c) for p, c in channels.items()}
+        calls = [stubs[r.screened_by.partner_id].SubmitScreening.future(r, timeout=30) for r in requests]
+        outcomes = []
+        for call in calls:
+            try:
+                outcomes.append(call.result().screening_id != "")
+            except grpc.RpcError as refused:
+                outcomes.append(refused)
+    finally:
+        for c in channels.values():
+            c.close()
+    refused = outcomes.pop(20)
+    assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused) == [
+        ("site_id", "is longer than 100 characters"),
+        ("screened_by.user_id", "is longer than 100 characters"),
+    ]
+    assert outcomes == [True] * 40, [o for o in outcomes if o is not True][:3]

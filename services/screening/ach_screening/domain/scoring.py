@@ -71,19 +71,26 @@ def normalized(instrument: Instrument, answers: Sequence[AnswerGiven]) -> list[A
     return result
 
 
+MAX_VALUE = 200  # characters of a number or text answer (as stored)
+
+
 def _value_problem(question: Question, value: str) -> str | None:
+    """What is wrong with a value answer, never quoting it: answers are PHI, and problems travel
+    into error details, dead-letter reasons and logs."""
+    if len(value) > MAX_VALUE:
+        return f"is longer than {MAX_VALUE} characters"
     if question.type == "text":
         return None if value.strip() else "no answer given (mark it declined instead)"
     try:
         number = Decimal(value)
     except InvalidOperation:
-        return f"{value!r} is not a number"
+        return "is not a number"
     if not number.is_finite():
-        return f"{value!r} is not a number"
+        return "is not a number"
     if question.type == "integer" and number != number.to_integral_value():
-        return f"{question.code} takes a whole number, got {value!r}"
+        return f"{question.code} takes a whole number"
     if number < 0:
-        return f"{question.code} takes a number of zero or more, got {value!r}"
+        return f"{question.code} takes a number of zero or more"
     return None
 
 
@@ -106,7 +113,8 @@ def validate(
             problems.append(
                 FieldViolation(
                     f"{where}.question_code",
-                    f"{answer.question_code!r} is not a question of {instrument.id} {instrument.version}",
+                    f"{answer.question_code[:50]!r} is not a question of"
+                    f" {instrument.id} {instrument.version}",
                 )
             )
             continue
@@ -151,7 +159,9 @@ def validate(
             option = question.option(code)
             if option is None:
                 problems.append(
-                    FieldViolation(f"{where}.answer_codes", f"{code!r} is not an answer to {question.code}")
+                    FieldViolation(
+                        f"{where}.answer_codes", f"{code[:50]!r} is not an answer to {question.code}"
+                    )
                 )
             elif option.exclusive and len(answer.answer_codes) > 1:
                 problems.append(

@@ -73,7 +73,7 @@ def validate_demographics(d: Demographics, prefix: str = "demographics") -> list
     for code in d.race_codes:
         if code not in OMB_RACE and code != DECLINED:
             problems.append(
-                FieldViolation(f"{prefix}.race_codes", f"{code!r} is not an OMB race category code")
+                FieldViolation(f"{prefix}.race_codes", f"{code[:20]!r} is not an OMB race category code")
             )
     if DECLINED in d.race_codes and len(d.race_codes) > 1:
         problems.append(FieldViolation(f"{prefix}.race_codes", f"{DECLINED} (declined) cannot be combined"))
@@ -81,15 +81,19 @@ def validate_demographics(d: Demographics, prefix: str = "demographics") -> list
         problems.append(FieldViolation(f"{prefix}.race_codes", "a race category is given twice"))
     if d.ethnicity_code and d.ethnicity_code not in OMB_ETHNICITY and d.ethnicity_code != DECLINED:
         problems.append(
-            FieldViolation(f"{prefix}.ethnicity_code", f"{d.ethnicity_code!r} is not an OMB ethnicity code")
+            FieldViolation(
+                f"{prefix}.ethnicity_code", f"{d.ethnicity_code[:20]!r} is not an OMB ethnicity code"
+            )
         )
-    if d.preferred_language and not LANGUAGE_TAG.match(d.preferred_language):
+    if len(d.preferred_language) > 35:
+        problems.append(FieldViolation(f"{prefix}.preferred_language", "is longer than 35 characters"))
+    elif d.preferred_language and not LANGUAGE_TAG.match(d.preferred_language):
         problems.append(
             FieldViolation(f"{prefix}.preferred_language", f"{d.preferred_language!r} is not a BCP 47 tag")
         )
     if d.age_band and d.age_band not in AGE_BANDS:
         problems.append(
-            FieldViolation(f"{prefix}.age_band", f"{d.age_band!r} is not one of {', '.join(AGE_BANDS)}")
+            FieldViolation(f"{prefix}.age_band", f"{d.age_band[:20]!r} is not one of {', '.join(AGE_BANDS)}")
         )
     if d.zip and not ZIP.match(d.zip):
         problems.append(FieldViolation(f"{prefix}.zip", "must be a five-digit ZIP code"))
@@ -107,16 +111,29 @@ def check(
     """Every problem with the submission, one field violation each (all at once)."""
     problems: list[FieldViolation] = []
 
-    def require(value: str, name: str) -> None:
+    for name, value in (
+        ("submitter_screening_id", submission.submitter_screening_id),
+        ("resident_id", submission.resident_id),
+        ("screened_by.partner_id", submission.submitter_partner_id),
+    ):
         if not value.strip():
             problems.append(FieldViolation(name, "is required"))
-        elif len(value) > MAX_ID:
-            problems.append(FieldViolation(name, f"is longer than {MAX_ID} characters"))
-
-    require(submission.submitter_screening_id, "submitter_screening_id")
-    require(submission.resident_id, "resident_id")
-    require(submission.submitter_partner_id, "screened_by.partner_id")
-    if submission.resident_id.strip() and not facts.resident_usable:
+    # Every string bounded as stored, checked before anything is written: one caller's long value
+    # must fail its own call, never a batch of other partners' screenings committed with it.
+    for name, value, limit in (
+        ("submitter_screening_id", submission.submitter_screening_id, MAX_ID),
+        ("resident_id", submission.resident_id, 100),
+        ("screened_by.partner_id", submission.submitter_partner_id, 100),
+        ("site_id", submission.site_id, 100),
+        ("screened_by.user_id", submission.screener_user_id, 100),
+        ("language", submission.language, 35),
+        ("consent_id", submission.consent_id, 36),
+        ("instrument_id", submission.instrument_id, 100),
+        ("instrument_version", submission.instrument_version, 50),
+    ):
+        if len(value) > limit:
+            problems.append(FieldViolation(name, f"is longer than {limit} characters"))
+    if submission.resident_id.strip() and len(submission.resident_id) <= 100 and not facts.resident_usable:
         problems.append(
             FieldViolation(
                 "resident_id",
@@ -125,7 +142,7 @@ def check(
         )
     if submission.screened_at is None:
         problems.append(FieldViolation("screened_at", "is required"))
-    if not LANGUAGE_TAG.match(submission.language):
+    if len(submission.language) <= 35 and not LANGUAGE_TAG.match(submission.language):
         problems.append(FieldViolation("language", f"{submission.language!r} is not a BCP 47 tag"))
     if facts.consent_problem:
         problems.append(FieldViolation("consent_id", facts.consent_problem))
@@ -135,10 +152,10 @@ def check(
         problems.append(
             FieldViolation(
                 "instrument_version" if known else "instrument_id",
-                f"unknown version {submission.instrument_version!r} of {submission.instrument_id} "
+                f"unknown version {submission.instrument_version[:50]!r} of {submission.instrument_id[:100]} "
                 f"(known: {', '.join(known)})"
                 if known
-                else f"unknown instrument {submission.instrument_id!r} "
+                else f"unknown instrument {submission.instrument_id[:100]!r} "
                 f"(known: {', '.join(sorted({i for i, _ in instruments}))})",
             )
         )

@@ -222,8 +222,8 @@ def test_one_partners_overlong_field_fails_only_its_own_screening(make_stack: Ca
         for call in calls:
             try:
                 outcomes.append(call.result().screening_id != "")
-            except grpc.RpcError as refused:
-                outcomes.append(refused)
+            except grpc.RpcError as error:
+                outcomes.append(error)
     finally:
         for c in channels.values():
             c.close()

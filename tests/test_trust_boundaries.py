@@ -88,6 +88,24 @@ def test_webhooks_reach_only_public_addresses_at_registration_and_on_every_attem
                     [("address", "must reach a public address")],
                     [("address", "must be an https:// URL")],
                 ), address
+            # What the operator allows registers; its secret is kept sealed, never as given.
+            allowed = api.RegisterChannel(
+                notifications_pb2.RegisterChannelRequest(
+                    partner_id="cbo-pantry",
+                    kind=notifications_pb2.CHANNEL_KIND_WEBHOOK,
+                    address="http://127.0.0.2:9/",
+                ),
+                timeout=10,
+            )
+            stored = stack.query(
+                "notifications", f"SELECT secret FROM partner_channel WHERE id = '{allowed.channel_id}'"
+            )
+            assert (
+                allowed.secret and stored[0][0].startswith("fernet:") and allowed.secret not in stored[0][0]
+            )
+            api.RemoveChannel(
+                notifications_pb2.RemoveChannelRequest(channel_id=allowed.channel_id), timeout=10
+            )
             # A 30,000-character address is refused at once, by its length (no pattern runs over it).
             for kind, address in (
                 (notifications_pb2.CHANNEL_KIND_EMAIL, "a" * 30_000 + "@example.org"),

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications.destinations import DestinationPolicy, registration_problem
+from ach_notifications.sealing import SecretBox
 from ach_notifications.store import DeliveryRecord, PartnerChannel
 
 MAX_PAGE_SIZE = 500
@@ -87,10 +88,15 @@ def delivery_to_proto(r: DeliveryRecord) -> notifications_pb2.Delivery:
 
 class NotificationApi(notifications_pb2_grpc.NotificationServiceServicer):
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, destinations: DestinationPolicy | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        destinations: DestinationPolicy | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self._sessions = sessions
         self._destinations = destinations or DestinationPolicy()
+        self._box = box  # seals webhook secrets at rest (None: kept as given, in tests of the API only)
 
     async def ListDeliveries(
         self, request: notifications_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
@@ -169,7 +175,7 @@ class NotificationApi(notifications_pb2_grpc.NotificationServiceServicer):
                 partner_id=request.partner_id,
                 kind=kind,
                 address=request.address,
-                secret=secret,
+                secret=self._box.seal(secret) if self._box else secret,
                 created_at=utc_now(),
             )
             session.add(channel)

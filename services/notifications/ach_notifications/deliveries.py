@@ -46,6 +46,7 @@ from ach_notifications.destinations import (
     check_literal,
 )
 from ach_notifications.residents import ContactUnavailable, ResidentContacts
+from ach_notifications.sealing import SecretBox, SecretUnreadable
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,9 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         residents: ResidentContacts | None = None,
         organization_name: Callable[[str], str] = str,
+        box: SecretBox | None = None,
     ) -> None:
+        self._box = box  # opens webhook secrets sealed at rest
         self._sessions = sessions
         self._outbox = outbox
         self._settings = settings
@@ -370,10 +373,14 @@ class DeliveryWorker:
 
     async def _webhook(self, attempt: Attempt) -> Result:
         body = json.dumps(attempt.payload, separators=(",", ":"), sort_keys=True).encode()
+        try:
+            secret = self._box.open(attempt.secret) if self._box else attempt.secret
+        except SecretUnreadable as exc:
+            return Result(False, str(exc))
         headers = {
             "Content-Type": "application/json",
             domain.DELIVERY_ID_HEADER: attempt.delivery_id,
-            domain.SIGNATURE_HEADER: domain.signature(attempt.secret, int(time.time()), body),
+            domain.SIGNATURE_HEADER: domain.signature(secret, int(time.time()), body),
             "User-Agent": "ach-notifications/1",
         }
         propagate.inject(headers)  # the receiver's own tracing can join the referral's trace

@@ -19,7 +19,8 @@ from ach_notifications.api import NotificationApi
 from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
 from ach_notifications.events import NotificationEvents
 from ach_notifications.residents import IdentityContacts
-from ach_notifications.store import DeliveryRecord, PartnerChannel
+from ach_notifications.sealing import SecretBox
+from ach_notifications.store import DeliveryRecord, PartnerChannel, seal_stored_secrets
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,14 @@ def wire(runtime: Runtime) -> None:
         known = runtime.partners.get(partner_id) if runtime.partners else None
         return known.name if known and known.name else partner_id
 
+    box = SecretBox.from_env()
     worker = DeliveryWorker(
-        runtime.sessions, runtime.outbox, settings, residents=residents, organization_name=organization_name
+        runtime.sessions,
+        runtime.outbox,
+        settings,
+        residents=residents,
+        organization_name=organization_name,
+        box=box,
     )
     silent = os.environ.get("NOTIFY_RESIDENT_SILENT_DOMAINS")
     unknown = sorted({d.strip() for d in (silent or "").split(",") if d.strip()} - NEED_DOMAINS)
@@ -51,7 +58,14 @@ def wire(runtime: Runtime) -> None:
         if silent is None
         else frozenset(d.strip() for d in silent.split(",") if d.strip()),
     )
-    api = NotificationApi(runtime.sessions, destinations=settings.destinations)
+    api = NotificationApi(runtime.sessions, destinations=settings.destinations, box=box)
+
+    async def seal_older_secrets() -> None:
+        sealed = await seal_stored_secrets(runtime.sessions, box)
+        if sealed:
+            log.info("webhook secrets sealed at rest", extra={"channels": sealed})
+
+    runtime.run_in_background(seal_older_secrets)
     runtime.serve_grpc(
         lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(api, server),
         "ach.notifications.v1.NotificationService",

@@ -10,8 +10,11 @@ from typing import Any
 from ach_events.resident_replica import ResidentAlias as ResidentAlias
 from ach_events.resident_replica import person_of
 from sqlalchemy import JSON, Column, Index
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_notifications.sealing import SecretBox
 
 
 class DeliveryRecord(SQLModel, table=True):
@@ -52,7 +55,7 @@ class PartnerChannel(SQLModel, table=True):
     partner_id: str = Field(index=True, max_length=100)
     kind: str = Field(max_length=20)  # webhook | email
     address: str = Field(max_length=2000)
-    secret: str = Field(default="", max_length=100)
+    secret: str = Field(default="", max_length=400)  # sealed (SecretBox): "fernet:<token>"
     active: bool = True
     created_at: datetime
 
@@ -104,3 +107,14 @@ async def active_channels(session: AsyncSession, partner_id: str) -> list[Partne
         .order_by(col(PartnerChannel.created_at))
     )
     return list(found.all())
+
+
+async def seal_stored_secrets(sessions: async_sessionmaker[AsyncSession], box: SecretBox) -> int:
+    """Seal the webhook secrets stored before sealing (once, at start-up); how many were."""
+    async with sessions() as session, session.begin():
+        channels = (await session.exec(select(PartnerChannel).where(PartnerChannel.secret != ""))).all()
+        older = [c for c in channels if not box.sealed(c.secret)]
+        for channel in older:
+            channel.secret = box.seal(channel.secret)
+            session.add(channel)
+    return len(older)

@@ -1,8 +1,10 @@
-"""Where webhooks may go (pure rules and the resolver's check, no network)."""
+"""Where webhooks may go (pure rules and the resolver's check, no network), and how their secrets
+are sealed at rest."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from ach_notifications.destinations import (
@@ -13,8 +15,10 @@ from ach_notifications.destinations import (
     parse_ip,
     registration_problem,
 )
+from ach_notifications.sealing import SecretBox, SecretUnreadable
 from ach_platform.settings import ConfigError
 from aiohttp.abc import AbstractResolver, ResolveResult
+from cryptography.fernet import Fernet
 
 PUBLIC = DestinationPolicy()
 
@@ -95,3 +99,22 @@ class Rebinding(AbstractResolver):
 async def test_every_resolution_is_checked() -> None:
     with pytest.raises(DestinationRefused):
         await GuardedResolver(PUBLIC, Rebinding()).resolve("hook.example", 443)
+
+
+def test_secrets_are_sealed_with_the_first_key_and_open_with_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    before = SecretBox([old]).seal("s3cret")
+    assert before.startswith("fernet:") and "s3cret" not in before
+    rotated = SecretBox([new, old])
+    assert rotated.open(before) == "s3cret" and rotated.open("legacy-plain") == "legacy-plain"
+    with pytest.raises(SecretUnreadable):
+        SecretBox([new]).open(before)
+    keys = tmp_path / "keys"
+    keys.write_text(f"{new.decode()}\n{old.decode()}\n")
+    monkeypatch.setenv("NOTIFY_SECRETS_KEY_FILE", str(keys))
+    assert SecretBox.from_env().open(before) == "s3cret"
+    keys.write_text("not a key\n")
+    with pytest.raises(ConfigError, match="NOTIFY_SECRETS_KEY_FILE"):
+        SecretBox.from_env()

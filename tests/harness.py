@@ -239,6 +239,17 @@ class Stack:
         with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
             return list(conn.execute(sql).fetchall())
 
+    def execute(self, service: str, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """A statement on a service's own database, committed (to plant what an older version or an
+        attacker left behind). Placeholders: ``?`` on SQLite, ``%s`` on PostgreSQL."""
+        url = make_url(self.database_urls[service])
+        if url.get_backend_name() == "sqlite":
+            with sqlite3.connect(url.database or "") as conn:
+                conn.execute(sql, params)
+            return
+        with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+            conn.execute(sql, params)
+
     def wait_registry_published(self) -> None:
         """Until the registry's outbox is on Kafka: services started afterwards read it at start-up."""
         eventually(

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -35,11 +32,10 @@ from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import write_package
 from ach_directory.sample_package import generate, link_partners
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.engine import make_url
 
 from tests.harness import ROOT, Stack, eventually
 from tests.sms_gateway import Sms, sms_gateway
-from tests.test_directory_search import EXAMPLES, import_package
+from tests.test_directory_search import EXAMPLES, import_package, mended_examples
 from tests.test_referral_loop import register_webhook, set_contact_preference
 from tests.webhook_receiver import Receiver, webhook_receiver
 
@@ -106,29 +102,6 @@ def submit(stack: Stack, resident: str, instrument: str, answers: list[screening
     with stack.channel("screening", "clinic-1") as channel:
         done = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(request, timeout=10)
     return list(done.positive_domains)
-
-
-def mended_examples(tmp_path: Path) -> Path:
-    """The official HSDS examples, placed in California (as the directory search test does)."""
-    package = tmp_path / "examples"
-    shutil.copytree(EXAMPLES / "csv", package)
-    (package / "datapackage.json").unlink()
-    org = "d9d5e0f5-d3ce-4f73-9a2f-4dd0ecc6c610"
-    for file, changes in {
-        "locations.csv": {"latitude": "37.9577", "longitude": "-121.2908", "organization_id": org},
-        "contacts.csv": {
-            "organization_id": org,
-            "service_at_location_id": "e94c9f38-1e8f-4564-91d4-d53501ab1765",
-        },
-    }.items():
-        table = list(csv.DictReader((package / file).open(newline="")))
-        for row in table:
-            row.update(changes)
-        with (package / file).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
-    return package
 
 
 def all_services(stack: Stack) -> list[directory_pb2.Service]:
@@ -368,6 +341,18 @@ def test_only_partners_receive_referrals_and_residents_get_every_other_services_
         # Before the upgrade a referral could wait for an HSDS organization id: mended once.
         food = next(s for s in active if s.partner_id not in takers and "food-insecurity" in s.need_domains)
         legacy = legacy_referral(stack, resident, food.organization_id, food.service_id)
+        dry = subprocess.run(
+            [sys.executable, "-m", "ach_referrals.main", "mend-targets", "--dry-run"],
+            env=stack.services["referrals"].env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert dry.returncode == 0 and "1 would be turned down" in dry.stdout, dry.stdout + dry.stderr
+        assert stack.query("referrals", f"SELECT status FROM referral WHERE id = '{legacy}'") == [
+            ("requested",)
+        ]
         mend = subprocess.run(
             [sys.executable, "-m", "ach_referrals.main", "mend-targets"],
             env=stack.services["referrals"].env,
@@ -428,14 +413,13 @@ def legacy_referral(stack: Stack, resident: str, organization_id: str, service_i
     """A referral as the service placed it before partner routing: target the HSDS organization id."""
     referral_id = str(uuid.uuid4())
     at = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    with sqlite3.connect(make_url(stack.database_urls["referrals"]).database or "") as conn:
-        conn.execute(
-            "INSERT INTO referral (id, resident_id, need_domain, need_id, screening_id, language,"
-            " source_partner_id, target_partner_id, target_service_id, status, outcome, draft_reason,"
-            " sequence, created_at, updated_at, informational, match_zip, reminders_sent, escalated)"
-            " VALUES (?, ?, 'food-insecurity', '', '', 'es', 'clinic-1', ?, ?, 'requested', '', '', 0, ?, ?,"
-            " 0, '', 0, 0)",
-            (referral_id, resident, organization_id, service_id, at, at),
-        )
-    assert os.path.exists(make_url(stack.database_urls["referrals"]).database or "")
+    stack.execute(
+        "referrals",
+        "INSERT INTO referral (id, resident_id, need_domain, need_id, screening_id, language,"
+        " source_partner_id, target_partner_id, target_service_id, status, outcome, draft_reason,"
+        " sequence, created_at, updated_at, informational, match_zip, reminders_sent, escalated)"
+        " VALUES (?, ?, 'food-insecurity', '', '', 'es', 'clinic-1', ?, ?, 'requested', '', '', 0, ?, ?,"
+        " 0, '', 0, 0)",
+        (referral_id, resident, organization_id, service_id, at, at),
+    )
     return referral_id

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.screening.v1 import screening_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy.engine import make_url
 
 from tests.harness import ROOT, Stack, eventually
 from tests.test_walking_skeleton import screening_request
@@ -179,12 +177,12 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 def insert_channel(stack: Stack, partner: str, address: str) -> None:
-    with sqlite3.connect(make_url(stack.database_urls["notifications"]).database or "") as conn:
-        conn.execute(
-            "INSERT INTO partner_channel (id, partner_id, kind, address, secret, active, created_at)"
-            " VALUES (?, ?, 'webhook', ?, 'secret', 1, ?)",
-            (str(uuid.uuid4()), partner, address, datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")),
-        )
+    stack.execute(
+        "notifications",
+        "INSERT INTO partner_channel (id, partner_id, kind, address, secret, active, created_at)"
+        " VALUES (?, ?, 'webhook', ?, 'secret', 1, ?)",
+        (str(uuid.uuid4()), partner, address, datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")),
+    )
 
 
 def test_a_directory_package_names_no_file_outside_itself(tmp_path: Path) -> None:

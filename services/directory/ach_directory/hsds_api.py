@@ -100,6 +100,13 @@ def openapi_document() -> dict[str, Any]:
     # A search of a few words.
     parameters["proximity"]["schema"] = dict(PROXIMITY)
     parameters["postcode"]["schema"] = dict(POSTCODE)
+    # /services takes them too (the reference lists them for /service_at_locations only): said in
+    # the document, so the same check applies to both.
+    services = document["paths"]["/services"]["get"]["parameters"]
+    for name in ("postcode", "proximity"):
+        ref = {"$ref": f"#/components/parameters/{name}"}
+        if ref not in services:
+            services.append(ref)
     parameters["search"]["schema"] = {"type": "string", "maxLength": MAX_SEARCH}
     parameters["modified_after"]["schema"] = {"type": "string", "format": "date-time"}
     parameters["format"]["schema"] = {"type": "string", "enum": ["json"]}
@@ -401,10 +408,6 @@ class HsdsApi:
         with proximity (metres): a place of the service within that distance of its centroid."""
         postcode = request.query_params.get("postcode", "").strip()
         proximity = request.query_params.get("proximity", "").strip()
-        # /services takes them too, beyond the reference's document: the same limits apply.
-        for name, value, schema in (("postcode", postcode, POSTCODE), ("proximity", proximity, PROXIMITY)):
-            if value and (problem := _schema_problem(schema, value)):
-                raise BadParameter(name, problem)
         if not postcode:  # proximity is from a postcode's centroid: without one, it says nothing
             return []
         area = HSDS_TABLES["service_area"]

@@ -380,8 +380,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             if referral is None:
                 raise NotFound(f"referral {request.referral_id} not found")
             now = utc_now()
-            found = await self._events.proposals(session, referral, now)
-            others = await self._events.information_only(session, referral, now)
+            candidates = await self._events.candidates(session)  # the replica read once for both
+            found = await self._events.proposals(session, referral, now, candidates)
+            others = self._events.information_only(referral, now, candidates)
         return referrals_pb2.ProposeTargetsResponse(
             targets=[
                 referrals_pb2.ProposedTarget(

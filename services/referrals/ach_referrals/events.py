@@ -271,12 +271,15 @@ class ReferralEvents:
         referral.timer_due_at = timer.due_at if timer else None
 
     async def proposals(
-        self, session: AsyncSession, referral: ReferralRecord, at: datetime
+        self,
+        session: AsyncSession,
+        referral: ReferralRecord,
+        at: datetime,
+        candidates: list[domain.CandidateService] | None = None,
     ) -> list[domain.Match]:
         """Ranked targets for a referral, without the organizations that turned it down."""
-        candidates = await self.candidates(session)
         return domain.proposals(
-            candidates,
+            candidates if candidates is not None else await self.candidates(session),
             referral.need_domain,
             referral.language,
             await self._consents(session, referral.resident_id),
@@ -285,12 +288,12 @@ class ReferralEvents:
             resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
         )
 
-    async def information_only(
-        self, session: AsyncSession, referral: ReferralRecord, at: datetime
+    def information_only(
+        self, referral: ReferralRecord, at: datetime, candidates: list[domain.CandidateService]
     ) -> list[domain.Match]:
         """Services of organizations that are no partner, for the resident's information."""
         return domain.information_only(
-            await self.candidates(session),
+            candidates,
             referral.need_domain,
             referral.language,
             resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),

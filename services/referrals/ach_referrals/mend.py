@@ -34,10 +34,15 @@ class MendReport:
     dry_run: bool = False
 
     def summary(self) -> str:
-        verb = "would be" if self.dry_run else "were"
+        if self.dry_run:
+            return (
+                f"ach-referrals: {self.checked} open referrals checked; {len(self.left_to_source)} would be"
+                " turned down and re-routed by REFERRAL_REROUTE_POLICY (nothing changed)"
+                + "".join(f"\n  {r}" for r in self.left_to_source)
+            )
         return (
             f"ach-referrals: {self.checked} open referrals checked; "
-            f"{len(self.rerouted) + len(self.left_to_source)} {verb} with a target that is no partner: "
+            f"{len(self.rerouted) + len(self.left_to_source)} were with a target that is no partner: "
             f"{len(self.rerouted)} re-routed to a partner, {len(self.left_to_source)} turned down and"
             " left to their source (no other partner serves the need, or the policy is 'source')"
             + "".join(f"\n  re-routed {r}" for r in self.rerouted)

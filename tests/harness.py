@@ -39,6 +39,8 @@ TEST_PARTNER_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cbo-1": ("cbo", ("referral-target",)),
     "cbo-2": ("cbo", ("referral-target",)),
     "funder-1": ("funder", ("fund-manager", "measurement-viewer")),
+    # A CBO that screens at the door and both sends and receives referrals: the trust tests' outsider.
+    "cbo-outreach": ("cbo", ("screener", "referral-source", "referral-target")),
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,8 @@ import grpc
 import pytest
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
-from ach.screening.v1 import screening_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
+from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -250,3 +251,148 @@ def test_one_partners_overlong_field_fails_only_its_own_screening(make_stack: Ca
         ("screened_by.user_id", "is longer than 100 characters"),
     ]
     assert outcomes == [True] * 40, [o for o in outcomes if o is not True][:3]
+
+
+def ipv_and_food_positive(resident: str) -> screening_pb2.SubmitScreeningRequest:
+    """The clinic's screening: food insecurity and intimate-partner violence."""
+    request = screening_request(resident)
+    for answer in request.answers:
+        if answer.question_code in {"95618-5", "95617-7", "95616-9", "95615-1"}:
+            answer.answer_codes[:] = ["LA16644-9"]  # "fairly often", four times: 16 points
+    return request
+
+
+def test_knowing_a_residents_name_and_birth_date_gives_a_partner_nothing(
+    make_stack: Callable[[str], Stack],
+) -> None:
+    stack = make_stack("sqlite")
+    stack.start("screening", "referrals", "directory")
+    stack.add_pantry()
+    ana = residents_pb2.Demographics(
+        given_name="Ana",
+        family_name="Demo-Reyes",
+        birth_date="1979-05-14",
+        phone="209-555-0142",
+        postal_code="95202",
+        preferred_language="es",
+    )
+    with stack.channel("identity", "clinic-1") as channel:
+        index = residents_pb2_grpc.ResidentIndexStub(channel)
+        registry = residents_pb2_grpc.ConsentRegistryStub(channel)
+        resident = index.RegisterResident(
+            residents_pb2.RegisterResidentRequest(partner_resident_id="MRN-ana", demographics=ana), timeout=5
+        ).resident_id
+        clinic_consent = registry.RecordConsent(
+            residents_pb2.RecordConsentRequest(
+                resident_id=resident,
+                scope=residents_pb2.ConsentScope(
+                    need_domains=["food-insecurity"], partner_ids=["cbo-pantry"]
+                ),
+                method=residents_pb2.CONSENT_METHOD_WRITTEN,
+            ),
+            timeout=5,
+        ).consent_id
+        registry.SetContactPreference(
+            residents_pb2.SetContactPreferenceRequest(
+                resident_id=resident, channel=residents_pb2.CONTACT_CHANNEL_SMS
+            ),
+            timeout=5,
+        )
+    stack.wait_resident_known(resident, "clinic-1", consent=True)
+    stack.wait_consents_replicated(1)
+    with stack.channel("screening", "clinic-1") as channel:
+        screened = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
+            ipv_and_food_positive(resident), timeout=10
+        )
+    assert set(screened.positive_domains) >= {"food-insecurity", "intimate-partner-violence"}
+
+    # The outsider knows her name and birth date, and gives an address of its own.
+    outsider_identity = stack.channel("identity", "cbo-outreach")
+    index = residents_pb2_grpc.ResidentIndexStub(outsider_identity)
+    registry = residents_pb2_grpc.ConsentRegistryStub(outsider_identity)
+    matched = eventually(
+        lambda: index.RegisterResident(
+            residents_pb2.RegisterResidentRequest(
+                partner_resident_id="door-17",
+                demographics=residents_pb2.Demographics(
+                    given_name="ana",
+                    family_name="demo-reyes",
+                    birth_date="1979-05-14",
+                    email="outreach@example.org",
+                ),
+            ),
+            timeout=5,
+        ),
+        what="the outsider in the registry",
+    )
+    # Same person, same network id (unduplicated counts)...
+    assert (matched.resident_id, matched.match) == (resident, residents_pb2.MATCH_KIND_DEMOGRAPHICS)
+    # ... but it sees only what it supplied: not her phone, ZIP code or language.
+    seen = index.GetResident(residents_pb2.GetResidentRequest(resident_id=resident), timeout=5).demographics
+    assert (seen.phone, seen.postal_code, seen.preferred_language, seen.email) == (
+        "",
+        "",
+        "",
+        "outreach@example.org",
+    )
+    # Not her needs (once the screening service knows the outsider has her on its books too).
+    stack.wait_resident_known(resident, "cbo-outreach")
+    with stack.channel("screening", "cbo-outreach") as channel:
+        with pytest.raises(grpc.RpcError) as hidden:
+            screening_pb2_grpc.ScreeningServiceStub(channel).ListResidentScreenings(
+                screening_pb2.ListResidentScreeningsRequest(resident_id=resident), timeout=5
+            )
+        assert hidden.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    # Not what she agreed with the clinic; it cannot revoke it either.
+    own = registry.RecordConsent(
+        residents_pb2.RecordConsentRequest(resident_id=resident, method=residents_pb2.CONSENT_METHOD_VERBAL),
+        timeout=5,
+    )
+    listed = registry.ListConsents(residents_pb2.ListConsentsRequest(resident_id=resident), timeout=5)
+    assert [c.consent_id for c in listed.consents] == [own.consent_id]
+    with pytest.raises(grpc.RpcError) as refused:
+        registry.RevokeConsent(residents_pb2.RevokeConsentRequest(consent_id=clinic_consent), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+    # It cannot redirect the network's messages to its own address; it may only turn them off.
+    with pytest.raises(grpc.RpcError) as redirected:
+        registry.SetContactPreference(
+            residents_pb2.SetContactPreferenceRequest(
+                resident_id=resident, channel=residents_pb2.CONTACT_CHANNEL_EMAIL
+            ),
+            timeout=5,
+        )
+    assert redirected.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+
+    # Its own consent (every need, every CBO) unlocks nothing the clinic supplied: the pantry, under
+    # the clinic's consent, is told the clinic's phone; for what the outsider recorded, nothing more.
+    with stack.channel("referrals", "cbo-pantry") as channel:
+        referral = eventually(
+            lambda: (
+                referrals_pb2_grpc.ReferralServiceStub(channel)
+                .ListReferrals(referrals_pb2.ListReferralsRequest(partner_id="cbo-pantry"), timeout=5)
+                .referrals
+            ),
+            what="the clinic's referral at the pantry",
+        )[0]
+    with stack.channel("identity", "cbo-pantry") as channel:
+        pantry = residents_pb2_grpc.ResidentIndexStub(channel)
+        shared = eventually(
+            lambda: pantry.GetResidentForReferral(
+                residents_pb2.GetResidentForReferralRequest(referral_id=referral.referral_id), timeout=5
+            ),
+            what="the share with the pantry",
+        )
+    assert (shared.given_name, shared.phone, shared.consent_id) == ("Ana", "209-555-0142", clinic_consent)
+
+    # The clinic still sees all it recorded, the IPV finding included; the ACH admin sees the index.
+    with stack.channel("screening", "clinic-1") as channel:
+        mine = screening_pb2_grpc.ScreeningServiceStub(channel).ListResidentScreenings(
+            screening_pb2.ListResidentScreeningsRequest(resident_id=resident), timeout=5
+        )
+    assert "intimate-partner-violence" in mine.screenings[0].positive_domains
+    with stack.channel("identity") as channel:
+        admin = residents_pb2_grpc.ResidentIndexStub(channel).GetResident(
+            residents_pb2.GetResidentRequest(resident_id=resident), timeout=5
+        )
+    assert (admin.demographics.phone, admin.demographics.email) == ("209-555-0142", "")
+    outsider_identity.close()

@@ -48,6 +48,9 @@ class PartnerReplica:
     def get(self, partner_id: str) -> PartnerView | None:
         return self._partners.get(partner_id)
 
+    def holding(self, role: str) -> set[str]:
+        return {p.partner_id for p in self._partners.values() if p.active and role in p.roles}
+
     def apply(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> None:
         if value is None and key:
             self._partners.pop(key.decode(), None)  # a tombstone: the partner is gone

@@ -30,6 +30,8 @@ class ConsentReplica(SQLModel, table=True):
     given_at: datetime
     expires_at: datetime | None = None
     version: int
+    # The partner that took it: its consent authorizes its own disclosures (ach_platform.consent).
+    recorded_by_partner_id: str = Field(default="", max_length=64)
 
 
 class ResidentAlias(SQLModel, table=True):
@@ -103,6 +105,7 @@ def terms_of(c: ConsentReplica) -> ConsentTerms:
         status=c.status,
         given_at=as_utc(c.given_at),
         expires_at=as_utc(c.expires_at) if c.expires_at else None,
+        recorded_by=c.recorded_by_partner_id,
     )
 
 
@@ -136,6 +139,7 @@ async def keep_consent(session: AsyncSession, event: residents_pb2.ConsentChange
     replica.given_at = given_at
     replica.expires_at = from_timestamp(c.expires_at)
     replica.version = c.version
+    replica.recorded_by_partner_id = c.recorded_by.partner_id
     session.add(replica)
     await session.flush()
     return True

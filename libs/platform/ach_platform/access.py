@@ -38,6 +38,12 @@ class PartnerLookup(Protocol):
     def get(self, partner_id: str) -> PartnerView | None: ...
 
 
+class PartnerRoster(PartnerLookup, Protocol):
+    def holding(self, role: str) -> set[str]:
+        """The active partners that hold a role."""
+        ...
+
+
 # Given a resource id, the partners it belongs to; None when there is no such resource (the handler
 # then answers NOT_FOUND itself).
 OwnerResolver = Callable[[str], Awaitable[set[str] | None]]

@@ -4,7 +4,7 @@ service uses the same rule to decide whether a referral may be placed with a CBO
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,7 @@ class ConsentTerms:
     status: str
     given_at: datetime
     expires_at: datetime | None = None
+    recorded_by: str = ""  # the partner that took the consent ("" in replicas kept before it was)
 
     def in_force(self, at: datetime) -> bool:
         return (
@@ -43,3 +44,11 @@ def consent_for_share(
     """The consent a share rests on: the most recently given one that covers it, or None."""
     covering = [c for c in consents if c.covers(need_domain, partner_id, at)]
     return max(covering, key=lambda c: c.given_at) if covering else None
+
+
+def relied_on_by(consents: Iterable[ConsentTerms], disclosers: Collection[str]) -> list[ConsentTerms]:
+    """The consents a disclosure by one of ``disclosers`` may rest on: those a discloser took itself
+    (the discloser names the partner that took the consent, or the ACH admin acting for the
+    resident). A consent another partner took authorizes that partner's disclosures only: recording
+    a consent in a resident's name never unlocks what someone else supplied."""
+    return [c for c in consents if not c.recorded_by or c.recorded_by in disclosers]

@@ -105,6 +105,19 @@ def normalize_phone(phone: str) -> str:
     return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits  # +1 (NANP)
 
 
+def supplied(d: Demographics) -> dict[str, str]:
+    """What a partner supplied, as kept (on its link, and on the index's record when it is the first)."""
+    return {
+        "given_name": d.given_name.strip(),
+        "family_name": d.family_name.strip(),
+        "birth_date": d.birth_date.strip(),
+        "phone": d.phone.strip(),
+        "preferred_language": d.preferred_language,
+        "postal_code": d.postal_code,
+        "email": d.email.strip(),
+    }
+
+
 def match_key(d: Demographics) -> MatchKey:
     return MatchKey(
         f"{normalize_name(d.family_name)}|{normalize_name(d.given_name)}|{d.birth_date.strip()}",
@@ -178,6 +191,17 @@ def check_contact_preference(
     if wanted.language and not looks_like_language(wanted.language):
         problems.append(FieldViolation("language", LANGUAGE_HINT))
     return problems
+
+
+def may_change_preference(
+    current: ContactPreference, wanted: ContactPreference, owner: str, caller: str, admin: bool
+) -> bool:
+    """The partner that set a resident's contact preference (or the ACH admin) changes it; any other
+    partner with the resident on its books may only turn "do not contact" on, since that wish is the
+    resident's and the safer one. Nobody redirects the network's messages to an address it supplied."""
+    if admin or not owner or owner == caller:
+        return True
+    return wanted in (current, ContactPreference(True, current.channel, current.language))
 
 
 def message_language(chosen: str, preferred: str) -> str:

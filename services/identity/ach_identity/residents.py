@@ -23,7 +23,7 @@ from ach_platform.audit import note_resource
 from ach_platform.auth import principal
 from ach_platform.clock import as_utc, from_timestamp, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
-from ach_platform.consent import ACTIVE, REVOKED, ConsentTerms, consent_for_share
+from ach_platform.consent import ACTIVE, REVOKED, ConsentTerms, consent_for_share, relied_on_by
 from ach_platform.database import insert_once
 from ach_platform.errors import (
     FailedPrecondition,
@@ -60,7 +60,7 @@ def demographics_of(d: residents_pb2.Demographics) -> domain.Demographics:
     )
 
 
-def demographics_proto(r: ResidentRecord) -> residents_pb2.Demographics:
+def demographics_proto(r: ResidentRecord | ResidentLink) -> residents_pb2.Demographics:
     return residents_pb2.Demographics(
         given_name=r.given_name,
         family_name=r.family_name,
@@ -97,6 +97,7 @@ def terms_of(c: ConsentRecord) -> ConsentTerms:
         status=c.status,
         given_at=as_utc(c.given_at),
         expires_at=as_utc(c.expires_at) if c.expires_at else None,
+        recorded_by=c.recorded_by_partner_id,
     )
 
 
@@ -181,43 +182,37 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
                 ),
                 None,
             )
+            supplied = domain.supplied(demographics)
             if resident is None:
                 match = residents_pb2.MATCH_KIND_NEW
                 resident = ResidentRecord(
                     id=str(uuid.uuid4()),
-                    given_name=demographics.given_name.strip(),
-                    family_name=demographics.family_name.strip(),
-                    birth_date=demographics.birth_date.strip(),
-                    phone=demographics.phone.strip(),
-                    preferred_language=demographics.preferred_language,
-                    postal_code=demographics.postal_code,
-                    email=demographics.email.strip(),
+                    given_name=supplied["given_name"],
+                    family_name=supplied["family_name"],
+                    birth_date=supplied["birth_date"],
+                    phone=supplied["phone"],
+                    preferred_language=supplied["preferred_language"],
+                    postal_code=supplied["postal_code"],
+                    email=supplied["email"],
                     name_dob_key=key.name_dob,
                     phone_key=key.phone,
+                    preference_partner_id=caller,  # how to reach them is the first partner's to say
                     created_at=now,
                     updated_at=now,
                 )
-            elif key.phone and not resident.phone_key:  # learn the phone a later partner knows
-                resident.phone, resident.phone_key, resident.updated_at = (
-                    demographics.phone.strip(),
-                    key.phone,
-                    now,
-                )
-            if demographics.email and not resident.email:  # learn the address a later partner knows
-                resident.email, resident.updated_at = demographics.email.strip(), now
-            session.add(resident)
-            if link is None:
-                session.add(
-                    ResidentLink(
-                        partner_id=caller,
-                        partner_resident_id=request.partner_resident_id,
-                        resident_id=resident.id,
-                        created_at=now,
-                    )
-                )
-            else:
-                link.resident_id = resident.id
-                session.add(link)
+                session.add(resident)
+            # A match gives the same network id and changes nothing another partner supplied: what
+            # this partner knows (a phone, an e-mail address) stays on its own link, for it alone.
+            link = link or ResidentLink(
+                partner_id=caller,
+                partner_resident_id=request.partner_resident_id,
+                resident_id=resident.id,
+                created_at=now,
+            )
+            link.resident_id = resident.id
+            for name, value in supplied.items():
+                setattr(link, name, value)
+            session.add(link)
             linked = residents_pb2.ResidentLinked(
                 resident_id=resident.id, partner_id=caller, linked_at=to_timestamp(now)
             )
@@ -234,15 +229,20 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             ids = await resident_ids(session, resident)
             links = await links_of(session, ids)
             admin = await _is_admin(session, caller)
+        own = [k for k in links if admin or k.partner_id == caller]
+        # Each partner sees what it supplied itself; the ACH admin sees the index's record.
+        seen: ResidentRecord | ResidentLink | None = resident if admin else next(iter(own), None)
+        if seen is None:  # the policy let no one else in; never answer from another's record
+            raise PermissionDenied("the resident is not on the caller's books")
+        linked_ids = {k.resident_id for k in own}
         return residents_pb2.Resident(
             resident_id=resident.id,
-            demographics=demographics_proto(resident),
+            demographics=demographics_proto(seen),
             links=[
                 residents_pb2.PartnerLink(partner_id=k.partner_id, partner_resident_id=k.partner_resident_id)
-                for k in links
-                if admin or k.partner_id == caller
+                for k in own
             ],
-            merged_ids=ids[1:],
+            merged_ids=[i for i in ids[1:] if admin or i in linked_ids],
             do_not_contact=resident.do_not_contact,
         )
 
@@ -266,19 +266,28 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
                 )
             note_resource("resident_id", referral.resident_id)
             resident = await require_resident(session, referral.resident_id)
-            consents = await consents_of(session, await resident_ids(session, resident))
-        consent = consent_for_share([terms_of(c) for c in consents], referral.need_domain, caller, utc_now())
-        if consent is None:
+            ids = await resident_ids(session, resident)
+            consents = [terms_of(c) for c in await consents_of(session, ids)]
+            source = referral.source_partner_id
+            # What is shared is the source's own record of the resident, under a consent the source
+            # (or the ACH admin) took; a referral replicated before sources were kept shares the
+            # index's record, as it did.
+            shared: ResidentRecord | ResidentLink | None = resident
+            if source:
+                consents = relied_on_by(consents, {source} | await _admin_ids(session))
+                shared = await supplied_by(session, ids, source)
+        consent = consent_for_share(consents, referral.need_domain, caller, utc_now())
+        if consent is None or shared is None:
             raise PermissionDenied(
                 "the resident has no active consent to share with this organization for this need"
             )
         return residents_pb2.SharedResident(
             resident_id=resident.id,
             referral_id=referral.referral_id,
-            given_name=resident.given_name,
-            family_name=resident.family_name,
-            preferred_language=resident.preferred_language,
-            phone="" if resident.do_not_contact else resident.phone,
+            given_name=shared.given_name,
+            family_name=shared.family_name,
+            preferred_language=shared.preferred_language,
+            phone="" if resident.do_not_contact else shared.phone,
             do_not_contact=resident.do_not_contact,
             consent_id=consent.consent_id,
         )
@@ -298,9 +307,15 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             referral = await session.get(ReferralReplica, request.referral_id)
             # Only about the resident's own referral (and once this service has heard of it): the
             # address is never handed out for anything else.
-            if referral is None or referral.resident_id not in await resident_ids(session, resident):
+            ids = await resident_ids(session, resident)
+            if referral is None or referral.resident_id not in ids:
                 raise NotFound(f"referral {request.referral_id} of resident {request.resident_id} not found")
-        contact = domain.contact_for_message(preference_of(resident), resident.phone, resident.email)
+            addresses = await addresses_for_messages(session, resident, ids, referral.source_partner_id)
+        contact = domain.contact_for_message(
+            preference_of(resident),
+            addresses.phone if addresses else "",
+            addresses.email if addresses else "",
+        )
         return residents_pb2.ResidentContact(
             resident_id=resident.id,
             do_not_contact=resident.do_not_contact,
@@ -387,6 +402,30 @@ async def _is_admin(session: AsyncSession, partner_id: str) -> bool:
     return partner is not None and "ach-admin" in partner.roles
 
 
+async def _admin_ids(session: AsyncSession) -> set[str]:
+    rows = await session.exec(select(PartnerRecord))
+    return {p.id for p in rows.all() if "ach-admin" in p.roles}
+
+
+async def supplied_by(session: AsyncSession, ids: list[str], partner_id: str) -> ResidentLink | None:
+    """What a partner supplied about the person (its first link among the person's ids)."""
+    own = sorted(
+        (k for k in await links_of(session, ids) if k.partner_id == partner_id), key=lambda k: k.created_at
+    )
+    return own[0] if own else None
+
+
+async def addresses_for_messages(
+    session: AsyncSession, resident: ResidentRecord, ids: list[str], source_partner_id: str
+) -> ResidentRecord | ResidentLink | None:
+    """Where the network's messages about a referral go: the addresses the referral's source
+    supplied, so a partner matched to the resident later never redirects them to an address of its
+    own (the index's record for a referral replicated before sources were kept)."""
+    if source_partner_id:
+        return await supplied_by(session, ids, source_partner_id)
+    return resident
+
+
 async def _cbo_ids(session: AsyncSession) -> set[str]:
     rows = await session.exec(select(PartnerRecord.id).where(col(PartnerRecord.type) == "cbo"))
     return set(rows.all())
@@ -447,6 +486,9 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
             if consent is None:
                 raise NotFound(f"consent {request.consent_id} not found")
             note_resource("resident_id", consent.resident_id)
+            caller = principal().partner_id
+            if consent.recorded_by_partner_id != caller and not await _is_admin(session, caller):
+                raise PermissionDenied("only the partner that recorded a consent, or the ACH, revokes it")
             if consent.status == REVOKED:  # revoking twice is no error, and no second event
                 return consent_proto(consent)
             consent.status = REVOKED
@@ -460,11 +502,22 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
     async def ListConsents(
         self, request: residents_pb2.ListConsentsRequest, context: grpc.aio.ServicerContext
     ) -> residents_pb2.ListConsentsResponse:
+        caller = principal().partner_id
         async with self._sessions() as session:
             resident = await require_resident(session, request.resident_id)
             consents = await consents_of(session, await resident_ids(session, resident))
+            admin = await _is_admin(session, caller)
+        # A partner sees the consents it took and those that let it be shared with; what the resident
+        # agreed with others (for which needs, with whom) is theirs.
         return residents_pb2.ListConsentsResponse(
-            consents=[consent_proto(c) for c in consents], contact_preference=preference_proto(resident)
+            consents=[
+                consent_proto(c)
+                for c in consents
+                if admin
+                or c.recorded_by_partner_id == caller
+                or (not c.partner_ids or caller in c.partner_ids)
+            ],
+            contact_preference=preference_proto(resident),
         )
 
     async def SetContactPreference(
@@ -475,12 +528,34 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
         wanted = domain.ContactPreference(
             request.do_not_contact, CHANNEL_NAMES[request.channel], request.language.strip()
         )
+        caller = principal().partner_id
         async with self._sessions() as session, session.begin():
             resident = await require_resident(session, request.resident_id)
-            problems = domain.check_contact_preference(wanted, resident.phone, resident.email)
+            admin = await _is_admin(session, caller)
+            current = preference_of(resident)
+            if not domain.may_change_preference(
+                current, wanted, resident.preference_partner_id, caller, admin
+            ):
+                raise PermissionDenied(
+                    "another partner set this resident's contact preference: only it, or the ACH,"
+                    " changes it (any partner may turn do_not_contact on)"
+                )
+            owner = resident.preference_partner_id
+            if not admin and owner in ("", caller):
+                owner = caller
+            # The channel needs an address on the caller's own record (the index's, for the ACH).
+            on_file = (
+                resident
+                if admin
+                else await supplied_by(session, await resident_ids(session, resident), caller)
+            )
+            problems = domain.check_contact_preference(
+                wanted, on_file.phone if on_file else "", on_file.email if on_file else ""
+            )
             if problems:
                 raise InvalidArgument(problems)
-            if preference_of(resident) != wanted:
+            if current != wanted:
+                resident.preference_partner_id = owner
                 resident.do_not_contact = wanted.do_not_contact
                 resident.contact_channel = wanted.channel
                 resident.contact_language = wanted.language
@@ -542,6 +617,7 @@ async def on_referral_created(
             "target_partner_id": event.target_partner_id,
             "status": _status(event.status),
             "sequence": 0,
+            "source_partner_id": event.source_partner_id,
         },
     )
 

@@ -63,12 +63,16 @@ class ResidentRecord(SQLModel, table=True):
     email: str = Field(default="", max_length=320)
     contact_channel: str = Field(default="", max_length=10)  # how the network messages them: "" | sms | email
     contact_language: str = Field(default="", max_length=35)  # for those messages; "" = preferred_language
+    # The partner that set the contact preference: messages go to the address it supplied, and only
+    # it (or the ACH admin) changes the preference, beyond turning "do not contact" on.
+    preference_partner_id: str = Field(default="", max_length=64)
     created_at: datetime
     updated_at: datetime
 
 
 class ResidentLink(SQLModel, table=True):
-    """A partner's own id for a resident (MRN, client number) and the network id it maps to."""
+    """A partner's own id for a resident (MRN, client number), the network id it maps to, and what
+    that partner supplied about the person: what it sees of them, whoever else knows them too."""
 
     __tablename__ = "resident_link"
 
@@ -76,6 +80,13 @@ class ResidentLink(SQLModel, table=True):
     partner_resident_id: str = Field(primary_key=True, max_length=100)
     resident_id: str = Field(index=True, max_length=36)
     created_at: datetime
+    given_name: str = Field(default="", max_length=200)
+    family_name: str = Field(default="", max_length=200)
+    birth_date: str = Field(default="", max_length=10)
+    phone: str = Field(default="", max_length=40)
+    preferred_language: str = Field(default="", max_length=35)
+    postal_code: str = Field(default="", max_length=20)
+    email: str = Field(default="", max_length=320)
 
 
 class ResidentMerge(SQLModel, table=True):
@@ -122,6 +133,8 @@ class ReferralReplica(SQLModel, table=True):
     target_partner_id: str = Field(default="", max_length=100)
     status: str = Field(default="", max_length=30)
     sequence: int = -1
+    # Whose record of the resident the target may be shown (under that partner's consent).
+    source_partner_id: str = Field(default="", max_length=100)
 
 
 async def live_resident(session: AsyncSession, resident_id: str) -> ResidentRecord | None:

@@ -166,3 +166,15 @@ def test_registration_checks_the_email_and_language_shapes() -> None:
         "demographics.email",
         "demographics.preferred_language",
     ]
+
+
+def test_only_the_partner_that_set_a_contact_preference_changes_it_but_anyone_may_silence() -> None:
+    current = domain.ContactPreference(False, "sms", "es")
+    to_email = domain.ContactPreference(False, "email", "es")
+    silenced = domain.ContactPreference(True, "sms", "es")
+    assert domain.may_change_preference(current, to_email, "clinic-1", "clinic-1", admin=False)
+    assert not domain.may_change_preference(current, to_email, "clinic-1", "cbo-outreach", admin=False)
+    assert domain.may_change_preference(current, silenced, "clinic-1", "cbo-outreach", admin=False)
+    assert not domain.may_change_preference(silenced, current, "clinic-1", "cbo-outreach", admin=False)
+    assert domain.may_change_preference(current, to_email, "clinic-1", "ach-backbone", admin=True)
+    assert domain.may_change_preference(current, to_email, "", "cbo-outreach", admin=False)

@@ -10,7 +10,6 @@ from datetime import timedelta
 import grpc
 from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
-from ach_events.resident_replica import consent_terms
 from ach_platform import zip_codes
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
@@ -150,7 +149,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     subject=request.need_domain,
                 )
             # A hand-off shares the resident with the CBO: only under a consent covering it.
-            consents = await consent_terms(session, request.resident_id)
+            consents = await self._events.consents(session, request.resident_id, source)
             covered = domain.proposals(
                 [m.service for m in partners], request.need_domain, language, consents, now, resident=facts
             )
@@ -306,7 +305,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             changes = await history_of(session, referral.id)
             consent = (
                 consent_for_share(
-                    await consent_terms(session, referral.resident_id),
+                    await self._events.consents(session, referral.resident_id, referral.source_partner_id),
                     referral.need_domain,
                     referral.target_partner_id,
                     utc_now(),

@@ -21,10 +21,10 @@ from ach_events.partner_refusal import partner_violations, refuse_report
 from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform import zip_codes
-from ach_platform.access import PartnerLookup
+from ach_platform.access import PartnerRoster
 from ach_platform.clock import as_utc, to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
-from ach_platform.consent import ConsentTerms
+from ach_platform.consent import ConsentTerms, relied_on_by
 from ach_platform.errors import FieldViolation
 from ach_platform.opening_hours import Hours
 from google.protobuf.message import Message
@@ -72,7 +72,7 @@ class ReferralEvents:
         reroute_default: domain.ReroutePolicy = domain.ReroutePolicy.AUTOMATIC,
         reroute_by_domain: dict[str, domain.ReroutePolicy] | None = None,
         timers: domain.TimerPolicy | None = None,
-        partners: Callable[[], PartnerLookup | None] = lambda: None,
+        partners: Callable[[], PartnerRoster | None] = lambda: None,
     ) -> None:
         self._outbox = outbox
         # The partner registry's replica: who receives referrals is its say, at the moment of routing.
@@ -127,7 +127,9 @@ class ReferralEvents:
         if await referral_for_need(session, need.need_id) is not None:
             return
         now = utc_now()
-        routing = await self._route(session, need.resident_id, need.need_domain, need.language, now)
+        routing = await self._route(
+            session, need.resident_id, need.need_domain, need.language, now, need.source_partner_id
+        )
         if routing.information is not None:
             await self.refer_informationally(
                 session,
@@ -254,9 +256,15 @@ class ReferralEvents:
         ]
 
     async def _route(
-        self, session: AsyncSession, resident_id: str, need_domain: str, language: str, at: datetime
+        self,
+        session: AsyncSession,
+        resident_id: str,
+        need_domain: str,
+        language: str,
+        at: datetime,
+        source_partner_id: str,
     ) -> domain.Routing:
-        consents = await self._consents(session, resident_id)
+        consents = await self.consents(session, resident_id, source_partner_id)
         return domain.route(await self.candidates(session), need_domain, language, consents, at)
 
     def schedule(self, referral: ReferralRecord) -> None:
@@ -282,7 +290,7 @@ class ReferralEvents:
             candidates if candidates is not None else await self.candidates(session),
             referral.need_domain,
             referral.language,
-            await self._consents(session, referral.resident_id),
+            await self.consents(session, referral.resident_id, referral.source_partner_id),
             at,
             await organizations_that_rejected(session, referral.id) | {referral.target_partner_id},
             resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
@@ -414,8 +422,15 @@ class ReferralEvents:
         if to is domain.Status.REJECTED:
             await self.after_rejection(session, referral, update.reason)
 
-    async def _consents(self, session: AsyncSession, resident_id: str) -> list[ConsentTerms]:
-        return await consent_terms(session, resident_id)
+    async def consents(
+        self, session: AsyncSession, resident_id: str, source_partner_id: str
+    ) -> list[ConsentTerms]:
+        """The resident's consents a referral from this source may rest on: those the source took
+        (or the ACH admin took for the resident); another partner's consent covers its own
+        disclosures, not the source's."""
+        registry = self._partners()
+        admins = registry.holding("ach-admin") if registry is not None else set()
+        return relied_on_by(await consent_terms(session, resident_id), {source_partner_id} | admins)
 
     async def on_consent_changed(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
@@ -433,9 +448,9 @@ class ReferralEvents:
 
     async def _apply_consents(self, session: AsyncSession, resident_id: str) -> None:
         now = utc_now()
-        consents = await self._consents(session, resident_id)
         for referral in await referrals_of(session, await same_person_ids(session, resident_id)):
             status = domain.Status(referral.status)
+            consents = await self.consents(session, resident_id, referral.source_partner_id)
             if domain.withdraw_on_revocation(
                 status, referral.need_domain, referral.target_partner_id, consents, now
             ):
@@ -444,7 +459,12 @@ class ReferralEvents:
                 )
             elif status is domain.Status.DRAFT and referral.draft_reason == domain.CONSENT_REQUIRED:
                 routing = await self._route(
-                    session, referral.resident_id, referral.need_domain, referral.language, now
+                    session,
+                    referral.resident_id,
+                    referral.need_domain,
+                    referral.language,
+                    now,
+                    referral.source_partner_id,
                 )
                 if routing.match:
                     referral.target_partner_id = routing.match.service.partner_id

@@ -37,11 +37,22 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_referrals" / "migrations"
-PARTNERS = {
-    "clinic-1": PartnerView("clinic-1", "clinic", frozenset({"screener", "referral-source"}), True),
-    "cbo-1": PartnerView("cbo-1", "cbo", frozenset({"referral-target"}), True),
-    "cbo-2": PartnerView("cbo-2", "cbo", frozenset({"referral-target"}), True),
-}
+
+
+class Roster(dict[str, PartnerView]):
+    """The registry replica as the service sees it: partners by id, and who holds a role."""
+
+    def holding(self, role: str) -> set[str]:
+        return {p.partner_id for p in self.values() if p.active and role in p.roles}
+
+
+PARTNERS = Roster(
+    {
+        "clinic-1": PartnerView("clinic-1", "clinic", frozenset({"screener", "referral-source"}), True),
+        "cbo-1": PartnerView("cbo-1", "cbo", frozenset({"referral-target"}), True),
+        "cbo-2": PartnerView("cbo-2", "cbo", frozenset({"referral-target"}), True),
+    }
+)
 
 Stub = Callable[[str], referrals_pb2_grpc.ReferralServiceStub]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
-from ach_events.resident_replica import person_of
+from ach_events.resident_replica import consents_for, person_of, terms_of
+from ach_platform.access import PartnerRoster
 from ach_platform.audit import note_resource
-from ach_platform.clock import to_timestamp
+from ach_platform.auth import principal
+from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -17,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_screening import domain
 from ach_screening.domain.fhir import located, read_questionnaire_response
 from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
+from ach_screening.domain.sharing import shared_domains
 from ach_screening.domain.submission import Submission
 from ach_screening.events import demographics_of, finding_proto, submission_of
 from ach_screening.intake import Accepted, GroupCommit, ScreeningIntake
@@ -56,6 +59,22 @@ def screening_proto(record: ScreeningRecord) -> screening_pb2.Screening:
     return screening
 
 
+def shared_proto(record: ScreeningRecord, domains: frozenset[str]) -> screening_pb2.Screening:
+    """Another partner's screening as the caller may see it: only the consented need domains, no
+    totals, nothing of the rest."""
+    screening = screening_proto(record)
+    kept = [f for f in findings_of(record) if f.domain in domains]
+    del screening.findings[:]
+    screening.findings.extend(finding_proto(f, with_evidence=False) for f in kept)
+    screening.positive_domains[:] = [d for d in record.positive_domains if d in domains]
+    screening.negative_domains[:] = [d for d in record.negative_domains if d in domains]
+    screening.totals.clear()
+    screening.urgent = any(f.urgent for f in kept)
+    screening.site_id = ""
+    screening.consent_id = ""
+    return screening
+
+
 def _text(texts: Mapping[str, str], language: str) -> str:
     return (
         texts.get(language)
@@ -66,9 +85,15 @@ def _text(texts: Mapping[str, str], language: str) -> str:
 
 
 class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], intake: ScreeningIntake) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        intake: ScreeningIntake,
+        partners: Callable[[], PartnerRoster | None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._intake = intake
+        self._partners = partners
         self._group_commit = GroupCommit(sessions, intake)
 
     async def _submit(self, submission: Submission, problems: Sequence[FieldViolation] = ()) -> Accepted:
@@ -145,23 +170,36 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
     ) -> screening_pb2.ResidentScreenings:
         if not request.resident_id:
             raise InvalidArgument.of("resident_id", "is required")
+        caller = principal().partner_id
+        registry = self._partners()
+        admins = registry.holding("ach-admin") if registry is not None else set()
         async with self._sessions() as session:
             survivor, ids = await person_of(session, request.resident_id)
             records = await screenings_of(session, ids)
-        if not records:
+            consents = [terms_of(c) for c in await consents_for(session, ids)] if records else []
+        now = utc_now()
+        visible: list[tuple[ScreeningRecord, frozenset[str] | None]] = []
+        for r in records:
+            assessed = [*r.positive_domains, *r.negative_domains]
+            domains = shared_domains(
+                r.submitter_partner_id, caller, caller in admins, assessed, consents, admins, now
+            )
+            if domains is None or domains:
+                visible.append((r, domains))
+        if not visible:
             raise NotFound(f"no screenings of resident {request.resident_id}")
         needs = need_history(
             ScreeningOutcome(
                 r.id,
                 r.screened_at,
-                tuple((f.domain, f.urgent) for f in findings_of(r)),
-                tuple(r.negative_domains),
+                tuple((f.domain, f.urgent) for f in findings_of(r) if domains is None or f.domain in domains),
+                tuple(d for d in r.negative_domains if domains is None or d in domains),
             )
-            for r in records
+            for r, domains in visible
         )
         return screening_pb2.ResidentScreenings(
             resident_id=survivor,
-            screenings=[screening_proto(r) for r in records],
+            screenings=[screening_proto(r) if d is None else shared_proto(r, d) for r, d in visible],
             needs=[
                 screening_pb2.NeedStatus(
                     need_domain=n.domain,

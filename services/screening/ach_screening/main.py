@@ -28,7 +28,7 @@ def wire(runtime: Runtime) -> None:
     except InstrumentError as exc:
         raise ConfigError(f"instrument definitions rejected:\n{exc}") from None
     intake = ScreeningIntake(runtime.outbox, instruments)
-    api = ScreeningApi(runtime.sessions, intake)
+    api = ScreeningApi(runtime.sessions, intake, partners=lambda: runtime.partners)
     runtime.serve_grpc(
         lambda server: screening_pb2_grpc.add_ScreeningServiceServicer_to_server(api, server),
         "ach.screening.v1.ScreeningService",

@@ -396,3 +396,26 @@ def test_knowing_a_residents_name_and_birth_date_gives_a_partner_nothing(
         )
     assert (admin.demographics.phone, admin.demographics.email) == ("209-555-0142", "")
     outsider_identity.close()
+
+    # Point 8, on the same stack: a clinic registers and screens at once, and every screening is taken.
+    register_and_screen_at_once(stack, times=10)
+
+
+def register_and_screen_at_once(stack: Stack, times: int) -> None:
+    """RegisterResident, then SubmitScreening without waiting: read-your-writes holds for the caller
+    that just wrote, whatever the screening service has heard from the resident index yet."""
+    with stack.channel("identity", "clinic-2") as identity, stack.channel("screening", "clinic-2") as channel:
+        index = residents_pb2_grpc.ResidentIndexStub(identity)
+        screening = screening_pb2_grpc.ScreeningServiceStub(channel)
+        for i in range(times):
+            resident = index.RegisterResident(
+                residents_pb2.RegisterResidentRequest(
+                    partner_resident_id=f"walk-in-{uuid.uuid4().hex[:8]}",
+                    demographics=residents_pb2.Demographics(
+                        given_name=f"Walk{i}", family_name="In", birth_date="1990-03-04"
+                    ),
+                ),
+                timeout=5,
+            ).resident_id
+            taken = screening.SubmitScreening(screening_request(resident, partner="clinic-2"), timeout=10)
+            assert taken.screening_id

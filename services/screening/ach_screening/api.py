@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import grpc
@@ -12,7 +14,7 @@ from ach_platform.audit import note_resource
 from ach_platform.auth import principal
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,10 +22,22 @@ from ach_screening import domain
 from ach_screening.domain.fhir import located, read_questionnaire_response
 from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
 from ach_screening.domain.sharing import shared_domains
-from ach_screening.domain.submission import Submission
+from ach_screening.domain.submission import NOT_REGISTERED, Submission
 from ach_screening.events import demographics_of, finding_proto, submission_of
 from ach_screening.intake import Accepted, GroupCommit, ScreeningIntake
-from ach_screening.store import ScreeningRecord, answers_of, findings_of, screenings_of
+from ach_screening.store import ScreeningRecord, answers_of, findings_of, partners_by_resident, screenings_of
+
+# Read-your-writes: a submission right after RegisterResident may reach this service before the
+# ResidentLinked event does; the call waits for it (bounded, and for a bounded number of calls at
+# once, so unknown ids cannot hold the service) instead of refusing what the caller just did.
+LINK_WAIT_S = 5.0
+LINK_POLL_S = 0.05
+LINK_WAITERS = 64
+waited = metrics.get_meter("ach_screening.api").create_counter(
+    "ach_screening_link_waits",
+    unit="{call}",
+    description="Submissions that waited for the resident index's link to arrive (read-your-writes)",
+)
 
 
 def _summary(accepted: Accepted) -> screening_pb2.SubmitScreeningResponse:
@@ -94,20 +108,49 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
         self._sessions = sessions
         self._intake = intake
         self._partners = partners
+        self._link_waiters = asyncio.Semaphore(LINK_WAITERS)
         self._group_commit = GroupCommit(sessions, intake)
 
-    async def _submit(self, submission: Submission, problems: Sequence[FieldViolation] = ()) -> Accepted:
-        accepted = await self._group_commit.submit(submission, problems)
+    async def _submit(
+        self,
+        submission: Submission,
+        context: grpc.aio.ServicerContext,
+        problems: Sequence[FieldViolation] = (),
+    ) -> Accepted:
+        try:
+            accepted = await self._group_commit.submit(submission, problems)
+        except InvalidArgument as refused:
+            if refused.violations != [NOT_REGISTERED] or not await self._link_arrives(submission, context):
+                raise
+            accepted = await self._group_commit.submit(submission, problems)
         span = trace.get_current_span()
         span.set_attribute("ach.screening.id", accepted.record.id)
         span.set_attribute("ach.screening.positive_domain_count", len(accepted.scored.findings))
         note_resource("screening_id", accepted.record.id)
         return accepted
 
+    async def _link_arrives(self, submission: Submission, context: grpc.aio.ServicerContext) -> bool:
+        """Whether the link of the submitter to the resident arrives within the wait (and the call's
+        own deadline); False at once when too many calls are already waiting."""
+        if self._link_waiters.locked():
+            return False
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + min(LINK_WAIT_S, max(0.0, (remaining or LINK_WAIT_S) - 0.5))
+        async with self._link_waiters:
+            waited.add(1)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(LINK_POLL_S)
+                async with self._sessions() as session:
+                    _, ids = await person_of(session, submission.resident_id)
+                    links = await partners_by_resident(session, ids)
+                if any(submission.submitter_partner_id in links.get(i, ()) for i in ids):
+                    return True
+        return False
+
     async def SubmitScreening(
         self, request: screening_pb2.SubmitScreeningRequest, context: grpc.aio.ServicerContext
     ) -> screening_pb2.SubmitScreeningResponse:
-        return _summary(await self._submit(submission_of(request, request.screened_by.partner_id)))
+        return _summary(await self._submit(submission_of(request, request.screened_by.partner_id), context))
 
     async def ImportQuestionnaireResponse(
         self, request: screening_pb2.ImportQuestionnaireResponseRequest, context: grpc.aio.ServicerContext
@@ -132,7 +175,7 @@ class ScreeningApi(screening_pb2_grpc.ScreeningServiceServicer):
             demographics=demographics_of(request.demographics),
         )
         try:
-            return _summary(await self._submit(submission, problems))
+            return _summary(await self._submit(submission, context, problems))
         except InvalidArgument as exc:
             raise InvalidArgument(_unique(located(exc.violations, imported.paths))) from None
 

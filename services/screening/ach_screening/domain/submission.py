@@ -60,6 +60,11 @@ class Submission:
     demographics: Demographics = field(default_factory=Demographics)
 
 
+NOT_REGISTERED = FieldViolation(
+    "resident_id", "is not a resident this partner has registered with the resident index (register first)"
+)
+
+
 @dataclass(frozen=True)
 class Facts:
     """What the database knows about the submission's references."""
@@ -134,12 +139,7 @@ def check(
         if len(value) > limit:
             problems.append(FieldViolation(name, f"is longer than {limit} characters"))
     if submission.resident_id.strip() and len(submission.resident_id) <= 100 and not facts.resident_usable:
-        problems.append(
-            FieldViolation(
-                "resident_id",
-                "is not a resident this partner has registered with the resident index (register first)",
-            )
-        )
+        problems.append(NOT_REGISTERED)
     if submission.screened_at is None:
         problems.append(FieldViolation("screened_at", "is required"))
     if len(submission.language) <= 35 and not LANGUAGE_TAG.match(submission.language):

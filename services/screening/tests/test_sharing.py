@@ -30,17 +30,17 @@ def test_the_submitter_and_the_ach_see_the_whole_screening() -> None:
 
 def test_another_partner_sees_only_the_domains_the_submitters_consent_shares_with_it() -> None:
     consents = [consent("clinic-1", ("food-insecurity",), ("cbo-pantry",))]
-    assert shared_domains("clinic-1", "cbo-pantry", False, ASSESSED, consents, set(), NOW) == {
-        "food-insecurity"
-    }
-    assert shared_domains("clinic-1", "cbo-other", False, ASSESSED, consents, set(), NOW) == set()
+    assert shared_domains("clinic-1", "cbo-pantry", False, ASSESSED, consents, set(), NOW) == frozenset(
+        {"food-insecurity"}
+    )
+    assert shared_domains("clinic-1", "cbo-other", False, ASSESSED, consents, set(), NOW) == frozenset()
 
 
 def test_a_consent_the_caller_took_itself_unlocks_nothing_another_partner_supplied() -> None:
     consents = [consent("cbo-outreach")]  # every need, every CBO: but taken by the caller
-    assert shared_domains("clinic-1", "cbo-outreach", False, ASSESSED, consents, set(), NOW) == set()
+    assert shared_domains("clinic-1", "cbo-outreach", False, ASSESSED, consents, set(), NOW) == frozenset()
     # One the ACH took for the resident counts for everyone's records.
     by_ach = [consent("ach-backbone", ("housing-instability",))]
-    assert shared_domains("clinic-1", "cbo-outreach", False, ASSESSED, by_ach, {"ach-backbone"}, NOW) == {
-        "housing-instability"
-    }
+    assert shared_domains(
+        "clinic-1", "cbo-outreach", False, ASSESSED, by_ach, {"ach-backbone"}, NOW
+    ) == frozenset({"housing-instability"})

@@ -228,6 +228,20 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: directory_pb2.LinkOrganizationRequest(organization_id="no-such-organization"),
         frozenset({"ach-admin"}),
     ),
+    "/ach.directory.v1.DirectoryService/ListNeedDomainClaims": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "ListNeedDomainClaims",
+        lambda me: directory_pb2.ListNeedDomainClaimsRequest(),
+        frozenset({"ach-admin"}),
+    ),
+    "/ach.directory.v1.DirectoryService/ReviewNeedDomains": (
+        "directory",
+        directory_pb2_grpc.DirectoryServiceStub,
+        "ReviewNeedDomains",
+        lambda me: directory_pb2.ReviewNeedDomainsRequest(service_id="no-such-service"),
+        frozenset({"ach-admin"}),
+    ),
     "/ach.directory.v1.DirectoryService/GetService": (
         "directory",
         directory_pb2_grpc.DirectoryServiceStub,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
@@ -31,7 +32,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tests.harness import ROOT, Stack, eventually
-from tests.test_walking_skeleton import screening_request
+from tests.test_walking_skeleton import metric, scrape, screening_request
 from tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.slow
@@ -419,3 +420,98 @@ def register_and_screen_at_once(stack: Stack, times: int) -> None:
             ).resident_id
             taken = screening.SubmitScreening(screening_request(resident, partner="clinic-2"), timeout=10)
             assert taken.screening_id
+
+
+def test_no_partner_routes_the_networks_referrals_to_itself_or_pays_itself(
+    make_stack: Callable[[str], Stack],
+) -> None:
+    stack = make_stack("sqlite")
+    stack.start("referrals", "directory", "funding")
+    outsider = "cbo-outreach"
+    directory = stack.channel("directory", outsider)
+    referrals = referrals_pb2_grpc.ReferralServiceStub(stack.channel("referrals", outsider))
+
+    # It gives itself a service for housing: the claim waits for the ACH's review, routing nothing.
+    service = directory_pb2.Service(
+        service_id="svc-outreach-housing",
+        organization_id=outsider,
+        name="Outreach housing help",
+        need_domains=["housing-instability"],
+        languages=["en"],
+        capacity_available=5,
+        capacity_maximum=5,
+    )
+    kept = eventually(
+        lambda: directory_pb2_grpc.DirectoryServiceStub(directory).UpsertService(
+            directory_pb2.UpsertServiceRequest(service=service), timeout=5
+        ),
+        what="the outsider known to the directory",
+    )
+    assert (list(kept.need_domains), list(kept.claimed_need_domains)) == ([], ["housing-instability"])
+
+    resident = stack.resident(outsider, consent=True)  # its own resident, its own consent
+    eventually(
+        lambda: (
+            stack.count_rows(
+                "referrals", f"SELECT count(*) FROM resident_link_replica WHERE resident_id = '{resident}'"
+            )
+            == 1
+            and stack.count_rows(
+                "referrals", f"SELECT count(*) FROM consent_replica WHERE resident_id = '{resident}'"
+            )
+            == 1
+        ),
+        what="the resident and consent in the referral service",
+    )
+    create = referrals_pb2.CreateReferralRequest(resident_id=resident, need_domain="housing-instability")
+    with pytest.raises(grpc.RpcError) as unrouted:
+        referrals.CreateReferral(create, timeout=5)
+    assert unrouted.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+
+    # A resident it only knows the id of is not its to refer.
+    clinics_resident = stack.resident("clinic-1", consent=True)
+    with pytest.raises(grpc.RpcError) as not_its_own:
+        referrals.CreateReferral(
+            referrals_pb2.CreateReferralRequest(resident_id=clinics_resident, need_domain="food-insecurity"),
+            timeout=5,
+        )
+    assert not_its_own.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "not on cbo-outreach's books" in not_its_own.value.details()  # type: ignore[attr-defined]
+
+    # The ACH admin sees the claim and approves it: now it routes, but a referral to itself is
+    # internal, and completing it with the need met pays nothing from the Wellness Fund.
+    with stack.channel("directory") as channel:
+        admin = directory_pb2_grpc.DirectoryServiceStub(channel)
+        claims = admin.ListNeedDomainClaims(directory_pb2.ListNeedDomainClaimsRequest(), timeout=5)
+        assert [(s.service_id, list(s.claimed_need_domains)) for s in claims.services] == [
+            ("svc-outreach-housing", ["housing-instability"])
+        ]
+        approved = admin.ReviewNeedDomains(
+            directory_pb2.ReviewNeedDomainsRequest(
+                service_id="svc-outreach-housing", approve=["housing-instability"]
+            ),
+            timeout=5,
+        )
+        assert list(approved.need_domains) == ["housing-instability"]
+    referral = eventually(
+        lambda: referrals.CreateReferral(create, timeout=5), what="the approved service in matching"
+    )
+    assert referral.target_partner_id == outsider and referral.internal
+    for status in (referrals_pb2.REFERRAL_STATUS_ACCEPTED, referrals_pb2.REFERRAL_STATUS_COMPLETED):
+        referrals.UpdateReferralStatus(
+            referrals_pb2.UpdateReferralStatusRequest(
+                referral_id=referral.referral_id,
+                status=status,
+                outcome=referrals_pb2.REFERRAL_OUTCOME_NEED_MET
+                if status == referrals_pb2.REFERRAL_STATUS_COMPLETED
+                else referrals_pb2.REFERRAL_OUTCOME_UNSPECIFIED,
+            ),
+            timeout=5,
+        )
+    funding = stack.services["funding"].metrics_port
+    eventually(
+        lambda: metric(scrape(funding), "ach_funding_internal_referrals_unpaid_total") >= 1,
+        what="the funding service's judgement of the internal referral",
+    )
+    assert stack.count_rows("funding", "SELECT count(*) FROM transfer") == 0
+    directory.close()

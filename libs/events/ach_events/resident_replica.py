@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ach.residents.v1 import residents_pb2
-from ach_platform.clock import as_utc, from_timestamp
+from ach_platform.clock import as_utc, from_timestamp, utc_now
 from ach_platform.codes import code_of
 from ach_platform.consent import ConsentTerms
 from sqlalchemy import JSON, Column
@@ -32,6 +32,41 @@ class ConsentReplica(SQLModel, table=True):
     version: int
     # The partner that took it: its consent authorizes its own disclosures (ach_platform.consent).
     recorded_by_partner_id: str = Field(default="", max_length=64)
+
+
+class ResidentLinkReplica(SQLModel, table=True):
+    """Which partners have which resident on their books (from ResidentLinked): who may submit a
+    screening or place a referral for a resident id."""
+
+    __tablename__ = "resident_link_replica"
+
+    resident_id: str = Field(primary_key=True, max_length=100)
+    partner_id: str = Field(primary_key=True, max_length=100)
+    linked_at: datetime
+
+
+async def keep_link(session: AsyncSession, event: residents_pb2.ResidentLinked) -> None:
+    require_fields(event, "resident_id", "partner_id")
+    if await session.get(ResidentLinkReplica, (event.resident_id, event.partner_id)) is None:
+        linked_at = from_timestamp(event.linked_at) if event.HasField("linked_at") else utc_now()
+        assert linked_at is not None
+        session.add(
+            ResidentLinkReplica(
+                resident_id=event.resident_id, partner_id=event.partner_id, linked_at=linked_at
+            )
+        )
+        await session.flush()
+
+
+async def on_books_of(session: AsyncSession, partner_id: str, resident_id: str) -> bool:
+    """Whether the partner has the person (under any of their ids) on its own books."""
+    ids = await same_person_ids(session, resident_id)
+    rows = await session.exec(
+        select(ResidentLinkReplica.partner_id).where(
+            col(ResidentLinkReplica.resident_id).in_(ids), ResidentLinkReplica.partner_id == partner_id
+        )
+    )
+    return rows.first() is not None
 
 
 class ResidentAlias(SQLModel, table=True):

@@ -207,6 +207,9 @@ POLICY: dict[str, Rule] = {
     ),
     # Which organization is which partner decides who receives referrals: the ACH admin's call.
     "/ach.directory.v1.DirectoryService/LinkOrganization": Rule(roles=_r("ach-admin")),
+    # What a partner claims its own services serve routes nothing until the ACH admin approves it.
+    "/ach.directory.v1.DirectoryService/ListNeedDomainClaims": Rule(roles=_r("ach-admin")),
+    "/ach.directory.v1.DirectoryService/ReviewNeedDomains": Rule(roles=_r("ach-admin")),
     "/ach.directory.v1.DirectoryService/GetService": Rule(roles=_r(ANY)),
     "/ach.directory.v1.DirectoryService/SearchServices": Rule(roles=_r(ANY)),
     # The directory is public information (a 2-1-1 publishes it): any authenticated partner reads it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -10,8 +11,10 @@ from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_platform import zip_codes
 from ach_platform.access import PartnerLookup
+from ach_platform.auth import principal
 from ach_platform.clock import from_timestamp, utc_now
 from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
+from opentelemetry import metrics
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,7 +31,20 @@ from ach_directory.hsds_objects import hsds_object
 from ach_directory.partner_links import link_organization
 from ach_directory.projection import SUMMARY_FORMAT, index, to_proto
 from ach_directory.search_index import search
-from ach_directory.store import ServiceRecord
+from ach_directory.store import ServiceRecord, services_with_claims
+
+log = logging.getLogger(__name__)
+claims_counter = metrics.get_meter("ach_directory.api").create_counter(
+    "ach_directory_need_domain_claims",
+    unit="{claim}",
+    description="Need domains partners claimed for their services, awaiting the ACH admin's review",
+)
+
+
+def note_claims(service_id: str, claimed: list[str]) -> None:
+    """The change log the ACH admin reviews (ListNeedDomainClaims): counted and logged."""
+    claims_counter.add(len(claimed))
+    log.info("service %s claims need domains %s: awaiting review", service_id, ",".join(claimed))
 
 
 class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
@@ -99,7 +115,16 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             record.name = s.name
             record.description = s.description
             record.status = s.status or directory_pb2.SERVICE_STATUS_ACTIVE
-            record.need_domains = list(s.need_domains)
+            registry = self._partners()
+            editor = registry.get(principal().partner_id) if registry is not None else None
+            record.need_domains, record.claimed_need_domains = domain.claim_need_domains(
+                list(s.need_domains),
+                record.need_domains,
+                record.claimed_need_domains,
+                trusted=editor is not None and "directory-editor" in editor.roles,
+            )
+            if record.claimed_need_domains:
+                note_claims(s.service_id, record.claimed_need_domains)
             record.languages = list(s.languages)
             record.capacity_available = s.capacity_available
             record.capacity_maximum = s.capacity_maximum
@@ -113,6 +138,44 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             session.add(record)
             result = (await index(session, [record]))[record.id]
             publish_service_changed(session, self._outbox, result, record.version)
+        return result
+
+    async def ListNeedDomainClaims(
+        self, request: directory_pb2.ListNeedDomainClaimsRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.ListNeedDomainClaimsResponse:
+        async with self._sessions() as session:
+            claimed = await services_with_claims(session)
+        return directory_pb2.ListNeedDomainClaimsResponse(services=[to_proto(r) for r in claimed])
+
+    async def ReviewNeedDomains(
+        self, request: directory_pb2.ReviewNeedDomainsRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.Service:
+        if not request.service_id:
+            raise InvalidArgument.of("service_id", "is required")
+        async with self._sessions() as session, session.begin():
+            record = await session.get(ServiceRecord, request.service_id[:100])
+            if record is None:
+                raise NotFound(f"service {request.service_id[:100]} not found")
+            problems = domain.check_review(
+                list(request.approve), list(request.reject), record.claimed_need_domains
+            )
+            if problems:
+                raise InvalidArgument(problems)
+            record.need_domains = list(dict.fromkeys([*record.need_domains, *request.approve]))
+            decided = {*request.approve, *request.reject}
+            record.claimed_need_domains = [d for d in record.claimed_need_domains if d not in decided]
+            record.version += 1
+            record.updated_at = utc_now()
+            session.add(record)
+            result = (await index(session, [record]))[record.id]
+            if request.approve:  # only then does routing change
+                publish_service_changed(session, self._outbox, result, record.version)
+        log.info(
+            "need domains reviewed for service %s: approved %s, rejected %s",
+            record.id,
+            ",".join(request.approve) or "-",
+            ",".join(request.reject) or "-",
+        )
         return result
 
     async def GetService(

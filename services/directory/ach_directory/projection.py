@@ -399,6 +399,7 @@ def to_proto(r: ServiceRecord) -> directory_pb2.Service:
         description=r.description,
         status=r.status,  # type: ignore[arg-type]
         need_domains=r.need_domains,
+        claimed_need_domains=r.claimed_need_domains,
         languages=r.languages,
         capacity_available=r.capacity_available,
         capacity_maximum=r.capacity_maximum,

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.domain.hsds import Entity
 from ach_directory.hsds_catalog import load_catalog
@@ -27,6 +28,10 @@ class ServiceRecord(SQLModel, table=True):
     status: int
     need_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
     languages: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    # Claimed by the partner, awaiting the ACH admin's review: never matched until approved.
+    claimed_need_domains: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     capacity_available: int = 0
     capacity_maximum: int = 0
     version: int = 0
@@ -141,3 +146,10 @@ def _hsds_table(entity: Entity) -> Table:
 HSDS_TABLES: dict[str, Table] = {
     name: _hsds_table(entity) for name, entity in load_catalog().entities.items()
 }
+
+
+async def services_with_claims(session: AsyncSession) -> list[ServiceRecord]:
+    """Services with need domains claimed and not yet reviewed (few: scanned in Python, since JSON
+    emptiness reads differently on SQLite and PostgreSQL)."""
+    rows = await session.exec(select(ServiceRecord).where(ServiceRecord.source == "api"))
+    return [r for r in rows.all() if r.claimed_need_domains]

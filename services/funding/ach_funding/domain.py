@@ -41,11 +41,18 @@ def payable_account(partner_id: str) -> str:
 
 
 def transfer_for_completed_referral(
-    source_event_id: str, referral_id: str, target_partner_id: str, outcome: str
+    source_event_id: str,
+    referral_id: str,
+    target_partner_id: str,
+    outcome: str,
+    internal: bool = False,
+    pay_internal: bool = False,
 ) -> TransferDraft | None:
-    """The payment a completed referral earns its CBO, or None when it earns nothing."""
+    """The payment a completed referral earns its CBO, or None when it earns nothing. A referral a
+    partner sent to its own organization earns nothing unless the fund's policy pays for them: else
+    a CBO holding both roles could refer to itself and pay itself from the Wellness Fund."""
     amount = OUTCOME_RATES_CENTS.get(outcome, 0)
-    if amount == 0 or not target_partner_id:
+    if amount == 0 or not target_partner_id or (internal and not pay_internal):
         return None
     return checked(
         TransferDraft(

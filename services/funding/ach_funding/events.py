@@ -11,15 +11,23 @@ from ach_events.outbox import Outbox
 from ach_events.topics import FUNDING_EVENTS
 from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.codes import code_of
+from opentelemetry import metrics
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding import domain
 from ach_funding.store import Account, TransferRecord
 
+unpaid_internal = metrics.get_meter("ach_funding.events").create_counter(
+    "ach_funding_internal_referrals_unpaid",
+    unit="{referral}",
+    description="Completed referrals a partner sent to its own organization: no outcome payment",
+)
+
 
 class FundingEvents:
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, pay_internal: bool = False) -> None:
         self._outbox = outbox
+        self._pay_internal = pay_internal
 
     async def on_status_changed(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralStatusChanged
@@ -28,9 +36,15 @@ class FundingEvents:
             return
         require_fields(event, "referral_id")
         outcome = code_of(referrals_pb2.ReferralOutcome, event.outcome)
-        draft = domain.transfer_for_completed_referral(
-            envelope.id, event.referral_id, event.target_partner_id, outcome
+        # Older events carry no source: judged by the source when they name one.
+        internal = event.internal or (
+            bool(event.source_partner_id) and event.source_partner_id == event.target_partner_id
         )
+        draft = domain.transfer_for_completed_referral(
+            envelope.id, event.referral_id, event.target_partner_id, outcome, internal, self._pay_internal
+        )
+        if internal and draft is None:
+            unpaid_internal.add(1)
         if draft is None or await session.get(TransferRecord, draft.transfer_id) is not None:
             return
         now = utc_now()

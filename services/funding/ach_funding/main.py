@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ach.funding.v1 import funding_pb2_grpc
@@ -14,7 +15,9 @@ from ach_funding.events import FundingEvents
 
 
 def wire(runtime: Runtime) -> None:
-    events = FundingEvents(runtime.outbox)
+    # Whether referrals a partner sent to itself earn outcome payments (the fund's policy; off).
+    pay_internal = os.environ.get("FUNDING_PAY_INTERNAL_REFERRALS", "false").strip().lower() == "true"
+    events = FundingEvents(runtime.outbox, pay_internal)
     api = FundingApi(runtime.sessions)
     runtime.serve_grpc(
         lambda server: funding_pb2_grpc.add_FundingServiceServicer_to_server(api, server),

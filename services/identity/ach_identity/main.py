@@ -24,13 +24,13 @@ from pathlib import Path
 import grpc
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
-from ach.residents.v1 import residents_pb2_grpc
+from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import inbound_pattern, provision_partner
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
-from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS
-from ach_platform.clock import utc_now
+from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS, RESIDENT_EVENTS
+from ach_platform.clock import to_timestamp, utc_now
 from ach_platform.codes import code_of, value_of
 from ach_platform.database import create_engine, session_factory
 from ach_platform.dev_pki import DevPki
@@ -44,7 +44,7 @@ from ach_identity import domain, gateway, residents
 from ach_identity.api import PartnerRegistryApi
 from ach_identity.audit import AuditLogApi, on_access_recorded
 from ach_identity.events import publish_partner_changed
-from ach_identity.store import PartnerRecord
+from ach_identity.store import PartnerRecord, ResidentLink
 
 
 def wire(runtime: Runtime) -> None:
@@ -115,6 +115,27 @@ async def bootstrap(admin: str, name: str) -> str:
             session.add(record)
             publish_partner_changed(session, Outbox("/ach/identity"), record)
         return f"registered {admin} as the ACH backbone with every role"
+    finally:
+        await engine.dispose()
+
+
+async def relink() -> str:
+    """Publish every partner link again (ResidentLinked): services that keep who has which resident
+    on their books, added after those links were made, learn them. Consumers keep each link once."""
+    settings = ServiceSettings.from_env("identity")
+    engine = create_engine(settings.database_url)
+    outbox = Outbox("/ach/identity")
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            links = (await session.exec(select(ResidentLink))).all()
+            for link in links:
+                event = residents_pb2.ResidentLinked(
+                    resident_id=link.resident_id,
+                    partner_id=link.partner_id,
+                    linked_at=to_timestamp(link.created_at),
+                )
+                outbox.add(session, RESIDENT_EVENTS, event, key=link.resident_id, subject=link.resident_id)
+        return f"published {len(links)} resident links again"
     finally:
         await engine.dispose()
 
@@ -249,7 +270,7 @@ def kafka_provision(args: argparse.Namespace) -> int:
 
 def cli(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in {"bootstrap", "partners", "audit", "kafka"}:
+    if not argv or argv[0] not in {"bootstrap", "partners", "audit", "kafka", "relink"}:
         run_cli(DEFINITION, argv)
         return
     parser = argparse.ArgumentParser(prog="ach-identity")
@@ -274,6 +295,7 @@ def cli(argv: list[str] | None = None) -> None:
     audit.add_argument("--partner", help="only this partner's accesses")
     audit.add_argument("--resident", help="only accesses to this (pseudonymous) resident")
     audit.add_argument("--as", dest="as_partner", default="ach-backbone")
+    sub.add_parser("relink", help="publish every partner link to a resident again (after an upgrade)")
     kafka = sub.add_parser("kafka", help="provision a partner's Kafka topics, credential and ACLs")
     kafka.add_argument("action", choices=["provision"])
     kafka.add_argument("partner_id")
@@ -284,6 +306,9 @@ def cli(argv: list[str] | None = None) -> None:
             raise SystemExit(kafka_provision(args))
         if args.command == "audit":
             raise SystemExit(audit_export(args))
+        if args.command == "relink":
+            print(f"ach-identity: {asyncio.run(relink())}", file=sys.stderr)
+            raise SystemExit(0)
         if args.command == "bootstrap":
             print(f"ach-identity: {asyncio.run(bootstrap(args.admin, args.name))}", file=sys.stderr)
             raise SystemExit(0)

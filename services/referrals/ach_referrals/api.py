@@ -10,6 +10,7 @@ from datetime import timedelta
 import grpc
 from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
+from ach_events.resident_replica import on_books_of
 from ach_platform import zip_codes
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
@@ -53,6 +54,7 @@ def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
         updated_at=to_timestamp(r.updated_at),
         draft_reason=r.draft_reason,
         informational=r.informational,
+        internal=domain.is_internal(r.source_partner_id, r.target_partner_id),
     )
 
 
@@ -96,6 +98,15 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         age = request.resident_age if request.HasField("resident_age") else None
         facts = resident_facts(request.resident_zip, age, available_at)
         async with self._sessions() as session, session.begin():
+            # Only for a resident the source has on its own books: knowing an id (from a notification,
+            # a shared screen) gives no one the right to refer that person, or to be paid for it.
+            if not await on_books_of(session, source, request.resident_id):
+                raise FailedPrecondition(
+                    f"resident {request.resident_id} is not on {source}'s books: register the resident"
+                    " with the resident index first",
+                    violation_type="RESIDENT_NOT_REGISTERED",
+                    subject=request.resident_id,
+                )
             ranked = domain.rank_targets(
                 await self._events.candidates(session), request.need_domain, language, facts
             )

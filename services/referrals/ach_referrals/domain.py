@@ -238,6 +238,12 @@ def route(
     return Routing(None, CONSENT_REQUIRED)
 
 
+def is_internal(source_partner_id: str, target_partner_id: str) -> bool:
+    """A referral to the source's own organization: it may help the resident, but the network does
+    not pay an organization for what it routed to itself (unless a fund's policy says so)."""
+    return bool(target_partner_id) and source_partner_id == target_partner_id
+
+
 def informational_reason(need_domain: str, service_name: str) -> str:
     return (
         f"no network partner serves {need_domain}: the resident was sent the details of"

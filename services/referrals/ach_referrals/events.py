@@ -18,7 +18,7 @@ from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_refusal import partner_violations, refuse_report
-from ach_events.resident_replica import consent_terms, keep_consent, keep_merge, same_person_ids
+from ach_events.resident_replica import consent_terms, keep_consent, keep_link, keep_merge, same_person_ids
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform import zip_codes
 from ach_platform.access import PartnerRoster
@@ -440,6 +440,11 @@ class ReferralEvents:
         if await keep_consent(session, event):
             await self._apply_consents(session, event.consent.resident_id)
 
+    async def on_resident_linked(
+        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
+    ) -> None:
+        await keep_link(session, event)
+
     async def on_residents_merged(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
     ) -> None:
@@ -559,6 +564,8 @@ class ReferralEvents:
                 changed_by=common_pb2.Actor(partner_id=change.actor_partner_id, user_id=change.actor_user_id),
                 changed_at=to_timestamp(change.changed_at),
                 sequence=change.sequence,
+                source_partner_id=r.source_partner_id,
+                internal=domain.is_internal(r.source_partner_id, r.target_partner_id),
             ),
             key=r.id,
         )

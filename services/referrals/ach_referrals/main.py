@@ -65,6 +65,7 @@ def wire(runtime: Runtime) -> None:
         [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {
             "ach.residents.v1.ConsentChanged": events.on_consent_changed,
+            "ach.residents.v1.ResidentLinked": events.on_resident_linked,
             "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
             "ach.screening.v1.NeedIdentified": events.on_need_identified,
             "ach.directory.v1.ServiceChanged": events.on_service_changed,

@@ -15,21 +15,21 @@ from ach.partners.v1 import partners_pb2
 from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.audit_trail import access_recorded
-from ach_events.consumer import PoisonEvent, require_fields
+from ach_events.consumer import PoisonEvent
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import outbound_topic
-from ach_events.resident_replica import keep_consent, keep_merge
+from ach_events.resident_replica import keep_consent, keep_link, keep_merge
 from ach_events.topics import AUDIT_EVENTS, SCREENING_DEMOGRAPHICS, SCREENING_EVENTS
 from ach_platform.audit import AuditEntry
-from ach_platform.clock import from_timestamp, to_timestamp, utc_now
+from ach_platform.clock import from_timestamp, to_timestamp
 from ach_platform.errors import InvalidArgument
 from opentelemetry import trace
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_screening import domain
 from ach_screening.domain.submission import Demographics, Submission
-from ach_screening.store import ResidentLinkReplica, ScreeningRecord
+from ach_screening.store import ScreeningRecord
 
 if TYPE_CHECKING:
     from ach_screening.intake import ScreeningIntake
@@ -210,16 +210,7 @@ class ScreeningEvents:
     async def on_resident_linked(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
     ) -> None:
-        require_fields(event, "resident_id", "partner_id")
-        if await session.get(ResidentLinkReplica, (event.resident_id, event.partner_id)) is None:
-            linked_at = from_timestamp(event.linked_at) if event.HasField("linked_at") else utc_now()
-            assert linked_at is not None
-            session.add(
-                ResidentLinkReplica(
-                    resident_id=event.resident_id, partner_id=event.partner_id, linked_at=linked_at
-                )
-            )
-            await session.flush()
+        await keep_link(session, event)
 
     async def on_consent_changed(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ach_events.resident_replica import ResidentLinkReplica
 from sqlalchemy import JSON, Column, UniqueConstraint, tuple_
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -59,16 +60,6 @@ class ScreeningDemographics(SQLModel, table=True):
     age_band: str = Field(default="", max_length=10)
     zip: str = Field(default="", max_length=5)
     neighbourhood: str = Field(default="", max_length=100)
-
-
-class ResidentLinkReplica(SQLModel, table=True):
-    """Which partners know which resident (from ResidentLinked): who may submit for a resident id."""
-
-    __tablename__ = "resident_link_replica"
-
-    resident_id: str = Field(primary_key=True, max_length=100)
-    partner_id: str = Field(primary_key=True, max_length=100)
-    linked_at: datetime
 
 
 def findings_of(record: ScreeningRecord) -> tuple[Finding, ...]:

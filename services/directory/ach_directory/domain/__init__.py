@@ -4,7 +4,9 @@ from ach_directory.domain.services import (
     ServiceDraft,
     ServiceUpdate,
     check_edited_records,
+    check_review,
     check_update,
+    claim_need_domains,
     validate_service,
 )
 
@@ -12,6 +14,8 @@ __all__ = [
     "ServiceDraft",
     "ServiceUpdate",
     "check_edited_records",
+    "check_review",
     "check_update",
+    "claim_need_domains",
     "validate_service",
 ]

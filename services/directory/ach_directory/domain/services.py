@@ -116,3 +116,34 @@ def check_edited_records(
                 FieldViolation(f"hsds_service_json{where[1:]}.service_id", "names another service")
             )
     return problems
+
+
+def claim_need_domains(
+    requested: Sequence[str], approved: Sequence[str], claimed: Sequence[str], trusted: bool
+) -> tuple[list[str], list[str]]:
+    """The need domains a service serves (and routes referrals for) and those claimed for review,
+    after an edit. A directory editor's word counts at once; a partner editing its own service may
+    drop domains at once, but a domain it adds is only claimed until the ACH admin approves it: else
+    a CBO could create a service for any need and route the network's referrals to itself."""
+    if trusted:
+        return list(dict.fromkeys(requested)), []
+    serves = [d for d in dict.fromkeys(requested) if d in approved]
+    waiting = [d for d in dict.fromkeys([*claimed, *requested]) if d in requested and d not in approved]
+    return serves, waiting
+
+
+def check_review(
+    approve: Sequence[str], reject: Sequence[str], claimed: Sequence[str]
+) -> list[FieldViolation]:
+    problems = [
+        FieldViolation(f"{name}[{i}]", "is not a need domain claimed for this service")
+        for name, values in (("approve", approve), ("reject", reject))
+        for i, d in enumerate(values)
+        if d not in claimed
+    ]
+    problems += [
+        FieldViolation(f"reject[{i}]", "is also approved") for i, d in enumerate(reject) if d in approve
+    ]
+    if not approve and not reject:
+        problems.append(FieldViolation("approve", "approve or reject at least one claimed need domain"))
+    return problems

@@ -25,43 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ach/directory/v1/directory.proto\x12\x10\x61\x63h.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x17LinkOrganizationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\"a\n\x18LinkOrganizationResponse\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x18\n\x10services_changed\x18\x03 \x01(\x05\"\xf5\x04\n\x07Service\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.ach.directory.v1.ServiceStatus\x12\x14\n\x0cneed_domains\x18\x06 \x03(\t\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61pacity_available\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61pacity_maximum\x18\t \x01(\x05\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\tlocations\x18\x0b \x03(\x0b\x32!.ach.directory.v1.ServiceLocation\x12\x13\n\x0bminimum_age\x18\x0c \x01(\x05\x12\x13\n\x0bmaximum_age\x18\r \x01(\x05\x12\x19\n\x11service_area_zips\x18\x0e \x03(\t\x12\x35\n\ropening_hours\x18\x0f \x03(\x0b\x32\x1e.ach.directory.v1.OpeningHours\x12\x19\n\x11\x63\x61pacity_waitlist\x18\x10 \x01(\x05\x12\x1f\n\x17\x65ligibility_description\x18\x11 \x01(\t\x12\x0e\n\x06source\x18\x12 \x01(\t\x12\x1e\n\x16service_area_radius_km\x18\x13 \x01(\x01\x12\x12\n\npartner_id\x18\x14 \x01(\t\x12\x19\n\x11organization_name\x18\x15 \x01(\t\x12\r\n\x05phone\x18\x16 \x01(\t\"\x90\x01\n\x0fServiceLocation\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08latitude\x18\x03 \x01(\x01\x12\x11\n\tlongitude\x18\x04 \x01(\x01\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x0f\n\x07virtual\x18\x06 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\"\xa0\x01\n\x0cOpeningHours\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\r\n\x05rrule\x18\x02 \x01(\t\x12\x10\n\x08opens_at\x18\x03 \x01(\t\x12\x11\n\tcloses_at\x18\x04 \x01(\t\x12\x12\n\nvalid_from\x18\x05 \x01(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x0e\n\x06\x63losed\x18\x08 \x01(\x08\"B\n\x14UpsertServiceRequest\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\"\'\n\x11GetServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\"\xe6\x02\n\x15SearchServicesRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x18\n\x10taxonomy_term_id\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12(\n\x04near\x18\x07 \x01(\x0b\x32\x1a.ach.directory.v1.GeoPoint\x12\x10\n\x08near_zip\x18\x08 \x01(\t\x12\x11\n\tradius_km\x18\t \x01(\x01\x12+\n\x07open_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresident_age\x18\x0b \x01(\x05\x12\x14\n\x0cresident_zip\x18\x0c \x01(\t\x12\x15\n\rwith_capacity\x18\r \x01(\x08\x12\x18\n\x10include_inactive\x18\x0e \x01(\x08\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"\x84\x01\n\x0cSearchResult\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\x12\x13\n\x0b\x64istance_km\x18\x02 \x01(\x01\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"w\n\x16SearchServicesResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12/\n\x07results\x18\x03 \x03(\x0b\x32\x1e.ach.directory.v1.SearchResult\x12\r\n\x05total\x18\x04 \x01(\x05J\x04\x08\x01\x10\x02\"\x1e\n\x10GetRecordRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\nHsdsRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\thsds_json\x18\x02 \x01(\t\"M\n\x0eServiceChanged\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\x12\x0f\n\x07version\x18\x02 \x01(\x03*\xaa\x01\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17SERVICE_STATUS_INACTIVE\x10\x02\x12\x1a\n\x16SERVICE_STATUS_DEFUNCT\x10\x03\x12%\n!SERVICE_STATUS_TEMPORARILY_CLOSED\x10\x04\x32\xaa\x04\n\x10\x44irectoryService\x12R\n\rUpsertService\x12&.ach.directory.v1.UpsertServiceRequest\x1a\x19.ach.directory.v1.Service\x12L\n\nGetService\x12#.ach.directory.v1.GetServiceRequest\x1a\x19.ach.directory.v1.Service\x12\x63\n\x0eSearchServices\x12\'.ach.directory.v1.SearchServicesRequest\x1a(.ach.directory.v1.SearchServicesResponse\x12S\n\x0fGetOrganization\x12\".ach.directory.v1.GetRecordRequest\x1a\x1c.ach.directory.v1.HsdsRecord\x12O\n\x0bGetLocation\x12\".ach.directory.v1.GetRecordRequest\x1a\x1c.ach.directory.v1.HsdsRecord\x12i\n\x10LinkOrganization\x12).ach.directory.v1.LinkOrganizationRequest\x1a*.ach.directory.v1.LinkOrganizationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ach/directory/v1/directory.proto\x12\x10\x61\x63h.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1d\n\x1bListNeedDomainClaimsRequest\"K\n\x1cListNeedDomainClaimsResponse\x12+\n\x08services\x18\x01 \x03(\x0b\x32\x19.ach.directory.v1.Service\"O\n\x18ReviewNeedDomainsRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x03(\t\x12\x0e\n\x06reject\x18\x03 \x03(\t\"F\n\x17LinkOrganizationRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\"a\n\x18LinkOrganizationResponse\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x18\n\x10services_changed\x18\x03 \x01(\x05\"\x93\x05\n\x07Service\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.ach.directory.v1.ServiceStatus\x12\x14\n\x0cneed_domains\x18\x06 \x03(\t\x12\x11\n\tlanguages\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61pacity_available\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61pacity_maximum\x18\t \x01(\x05\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\tlocations\x18\x0b \x03(\x0b\x32!.ach.directory.v1.ServiceLocation\x12\x13\n\x0bminimum_age\x18\x0c \x01(\x05\x12\x13\n\x0bmaximum_age\x18\r \x01(\x05\x12\x19\n\x11service_area_zips\x18\x0e \x03(\t\x12\x35\n\ropening_hours\x18\x0f \x03(\x0b\x32\x1e.ach.directory.v1.OpeningHours\x12\x19\n\x11\x63\x61pacity_waitlist\x18\x10 \x01(\x05\x12\x1f\n\x17\x65ligibility_description\x18\x11 \x01(\t\x12\x0e\n\x06source\x18\x12 \x01(\t\x12\x1e\n\x16service_area_radius_km\x18\x13 \x01(\x01\x12\x12\n\npartner_id\x18\x14 \x01(\t\x12\x19\n\x11organization_name\x18\x15 \x01(\t\x12\r\n\x05phone\x18\x16 \x01(\t\x12\x1c\n\x14\x63laimed_need_domains\x18\x17 \x03(\t\"\x90\x01\n\x0fServiceLocation\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08latitude\x18\x03 \x01(\x01\x12\x11\n\tlongitude\x18\x04 \x01(\x01\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x0f\n\x07virtual\x18\x06 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\"\xa0\x01\n\x0cOpeningHours\x12\x13\n\x0blocation_id\x18\x01 \x01(\t\x12\r\n\x05rrule\x18\x02 \x01(\t\x12\x10\n\x08opens_at\x18\x03 \x01(\t\x12\x11\n\tcloses_at\x18\x04 \x01(\t\x12\x12\n\nvalid_from\x18\x05 \x01(\t\x12\x10\n\x08valid_to\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x0e\n\x06\x63losed\x18\x08 \x01(\x08\"B\n\x14UpsertServiceRequest\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\"\'\n\x11GetServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\"\xe6\x02\n\x15SearchServicesRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x18\n\x10taxonomy_term_id\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12(\n\x04near\x18\x07 \x01(\x0b\x32\x1a.ach.directory.v1.GeoPoint\x12\x10\n\x08near_zip\x18\x08 \x01(\t\x12\x11\n\tradius_km\x18\t \x01(\x01\x12+\n\x07open_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresident_age\x18\x0b \x01(\x05\x12\x14\n\x0cresident_zip\x18\x0c \x01(\t\x12\x15\n\rwith_capacity\x18\r \x01(\x08\x12\x18\n\x10include_inactive\x18\x0e \x01(\x08\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"\x84\x01\n\x0cSearchResult\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\x12\x13\n\x0b\x64istance_km\x18\x02 \x01(\x01\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"w\n\x16SearchServicesResponse\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12/\n\x07results\x18\x03 \x03(\x0b\x32\x1e.ach.directory.v1.SearchResult\x12\r\n\x05total\x18\x04 \x01(\x05J\x04\x08\x01\x10\x02\"\x1e\n\x10GetRecordRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\nHsdsRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\thsds_json\x18\x02 \x01(\t\"M\n\x0eServiceChanged\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.ach.directory.v1.Service\x12\x0f\n\x07version\x18\x02 \x01(\x03*\xaa\x01\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVICE_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17SERVICE_STATUS_INACTIVE\x10\x02\x12\x1a\n\x16SERVICE_STATUS_DEFUNCT\x10\x03\x12%\n!SERVICE_STATUS_TEMPORARILY_CLOSED\x10\x04\x32\xfd\x05\n\x10\x44irectoryService\x12R\n\rUpsertService\x12&.ach.directory.v1.UpsertServiceRequest\x1a\x19.ach.directory.v1.Service\x12L\n\nGetService\x12#.ach.directory.v1.GetServiceRequest\x1a\x19.ach.directory.v1.Service\x12\x63\n\x0eSearchServices\x12\'.ach.directory.v1.SearchServicesRequest\x1a(.ach.directory.v1.SearchServicesResponse\x12S\n\x0fGetOrganization\x12\".ach.directory.v1.GetRecordRequest\x1a\x1c.ach.directory.v1.HsdsRecord\x12O\n\x0bGetLocation\x12\".ach.directory.v1.GetRecordRequest\x1a\x1c.ach.directory.v1.HsdsRecord\x12i\n\x10LinkOrganization\x12).ach.directory.v1.LinkOrganizationRequest\x1a*.ach.directory.v1.LinkOrganizationResponse\x12u\n\x14ListNeedDomainClaims\x12-.ach.directory.v1.ListNeedDomainClaimsRequest\x1a..ach.directory.v1.ListNeedDomainClaimsResponse\x12Z\n\x11ReviewNeedDomains\x12*.ach.directory.v1.ReviewNeedDomainsRequest\x1a\x19.ach.directory.v1.Serviceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.directory.v1.directory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICESTATUS']._serialized_start=2132
-  _globals['_SERVICESTATUS']._serialized_end=2302
-  _globals['_LINKORGANIZATIONREQUEST']._serialized_start=87
-  _globals['_LINKORGANIZATIONREQUEST']._serialized_end=157
-  _globals['_LINKORGANIZATIONRESPONSE']._serialized_start=159
-  _globals['_LINKORGANIZATIONRESPONSE']._serialized_end=256
-  _globals['_SERVICE']._serialized_start=259
-  _globals['_SERVICE']._serialized_end=888
-  _globals['_SERVICELOCATION']._serialized_start=891
-  _globals['_SERVICELOCATION']._serialized_end=1035
-  _globals['_OPENINGHOURS']._serialized_start=1038
-  _globals['_OPENINGHOURS']._serialized_end=1198
-  _globals['_UPSERTSERVICEREQUEST']._serialized_start=1200
-  _globals['_UPSERTSERVICEREQUEST']._serialized_end=1266
-  _globals['_GETSERVICEREQUEST']._serialized_start=1268
-  _globals['_GETSERVICEREQUEST']._serialized_end=1307
-  _globals['_SEARCHSERVICESREQUEST']._serialized_start=1310
-  _globals['_SEARCHSERVICESREQUEST']._serialized_end=1668
-  _globals['_GEOPOINT']._serialized_start=1670
-  _globals['_GEOPOINT']._serialized_end=1717
-  _globals['_SEARCHRESULT']._serialized_start=1720
-  _globals['_SEARCHRESULT']._serialized_end=1852
-  _globals['_SEARCHSERVICESRESPONSE']._serialized_start=1854
-  _globals['_SEARCHSERVICESRESPONSE']._serialized_end=1973
-  _globals['_GETRECORDREQUEST']._serialized_start=1975
-  _globals['_GETRECORDREQUEST']._serialized_end=2005
-  _globals['_HSDSRECORD']._serialized_start=2007
-  _globals['_HSDSRECORD']._serialized_end=2050
-  _globals['_SERVICECHANGED']._serialized_start=2052
-  _globals['_SERVICECHANGED']._serialized_end=2129
-  _globals['_DIRECTORYSERVICE']._serialized_start=2305
-  _globals['_DIRECTORYSERVICE']._serialized_end=2859
+  _globals['_SERVICESTATUS']._serialized_start=2351
+  _globals['_SERVICESTATUS']._serialized_end=2521
+  _globals['_LISTNEEDDOMAINCLAIMSREQUEST']._serialized_start=87
+  _globals['_LISTNEEDDOMAINCLAIMSREQUEST']._serialized_end=116
+  _globals['_LISTNEEDDOMAINCLAIMSRESPONSE']._serialized_start=118
+  _globals['_LISTNEEDDOMAINCLAIMSRESPONSE']._serialized_end=193
+  _globals['_REVIEWNEEDDOMAINSREQUEST']._serialized_start=195
+  _globals['_REVIEWNEEDDOMAINSREQUEST']._serialized_end=274
+  _globals['_LINKORGANIZATIONREQUEST']._serialized_start=276
+  _globals['_LINKORGANIZATIONREQUEST']._serialized_end=346
+  _globals['_LINKORGANIZATIONRESPONSE']._serialized_start=348
+  _globals['_LINKORGANIZATIONRESPONSE']._serialized_end=445
+  _globals['_SERVICE']._serialized_start=448
+  _globals['_SERVICE']._serialized_end=1107
+  _globals['_SERVICELOCATION']._serialized_start=1110
+  _globals['_SERVICELOCATION']._serialized_end=1254
+  _globals['_OPENINGHOURS']._serialized_start=1257
+  _globals['_OPENINGHOURS']._serialized_end=1417
+  _globals['_UPSERTSERVICEREQUEST']._serialized_start=1419
+  _globals['_UPSERTSERVICEREQUEST']._serialized_end=1485
+  _globals['_GETSERVICEREQUEST']._serialized_start=1487
+  _globals['_GETSERVICEREQUEST']._serialized_end=1526
+  _globals['_SEARCHSERVICESREQUEST']._serialized_start=1529
+  _globals['_SEARCHSERVICESREQUEST']._serialized_end=1887
+  _globals['_GEOPOINT']._serialized_start=1889
+  _globals['_GEOPOINT']._serialized_end=1936
+  _globals['_SEARCHRESULT']._serialized_start=1939
+  _globals['_SEARCHRESULT']._serialized_end=2071
+  _globals['_SEARCHSERVICESRESPONSE']._serialized_start=2073
+  _globals['_SEARCHSERVICESRESPONSE']._serialized_end=2192
+  _globals['_GETRECORDREQUEST']._serialized_start=2194
+  _globals['_GETRECORDREQUEST']._serialized_end=2224
+  _globals['_HSDSRECORD']._serialized_start=2226
+  _globals['_HSDSRECORD']._serialized_end=2269
+  _globals['_SERVICECHANGED']._serialized_start=2271
+  _globals['_SERVICECHANGED']._serialized_end=2348
+  _globals['_DIRECTORYSERVICE']._serialized_start=2524
+  _globals['_DIRECTORYSERVICE']._serialized_end=3289
 # @@protoc_insertion_point(module_scope)

@@ -43,6 +43,74 @@ SERVICE_STATUS_TEMPORARILY_CLOSED: ServiceStatus.ValueType  # 4
 Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
 
 @_typing.final
+class ListNeedDomainClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNeedDomainClaimsRequest: _TypeAlias = ListNeedDomainClaimsRequest  # noqa: Y015
+
+@_typing.final
+class ListNeedDomainClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___Service]:
+        """each with claimed_need_domains"""
+
+    def __init__(
+        self,
+        *,
+        services: _abc.Iterable[Global___Service] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["services", b"services"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNeedDomainClaimsResponse: _TypeAlias = ListNeedDomainClaimsResponse  # noqa: Y015
+
+@_typing.final
+class ReviewNeedDomainsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    REJECT_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    @_builtins.property
+    def approve(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """claimed domains the service now serves (routes referrals)"""
+
+    @_builtins.property
+    def reject(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """claimed domains dropped"""
+
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        approve: _abc.Iterable[_builtins.str] | None = ...,
+        reject: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "reject", b"reject", "service_id", b"service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewNeedDomainsRequest: _TypeAlias = ReviewNeedDomainsRequest  # noqa: Y015
+
+@_typing.final
 class LinkOrganizationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -118,6 +186,7 @@ class Service(_message.Message):
     PARTNER_ID_FIELD_NUMBER: _builtins.int
     ORGANIZATION_NAME_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
+    CLAIMED_NEED_DOMAINS_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     organization_id: _builtins.str
     """the HSDS organization that runs it (for API services: a partner id)"""
@@ -160,6 +229,12 @@ class Service(_message.Message):
 
     @_builtins.property
     def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]: ...
+    @_builtins.property
+    def claimed_need_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Need domains its partner claimed (UpsertService) that the ACH admin has not yet approved:
+        shown, never matched.
+        """
+
     def __init__(
         self,
         *,
@@ -185,10 +260,11 @@ class Service(_message.Message):
         partner_id: _builtins.str = ...,
         organization_name: _builtins.str = ...,
         phone: _builtins.str = ...,
+        claimed_need_domains: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "organization_name", b"organization_name", "partner_id", b"partner_id", "phone", b"phone", "service_area_radius_km", b"service_area_radius_km", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_available", b"capacity_available", "capacity_maximum", b"capacity_maximum", "capacity_waitlist", b"capacity_waitlist", "claimed_need_domains", b"claimed_need_domains", "description", b"description", "eligibility_description", b"eligibility_description", "languages", b"languages", "locations", b"locations", "maximum_age", b"maximum_age", "minimum_age", b"minimum_age", "name", b"name", "need_domains", b"need_domains", "opening_hours", b"opening_hours", "organization_id", b"organization_id", "organization_name", b"organization_name", "partner_id", b"partner_id", "phone", b"phone", "service_area_radius_km", b"service_area_radius_km", "service_area_zips", b"service_area_zips", "service_id", b"service_id", "source", b"source", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -64,6 +64,16 @@ class DirectoryServiceStub:
                 request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.SerializeToString,
                 response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.FromString,
                 _registered_method=True)
+        self.ListNeedDomainClaims = channel.unary_unary(
+                '/ach.directory.v1.DirectoryService/ListNeedDomainClaims',
+                request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsRequest.SerializeToString,
+                response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsResponse.FromString,
+                _registered_method=True)
+        self.ReviewNeedDomains = channel.unary_unary(
+                '/ach.directory.v1.DirectoryService/ReviewNeedDomains',
+                request_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.ReviewNeedDomainsRequest.SerializeToString,
+                response_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.Service.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -110,6 +120,20 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNeedDomainClaims(self, request, context):
+        """Need domains a partner claims for its own services route no referral until the ACH admin
+        approves them: the claims waiting for review, and the review.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewNeedDomains(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +166,16 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.LinkOrganization,
                     request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.FromString,
                     response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.SerializeToString,
+            ),
+            'ListNeedDomainClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNeedDomainClaims,
+                    request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsRequest.FromString,
+                    response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsResponse.SerializeToString,
+            ),
+            'ReviewNeedDomains': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewNeedDomains,
+                    request_deserializer=ach_dot_directory_dot_v1_dot_directory__pb2.ReviewNeedDomainsRequest.FromString,
+                    response_serializer=ach_dot_directory_dot_v1_dot_directory__pb2.Service.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +340,60 @@ class DirectoryService:
             '/ach.directory.v1.DirectoryService/LinkOrganization',
             ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationRequest.SerializeToString,
             ach_dot_directory_dot_v1_dot_directory__pb2.LinkOrganizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNeedDomainClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.directory.v1.DirectoryService/ListNeedDomainClaims',
+            ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsRequest.SerializeToString,
+            ach_dot_directory_dot_v1_dot_directory__pb2.ListNeedDomainClaimsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewNeedDomains(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.directory.v1.DirectoryService/ReviewNeedDomains',
+            ach_dot_directory_dot_v1_dot_directory__pb2.ReviewNeedDomainsRequest.SerializeToString,
+            ach_dot_directory_dot_v1_dot_directory__pb2.Service.FromString,
             options,
             channel_credentials,
             insecure,

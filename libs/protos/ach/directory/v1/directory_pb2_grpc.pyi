@@ -43,6 +43,11 @@ class DirectoryServiceStub:
     partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
     service of the organization is published again with its partner_id.
     """
+    ListNeedDomainClaims: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ListNeedDomainClaimsRequest, _directory_pb2.ListNeedDomainClaimsResponse]
+    """Need domains a partner claims for its own services route no referral until the ACH admin
+    approves them: the claims waiting for review, and the review.
+    """
+    ReviewNeedDomains: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ReviewNeedDomainsRequest, _directory_pb2.Service]
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
@@ -59,6 +64,11 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
     service of the organization is published again with its partner_id.
     """
+    ListNeedDomainClaims: _aio.UnaryUnaryMultiCallable[_directory_pb2.ListNeedDomainClaimsRequest, _directory_pb2.ListNeedDomainClaimsResponse]  # type: ignore[assignment]
+    """Need domains a partner claims for its own services route no referral until the ACH admin
+    approves them: the claims waiting for review, and the review.
+    """
+    ReviewNeedDomains: _aio.UnaryUnaryMultiCallable[_directory_pb2.ReviewNeedDomainsRequest, _directory_pb2.Service]  # type: ignore[assignment]
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -108,5 +118,22 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         partner_id, that it is none): kept as the organization's "ach-partner" identifier, and every
         service of the organization is published again with its partner_id.
         """
+
+    @_abc_1.abstractmethod
+    def ListNeedDomainClaims(
+        self,
+        request: _directory_pb2.ListNeedDomainClaimsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.ListNeedDomainClaimsResponse, _abc.Awaitable[_directory_pb2.ListNeedDomainClaimsResponse]]:
+        """Need domains a partner claims for its own services route no referral until the ACH admin
+        approves them: the claims waiting for review, and the review.
+        """
+
+    @_abc_1.abstractmethod
+    def ReviewNeedDomains(
+        self,
+        request: _directory_pb2.ReviewNeedDomainsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.Service, _abc.Awaitable[_directory_pb2.Service]]: ...
 
 def add_DirectoryServiceServicer_to_server(servicer: DirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -353,6 +353,7 @@ class Referral(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DRAFT_REASON_FIELD_NUMBER: _builtins.int
     INFORMATIONAL_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -372,6 +373,10 @@ class Referral(_message.Message):
     """
     informational: _builtins.bool
     """the resident was given the information; no hand-off to the CBO"""
+    internal: _builtins.bool
+    """The source referred to its own organization: kept and measured, but it earns no outcome payment
+    unless the fund's policy says so.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -393,10 +398,11 @@ class Referral(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         draft_reason: _builtins.str = ...,
         informational: _builtins.bool = ...,
+        internal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "draft_reason", b"draft_reason", "informational", b"informational", "internal", b"internal", "need_domain", b"need_domain", "need_id", b"need_id", "outcome", b"outcome", "referral_id", b"referral_id", "resident_id", b"resident_id", "screening_id", b"screening_id", "source_partner_id", b"source_partner_id", "status", b"status", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -679,6 +685,8 @@ class ReferralStatusChanged(_message.Message):
     CHANGED_BY_FIELD_NUMBER: _builtins.int
     CHANGED_AT_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    SOURCE_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -689,6 +697,9 @@ class ReferralStatusChanged(_message.Message):
     outcome: Global___ReferralOutcome.ValueType
     sequence: _builtins.int
     """Position of this change in the referral's history: consumers apply changes in order."""
+    source_partner_id: _builtins.str
+    internal: _builtins.bool
+    """source and target are the same organization"""
     @_builtins.property
     def changed_by(self) -> _common_pb2.Actor: ...
     @_builtins.property
@@ -707,10 +718,12 @@ class ReferralStatusChanged(_message.Message):
         changed_by: _common_pb2.Actor | None = ...,
         changed_at: _timestamp_pb2.Timestamp | None = ...,
         sequence: _builtins.int = ...,
+        source_partner_id: _builtins.str = ...,
+        internal: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "need_domain", b"need_domain", "outcome", b"outcome", "reason", b"reason", "referral_id", b"referral_id", "resident_id", b"resident_id", "sequence", b"sequence", "target_partner_id", b"target_partner_id", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "internal", b"internal", "need_domain", b"need_domain", "outcome", b"outcome", "reason", b"reason", "referral_id", b"referral_id", "resident_id", b"resident_id", "sequence", b"sequence", "source_partner_id", b"source_partner_id", "target_partner_id", b"target_partner_id", "to_status", b"to_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach_events.outbox import Outbox, OutboxEvent
-from ach_events.resident_replica import ConsentReplica
+from ach_events.resident_replica import ConsentReplica, ResidentLinkReplica
 from ach_platform import migrations
 from ach_platform.access import PartnerView
 from ach_platform.auth import AuthSettings
@@ -326,6 +326,7 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
                 version=1,
             )
         )
+        session.add(ResidentLinkReplica(resident_id="res-9", partner_id="clinic-1", linked_at=now))
 
     def create(**fields: Any) -> Any:
         return clinic.CreateReferral(referrals_pb2.CreateReferralRequest(**fields), timeout=5)
@@ -337,6 +338,10 @@ async def test_a_source_refers_directly_with_consent_or_informationally(
         referrals_pb2.REFERRAL_STATUS_REQUESTED,
         "clinic-1",
     )
+    # A resident the clinic does not have on its books is not the clinic's to refer.
+    stranger = await rpc_error(create(resident_id="res-other", need_domain="food-insecurity"))
+    assert stranger.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not on clinic-1's books" in (stranger.details() or "")
     # Naming cbo-2's service: no consent covers it.
     refused = await rpc_error(
         create(resident_id="res-9", need_domain="food-insecurity", target_service_id="svc-b")
@@ -432,6 +437,7 @@ async def test_only_partners_receive_referrals_and_a_suspension_counts_at_once(
                 version=1,
             )
         )
+        session.add(ResidentLinkReplica(resident_id="res-7", partner_id="clinic-1", linked_at=now))
 
     def create(**fields: Any) -> Any:
         return clinic.CreateReferral(

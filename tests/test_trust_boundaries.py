@@ -28,6 +28,7 @@ from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
+from ach_platform.grpc_client import partner_channel
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -515,3 +516,73 @@ def test_no_partner_routes_the_networks_referrals_to_itself_or_pays_itself(
     )
     assert stack.count_rows("funding", "SELECT count(*) FROM transfer") == 0
     directory.close()
+
+
+def test_audit_cannot_be_flooded_and_no_change_goes_unaudited(make_stack: Callable[[str], Stack]) -> None:
+    stack = make_stack("postgresql")  # where a too-long id once broke the audit insert
+    stack.start()
+    identity = stack.services["identity"]
+    audited = "SELECT count(*) FROM audit_record"
+    index_method = "/ach.residents.v1.ResidentIndex/GetResident"
+
+    # Nobody with only a made-up token writes into the six-year log: counted, not stored.
+    token_port = identity.env["TOKEN_PORT"]
+    with partner_channel(f"127.0.0.1:{token_port}", stack.pki.ca_cert, token="not-a-token") as channel:
+        index = residents_pb2_grpc.ResidentIndexStub(channel)
+        for _ in range(20):
+            with pytest.raises(grpc.RpcError) as refused:
+                index.GetResident(residents_pb2.GetResidentRequest(resident_id="x" * 50_000), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    eventually(
+        lambda: (
+            metric(scrape(identity.metrics_port), "ach_grpc_unauthenticated_calls_total", index_method) >= 20
+        ),
+        what="the refused calls counted",
+    )
+
+    # A partner's over-long id is audited, bounded, instead of breaking the insert (then dead-lettered).
+    with stack.channel("identity", "clinic-1") as channel:
+        index = residents_pb2_grpc.ResidentIndexStub(channel)
+        with pytest.raises(grpc.RpcError):
+            index.GetResident(residents_pb2.GetResidentRequest(resident_id="y" * 5_000), timeout=5)
+        eventually(
+            lambda: (
+                stack.count_rows(
+                    "identity",
+                    f"SELECT count(*) FROM audit_record WHERE method = '{index_method}'"
+                    " AND partner_id = 'clinic-1'",
+                )
+                == 1
+            ),
+            what="the partner's refused call in the audit log",
+        )
+        assert stack.count_rows("identity", audited + " WHERE partner_id = ''") == 0
+        [(resident_id,)] = stack.query(
+            "identity", f"SELECT resident_id FROM audit_record WHERE method = '{index_method}'"
+        )
+        assert resident_id == "y" * 100
+
+        # A change commits with its audit record: both in the one transaction (the service's outbox).
+        recorded = "SELECT count(*) FROM outbox_event WHERE event_type = 'ach.audit.v1.AccessRecorded'"
+        before = stack.count_rows("identity", recorded)
+        resident = index.RegisterResident(
+            residents_pb2.RegisterResidentRequest(
+                partner_resident_id="MRN-audit",
+                demographics=residents_pb2.Demographics(
+                    given_name="Audit", family_name="Trail", birth_date="1970-01-01"
+                ),
+            ),
+            timeout=5,
+        ).resident_id
+        assert stack.count_rows("identity", recorded) == before + 1
+    eventually(
+        lambda: (
+            stack.count_rows(
+                "identity",
+                "SELECT count(*) FROM audit_record WHERE method LIKE '%/RegisterResident'"
+                f" AND resident_id = '{resident}'",
+            )
+            == 1
+        ),
+        what="one audit record of the registration, naming the resident",
+    )

@@ -7,9 +7,11 @@ rows afterwards. A crash between commit and publish loses nothing: the rows wait
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from datetime import UTC, datetime
 
+from ach_platform.audit import call_audit
 from google.protobuf.message import Message
 from opentelemetry import propagate
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, event, insert
@@ -17,8 +19,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ach_events.audit_trail import access_recorded
 from ach_events.envelope import Envelope
-from ach_events.topics import Topic
+from ach_events.topics import AUDIT_EVENTS, Topic
 
 
 class OutboxEvent(SQLModel, table=True):
@@ -67,18 +70,12 @@ class Outbox:
         envelope = Envelope.wrap(message, source=source or self.source, key=key, subject=subject)
         envelope = Envelope(**{**envelope.__dict__, "trace_headers": trace_headers})
         info = session.sync_session.info
-        info.setdefault(_PENDING, []).append(
-            {
-                "event_id": envelope.id,
-                "topic": topic.physical_name,
-                "key": envelope.key,
-                "event_type": envelope.type,
-                "headers": json.dumps([[k, v.decode()] for k, v in envelope.headers()]),
-                "payload": envelope.payload,
-                "created_at": datetime.now(UTC),
-                "published_at": None,
-            }
-        )
+        audit = call_audit()
+        if audit is not None and _AUDITED not in info:
+            # An audited call's change: its audit record commits with it (written at commit, so it
+            # names what the handler learned until then).
+            info[_AUDITED] = (audit, self.source, contextvars.copy_context())
+        _pend(info, topic, envelope)
         info.setdefault(_TO_WAKE, set()).add(self)
         return envelope
 
@@ -88,10 +85,36 @@ class Outbox:
 
 _PENDING = "ach_outbox_pending"
 _TO_WAKE = "ach_outbox_to_wake"
+_AUDITED = "ach_outbox_audited"
+
+
+def _pend(info: dict[str, object], topic: Topic, envelope: Envelope) -> None:
+    pending = info.setdefault(_PENDING, [])
+    assert isinstance(pending, list)
+    pending.append(
+        {
+            "event_id": envelope.id,
+            "topic": topic.physical_name,
+            "key": envelope.key,
+            "event_type": envelope.type,
+            "headers": json.dumps([[k, v.decode()] for k, v in envelope.headers()]),
+            "payload": envelope.payload,
+            "created_at": datetime.now(UTC),
+            "published_at": None,
+        }
+    )
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    if (audited := session.info.get(_AUDITED)) is not None and session.info.get(_PENDING):
+        audit, source, call_context = audited
+        entry = call_context.run(audit.build, "OK")  # the call's caller and span, whatever runs this
+        audit.resources = dict(entry.resources)
+        envelope = Envelope.wrap(
+            access_recorded(entry), source=source, key=entry.partner_id or "unauthenticated"
+        )
+        _pend(session.info, AUDIT_EVENTS, envelope)
     rows = session.info.pop(_PENDING, None)
     if rows:
         # The table, not the ORM entity: a plain executemany, without the ORM's bulk-insert layer.
@@ -100,6 +123,9 @@ def _write_pending(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _wake_relays(session: Session) -> None:
+    audited = session.info.pop(_AUDITED, None)
+    if audited is not None:
+        audited[0].committed = True
     for outbox in session.info.pop(_TO_WAKE, ()):
         outbox.wake()
 
@@ -108,3 +134,4 @@ def _wake_relays(session: Session) -> None:
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
     session.info.pop(_TO_WAKE, None)
+    session.info.pop(_AUDITED, None)

@@ -161,6 +161,19 @@ def test_gateway_dead_letters_events_claiming_another_partner_and_admits_the_nex
     admitted = asyncio.run(read(kafka_bootstrap, PARTNER_INTAKE.physical_name, 1))
     assert [a["ce_source"] for a in admitted] == [b"/partners/clinic-1"]
     assert admitted[0]["ce_type"] == b"ach.partners.v1.ScreeningSubmitted"
+
+    # Size at the door: the broker takes at most 256 KiB from a partner, so whatever it takes fits,
+    # with the gateway's headers, on the intake topic (and the gateway's outbox never holds a row
+    # Kafka refuses); a padded submission under the limit goes through, and the next one after it.
+    padded = screening_from("clinic-1", "clinic-1")
+    padded.submission.site_id = "x" * 240_000
+    asyncio.run(send(bootstrap, clinic, topic, padded, "/partners/clinic-1"))
+    oversized = screening_from("clinic-1", "clinic-1")
+    oversized.submission.site_id = "x" * 300_000
+    with pytest.raises(KafkaError):
+        asyncio.run(send(bootstrap, clinic, topic, oversized, "/partners/clinic-1"))
+    asyncio.run(send(bootstrap, clinic, topic, screening_from("clinic-1", "clinic-1"), "/partners/clinic-1"))
+    assert len(asyncio.run(read(kafka_bootstrap, PARTNER_INTAKE.physical_name, 3))) == 3
     assert stack.stop_all() == {"identity": 0}
 
 

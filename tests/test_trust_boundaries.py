@@ -575,6 +575,27 @@ def test_audit_cannot_be_flooded_and_no_change_goes_unaudited(make_stack: Callab
             timeout=5,
         ).resident_id
         assert stack.count_rows("identity", recorded) == before + 1
+
+        # Point 2 at the gRPC door, on the same stack: a long name is the caller's INVALID_ARGUMENT
+        # (not a database error on PostgreSQL), and a request over 1 MiB is refused unread.
+        with pytest.raises(grpc.RpcError) as long_name:
+            index.RegisterResident(
+                residents_pb2.RegisterResidentRequest(
+                    partner_resident_id="MRN-long",
+                    demographics=residents_pb2.Demographics(
+                        given_name="A" * 300, family_name="Trail", birth_date="1970-01-01"
+                    ),
+                ),
+                timeout=5,
+            )
+        assert field_violations(long_name.value) == [
+            ("demographics.given_name", "is longer than 200 characters")
+        ]
+        with pytest.raises(grpc.RpcError) as huge:
+            index.RegisterResident(
+                residents_pb2.RegisterResidentRequest(partner_resident_id="M" * (2 * 1024 * 1024)), timeout=5
+            )
+        assert huge.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
     eventually(
         lambda: (
             stack.count_rows(

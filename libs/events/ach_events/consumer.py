@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -348,20 +348,20 @@ class EventConsumer:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], reason: str, *, attempts: int
     ) -> Outcome:
-        headers = [
-            *(record.headers or ()),
-            ("ach_dlq_reason", reason.encode()),
-            ("ach_dlq_consumer", self.name.encode()),
-            ("ach_dlq_source_topic", record.topic.encode()),
-            ("ach_dlq_source_partition", str(record.partition).encode()),
-            ("ach_dlq_source_offset", str(record.offset).encode()),
-            ("ach_dlq_attempts", str(attempts).encode()),
-            ("ach_dlq_time", datetime.now(UTC).isoformat().encode()),
-        ]
+        reason = reason[:MAX_REASON]
+        value, key, headers = dead_letter_of(record, reason, self.name, attempts)
         # Awaited before the offset is committed: a dead letter is never lost either.
-        await self._producer.send_and_wait(
-            self.dead_letter_topic.physical_name, value=record.value, key=record.key, headers=headers
-        )
+        try:
+            await self._producer.send_and_wait(
+                self.dead_letter_topic.physical_name, value=value, key=key, headers=headers
+            )
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            # Bigger than the broker takes (its limit below ours): the reason and where the record
+            # is, nothing of it. A dead letter must not fail on size and stop the consumer.
+            value, key, headers = dead_letter_of(record, reason, self.name, attempts, body_limit=0)
+            await self._producer.send_and_wait(
+                self.dead_letter_topic.physical_name, value=value, key=key, headers=headers
+            )
         log.warning(
             "event dead-lettered",
             extra={
@@ -373,6 +373,45 @@ class EventConsumer:
             },
         )
         return Outcome("dead_lettered", reason)
+
+
+# What a dead letter keeps of the record: the body and headers when they fit well within a record's
+# size limit, else the reason and where the record is (source topic, partition and offset, where it
+# stays for that topic's retention). Nothing in them can make the dead letter too big to send.
+DEAD_LETTER_BODY_LIMIT = 512 * 1024
+DEAD_LETTER_HEADERS_LIMIT = 16 * 1024
+MAX_REASON = 1000
+
+
+def dead_letter_of(
+    record: ConsumerRecord[bytes, bytes],
+    reason: str,
+    consumer: str,
+    attempts: int,
+    body_limit: int = DEAD_LETTER_BODY_LIMIT,
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    original = list(record.headers or ())
+    header_bytes = sum(len(k) + len(v or b"") for k, v in original)
+    body = len(record.value or b"")
+    ours = [
+        ("ach_dlq_reason", reason.encode()),
+        ("ach_dlq_consumer", consumer.encode()),
+        ("ach_dlq_source_topic", record.topic.encode()),
+        ("ach_dlq_source_partition", str(record.partition).encode()),
+        ("ach_dlq_source_offset", str(record.offset).encode()),
+        ("ach_dlq_attempts", str(attempts).encode()),
+        ("ach_dlq_time", datetime.now(UTC).isoformat().encode()),
+    ]
+    value, key = record.value, record.key
+    if body > body_limit:
+        value = None
+        ours.append(("ach_dlq_body_omitted", f"{body} bytes: read it at the source offset".encode()))
+    if header_bytes > DEAD_LETTER_HEADERS_LIMIT or body_limit == 0:
+        original = []
+        ours.append(("ach_dlq_headers_omitted", f"{header_bytes} bytes".encode()))
+    if key is not None and len(key) > 1024:
+        key = key[:1024]
+    return value, key, [*original, *ours]
 
 
 class OffsetCommits:
@@ -434,7 +473,16 @@ def _is_inbox_conflict(exc: IntegrityError) -> bool:
     return "inbox_event" in str(exc.orig) or "inbox_event" in str(exc.statement or "")
 
 
+# PostgreSQL conditions that are the database's, not the event's: connection exceptions (08),
+# serialization failure and deadlock (40001, 40P01), too many connections (53300) and the like
+# (53), the server shutting down or starting (57P01-57P03).
+TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "53", "57P01", "57P02", "57P03")
+
+
 def _is_unavailable(exc: DBAPIError) -> bool:
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    if state and state.startswith(TRANSIENT_SQLSTATES):
+        return True
     text = str(exc.orig).lower()
     return any(
         s in text
@@ -445,5 +493,9 @@ def _is_unavailable(exc: DBAPIError) -> bool:
             "terminating connection",
             "database is locked",
             "unable to open database",
+            "too many connections",
+            "deadlock detected",
+            "the database system is starting up",
+            "the database system is shutting down",
         )
     )

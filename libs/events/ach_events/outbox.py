@@ -41,6 +41,8 @@ class OutboxEvent(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
     published_at: datetime | None = Field(default=None, index=True)
+    # A row Kafka can never take (too big, say): set aside with why, so the rows behind it go on.
+    set_aside_reason: str | None = Field(default=None, max_length=500)
 
 
 class Outbox:

@@ -19,12 +19,16 @@ from ach_events.topics import Topic, _connect_admin, ensure_topics, namespaced
 PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 
 
+PARTNER_RECORD_MAX_BYTES = 256 * 1024
+
+
 def inbound_topic(partner_id: str) -> Topic:
     return Topic(
         name=f"ach.partners.{partner_id}.inbound.v1",
         key="aggregate id",
         producer=partner_id,
         consumers=("identity",),
+        max_message_bytes=PARTNER_RECORD_MAX_BYTES,
         event_types=(
             "ach.partners.v1.ScreeningSubmitted",
             "ach.partners.v1.ReferralStatusReported",

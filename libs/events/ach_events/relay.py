@@ -15,6 +15,12 @@ from typing import Any
 
 from ach_platform.failpoints import failpoint
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy import func, update
 from sqlalchemy import select as sql_select  # sqlmodel's select takes at most four columns
@@ -29,6 +35,18 @@ tracer = trace.get_tracer("ach_events.relay")
 meter = metrics.get_meter("ach_events.relay")
 published_counter = meter.create_counter(
     "ach_outbox_published", unit="{event}", description="Outbox events published to Kafka"
+)
+set_aside_counter = meter.create_counter(
+    "ach_outbox_set_aside",
+    unit="{event}",
+    description="Outbox events Kafka can never take (too big), set aside with the reason",
+)
+# What no retry mends: the record itself is refused.
+UNPUBLISHABLE = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
 )
 publish_duration = meter.create_histogram(
     "ach_outbox_publish_batch_duration", unit="s", description="Time to publish one outbox batch"
@@ -87,7 +105,7 @@ class OutboxRelay:
                 col(OutboxEvent.headers),
                 col(OutboxEvent.payload),
             )
-            .where(col(OutboxEvent.published_at).is_(None))
+            .where(col(OutboxEvent.published_at).is_(None), col(OutboxEvent.set_aside_reason).is_(None))
             .order_by(col(OutboxEvent.seq))
             .limit(self._batch_size)
         )
@@ -100,8 +118,8 @@ class OutboxRelay:
             if not rows:
                 self.backlog = 0
                 return 0
-            await self._send_all(rows)
-            await self._mark_published(session, rows)
+            set_aside = await self._send_all(rows)
+            await self._mark_published(session, rows, set_aside)
         return len(rows)
 
     async def _publish_batch_sqlite(self) -> int:
@@ -112,23 +130,52 @@ class OutboxRelay:
         if not rows:
             self.backlog = 0
             return 0
-        await self._send_all(rows)
+        set_aside = await self._send_all(rows)
         async with self._sessions() as session, session.begin():
-            await self._mark_published(session, rows)
+            await self._mark_published(session, rows, set_aside)
         return len(rows)
 
-    async def _send_all(self, rows: list[Any]) -> None:
+    async def _send_all(self, rows: list[Any]) -> dict[int, str]:
+        """Send the batch; the rows Kafka refuses for good, by seq, with the reason (set aside: one
+        unpublishable row must not hold up, forever, every event committed after it)."""
         failpoint("relay.before_send")
-        sends = [await self._send(row) for row in rows]
-        await asyncio.gather(*sends)
+        set_aside: dict[int, str] = {}
+        sends: list[tuple[Any, asyncio.Future[object]]] = []
+        for row in rows:
+            try:
+                sends.append((row, await self._send(row)))
+            except UNPUBLISHABLE as exc:
+                set_aside[row.seq] = _reason(exc, row)
+        results = await asyncio.gather(*(sent for _, sent in sends), return_exceptions=True)
+        for (row, _), result in zip(sends, results, strict=True):
+            if isinstance(result, UNPUBLISHABLE):
+                set_aside[row.seq] = _reason(result, row)
+            elif isinstance(result, BaseException):
+                raise result  # the broker, not the row: the batch is tried again
         failpoint("relay.after_send")
+        for row in rows:
+            if row.seq in set_aside:
+                set_aside_counter.add(1, {"topic": row.topic})
+                log.error(
+                    "outbox event set aside: Kafka refuses it",
+                    extra={"event_id": row.event_id, "topic": row.topic, "reason": set_aside[row.seq]},
+                )
+        return set_aside
 
-    async def _mark_published(self, session: AsyncSession, rows: list[Any]) -> None:
-        await session.exec(
-            update(OutboxEvent)
-            .where(col(OutboxEvent.seq).in_([r.seq for r in rows]))
-            .values(published_at=datetime.now(UTC))
-        )  # type: ignore[call-overload]
+    async def _mark_published(
+        self, session: AsyncSession, rows: list[Any], set_aside: dict[int, str]
+    ) -> None:
+        published = [r.seq for r in rows if r.seq not in set_aside]
+        if published:
+            await session.exec(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.seq).in_(published))
+                .values(published_at=datetime.now(UTC))
+            )  # type: ignore[call-overload]
+        for seq, reason in set_aside.items():
+            await session.exec(
+                update(OutboxEvent).where(col(OutboxEvent.seq) == seq).values(set_aside_reason=reason)
+            )  # type: ignore[call-overload]
         now = asyncio.get_running_loop().time()
         if len(rows) < self._batch_size:
             self.backlog = 0
@@ -136,7 +183,9 @@ class OutboxRelay:
             # Counting is a scan of the whole backlog: after every batch, a large backlog (an import
             # of 100,000 services) cost the database more than publishing it.
             remaining = await session.exec(
-                select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.published_at).is_(None))
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(col(OutboxEvent.published_at).is_(None), col(OutboxEvent.set_aside_reason).is_(None))
             )
             self.backlog = int(remaining.one()) - len(rows)
             self._counted_at = now
@@ -203,3 +252,7 @@ class OutboxRelay:
         with contextlib.suppress(Exception):
             while await self.publish_batch():
                 pass
+
+
+def _reason(exc: BaseException, row: Any) -> str:
+    return f"{type(exc).__name__}: {len(row.payload)} bytes of payload refused by Kafka"[:500]

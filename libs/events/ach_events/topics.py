@@ -33,6 +33,10 @@ class Topic:
     compacted: bool = False
     retention_days: int = 365
     event_types: tuple[str, ...] = field(default_factory=tuple)
+    # The broker refuses bigger records. Partners' inbound topics take a quarter of what the
+    # network's topics take, so whatever a partner writes still fits, with the gateway's and a dead
+    # letter's headers, on the topics it is passed on to.
+    max_message_bytes: int = 1024 * 1024
 
     @property
     def physical_name(self) -> str:
@@ -43,9 +47,10 @@ class Topic:
         return "compacted" if self.compacted else f"{self.retention_days} days"
 
     def configs(self) -> dict[str, str]:
+        size = {"max.message.bytes": str(self.max_message_bytes)}
         if self.compacted:
-            return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
-        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_days * DAY_MS)}
+            return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", **size}
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_days * DAY_MS), **size}
 
 
 SCREENING_EVENTS = Topic(
@@ -142,14 +147,23 @@ FUNDING_EVENTS = Topic(
 
 
 def dead_letter_topic(consumer: str) -> Topic:
-    """Each consuming service has its own dead-letter topic; records keep the original key and headers."""
+    """Each consuming service has its own dead-letter topic; records keep the original key and
+    headers. Dead letters can hold PHI (a refused submission): kept a short, configured time
+    (ACH_DLQ_RETENTION_DAYS, 7 by default), long enough for ops to look."""
     return Topic(
         name=f"ach.dlq.{consumer}.v1",
         key="original key",
         producer=consumer,
         consumers=("ops",),
-        retention_days=30,
+        retention_days=dead_letter_retention_days(),
     )
+
+
+def dead_letter_retention_days() -> int:
+    text = os.environ.get("ACH_DLQ_RETENTION_DAYS", "7").strip()
+    if not text.isdigit() or not 1 <= int(text) <= 30:
+        raise ValueError(f"ACH_DLQ_RETENTION_DAYS={text[:20]!r}: a whole number of days from 1 to 30")
+    return int(text)
 
 
 DOMAIN_TOPICS: tuple[Topic, ...] = (

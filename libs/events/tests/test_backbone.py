@@ -20,6 +20,7 @@ from ach_events.relay import OutboxRelay
 from ach_events.topics import Topic, dead_letter_topic, ensure_topics, namespaced
 from ach_platform.database import create_engine, session_factory
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from faststream.kafka import KafkaBroker
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -298,3 +299,70 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
         and letters[2].key == b"r-2"
     )
     assert third["ach_dlq_source_topic"].decode() == topic and third["ach_dlq_attempts"] == b"3"
+
+
+async def test_a_record_at_the_size_limit_is_dead_lettered_by_reference_and_the_consumer_goes_on(
+    backbone: Backbone,
+) -> None:
+    b = backbone
+    topic = b.topic.physical_name
+    # As big as the topic takes: the dead letter's own headers would push it over the limit.
+    size = 1024 * 1024
+    while True:
+        try:
+            await b.producer.send_and_wait(topic, b"\x00" * size, key=b"r-3", headers=[("h", b"x")])
+            break
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            size -= 200
+    valid = Envelope.wrap(
+        screening_pb2.NeedIdentified(need_id="after-the-big-one", need_domain="food-insecurity"),
+        source="/ach/test",
+        key="r-3",
+    )
+    await b.producer.send_and_wait(topic, valid.payload, key=b"r-3", headers=valid.headers())
+    broker, _ = await start_consumer(b, max_batch=1)
+    try:
+
+        async def valid_seen() -> bool:
+            return (await count_effects(b))[0] == 1
+
+        await eventually(valid_seen)
+    finally:
+        await broker.stop()
+    [letter] = await read_dead_letters(b, 1)
+    headers = dict(letter.headers)
+    assert (
+        letter.value is None
+        and headers["ach_dlq_body_omitted"] == f"{size} bytes: read it at the source offset".encode()
+    )
+    assert headers["ach_dlq_source_topic"].decode() == topic and headers["ach_dlq_source_offset"] == b"0"
+    assert headers["ach_dlq_reason"].decode().startswith("not a CloudEvent")
+
+
+async def test_an_event_kafka_refuses_is_set_aside_and_the_events_behind_it_go_on(backbone: Backbone) -> None:
+    b = backbone
+    async with b.sessions() as session, session.begin():
+        b.outbox.add(
+            session,
+            b.topic,
+            screening_pb2.NeedIdentified(need_id="n" * (2 * 1024 * 1024), resident_id="r-4"),
+            key="r-4",
+        )
+    after = await write_needs(b, 3)
+    while await b.relay.publish_batch():
+        pass
+    async with b.sessions() as session:
+        rows = (await session.exec(select(OutboxEvent).order_by(col(OutboxEvent.seq)))).all()
+    assert [r.published_at is not None for r in rows] == [False, True, True, True]
+    assert rows[0].set_aside_reason is not None and rows[0].set_aside_reason.startswith(
+        "MessageSizeTooLargeError"
+    )
+    broker, _ = await start_consumer(b)
+    try:
+
+        async def all_seen() -> bool:
+            return (await count_effects(b))[0] == len(after)
+
+        await eventually(all_seen)
+    finally:
+        await broker.stop()

@@ -37,6 +37,9 @@ from ach_platform.settings import ConfigError
 
 log = logging.getLogger(__name__)
 EXCLUSIVE_PORTS = [("grpc.so_reuseport", 0)]
+# The largest request any API takes (a FHIR QuestionnaireResponse is a few KiB): gRPC's 4 MiB default
+# would let every caller make the service parse and hold four times that, per call.
+MAX_REQUEST_BYTES = 1024 * 1024
 meter = metrics.get_meter("ach_platform.grpc")
 requests_counter = meter.create_counter(
     "ach_grpc_server_requests", unit="{request}", description="gRPC calls handled, by method and status code"
@@ -174,7 +177,10 @@ class GrpcServer:
             interceptors.append(AuthorizationInterceptor(partners, resolvers or {}, policy))
         # No SO_REUSEPORT (gRPC's default): a port another listener holds must fail to bind, not
         # silently share that listener's connections.
-        self._server = grpc.aio.server(interceptors=interceptors, options=EXCLUSIVE_PORTS)
+        self._server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[*EXCLUSIVE_PORTS, ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+        )
         for register in registrars:
             register(self._server)
         self._health = health.aio.HealthServicer()

@@ -125,9 +125,32 @@ def match_key(d: Demographics) -> MatchKey:
     )
 
 
+# As stored: a longer value is refused before anything reads it further (or the database refuses it).
+DEMOGRAPHICS_LIMITS = {
+    "given_name": 200,
+    "family_name": 200,
+    "birth_date": 10,
+    "phone": 40,
+    "preferred_language": 35,
+    "postal_code": 20,
+    "email": 320,
+}
+
+
+def too_long(fields: dict[str, str], limits: dict[str, int], prefix: str = "") -> list[FieldViolation]:
+    return [
+        FieldViolation(f"{prefix}{name}", f"is longer than {limit} characters")
+        for name, limit in limits.items()
+        if len(fields.get(name, "")) > limit
+    ]
+
+
 def validate_demographics(
     d: Demographics, today: date, prefix: str = "demographics."
 ) -> list[FieldViolation]:
+    long = too_long({k: str(getattr(d, k)) for k in DEMOGRAPHICS_LIMITS}, DEMOGRAPHICS_LIMITS, prefix)
+    if long:
+        return long  # nothing else looks at a value that long
     problems: list[FieldViolation] = []
     if not normalize_name(d.given_name):
         problems.append(FieldViolation(f"{prefix}given_name", "is required"))

@@ -160,6 +160,8 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
         problems = domain.validate_demographics(demographics, date.today())
         if not request.partner_resident_id.strip():
             problems.insert(0, FieldViolation("partner_resident_id", "is required"))
+        elif len(request.partner_resident_id) > 100:
+            problems.insert(0, FieldViolation("partner_resident_id", "is longer than 100 characters"))
         if problems:
             raise InvalidArgument(problems)
         key = domain.match_key(demographics)
@@ -332,7 +334,10 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             FieldViolation(name, "is required")
             for name, value in (("survivor_id", request.survivor_id), ("merged_id", request.merged_id))
             if not value
-        ]
+        ] + domain.too_long(
+            {"survivor_id": request.survivor_id, "merged_id": request.merged_id, "reason": request.reason},
+            {"survivor_id": 36, "merged_id": 36, "reason": 500},
+        )
         if problems:
             raise InvalidArgument(problems)
         async with self._sessions() as session, session.begin():
@@ -442,7 +447,12 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
         who = principal()
         now = utc_now()
         method = ""
-        problems: list[FieldViolation] = []
+        problems = domain.too_long(
+            {"resident_id": request.resident_id, "recorded_by_user_id": request.recorded_by_user_id},
+            {"resident_id": 36, "recorded_by_user_id": 200},
+        )
+        if len(request.scope.need_domains) > 50 or len(request.scope.partner_ids) > 200:
+            problems.append(FieldViolation("scope", "names at most 50 need domains and 200 partners"))
         try:
             method = code_of(residents_pb2.ConsentMethod, request.method)
         except ValueError:
@@ -479,8 +489,13 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
     async def RevokeConsent(
         self, request: residents_pb2.RevokeConsentRequest, context: grpc.aio.ServicerContext
     ) -> residents_pb2.Consent:
+        problems = domain.too_long(
+            {"consent_id": request.consent_id, "reason": request.reason}, {"consent_id": 36, "reason": 500}
+        )
         if not request.consent_id:
-            raise InvalidArgument.of("consent_id", "is required")
+            problems.insert(0, FieldViolation("consent_id", "is required"))
+        if problems:
+            raise InvalidArgument(problems)
         async with self._sessions() as session, session.begin():
             consent = await session.get(ConsentRecord, request.consent_id)
             if consent is None:

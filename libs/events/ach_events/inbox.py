@@ -18,4 +18,4 @@ class InboxEvent(SQLModel, table=True):
     topic: str = Field(max_length=200)
     partition: int
     offset: int = Field(sa_type=BigInteger)
-    processed_at: datetime
+    processed_at: datetime = Field(index=True)  # pruning deletes by age

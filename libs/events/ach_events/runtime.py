@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from ach_events.kafka_clients import idempotent_producer, start_producer
 from ach_events.kafka_security import broker_security
 from ach_events.outbox import Outbox
 from ach_events.partners import PartnerReplica
+from ach_events.pruning import Pruner
 from ach_events.relay import OutboxRelay
 from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
 
@@ -101,6 +104,18 @@ class ServiceDefinition:
     required_tables: tuple[str, ...] = ("outbox_event", "inbox_event")
 
 
+def keeping_periods() -> tuple[timedelta, timedelta]:
+    """How long published outbox rows and consumed events' inbox rows are kept (OUTBOX_KEEP_DAYS,
+    7 by default; INBOX_KEEP_DAYS, 30: longer than any redelivery)."""
+    periods = []
+    for name, default in (("OUTBOX_KEEP_DAYS", "7"), ("INBOX_KEEP_DAYS", "30")):
+        text = os.environ.get(name, default).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 3650:
+            raise ConfigError(f"{name}={text[:20]!r}: a whole number of days from 1 to 3650")
+        periods.append(timedelta(days=int(text)))
+    return periods[0], periods[1]
+
+
 class RunningService:
     """A started service; ``stop`` drains it. Tests start services in-process through this too."""
 
@@ -129,6 +144,9 @@ class RunningService:
 
         self.relay = OutboxRelay(self.sessions, self.producer, self.outbox)
         self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{s.service}-outbox-relay"))
+        outbox_keep, inbox_keep = keeping_periods()
+        pruner = Pruner(self.sessions, outbox_keep, inbox_keep)
+        self.tasks.append(asyncio.create_task(pruner.run(), name=f"{s.service}-pruning"))
         for job in self.runtime.background:
             self.tasks.append(asyncio.create_task(job(), name=f"{s.service}-background"))
 

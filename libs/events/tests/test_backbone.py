@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from ach_events.envelope import Envelope
 from ach_events.inbox import InboxEvent
 from ach_events.kafka_clients import idempotent_producer
 from ach_events.outbox import Outbox, OutboxEvent
+from ach_events.pruning import Pruner
 from ach_events.relay import OutboxRelay
 from ach_events.topics import Topic, dead_letter_topic, ensure_topics, namespaced
 from ach_platform.database import create_engine, session_factory
@@ -366,3 +368,29 @@ async def test_an_event_kafka_refuses_is_set_aside_and_the_events_behind_it_go_o
         await eventually(all_seen)
     finally:
         await broker.stop()
+
+
+async def test_published_outbox_rows_and_old_inbox_rows_are_pruned(backbone: Backbone) -> None:
+    b = backbone
+    await write_needs(b, 3)
+    while await b.relay.publish_batch():
+        pass
+    broker, _ = await start_consumer(b)
+    try:
+
+        async def all_seen() -> bool:
+            return (await count_effects(b))[0] == 3
+
+        await eventually(all_seen)
+    finally:
+        await broker.stop()
+    await write_needs(b, 1)  # committed, not yet published: kept however old
+    pruner = Pruner(b.sessions, outbox_keep=timedelta(days=7), inbox_keep=timedelta(days=30))
+    now = datetime.now(UTC)
+    assert await pruner.prune_once(now) == (0, 0)  # nothing is old enough yet
+    assert await pruner.prune_once(now + timedelta(days=8)) == (3, 0)
+    assert await pruner.prune_once(now + timedelta(days=31)) == (0, 3)
+    async with b.sessions() as session:
+        left = (await session.exec(select(OutboxEvent))).all()
+        inbox = (await session.exec(select(InboxEvent))).all()
+    assert [r.published_at for r in left] == [None] and inbox == []

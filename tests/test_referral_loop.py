@@ -101,6 +101,7 @@ def update(
     status: referrals_pb2.ReferralStatus.ValueType,
     reason: str = "",
     outcome: referrals_pb2.ReferralOutcome.ValueType = referrals_pb2.REFERRAL_OUTCOME_UNSPECIFIED,
+    reason_code: str = "",
 ) -> None:
     with stack.channel("referrals", partner) as channel:
         referrals_pb2_grpc.ReferralServiceStub(channel).UpdateReferralStatus(
@@ -109,6 +110,7 @@ def update(
                 status=status,
                 reason=reason,
                 outcome=outcome,
+                reason_code=reason_code,
             ),
             timeout=5,
         )
@@ -192,7 +194,12 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
 
         # The pantry turns it down; the network re-routes it to the kitchen (cbo-2).
         update(
-            stack, "cbo-pantry", referral_id, referrals_pb2.REFERRAL_STATUS_REJECTED, "no capacity this week"
+            stack,
+            "cbo-pantry",
+            referral_id,
+            referrals_pb2.REFERRAL_STATUS_REJECTED,
+            "no capacity this week",
+            reason_code="no-capacity",
         )
         second = eventually(lambda: receiver.bodies("/cbo-2"), what="the kitchen's webhook")
         assert (second[0]["event_type"], second[0]["subject_id"]) == ("referral.created", referral_id)
@@ -247,7 +254,12 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
         (referrals_pb2.REFERRAL_STATUS_ACCEPTED, "cbo-2", "cbo-2"),
         (referrals_pb2.REFERRAL_STATUS_COMPLETED, "cbo-2", "cbo-2"),
     ]
-    assert history[0].reason == "no capacity this week" and "no capacity this week" in history[1].reason
+    # The pantry's words stay in the history, for the parties; events carry only its code.
+    assert (history[0].reason, history[0].reason_code) == ("no capacity this week", "no-capacity")
+    assert "no-capacity" in history[1].reason and history[1].reason_code == "no-capacity"
+    published = stack.query("referrals", "SELECT event_type, payload FROM outbox_event")
+    assert any(t == "ach.referrals.v1.ReferralStatusChanged" for t, _ in published)
+    assert not any(b"no capacity this week" in bytes(p) for _, p in published)
     assert (final.status, final.target_partner_id) == (referrals_pb2.REFERRAL_STATUS_COMPLETED, "cbo-2")
 
     # The delivery log shows the clinic's failed attempts and their reason.

@@ -249,10 +249,18 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             outcome = outcome_from_proto(request.outcome)
         except ValueError:
             problems.append(FieldViolation("outcome", f"{request.outcome} is not a referral outcome"))
+        problems += domain.check_reason(request.reason_code, request.reason)
         if problems:
             raise InvalidArgument(problems)
         assert to is not None
-        return await self._move(request.referral_id, to, request.reason, outcome, request.actor.user_id)
+        return await self._move(
+            request.referral_id,
+            to,
+            request.reason,
+            outcome,
+            request.actor.user_id,
+            reason_code=request.reason_code,
+        )
 
     async def _move(
         self,
@@ -262,6 +270,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         outcome: domain.Outcome | None,
         user_id: str,
         fields: Mapping[str, str] | None = None,
+        reason_code: str = "",
     ) -> referrals_pb2.Referral:
         """A party moves a referral on (gRPC or a FHIR Task): the state machine's rules, the change
         and its events in one transaction, re-routing after a rejection."""
@@ -279,7 +288,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             )
             if role is None:
                 raise PermissionDenied("only the referral's source or target may change it")
-            errors = domain.check_transition(domain.Status(referral.status), to, role, reason, outcome)
+            errors = domain.check_transition(
+                domain.Status(referral.status), to, role, reason or reason_code, outcome
+            )
             bad_input = [e for e in errors if not e.precondition]
             if bad_input:
                 named = fields or {}
@@ -299,9 +310,12 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 actor_partner_id=actor,
                 actor_user_id=principal().user_id or user_id,
                 outcome=outcome,
+                reason_code=reason_code,
             )
             if to is domain.Status.REJECTED:
-                await self._events.after_rejection(session, referral, reason)
+                await self._events.after_rejection(
+                    session, referral, domain.reason_code_for(reason_code, reason)
+                )
         return to_proto(referral)
 
     async def ExportReferralFhir(
@@ -371,6 +385,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     to_status=status_to_proto(domain.Status(c.to_status)),
                     changed_by=common_pb2.Actor(partner_id=c.actor_partner_id, user_id=c.actor_user_id),
                     reason=c.reason,
+                    reason_code=c.reason_code,
                     outcome=outcome_to_proto(c.outcome),
                     changed_at=to_timestamp(c.changed_at),
                     target_partner_id=c.target_partner_id,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ach_platform.consent import ConsentTerms, consent_for_share
+from ach_platform.errors import FieldViolation
 from ach_platform.geo import distance_km
 from ach_platform.opening_hours import Hours, is_open
 
@@ -329,8 +330,44 @@ def information_only(
     ]
 
 
-def rerouted_reason(rejection: str) -> str:
-    return f"re-routed after the target turned it down: {rejection}"
+def rerouted_reason(rejection_code: str) -> str:
+    """The network's words for a re-route: the rejection's code, never the target's free text."""
+    return f"re-routed after the target turned it down ({rejection_code or 'other'})"
+
+
+# Why a party rejects or cancels a referral, as events and measures carry it; the party's free text
+# stays in the referral's history.
+REASON_CODES = frozenset(
+    {
+        "no-capacity",
+        "not-eligible",
+        "out-of-service-area",
+        "unable-to-contact",
+        "resident-declined",
+        "duplicate",
+        "service-not-offered",
+        "other",
+    }
+)
+MAX_REASON_TEXT = 1000
+
+
+def check_reason(code: str, text: str, prefix: str = "") -> list[FieldViolation]:
+    problems: list[FieldViolation] = []
+    if code and code not in REASON_CODES:
+        problems.append(
+            FieldViolation(
+                f"{prefix}reason_code", f"is not a reason code ({', '.join(sorted(REASON_CODES))})"
+            )
+        )
+    if len(text) > MAX_REASON_TEXT:
+        problems.append(FieldViolation(f"{prefix}reason", f"is longer than {MAX_REASON_TEXT} characters"))
+    return problems
+
+
+def reason_code_for(code: str, text: str) -> str:
+    """The code a change is published with: the one given, else "other" for a text alone."""
+    return code or ("other" if text.strip() else "")
 
 
 # --- Timers: reminders, escalation and the acceptance time limit (durable: the next one is a column

@@ -307,7 +307,9 @@ class ReferralEvents:
             resident_facts(referral.match_zip, referral.match_age, referral.match_available_at, at),
         )
 
-    async def after_rejection(self, session: AsyncSession, referral: ReferralRecord, rejection: str) -> None:
+    async def after_rejection(
+        self, session: AsyncSession, referral: ReferralRecord, rejection_code: str
+    ) -> None:
         """No wrong door: with the automatic policy for its need domain, a rejected referral goes
         on to the next suitable target at once. Otherwise (or with none left) it stays rejected and
         the source, told of the rejection, chooses (RerouteReferral)."""
@@ -317,7 +319,14 @@ class ReferralEvents:
         now = utc_now()
         found = await self.proposals(session, referral, now)
         if found:
-            self.reroute(session, referral, found[0], now, domain.rerouted_reason(rejection))
+            self.reroute(
+                session,
+                referral,
+                found[0],
+                now,
+                domain.rerouted_reason(rejection_code),
+                reason_code=rejection_code,
+            )
 
     def reroute(
         self,
@@ -329,6 +338,7 @@ class ReferralEvents:
         *,
         actor_partner_id: str = "",
         actor_user_id: str = "",
+        reason_code: str = "",
     ) -> None:
         previous = referral.target_partner_id
         referral.target_partner_id = to.service.partner_id
@@ -341,6 +351,7 @@ class ReferralEvents:
             reason=reason,
             actor_partner_id=actor_partner_id,
             actor_user_id=actor_user_id,
+            reason_code=reason_code,
         )
         self._outbox.add(
             session,
@@ -351,7 +362,8 @@ class ReferralEvents:
                 from_target_partner_id=previous,
                 to_target_partner_id=referral.target_partner_id,
                 to_target_service_id=referral.target_service_id,
-                reason=reason,
+                reason="" if actor_partner_id else reason,
+                reason_code=reason_code,
                 rerouted_by=common_pb2.Actor(partner_id=actor_partner_id, user_id=actor_user_id),
                 rerouted_at=to_timestamp(now),
                 sequence=referral.sequence,
@@ -388,13 +400,18 @@ class ReferralEvents:
             outcome = outcome_from_proto(update.outcome)
         except ValueError:
             problems.append(FieldViolation("update.outcome", f"{update.outcome} is not a referral outcome"))
+        problems += domain.check_reason(update.reason_code, update.reason, "update.")
         if referral is not None and to is not None and not problems:
             if to.value == referral.status and await last_changed_by(session, referral) == partner:
                 return  # the partner's system sent it again: already applied
             problems += [
                 FieldViolation(f"update.{e.field}", e.description)
                 for e in domain.check_transition(
-                    domain.Status(referral.status), to, domain.Role.TARGET, update.reason, outcome
+                    domain.Status(referral.status),
+                    to,
+                    domain.Role.TARGET,
+                    update.reason or update.reason_code,
+                    outcome,
                 )
             ]
         if problems:
@@ -418,9 +435,12 @@ class ReferralEvents:
             actor_partner_id=partner,
             actor_user_id=update.actor.user_id,
             outcome=outcome,
+            reason_code=update.reason_code,
         )
         if to is domain.Status.REJECTED:
-            await self.after_rejection(session, referral, update.reason)
+            await self.after_rejection(
+                session, referral, domain.reason_code_for(update.reason_code, update.reason)
+            )
 
     async def consents(
         self, session: AsyncSession, resident_id: str, source_partner_id: str
@@ -460,7 +480,12 @@ class ReferralEvents:
                 status, referral.need_domain, referral.target_partner_id, consents, now
             ):
                 self.record_change(
-                    session, referral, domain.Status.CANCELLED, now, reason=domain.CONSENT_REVOKED
+                    session,
+                    referral,
+                    domain.Status.CANCELLED,
+                    now,
+                    reason=domain.CONSENT_REVOKED,
+                    reason_code="consent-revoked",
                 )
             elif status is domain.Status.DRAFT and referral.draft_reason == domain.CONSENT_REQUIRED:
                 routing = await self._route(
@@ -490,6 +515,7 @@ class ReferralEvents:
         actor_partner_id: str = "",
         actor_user_id: str = "",
         outcome: domain.Outcome | None = None,
+        reason_code: str = "",
     ) -> None:
         """One status change: the referral, its history row and the event, in the caller's
         transaction. No actor: the network made it on the resident's behalf (e.g. a revocation)."""
@@ -502,6 +528,7 @@ class ReferralEvents:
             actor_partner_id=actor_partner_id,
             actor_user_id=actor_user_id,
             reason=reason,
+            reason_code=domain.reason_code_for(reason_code, reason) if actor_partner_id else reason_code,
             outcome=outcome.value if outcome else "",
             changed_at=now,
             target_partner_id=referral.target_partner_id,
@@ -559,7 +586,9 @@ class ReferralEvents:
                 target_partner_id=r.target_partner_id,
                 from_status=status_to_proto(domain.Status(change.from_status)),
                 to_status=status_to_proto(domain.Status(change.to_status)),
-                reason=change.reason,
+                # A party's words stay in the history; events carry its code (minimum necessary).
+                reason="" if change.actor_partner_id else change.reason,
+                reason_code=change.reason_code,
                 outcome=outcome_to_proto(change.outcome),
                 changed_by=common_pb2.Actor(partner_id=change.actor_partner_id, user_id=change.actor_user_id),
                 changed_at=to_timestamp(change.changed_at),

@@ -78,8 +78,15 @@ async def mend_targets(settings: ServiceSettings, policies: ReroutePolicies, *, 
                     report.left_to_source.append(referral.id)
                     continue
                 why = domain.not_a_partner_reason(referral.target_partner_id)
-                events.record_change(session, referral, domain.Status.REJECTED, utc_now(), reason=why)
-                await events.after_rejection(session, referral, why)
+                events.record_change(
+                    session,
+                    referral,
+                    domain.Status.REJECTED,
+                    utc_now(),
+                    reason=why,
+                    reason_code="not-a-partner",
+                )
+                await events.after_rejection(session, referral, "not-a-partner")
                 moved = referral.status == domain.Status.REQUESTED.value
                 (report.rerouted if moved else report.left_to_source).append(referral.id)
     finally:

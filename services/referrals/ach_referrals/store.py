@@ -50,6 +50,7 @@ class ReferralHistory(SQLModel, table=True):
     actor_partner_id: str = Field(max_length=100)
     actor_user_id: str = Field(default="", max_length=100)
     reason: str = ""
+    reason_code: str = Field(default="", max_length=40)
     outcome: str = Field(default="", max_length=30)
     changed_at: datetime
     # The target after the change: the history shows every target a re-routed referral had.

@@ -143,8 +143,15 @@ class TimerWorker:
             else:
                 # Not accepted in time: rejected on the target's behalf, then no wrong door.
                 reason = domain.not_accepted_reason(self._events.timers.accept_within)
-                self._events.record_change(session, referral, domain.Status.REJECTED, now, reason=reason)
-                await self._events.after_rejection(session, referral, reason)
+                self._events.record_change(
+                    session,
+                    referral,
+                    domain.Status.REJECTED,
+                    now,
+                    reason=reason,
+                    reason_code="not-accepted-in-time",
+                )
+                await self._events.after_rejection(session, referral, "not-accepted-in-time")
             session.add(referral)
         fired.add(1, {"kind": timer.kind.value})
         return 1

@@ -215,7 +215,8 @@ def test_reroute_policies_parse_per_need_domain_and_name_a_bad_entry() -> None:
 
 
 def test_a_rerouted_referral_says_why() -> None:
-    assert rerouted_reason("no capacity") == "re-routed after the target turned it down: no capacity"
+    assert rerouted_reason("no-capacity") == "re-routed after the target turned it down (no-capacity)"
+    assert rerouted_reason("") == "re-routed after the target turned it down (other)"
 
 
 H = timedelta(hours=1)

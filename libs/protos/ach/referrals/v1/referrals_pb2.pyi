@@ -170,6 +170,7 @@ class ReferralChange(_message.Message):
     CHANGED_AT_FIELD_NUMBER: _builtins.int
     TARGET_PARTNER_ID_FIELD_NUMBER: _builtins.int
     TARGET_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     from_status: Global___ReferralStatus.ValueType
     to_status: Global___ReferralStatus.ValueType
@@ -178,6 +179,7 @@ class ReferralChange(_message.Message):
     target_partner_id: _builtins.str
     """the target after the change"""
     target_service_id: _builtins.str
+    reason_code: _builtins.str
     @_builtins.property
     def changed_by(self) -> _common_pb2.Actor:
         """empty partner: the network (re-routing, a revoked consent)"""
@@ -196,10 +198,11 @@ class ReferralChange(_message.Message):
         changed_at: _timestamp_pb2.Timestamp | None = ...,
         target_partner_id: _builtins.str = ...,
         target_service_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "outcome", b"outcome", "reason", b"reason", "sequence", b"sequence", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "outcome", b"outcome", "reason", b"reason", "reason_code", b"reason_code", "sequence", b"sequence", "target_partner_id", b"target_partner_id", "target_service_id", b"target_service_id", "to_status", b"to_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -545,10 +548,18 @@ class UpdateReferralStatusRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     status: Global___ReferralStatus.ValueType
     reason: _builtins.str
+    """Free text for the other party, kept in the referral's history (up to 1,000 characters); never in
+    an event. A rejection or cancellation needs a reason_code or a reason (then "other").
+    """
     outcome: Global___ReferralOutcome.ValueType
+    reason_code: _builtins.str
+    """Why, as a code events may carry: no-capacity, not-eligible, out-of-service-area,
+    unable-to-contact, resident-declined, duplicate, service-not-offered, other.
+    """
     @_builtins.property
     def actor(self) -> _common_pb2.Actor: ...
     def __init__(
@@ -559,10 +570,11 @@ class UpdateReferralStatusRequest(_message.Message):
         reason: _builtins.str = ...,
         outcome: Global___ReferralOutcome.ValueType = ...,
         actor: _common_pb2.Actor | None = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "outcome", b"outcome", "reason", b"reason", "referral_id", b"referral_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "outcome", b"outcome", "reason", b"reason", "reason_code", b"reason_code", "referral_id", b"referral_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -687,6 +699,7 @@ class ReferralStatusChanged(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     SOURCE_PARTNER_ID_FIELD_NUMBER: _builtins.int
     INTERNAL_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     resident_id: _builtins.str
     need_domain: _builtins.str
@@ -700,6 +713,10 @@ class ReferralStatusChanged(_message.Message):
     source_partner_id: _builtins.str
     internal: _builtins.bool
     """source and target are the same organization"""
+    reason_code: _builtins.str
+    """A partner's reason as its code (UpdateReferralStatusRequest.reason_code); `reason` above is only
+    ever the network's own explanation (a timer, a revocation), never a partner's free text.
+    """
     @_builtins.property
     def changed_by(self) -> _common_pb2.Actor: ...
     @_builtins.property
@@ -720,10 +737,11 @@ class ReferralStatusChanged(_message.Message):
         sequence: _builtins.int = ...,
         source_partner_id: _builtins.str = ...,
         internal: _builtins.bool = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "internal", b"internal", "need_domain", b"need_domain", "outcome", b"outcome", "reason", b"reason", "referral_id", b"referral_id", "resident_id", b"resident_id", "sequence", b"sequence", "source_partner_id", b"source_partner_id", "target_partner_id", b"target_partner_id", "to_status", b"to_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "changed_by", b"changed_by", "from_status", b"from_status", "internal", b"internal", "need_domain", b"need_domain", "outcome", b"outcome", "reason", b"reason", "reason_code", b"reason_code", "referral_id", b"referral_id", "resident_id", b"resident_id", "sequence", b"sequence", "source_partner_id", b"source_partner_id", "target_partner_id", b"target_partner_id", "to_status", b"to_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -744,6 +762,7 @@ class ReferralRerouted(_message.Message):
     REROUTED_BY_FIELD_NUMBER: _builtins.int
     REROUTED_AT_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     need_domain: _builtins.str
     from_target_partner_id: _builtins.str
@@ -752,6 +771,8 @@ class ReferralRerouted(_message.Message):
     reason: _builtins.str
     sequence: _builtins.int
     """the change that sent it to the new target"""
+    reason_code: _builtins.str
+    """the rejection's code"""
     @_builtins.property
     def rerouted_by(self) -> _common_pb2.Actor:
         """empty partner: automatic (the network's policy)"""
@@ -770,10 +791,11 @@ class ReferralRerouted(_message.Message):
         rerouted_by: _common_pb2.Actor | None = ...,
         rerouted_at: _timestamp_pb2.Timestamp | None = ...,
         sequence: _builtins.int = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rerouted_at", b"rerouted_at", "rerouted_by", b"rerouted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_target_partner_id", b"from_target_partner_id", "need_domain", b"need_domain", "reason", b"reason", "referral_id", b"referral_id", "rerouted_at", b"rerouted_at", "rerouted_by", b"rerouted_by", "sequence", b"sequence", "to_target_partner_id", b"to_target_partner_id", "to_target_service_id", b"to_target_service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_target_partner_id", b"from_target_partner_id", "need_domain", b"need_domain", "reason", b"reason", "reason_code", b"reason_code", "referral_id", b"referral_id", "rerouted_at", b"rerouted_at", "rerouted_by", b"rerouted_by", "sequence", b"sequence", "to_target_partner_id", b"to_target_partner_id", "to_target_service_id", b"to_target_service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,7 @@ publish_duration = meter.create_histogram(
 )
 
 COUNT_EVERY_S = 5.0
+RELAY_LOCK = 0x0AC4  # the advisory lock space of outbox relays
 
 
 class OutboxRelay:
@@ -72,6 +74,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._stopping = asyncio.Event()
+        # One lock per service's outbox (services may share a PostgreSQL server, not a database).
+        self._lock_key = zlib.crc32(outbox.source.encode()) & 0x7FFFFFFF
         self.backlog = 0
         self._counted_at = -COUNT_EVERY_S  # when the backlog was last counted in the database
         meter.create_observable_gauge(
@@ -111,9 +115,16 @@ class OutboxRelay:
         )
 
     async def _publish_batch_locked(self) -> int:
-        """PostgreSQL: several replicas may relay; each row goes to exactly one of them at a time
-        (row locks held while the batch is sent; nobody else waits on them)."""
+        """PostgreSQL: several replicas may relay, one at a time: the one holding the service's
+        advisory lock publishes a batch, in order, the others find the lock taken and wait for the
+        next wake-up. (Row locks alone let a second replica publish the rows after a locked batch
+        before that batch: a key's events out of order.)"""
         async with self._sessions() as session, session.begin():
+            taken = await session.exec(
+                sql_select(func.pg_try_advisory_xact_lock(RELAY_LOCK, self._lock_key))  # type: ignore[call-overload]
+            )
+            if not taken.scalar():
+                return 0
             rows = list((await session.exec(self._unpublished().with_for_update(skip_locked=True))).all())
             if not rows:
                 self.backlog = 0

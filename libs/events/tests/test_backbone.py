@@ -394,3 +394,54 @@ async def test_published_outbox_rows_and_old_inbox_rows_are_pruned(backbone: Bac
         left = (await session.exec(select(OutboxEvent))).all()
         inbox = (await session.exec(select(InboxEvent))).all()
     assert [r.published_at for r in left] == [None] and inbox == []
+
+
+async def test_two_relays_on_one_postgresql_outbox_keep_each_keys_order(backbone: Backbone) -> None:
+    b = backbone
+    if b.engine.dialect.name != "postgresql":
+        pytest.skip("one relay per SQLite database; several replicas only on PostgreSQL")
+    keys = [f"r-{k}" for k in range(5)]
+    async with b.sessions() as session, session.begin():
+        for i in range(1500):
+            key = keys[i % len(keys)]
+            b.outbox.add(
+                session,
+                b.topic,
+                screening_pb2.NeedIdentified(need_id=f"{key}:{i:05d}", resident_id=key),
+                key=key,
+            )
+    # A second replica: its own connections and its own producer.
+    other_engine = create_engine(str(b.engine.url.render_as_string(hide_password=False)))
+    others = session_factory(other_engine)
+    other_producer = idempotent_producer(b.bootstrap, "test-replica")
+    await other_producer.start()
+    relays = [
+        OutboxRelay(b.sessions, b.producer, b.outbox, batch_size=50),
+        OutboxRelay(others, other_producer, b.outbox, batch_size=50),
+    ]
+
+    async def drain(relay: OutboxRelay) -> None:
+        idle = 0
+        while idle < 20:
+            idle = 0 if await relay.publish_batch() else idle + 1
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(drain(r) for r in relays))
+    await other_producer.stop()
+    await other_engine.dispose()
+    reader = AIOKafkaConsumer(
+        b.topic.physical_name, bootstrap_servers=b.bootstrap, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    seen: dict[str, list[str]] = {k: [] for k in keys}
+    try:
+        async with asyncio.timeout(60):
+            while sum(map(len, seen.values())) < 1500:
+                for records in (await reader.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        need = screening_pb2.NeedIdentified.FromString(r.value)
+                        seen[need.resident_id].append(need.need_id)
+    finally:
+        await reader.stop()
+    assert all(ids == sorted(ids) for ids in seen.values()), "a key's events came out of order"
+    assert sum(map(len, seen.values())) == 1500

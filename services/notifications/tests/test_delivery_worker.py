@@ -391,3 +391,51 @@ async def test_a_resident_who_asked_not_to_be_contacted_since_gets_nothing(
     async with sessions() as session:
         [event] = (await session.exec(select(OutboxEvent))).all()
     assert event.event_type == "ach.notifications.v1.NotificationDelivered"
+
+
+async def test_a_slow_endpoint_that_answers_holds_up_no_other_partners_delivery(
+    sessions: async_sessionmaker[AsyncSession], endpoint: Endpoint
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            release.wait(8)  # answers 2xx, but only when the test lets it (within the timeout)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server.RequestHandlerClass = Slow
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        slow = await add_channel(
+            sessions, f"http://127.0.0.1:{server.server_address[1]}/hook", partner="cbo-2"
+        )
+        fast = await add_channel(sessions, endpoint.url)
+        [slow_delivery] = await add_deliveries(sessions, slow, 1)
+        fast_deliveries = await add_deliveries(sessions, fast, 3)
+        worker = DeliveryWorker(sessions, Outbox(source="/ach/notifications"), settings(timeout_s=10.0))
+
+        async def fast_delivered() -> bool:
+            return all(r.status == DELIVERED for r in await rows(sessions) if r.id in fast_deliveries)
+
+        await run_until(worker, fast_delivered, 8)
+        # The fast partner's deliveries are acknowledged while the slow one is still being answered.
+        by_id = {r.id: r.status for r in await rows(sessions)}
+        assert by_id[slow_delivery] == PENDING
+        release.set()
+
+        async def all_delivered() -> bool:
+            return all(r.status == DELIVERED for r in await rows(sessions))
+
+        await run_until(worker, all_delivered, 10)
+        await worker.close()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

@@ -18,8 +18,9 @@ from ach.partners.v1 import partners_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.envelope import Envelope
 from ach_events.kafka_security import KafkaSecurity
-from ach_events.partner_topics import inbound_topic, provision_partner
-from ach_events.topics import PARTNER_INTAKE, dead_letter_topic
+from ach_events.partner_topics import grant_services, inbound_topic, provision_partner, set_scram_credential
+from ach_events.service_grants import OUTBOUND_WRITERS, service_grants
+from ach_events.topics import PARTNER_INTAKE, REFERRAL_EVENTS, dead_letter_topic, ensure_topics
 from ach_platform.settings import ConfigError
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
@@ -110,7 +111,9 @@ def test_partners_write_only_their_own_inbound_topic_over_sasl_ssl(
     passwords = {p: uuid.uuid4().hex for p in ("clinic-1", "cbo-1")}
     for partner, password in passwords.items():
         done = provision_partner(kafka_bootstrap, partner, password)
-        assert done.credential and done.acls == 5
+        assert done.credential and done.acls == 5 + 2 + 2 * len(
+            OUTBOUND_WRITERS
+        )  # the partner's, the services'
     clinic = as_partner("clinic-1", passwords["clinic-1"], cafile)
     own, others = inbound_topic("clinic-1").physical_name, inbound_topic("cbo-1").physical_name
 
@@ -134,6 +137,33 @@ def test_partners_write_only_their_own_inbound_topic_over_sasl_ssl(
             )
         )
     assert len(asyncio.run(read(kafka_bootstrap, own, 1))) == 1
+
+
+def test_a_service_writes_only_its_own_topics_and_no_partner_takes_a_services_name(
+    kafka_bootstrap: str, kafka_namespace: str, sasl_bootstrap: tuple[str, str]
+) -> None:
+    bootstrap, cafile = sasl_bootstrap
+    provision_partner(kafka_bootstrap, "clinic-1", uuid.uuid4().hex)
+    grant_services(kafka_bootstrap, ["referrals", "screening"])
+    password = uuid.uuid4().hex
+    set_scram_credential(kafka_bootstrap, "ach-referrals", password)
+    referrals = as_partner("ach-referrals", password, cafile)
+    own = REFERRAL_EVENTS.physical_name
+    ensure_topics(kafka_bootstrap, (REFERRAL_EVENTS, PARTNER_INTAKE))
+    asyncio.run(send(bootstrap, referrals, own, screening_from("x", "x"), "/ach/referrals"))
+    # Its grants name topics literally: none covers the intake topic or a partner's inbound topic.
+    for topic in (PARTNER_INTAKE.physical_name, inbound_topic("clinic-1").physical_name):
+        with pytest.raises(TopicAuthorizationFailedError):
+            asyncio.run(
+                send(
+                    bootstrap, referrals, topic, screening_from("clinic-1", "clinic-1"), "/partners/clinic-1"
+                )
+            )
+    # A partner may not be given a service's name (its credential would replace the service's).
+    with pytest.raises(ValueError, match="platform service"):
+        provision_partner(kafka_bootstrap, "ach-referrals", uuid.uuid4().hex)
+    grants = {g.name for g in service_grants("referrals")}
+    assert all(not g.endswith(".") for g in grants)  # nothing that reads as a prefix
 
 
 def test_gateway_dead_letters_events_claiming_another_partner_and_admits_the_next(

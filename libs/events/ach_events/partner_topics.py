@@ -14,6 +14,9 @@ import re
 import time
 from dataclasses import dataclass
 
+from ach_platform.settings import RESERVED_PRINCIPALS
+
+from ach_events.service_grants import kafka_acls, partner_topic_grants
 from ach_events.topics import Topic, _connect_admin, ensure_topics, namespaced
 
 PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
@@ -90,6 +93,8 @@ def provision_partner(
 
     if not PARTNER_ID.match(partner_id):
         raise ValueError(f"{partner_id!r} is not a partner id")
+    if partner_id in RESERVED_PRINCIPALS:
+        raise ValueError(f"{partner_id!r} is a platform service's principal, never a partner's")
     inbound, outbound = inbound_topic(partner_id), outbound_topic(partner_id)
     ensure_topics(bootstrap_servers, (inbound, outbound), timeout_s=timeout_s)
     principal = f"User:{partner_id}"
@@ -106,6 +111,7 @@ def provision_partner(
         allow(
             ACLOperation.READ, ResourceType.GROUP, namespaced(f"ach.partners.{partner_id}."), prefixed=True
         ),
+        *kafka_acls(partner_topic_grants(inbound.physical_name, outbound.physical_name)),  # type: ignore[list-item]
     ]
     admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
     try:
@@ -122,3 +128,33 @@ def provision_partner(
     finally:
         admin.close()
     return Provisioned(partner_id, (inbound.physical_name, outbound.physical_name), len(acls), bool(password))
+
+
+def grant_services(bootstrap_servers: str, services: list[str], timeout_s: float = 20) -> int:
+    """Create the services' own ACLs (``service_grants``); returns how many. Idempotent."""
+    from ach_events.service_grants import service_grants
+
+    acls = kafka_acls([g for s in services for g in service_grants(s)])
+    admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
+    try:
+        failed = admin.create_acls(acls).get("failed", [])
+        if failed:
+            raise RuntimeError(f"service ACLs not created: {failed[0].__name__}")
+    finally:
+        admin.close()
+    return len(acls)
+
+
+def set_scram_credential(bootstrap_servers: str, user: str, password: str, timeout_s: float = 20) -> None:
+    """Set (or replace) a principal's SCRAM-SHA-512 credential, e.g. a service's."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
+    try:
+        errors = admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
+        )
+        if errors.get(user):
+            raise RuntimeError(f"SCRAM credential for {user}: {errors[user]}")
+    finally:
+        admin.close()

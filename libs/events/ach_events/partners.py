@@ -37,6 +37,9 @@ def view_of(partner: identity_pb2.Partner) -> PartnerView:
     )
 
 
+REGISTRY_SOURCE = "/ach/identity"
+
+
 class PartnerReplica:
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap = bootstrap_servers
@@ -52,14 +55,22 @@ class PartnerReplica:
         return {p.partner_id for p in self._partners.values() if p.active and role in p.roles}
 
     def apply(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> None:
-        if value is None and key:
-            self._partners.pop(key.decode(), None)  # a tombstone: the partner is gone
+        if value is None:
+            # The registry never deletes (a partner is suspended): a tombstone says nothing of who
+            # wrote it, so it changes nothing.
+            skipped_counter.add(1)
             return
         try:
-            event = Envelope.from_record(key, value, headers or []).message()
+            envelope = Envelope.from_record(key, value, headers or [])
+            event = envelope.message()
         except EnvelopeError as exc:
             skipped_counter.add(1)
             log.warning("unreadable record on the partners topic skipped", extra={"reason": str(exc)})
+            return
+        if envelope.source != REGISTRY_SOURCE:
+            # Only the registry speaks for partners; the broker's ACLs say so too, this says it again.
+            skipped_counter.add(1)
+            log.warning("a record on the partners topic not from the registry skipped")
             return
         if not isinstance(event, identity_pb2.PartnerChanged):
             return

@@ -31,6 +31,16 @@ DEFAULT_PORTS: dict[str, tuple[int, int]] = {
 }
 
 
+def service_principal(service: str) -> str:
+    """The Kafka principal (SCRAM user) a service connects as."""
+    return f"ach-{service}"
+
+
+# Names no partner may take: a partner's SCRAM credential would replace the service's (or the
+# broker admin's), and its ACLs would add to the service's.
+RESERVED_PRINCIPALS = frozenset({*(service_principal(s) for s in DEFAULT_PORTS), "ach-topic-admin", "admin"})
+
+
 # Services that also answer plain HTTP (the directory's HSDS API), by default on this port.
 DEFAULT_HTTP_PORTS: dict[str, int] = {"directory": 8080}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ach_platform.errors import FieldViolation
+from ach_platform.settings import RESERVED_PRINCIPALS
 
 PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 TYPES = frozenset({"clinic", "cbo", "county", "funder", "backbone"})
@@ -45,6 +46,8 @@ def validate(draft: PartnerDraft) -> list[FieldViolation]:
     problems: list[FieldViolation] = []
     if not PARTNER_ID.match(draft.partner_id):
         problems.append(FieldViolation("partner_id", "3-64 lowercase letters, digits and dashes"))
+    elif draft.partner_id in RESERVED_PRINCIPALS:
+        problems.append(FieldViolation("partner_id", "is the name of a platform service: choose another"))
     if not draft.name.strip():
         problems.append(FieldViolation("name", "is required"))
     if draft.type not in TYPES:

@@ -26,7 +26,7 @@ from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_events.outbox import Outbox
-from ach_events.partner_topics import inbound_pattern, provision_partner
+from ach_events.partner_topics import grant_services, inbound_pattern, provision_partner
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS, RESIDENT_EVENTS
@@ -244,7 +244,19 @@ def audit_export(args: argparse.Namespace) -> int:
 
 def kafka_provision(args: argparse.Namespace) -> int:
     """A partner's inbound/outbound topics, SCRAM credential and ACLs, as the admin principal the
-    KAFKA_* settings name."""
+    KAFKA_* settings name; or (grant-services) the platform services' own ACLs."""
+    if args.action == "grant-services":
+        from ach_platform.settings import DEFAULT_PORTS, kafka_bootstrap_servers
+
+        try:
+            made = grant_services(kafka_bootstrap_servers(), sorted(DEFAULT_PORTS))
+        except RuntimeError as exc:
+            print(f"ach-identity: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"ach-identity: {made} ACLs for the services (literal topic names only)", file=sys.stderr)
+        return 0
+    if not args.partner_id:
+        raise ConfigError("kafka provision needs a partner id")
     password = None
     if args.password_file:
         try:
@@ -297,8 +309,8 @@ def cli(argv: list[str] | None = None) -> None:
     audit.add_argument("--as", dest="as_partner", default="ach-backbone")
     sub.add_parser("relink", help="publish every partner link to a resident again (after an upgrade)")
     kafka = sub.add_parser("kafka", help="provision a partner's Kafka topics, credential and ACLs")
-    kafka.add_argument("action", choices=["provision"])
-    kafka.add_argument("partner_id")
+    kafka.add_argument("action", choices=["provision", "grant-services"])
+    kafka.add_argument("partner_id", nargs="?")
     kafka.add_argument("--password-file", help="the partner's SCRAM password (set or replaced)")
     args = parser.parse_args(argv)
     try:

@@ -25,3 +25,13 @@ def test_every_problem_is_named() -> None:
 
 def test_type_is_required() -> None:
     assert [p.field for p in validate(PartnerDraft("clinic-9", "Clinic", "", ()))] == ["type"]
+
+
+def test_no_partner_takes_a_platform_services_name() -> None:
+    problems = validate(
+        PartnerDraft("ach-referrals", "Not the referral service", "cbo", ("referral-target",))
+    )
+    assert [(p.field, p.description) for p in problems] == [
+        ("partner_id", "is the name of a platform service: choose another")
+    ]
+    assert validate(PartnerDraft("ach-backbone", "The backbone", "backbone", ("ach-admin",))) == []

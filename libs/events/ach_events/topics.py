@@ -238,7 +238,7 @@ def _connect_admin(bootstrap_servers: str, timeout_s: float, deadline: float) ->
                 bootstrap_timeout_ms=int(max(min(timeout_s, deadline - time.monotonic()), 1) * 1000),
                 **broker_security().kafka_python(),
             )
-        except KafkaError as exc:
+        except (KafkaError, OSError, AssertionError, ValueError) as exc:  # the client's ways of "not yet"
             if time.monotonic() >= deadline:
                 raise BrokerUnavailable(
                     f"Kafka broker unreachable at {bootstrap_servers} ({type(exc).__name__}); start it with "

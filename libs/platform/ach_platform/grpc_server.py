@@ -28,6 +28,7 @@ from ach_platform.auth import Authenticator, AuthInterceptor, AuthSettings
 from ach_platform.errors import (
     DomainError,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -82,6 +83,31 @@ def status_for(error: DomainError) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
 
+def fields_with_nul(message: Any, prefix: str = "", found: list[str] | None = None) -> list[str]:
+    """The paths of string fields holding a NUL character: text no database column takes (PostgreSQL
+    refuses it), refused at the door with the field named instead of failing deep inside a call."""
+    found = [] if found is None else found
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.type == field.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any("\x00" in v for v in values):
+                found.append(path)
+        elif field.type == field.TYPE_MESSAGE:
+            entry = field.message_type
+            if entry is not None and entry.GetOptions().map_entry:
+                if any("\x00" in str(k) or "\x00" in str(v) for k, v in value.items()):
+                    found.append(path)
+            elif field.is_repeated:
+                for i, item in enumerate(value):
+                    fields_with_nul(item, f"{path}[{i}].", found)
+            else:
+                fields_with_nul(value, f"{path}.", found)
+        if len(found) >= 10:
+            break
+    return found
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Runs unary handlers under the caller's deadline and maps domain errors to status codes."""
 
@@ -105,6 +131,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     code = "DEADLINE_EXCEEDED"
                     await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already expired")
                 try:
+                    if nul := fields_with_nul(request):
+                        raise InvalidArgument([FieldViolation(f, "contains a NUL character") for f in nul])
                     async with asyncio.timeout(remaining):
                         return await inner(request, context)
                 except DomainError as error:

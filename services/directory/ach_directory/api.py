@@ -96,7 +96,7 @@ class DirectoryApi(directory_pb2_grpc.DirectoryServiceServicer):
             s.capacity_available,
             s.capacity_maximum,
         )
-        problems = domain.validate_service(draft)
+        problems = domain.validate_service(draft, s.description)
         if problems:
             raise InvalidArgument(problems)
         async with self._sessions() as session, session.begin():

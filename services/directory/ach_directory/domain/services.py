@@ -20,24 +20,34 @@ class ServiceDraft:
     capacity_maximum: int
 
 
-def validate_service(draft: ServiceDraft) -> list[FieldViolation]:
+# As stored: longer is refused before anything else reads it.
+SERVICE_LIMITS = (("service_id", 100), ("organization_id", 100), ("name", 500))
+
+
+def validate_service(draft: ServiceDraft, description: str = "") -> list[FieldViolation]:
     problems: list[FieldViolation] = []
-    for name, value in (
-        ("service.service_id", draft.service_id),
-        ("service.organization_id", draft.organization_id),
-        ("service.name", draft.name),
-    ):
+    for field, limit in SERVICE_LIMITS:
+        value = getattr(draft, field)
         if not value.strip():
-            problems.append(FieldViolation(name, "is required"))
+            problems.append(FieldViolation(f"service.{field}", "is required"))
+        elif len(value) > limit:
+            problems.append(FieldViolation(f"service.{field}", f"is longer than {limit} characters"))
+    if len(description) > 10_000:
+        problems.append(FieldViolation("service.description", "is longer than 10000 characters"))
+    if len(draft.need_domains) > 50 or len(draft.languages) > 50:
+        problems.append(FieldViolation("service", "names at most 50 need domains and 50 languages"))
+        return problems
     for i, domain in enumerate(draft.need_domains):
         if domain not in NEED_DOMAINS:
             problems.append(
-                FieldViolation(f"service.need_domains[{i}]", f"{domain!r} is not a Gravity SDOH category")
+                FieldViolation(
+                    f"service.need_domains[{i}]", f"{domain[:40]!r} is not a Gravity SDOH category"
+                )
             )
     for i, lang in enumerate(draft.languages):
-        if not LANGUAGE_TAG.match(lang):
+        if len(lang) > 35 or not LANGUAGE_TAG.match(lang):
             problems.append(
-                FieldViolation(f"service.languages[{i}]", f"{lang!r} is not a BCP 47 language tag")
+                FieldViolation(f"service.languages[{i}]", f"{lang[:40]!r} is not a BCP 47 language tag")
             )
     if draft.capacity_available < 0:
         problems.append(FieldViolation("service.capacity_available", "cannot be negative"))

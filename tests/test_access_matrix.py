@@ -228,6 +228,13 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: directory_pb2.LinkOrganizationRequest(organization_id="no-such-organization"),
         frozenset({"ach-admin"}),
     ),
+    "/ach.identity.v1.PartnerRegistry/RevokeCertificate": (
+        "identity",
+        identity_pb2_grpc.PartnerRegistryStub,
+        "RevokeCertificate",
+        lambda me: identity_pb2.RevokeCertificateRequest(partner_id="no-such-partner", serial_number="ab"),
+        frozenset({"ach-admin"}),
+    ),
     "/ach.directory.v1.DirectoryService/ListNeedDomainClaims": (
         "directory",
         directory_pb2_grpc.DirectoryServiceStub,

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import pytest
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
@@ -607,3 +608,63 @@ def test_audit_cannot_be_flooded_and_no_change_goes_unaudited(make_stack: Callab
         ),
         what="one audit record of the registration, naming the resident",
     )
+
+
+def issue_certificate(stack: Stack, partner: str, issuer: str, directory: Path) -> tuple[Path, Path, int]:
+    """Another client certificate naming ``partner``, from the PKI's ``issuer`` CA ("partners-ca" or
+    "ca", the services' own): its certificate and key files and its serial number."""
+    from ach_platform import dev_pki
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca = x509.load_pem_x509_certificate((stack.pki.directory / f"{issuer}.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key(
+        (stack.pki.directory / f"{issuer}-key.pem").read_bytes(), None
+    )
+    key = dev_pki._key()
+    uri = x509.UniformResourceIdentifier(dev_pki.PARTNER_URI_PREFIX + partner)
+    cert = dev_pki._cert(partner, key, ca, ca_key, sans=[uri])  # type: ignore[arg-type]
+    cert_path, key_path = directory / f"{issuer}-{partner}.pem", directory / f"{issuer}-{partner}-key.pem"
+    dev_pki._write_cert(cert, cert_path)
+    dev_pki._write_key(key, key_path)
+    return cert_path, key_path, cert.serial_number
+
+
+def test_one_certificate_is_revoked_without_suspending_its_partner_and_no_other_issuer_is_trusted(
+    make_stack: Callable[[str], Stack], tmp_path: Path
+) -> None:
+    stack = make_stack("sqlite")
+    stack.start("screening")
+    screening = stack.services["screening"].address
+
+    def answers(cert: Path, key: Path) -> grpc.StatusCode:
+        with partner_channel(screening, stack.pki.ca_cert, cert=cert, key=key) as channel:
+            try:
+                screening_pb2_grpc.ScreeningServiceStub(channel).ListInstruments(
+                    screening_pb2.ListInstrumentsRequest(), timeout=5
+                )
+                return grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                return exc.code()  # type: ignore[attr-defined, no-any-return]
+
+    lost_cert, lost_key, serial = issue_certificate(stack, "clinic-1", "partners-ca", tmp_path)
+    assert answers(lost_cert, lost_key) == grpc.StatusCode.OK
+    # A certificate the services' own issuer signed is no partner's, whatever name it carries.
+    forged_cert, forged_key, _ = issue_certificate(stack, "clinic-1", "ca", tmp_path)
+    assert answers(forged_cert, forged_key) == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+
+    with stack.channel("identity") as channel:
+        revoked = identity_pb2_grpc.PartnerRegistryStub(channel).RevokeCertificate(
+            identity_pb2.RevokeCertificateRequest(
+                partner_id="clinic-1", serial_number=format(serial, "X"), reason="laptop lost"
+            ),
+            timeout=5,
+        )
+    assert revoked.status == identity_pb2.PARTNER_STATUS_ACTIVE
+    assert list(revoked.revoked_certificates) == [format(serial, "x")]
+    eventually(
+        lambda: answers(lost_cert, lost_key) == grpc.StatusCode.UNAUTHENTICATED,
+        what="the revocation heard by the screening service",
+    )
+    # The partner's other certificate still works: only the lost one is out.
+    assert answers(stack.pki.client_cert("clinic-1"), stack.pki.client_key("clinic-1")) == grpc.StatusCode.OK

@@ -34,6 +34,7 @@ def view_of(partner: identity_pb2.Partner) -> PartnerView:
         active=partner.status == identity_pb2.PARTNER_STATUS_ACTIVE,
         version=partner.version,
         name=partner.name,
+        revoked_certificates=frozenset(partner.revoked_certificates),
     )
 
 

@@ -32,6 +32,7 @@ class PartnerView:
     active: bool
     version: int = 0
     name: str = ""  # as registered: what a resident's message calls the organization
+    revoked_certificates: frozenset[str] = frozenset()  # serials, lowercase hex
 
 
 class PartnerLookup(Protocol):
@@ -249,6 +250,7 @@ POLICY: dict[str, Rule] = {
     ),
     # Partner registry: the backbone administers; a partner reads its own entry.
     "/ach.identity.v1.PartnerRegistry/RegisterPartner": Rule(roles=_r("ach-admin")),
+    "/ach.identity.v1.PartnerRegistry/RevokeCertificate": Rule(roles=_r("ach-admin")),
     "/ach.identity.v1.PartnerRegistry/UpdatePartner": Rule(roles=_r("ach-admin")),
     "/ach.identity.v1.PartnerRegistry/ListPartners": Rule(roles=_r("ach-admin")),
     "/ach.identity.v1.PartnerRegistry/GetPartner": Rule(
@@ -318,6 +320,7 @@ async def decide(
     request: Message,
     resolvers: Mapping[str, OwnerResolver],
     policy: Mapping[str, Rule] = POLICY,
+    certificate_serial: str = "",
 ) -> None:
     """Raises Unauthenticated or PermissionDenied unless the call is allowed."""
     rule = policy.get(method)
@@ -327,6 +330,8 @@ async def decide(
         raise PermissionDenied("the caller is not a registered partner")
     if not partner.active:
         raise Unauthenticated("the caller's credentials are revoked (partner suspended)")
+    if certificate_serial and certificate_serial in partner.revoked_certificates:
+        raise Unauthenticated("this client certificate is revoked")
     if rule.has_role(partner, rule.roles):
         return
     if rule.owner is not None and rule.has_role(partner, rule.owner_roles):
@@ -367,7 +372,12 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller = principal()
             await decide(
-                method, self._partners.get(caller.partner_id), request, self._resolvers, self._policy
+                method,
+                self._partners.get(caller.partner_id),
+                request,
+                self._resolvers,
+                self._policy,
+                caller.certificate_serial,
             )
             return await inner(request, context)
 

@@ -6,6 +6,7 @@ credentials is UNAUTHENTICATED and reaches no handler. Health checks and reflect
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import grpc
 import jwt
+from cryptography import x509
 
 from ach_platform.dev_pki import DEFAULT_AUDIENCE, DEFAULT_ISSUER, PARTNER_URI_PREFIX
 from ach_platform.errors import Unauthenticated
@@ -39,6 +41,7 @@ class Principal:
     partner_id: str
     user_id: str
     credential: str  # "mtls" or "jwt"
+    certificate_serial: str = ""  # the client certificate's, lowercase hex (mTLS only)
 
 
 current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)
@@ -67,7 +70,7 @@ class AuthSettings:
         settings = cls(
             server_cert=Path(os.environ.get("ACH_TLS_CERT", pki / "server.pem")),
             server_key=Path(os.environ.get("ACH_TLS_KEY", pki / "server-key.pem")),
-            client_ca=Path(os.environ.get("ACH_TLS_CLIENT_CA", pki / "ca.pem")),
+            client_ca=Path(os.environ.get("ACH_TLS_CLIENT_CA", pki / "partners-ca.pem")),
             jwks=Path(os.environ.get("ACH_JWT_JWKS", pki / "jwks.json")),
             issuer=os.environ.get("ACH_JWT_ISSUER", DEFAULT_ISSUER),
             audience=os.environ.get("ACH_JWT_AUDIENCE", DEFAULT_AUDIENCE),
@@ -150,6 +153,14 @@ def partner_from_certificate(auth_context: dict[str, list[bytes]]) -> str | None
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def serial_of(pem: bytes) -> str:
+    """A certificate's serial number, lowercase hex (parsed once per certificate)."""
+    if not pem:
+        return ""
+    return format(x509.load_pem_x509_certificate(pem).serial_number, "x")
+
+
 class Authenticator:
     def __init__(self, settings: AuthSettings) -> None:
         self._tokens = (
@@ -160,9 +171,13 @@ class Authenticator:
         metadata = {k: v for k, v in (context.invocation_metadata() or ())}
         header = metadata.get("authorization", "")
         user = str(metadata.get("x-ach-user", ""))
-        partner = partner_from_certificate(context.auth_context())
+        auth_context = context.auth_context()
+        partner = partner_from_certificate(auth_context)
         if partner:
-            return Principal(partner_id=partner, user_id=user, credential="mtls")
+            pem = next(iter(auth_context.get("x509_pem_cert", [])), b"")
+            return Principal(
+                partner_id=partner, user_id=user, credential="mtls", certificate_serial=serial_of(pem)
+            )
         if isinstance(header, str) and header.lower().startswith("bearer "):
             if self._tokens is None:
                 raise Unauthenticated("bearer tokens are not accepted here")

@@ -1,6 +1,8 @@
-"""A development PKI: a local CA, a server certificate for the services, a client certificate per
-partner (partner id in the subject CN and as SAN URI urn:ach:partner:<id>), and a JWT signing key
-with its JWKS. `make certs` writes one under .data/pki for the local stack; the tests make their own.
+"""A development PKI: a CA for the services' server certificate, another CA for partners' client
+certificates (so nothing the services' issuer signs, a server certificate say, passes as a partner),
+a client certificate per partner (partner id in the subject CN and as SAN URI
+urn:ach:partner:<id>), and a JWT signing key with its JWKS. `make certs` writes one under .data/pki
+for the local stack; the tests make their own.
 
 Deployed environments use certificates from their own CA (e.g. cert-manager) and an identity
 provider's JWKS; nothing here is for production.
@@ -32,6 +34,11 @@ class DevPki:
     @property
     def ca_cert(self) -> Path:
         return self.directory / "ca.pem"
+
+    @property
+    def partners_ca_cert(self) -> Path:
+        """The CA of partners' client certificates: the only one the services accept clients from."""
+        return self.directory / "partners-ca.pem"
 
     @property
     def server_cert(self) -> Path:
@@ -162,8 +169,14 @@ def create(directory: Path, partners: list[str], server_names: list[str] | None 
     _write_cert(_cert("ach-services", server_key, ca, ca_key, sans=sans, server=True), pki.server_cert)
     _write_key(server_key, pki.server_key)
 
+    partners_key = _key()
+    partners_ca = _cert(
+        "ACH local development partners CA", partners_key, None, partners_key, ca=True, days=3650
+    )
+    _write_cert(partners_ca, pki.partners_ca_cert)
+    _write_key(partners_key, directory / "partners-ca-key.pem")
     for partner in partners:
-        add_partner(pki, partner, ca, ca_key)
+        add_partner(pki, partner, partners_ca, partners_key)
 
     signing_key = _key()
     _write_key(signing_key, pki.jwt_key)
@@ -179,10 +192,12 @@ def add_partner(
     ca: x509.Certificate | None = None,
     ca_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> None:
-    """Issue a client certificate for one partner from the development CA."""
+    """Issue a client certificate for one partner from the partners' development CA."""
     if ca is None or ca_key is None:
-        ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-        loaded = serialization.load_pem_private_key((pki.directory / "ca-key.pem").read_bytes(), None)
+        ca = x509.load_pem_x509_certificate(pki.partners_ca_cert.read_bytes())
+        loaded = serialization.load_pem_private_key(
+            (pki.directory / "partners-ca-key.pem").read_bytes(), None
+        )
         assert isinstance(loaded, ec.EllipticCurvePrivateKey)
         ca_key = loaded
     key = _key()
@@ -201,7 +216,7 @@ def main() -> None:
         raise SystemExit("usage: python -m ach_platform.dev_pki DIR [PARTNER ...]")
     directory, partners = Path(sys.argv[1]), sys.argv[2:]
     pki = DevPki(directory)
-    if pki.ca_cert.is_file():
+    if pki.ca_cert.is_file() and pki.partners_ca_cert.is_file():  # one made before has no partners CA
         for partner in partners:
             if not pki.client_cert(partner).is_file():
                 add_partner(pki, partner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import grpc
@@ -17,6 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_identity import domain
 from ach_identity.events import publish_partner_changed, to_proto
 from ach_identity.store import PartnerRecord
+
+log = logging.getLogger(__name__)
 
 
 def _codes(enum: object, values: Iterable[int], field: str, problems: list[FieldViolation]) -> list[str]:
@@ -89,6 +92,31 @@ class PartnerRegistryApi(identity_pb2_grpc.PartnerRegistryServicer):
             record.updated_at = utc_now()
             session.add(record)
             publish_partner_changed(session, self._outbox, record)
+        return to_proto(record)
+
+    async def RevokeCertificate(
+        self, request: identity_pb2.RevokeCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Partner:
+        serial = domain.certificate_serial(request.serial_number)
+        problems = (
+            [] if serial else [FieldViolation("serial_number", "is a certificate serial in hexadecimal")]
+        )
+        if len(request.reason) > 500:
+            problems.append(FieldViolation("reason", "is longer than 500 characters"))
+        if problems:
+            raise InvalidArgument(problems)
+        assert serial is not None
+        async with self._sessions() as session, session.begin():
+            record = await session.get(PartnerRecord, request.partner_id[:64])
+            if record is None:
+                raise NotFound(f"partner {request.partner_id[:64]} not found")
+            if serial not in record.revoked_certificates:
+                record.revoked_certificates = [*record.revoked_certificates, serial]
+                record.version += 1
+                record.updated_at = utc_now()
+                session.add(record)
+                publish_partner_changed(session, self._outbox, record)
+        log.info("certificate %s of partner %s revoked", serial, record.id)
         return to_proto(record)
 
     async def GetPartner(

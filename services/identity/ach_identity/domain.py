@@ -64,6 +64,17 @@ def validate(draft: PartnerDraft) -> list[FieldViolation]:
     return problems
 
 
+CERTIFICATE_SERIAL = re.compile(r"^[0-9a-f]{1,40}$")  # X.509 serials are at most 20 octets
+
+
+def certificate_serial(text: str) -> str | None:
+    """A serial as given (hex, with or without colons, any case): normalised, or None."""
+    if len(text) > 80:
+        return None
+    serial = text.replace(":", "").strip().lower().lstrip("0") or "0"
+    return serial if CERTIFICATE_SERIAL.match(serial) else None
+
+
 # --- Residents: one pseudonymous id per person, found again by normalized demographics ---------
 
 NEED_DOMAIN = re.compile(r"^[a-z][a-z0-9-]{1,63}$")

@@ -21,6 +21,7 @@ def to_proto(r: PartnerRecord) -> identity_pb2.Partner:
         status=value_of(identity_pb2.PartnerStatus, r.status),
         version=r.version,
         updated_at=to_timestamp(r.updated_at),
+        revoked_certificates=r.revoked_certificates,
     )
 
 

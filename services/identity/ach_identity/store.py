@@ -18,6 +18,10 @@ class PartnerRecord(SQLModel, table=True):
     type: str = Field(max_length=20)
     roles: list[str] = Field(sa_column=Column(JSON, nullable=False))
     status: str = Field(max_length=20)
+    # Serial numbers (lowercase hex) of its client certificates that no longer authenticate.
+    revoked_certificates: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     version: int = 0
     created_at: datetime
     updated_at: datetime

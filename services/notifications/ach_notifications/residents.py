@@ -50,11 +50,11 @@ class IdentityContacts:
         pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
         cert = Path(os.environ.get("NOTIFY_CLIENT_CERT", pki.client_cert(coordinator)))
         key = Path(os.environ.get("NOTIFY_CLIENT_KEY", pki.client_key(coordinator)))
-        ca = Path(os.environ.get("ACH_TLS_CLIENT_CA", pki.ca_cert))
+        ca = Path(os.environ.get("ACH_TLS_SERVER_CA", pki.ca_cert))  # the identity service's issuer
         for variable, path in (
             ("NOTIFY_CLIENT_CERT", cert),
             ("NOTIFY_CLIENT_KEY", key),
-            ("ACH_TLS_CLIENT_CA", ca),
+            ("ACH_TLS_SERVER_CA", ca),
         ):
             if not path.is_file():
                 raise ConfigError(f"{variable}: no file at {path} (messages to residents need it)")

@@ -25,33 +25,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/identity/v1/identity.proto\x12\x0f\x61\x63h.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x07Partner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.ach.identity.v1.PartnerType\x12+\n\x05roles\x18\x04 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.ach.identity.v1.PartnerStatus\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x16RegisterPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.ach.identity.v1.PartnerType\x12+\n\x05roles\x18\x04 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\"\x95\x01\n\x14UpdatePartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x05roles\x18\x03 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.ach.identity.v1.PartnerStatus\"\'\n\x11GetPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"\x15\n\x13ListPartnersRequest\"B\n\x14ListPartnersResponse\x12*\n\x08partners\x18\x01 \x03(\x0b\x32\x18.ach.identity.v1.Partner\";\n\x0ePartnerChanged\x12)\n\x07partner\x18\x01 \x01(\x0b\x32\x18.ach.identity.v1.Partner*\xa7\x01\n\x0bPartnerType\x12\x1c\n\x18PARTNER_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13PARTNER_TYPE_CLINIC\x10\x01\x12\x14\n\x10PARTNER_TYPE_CBO\x10\x02\x12\x17\n\x13PARTNER_TYPE_COUNTY\x10\x03\x12\x17\n\x13PARTNER_TYPE_FUNDER\x10\x04\x12\x19\n\x15PARTNER_TYPE_BACKBONE\x10\x05*\x8d\x02\n\x0bPartnerRole\x12\x1c\n\x18PARTNER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15PARTNER_ROLE_SCREENER\x10\x01\x12 \n\x1cPARTNER_ROLE_REFERRAL_SOURCE\x10\x02\x12 \n\x1cPARTNER_ROLE_REFERRAL_TARGET\x10\x03\x12!\n\x1dPARTNER_ROLE_DIRECTORY_EDITOR\x10\x04\x12\x1d\n\x19PARTNER_ROLE_FUND_MANAGER\x10\x05\x12#\n\x1fPARTNER_ROLE_MEASUREMENT_VIEWER\x10\x06\x12\x1a\n\x16PARTNER_ROLE_ACH_ADMIN\x10\x07*h\n\rPartnerStatus\x12\x1e\n\x1aPARTNER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PARTNER_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18PARTNER_STATUS_SUSPENDED\x10\x02\x32\xe2\x02\n\x0fPartnerRegistry\x12T\n\x0fRegisterPartner\x12\'.ach.identity.v1.RegisterPartnerRequest\x1a\x18.ach.identity.v1.Partner\x12P\n\rUpdatePartner\x12%.ach.identity.v1.UpdatePartnerRequest\x1a\x18.ach.identity.v1.Partner\x12J\n\nGetPartner\x12\".ach.identity.v1.GetPartnerRequest\x1a\x18.ach.identity.v1.Partner\x12[\n\x0cListPartners\x12$.ach.identity.v1.ListPartnersRequest\x1a%.ach.identity.v1.ListPartnersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63h/identity/v1/identity.proto\x12\x0f\x61\x63h.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x18RevokeCertificateRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x02\n\x07Partner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.ach.identity.v1.PartnerType\x12+\n\x05roles\x18\x04 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.ach.identity.v1.PartnerStatus\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14revoked_certificates\x18\x08 \x03(\t\"\x93\x01\n\x16RegisterPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.ach.identity.v1.PartnerType\x12+\n\x05roles\x18\x04 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\"\x95\x01\n\x14UpdatePartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x05roles\x18\x03 \x03(\x0e\x32\x1c.ach.identity.v1.PartnerRole\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.ach.identity.v1.PartnerStatus\"\'\n\x11GetPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"\x15\n\x13ListPartnersRequest\"B\n\x14ListPartnersResponse\x12*\n\x08partners\x18\x01 \x03(\x0b\x32\x18.ach.identity.v1.Partner\";\n\x0ePartnerChanged\x12)\n\x07partner\x18\x01 \x01(\x0b\x32\x18.ach.identity.v1.Partner*\xa7\x01\n\x0bPartnerType\x12\x1c\n\x18PARTNER_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13PARTNER_TYPE_CLINIC\x10\x01\x12\x14\n\x10PARTNER_TYPE_CBO\x10\x02\x12\x17\n\x13PARTNER_TYPE_COUNTY\x10\x03\x12\x17\n\x13PARTNER_TYPE_FUNDER\x10\x04\x12\x19\n\x15PARTNER_TYPE_BACKBONE\x10\x05*\x8d\x02\n\x0bPartnerRole\x12\x1c\n\x18PARTNER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15PARTNER_ROLE_SCREENER\x10\x01\x12 \n\x1cPARTNER_ROLE_REFERRAL_SOURCE\x10\x02\x12 \n\x1cPARTNER_ROLE_REFERRAL_TARGET\x10\x03\x12!\n\x1dPARTNER_ROLE_DIRECTORY_EDITOR\x10\x04\x12\x1d\n\x19PARTNER_ROLE_FUND_MANAGER\x10\x05\x12#\n\x1fPARTNER_ROLE_MEASUREMENT_VIEWER\x10\x06\x12\x1a\n\x16PARTNER_ROLE_ACH_ADMIN\x10\x07*h\n\rPartnerStatus\x12\x1e\n\x1aPARTNER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PARTNER_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18PARTNER_STATUS_SUSPENDED\x10\x02\x32\xbc\x03\n\x0fPartnerRegistry\x12T\n\x0fRegisterPartner\x12\'.ach.identity.v1.RegisterPartnerRequest\x1a\x18.ach.identity.v1.Partner\x12P\n\rUpdatePartner\x12%.ach.identity.v1.UpdatePartnerRequest\x1a\x18.ach.identity.v1.Partner\x12J\n\nGetPartner\x12\".ach.identity.v1.GetPartnerRequest\x1a\x18.ach.identity.v1.Partner\x12[\n\x0cListPartners\x12$.ach.identity.v1.ListPartnersRequest\x1a%.ach.identity.v1.ListPartnersResponse\x12X\n\x11RevokeCertificate\x12).ach.identity.v1.RevokeCertificateRequest\x1a\x18.ach.identity.v1.Partnerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARTNERTYPE']._serialized_start=828
-  _globals['_PARTNERTYPE']._serialized_end=995
-  _globals['_PARTNERROLE']._serialized_start=998
-  _globals['_PARTNERROLE']._serialized_end=1267
-  _globals['_PARTNERSTATUS']._serialized_start=1269
-  _globals['_PARTNERSTATUS']._serialized_end=1373
-  _globals['_PARTNER']._serialized_start=85
-  _globals['_PARTNER']._serialized_end=330
-  _globals['_REGISTERPARTNERREQUEST']._serialized_start=333
-  _globals['_REGISTERPARTNERREQUEST']._serialized_end=480
-  _globals['_UPDATEPARTNERREQUEST']._serialized_start=483
-  _globals['_UPDATEPARTNERREQUEST']._serialized_end=632
-  _globals['_GETPARTNERREQUEST']._serialized_start=634
-  _globals['_GETPARTNERREQUEST']._serialized_end=673
-  _globals['_LISTPARTNERSREQUEST']._serialized_start=675
-  _globals['_LISTPARTNERSREQUEST']._serialized_end=696
-  _globals['_LISTPARTNERSRESPONSE']._serialized_start=698
-  _globals['_LISTPARTNERSRESPONSE']._serialized_end=764
-  _globals['_PARTNERCHANGED']._serialized_start=766
-  _globals['_PARTNERCHANGED']._serialized_end=825
-  _globals['_PARTNERREGISTRY']._serialized_start=1376
-  _globals['_PARTNERREGISTRY']._serialized_end=1730
+  _globals['_PARTNERTYPE']._serialized_start=945
+  _globals['_PARTNERTYPE']._serialized_end=1112
+  _globals['_PARTNERROLE']._serialized_start=1115
+  _globals['_PARTNERROLE']._serialized_end=1384
+  _globals['_PARTNERSTATUS']._serialized_start=1386
+  _globals['_PARTNERSTATUS']._serialized_end=1490
+  _globals['_REVOKECERTIFICATEREQUEST']._serialized_start=84
+  _globals['_REVOKECERTIFICATEREQUEST']._serialized_end=169
+  _globals['_PARTNER']._serialized_start=172
+  _globals['_PARTNER']._serialized_end=447
+  _globals['_REGISTERPARTNERREQUEST']._serialized_start=450
+  _globals['_REGISTERPARTNERREQUEST']._serialized_end=597
+  _globals['_UPDATEPARTNERREQUEST']._serialized_start=600
+  _globals['_UPDATEPARTNERREQUEST']._serialized_end=749
+  _globals['_GETPARTNERREQUEST']._serialized_start=751
+  _globals['_GETPARTNERREQUEST']._serialized_end=790
+  _globals['_LISTPARTNERSREQUEST']._serialized_start=792
+  _globals['_LISTPARTNERSREQUEST']._serialized_end=813
+  _globals['_LISTPARTNERSRESPONSE']._serialized_start=815
+  _globals['_LISTPARTNERSRESPONSE']._serialized_end=881
+  _globals['_PARTNERCHANGED']._serialized_start=883
+  _globals['_PARTNERCHANGED']._serialized_end=942
+  _globals['_PARTNERREGISTRY']._serialized_start=1493
+  _globals['_PARTNERREGISTRY']._serialized_end=1937
 # @@protoc_insertion_point(module_scope)

@@ -100,6 +100,32 @@ PARTNER_STATUS_SUSPENDED: PartnerStatus.ValueType  # 2
 Global___PartnerStatus: _TypeAlias = PartnerStatus  # noqa: Y015
 
 @_typing.final
+class RevokeCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    SERIAL_NUMBER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    serial_number: _builtins.str
+    """the certificate's serial, hexadecimal (as openssl x509 -serial prints it)"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        serial_number: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_id", b"partner_id", "reason", b"reason", "serial_number", b"serial_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCertificateRequest: _TypeAlias = RevokeCertificateRequest  # noqa: Y015
+
+@_typing.final
 class Partner(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -110,6 +136,7 @@ class Partner(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_CERTIFICATES_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     name: _builtins.str
     type: Global___PartnerType.ValueType
@@ -119,6 +146,10 @@ class Partner(_message.Message):
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___PartnerRole.ValueType]: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_certificates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """serial numbers, lowercase hexadecimal"""
+
     def __init__(
         self,
         *,
@@ -129,10 +160,11 @@ class Partner(_message.Message):
         status: Global___PartnerStatus.ValueType = ...,
         version: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_certificates: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "partner_id", b"partner_id", "roles", b"roles", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "partner_id", b"partner_id", "revoked_certificates", b"revoked_certificates", "roles", b"roles", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,6 +54,11 @@ class PartnerRegistryStub:
                 request_serializer=ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersRequest.SerializeToString,
                 response_deserializer=ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersResponse.FromString,
                 _registered_method=True)
+        self.RevokeCertificate = channel.unary_unary(
+                '/ach.identity.v1.PartnerRegistry/RevokeCertificate',
+                request_serializer=ach_dot_identity_dot_v1_dot_identity__pb2.RevokeCertificateRequest.SerializeToString,
+                response_deserializer=ach_dot_identity_dot_v1_dot_identity__pb2.Partner.FromString,
+                _registered_method=True)
 
 
 class PartnerRegistryServicer:
@@ -84,6 +89,14 @@ class PartnerRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCertificate(self, request, context):
+        """One client certificate of a partner no longer authenticates (lost, leaked, a departed staff
+        member's), whatever else the partner holds: the partner stays active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +119,11 @@ def add_PartnerRegistryServicer_to_server(servicer, server):
                     servicer.ListPartners,
                     request_deserializer=ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersRequest.FromString,
                     response_serializer=ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersResponse.SerializeToString,
+            ),
+            'RevokeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertificate,
+                    request_deserializer=ach_dot_identity_dot_v1_dot_identity__pb2.RevokeCertificateRequest.FromString,
+                    response_serializer=ach_dot_identity_dot_v1_dot_identity__pb2.Partner.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +234,33 @@ class PartnerRegistry:
             '/ach.identity.v1.PartnerRegistry/ListPartners',
             ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersRequest.SerializeToString,
             ach_dot_identity_dot_v1_dot_identity__pb2.ListPartnersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.identity.v1.PartnerRegistry/RevokeCertificate',
+            ach_dot_identity_dot_v1_dot_identity__pb2.RevokeCertificateRequest.SerializeToString,
+            ach_dot_identity_dot_v1_dot_identity__pb2.Partner.FromString,
             options,
             channel_credentials,
             insecure,

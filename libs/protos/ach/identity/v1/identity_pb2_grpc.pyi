@@ -38,6 +38,10 @@ class PartnerRegistryStub:
     """Roles, name and status; suspending a partner revokes its access at once."""
     GetPartner: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetPartnerRequest, _identity_pb2.Partner]
     ListPartners: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListPartnersRequest, _identity_pb2.ListPartnersResponse]
+    RevokeCertificate: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RevokeCertificateRequest, _identity_pb2.Partner]
+    """One client certificate of a partner no longer authenticates (lost, leaked, a departed staff
+    member's), whatever else the partner holds: the partner stays active.
+    """
 
 @_typing.type_check_only
 class PartnerRegistryAsyncStub(PartnerRegistryStub):
@@ -47,6 +51,10 @@ class PartnerRegistryAsyncStub(PartnerRegistryStub):
     """Roles, name and status; suspending a partner revokes its access at once."""
     GetPartner: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetPartnerRequest, _identity_pb2.Partner]  # type: ignore[assignment]
     ListPartners: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListPartnersRequest, _identity_pb2.ListPartnersResponse]  # type: ignore[assignment]
+    RevokeCertificate: _aio.UnaryUnaryMultiCallable[_identity_pb2.RevokeCertificateRequest, _identity_pb2.Partner]  # type: ignore[assignment]
+    """One client certificate of a partner no longer authenticates (lost, leaked, a departed staff
+    member's), whatever else the partner holds: the partner stays active.
+    """
 
 class PartnerRegistryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -77,5 +85,15 @@ class PartnerRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ListPartnersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListPartnersResponse, _abc.Awaitable[_identity_pb2.ListPartnersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeCertificate(
+        self,
+        request: _identity_pb2.RevokeCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Partner, _abc.Awaitable[_identity_pb2.Partner]]:
+        """One client certificate of a partner no longer authenticates (lost, leaked, a departed staff
+        member's), whatever else the partner holds: the partner stays active.
+        """
 
 def add_PartnerRegistryServicer_to_server(servicer: PartnerRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

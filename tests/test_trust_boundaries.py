@@ -1,10 +1,15 @@
 """Trust hardening (issue 16), played as an outside partner with nothing but a valid client
 certificate, against the running services. Each test fails when its protection is removed.
 
-Covered so far: webhooks reach only public addresses (at registration and on every attempt), a
-long channel address or HSDS API parameter is refused at once (no pattern runs over it, nothing
-long is echoed), directory packages cannot name files outside themselves, and one partner's
-overlong screening field fails only its own call."""
+Covered here: knowing a resident's name and birth date gives a partner nothing (1) and a clinic can
+register and screen at once (8); no partner routes referrals to itself or pays itself (3);
+webhooks reach only public addresses (4); long values are refused at once (5, with the fuzz test in
+test_fuzz.py); audit cannot be flooded and a change commits with its audit record, and the gRPC door
+has a size (6, 2); one partner's overlong screening field fails only its own call (7); directory
+packages name no file outside themselves (11); one certificate is revoked without suspending its
+partner and no other issuer is trusted (10). Points 2, 9, 10 and 12 are also played in
+libs/events/tests/test_backbone.py, tests/test_kafka_security.py, tests/test_referral_loop.py and the
+notifications worker's tests."""
 
 from __future__ import annotations
 

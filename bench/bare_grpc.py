@@ -30,7 +30,7 @@ async def serve(port: int, pki: DevPki) -> None:
     screening_pb2_grpc.add_ScreeningServiceServicer_to_server(Bare(), server)
     credentials = grpc.ssl_server_credentials(
         [(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
-        root_certificates=pki.ca_cert.read_bytes(),
+        root_certificates=pki.partners_ca_cert.read_bytes(),  # the clients: partners
         require_client_auth=True,
     )
     server.add_secure_port(f"127.0.0.1:{port}", credentials)

@@ -150,8 +150,6 @@ class Result:
 
 
 Send = Callable[[Attempt], Awaitable[Result]]
-STEP_WAIT_S = 0.2  # a step waits this long at most for an attempt to end before claiming again
-GATHER_S = 0.01  # and then this long for others ending with it (one commit for them all)
 
 
 class DeliveryWorker:
@@ -175,9 +173,6 @@ class DeliveryWorker:
         self._session: aiohttp.ClientSession | None = None  # made on first use, inside the loop
         self._gateway: aiohttp.ClientSession | None = None  # the operator's SMS gateway (not guarded)
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
-        # Attempts under way: each is recorded when it ends, so a slow endpoint that still answers
-        # holds up nobody else's deliveries (only its own, which wait behind it in order).
-        self._in_flight: set[asyncio.Task[tuple[Attempt, Result, trace.Span]]] = set()
         self.pending_gauge = 0
         meter.create_observable_gauge(
             "ach_notifications_pending_deliveries",
@@ -209,9 +204,6 @@ class DeliveryWorker:
             await self.close()
 
     async def close(self) -> None:
-        for task in self._in_flight:  # unacknowledged: sent again once their lease ends
-            task.cancel()
-        self._in_flight.clear()
         for session in (self._session, self._gateway):
             if session is not None:
                 await session.close()
@@ -239,28 +231,14 @@ class DeliveryWorker:
         return self._session
 
     async def step(self) -> int:
-        """Claim due deliveries while there is room, start each, and record those that have ended
-        (waiting a little for one to end); how many were started (else recorded)."""
-        room = self._settings.concurrency - len(self._in_flight)
-        claimed = await self._claim(utc_now(), room) if room > 0 else []
-        for attempt in claimed:
-            self._in_flight.add(asyncio.create_task(self._try(attempt), name="delivery-attempt"))
-        if not self._in_flight:
-            return 0
-        done, rest = await asyncio.wait(
-            self._in_flight, timeout=STEP_WAIT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if done and rest:  # those ending with it go in the same commit
-            more, _ = await asyncio.wait(rest, timeout=GATHER_S)
-            done |= more
-        self._in_flight -= done
-        if done:
-            # The outcomes that are in, in one transaction: one commit for all that ended together.
-            # A worker dying before it loses only those acknowledgements: the deliveries are sent
-            # again (receivers deduplicate on ACH-Delivery-Id).
-            await self._record_all([task.result() for task in done])
-        # Attempts still under way: the worker comes back for them at once, not after an idle wait.
-        return len(claimed) or len(done) or int(bool(self._in_flight))
+        """Claim the due deliveries and try each once; how many were tried."""
+        claimed = await self._claim(utc_now())
+        if claimed:
+            # Every outcome of the step in one transaction: one commit (one fsync) per step, not
+            # per delivery. A worker dying before it loses only the step's acknowledgements: those
+            # deliveries are sent again (receivers deduplicate on ACH-Delivery-Id).
+            await self._record_all(await asyncio.gather(*(self._try(a) for a in claimed)))
+        return len(claimed)
 
     async def _idle_s(self) -> float:
         """How long to sleep: until the next retry comes due, at most poll_s. (Deliveries due already
@@ -286,7 +264,7 @@ class DeliveryWorker:
             )
             return int(found.one())
 
-    async def _claim(self, now: datetime, limit: int) -> list[Attempt]:
+    async def _claim(self, now: datetime) -> list[Attempt]:
         d, e = DeliveryRecord, DeliveryRecord.__table__.alias("earlier")  # type: ignore[attr-defined]
         earlier_pending = (
             select(e.c.id)
@@ -309,7 +287,7 @@ class DeliveryWorker:
                 ~earlier_pending,
             )
             .order_by(col(DeliveryRecord.next_attempt_at))
-            .limit(limit)
+            .limit(self._settings.concurrency)
         )
         lease = now + timedelta(seconds=self._settings.timeout_s * 2 + 5)
         attempts: list[Attempt] = []

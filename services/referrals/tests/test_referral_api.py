@@ -88,7 +88,7 @@ async def api(
     auth = AuthSettings(
         dev_pki.server_cert,
         dev_pki.server_key,
-        dev_pki.ca_cert,
+        dev_pki.partners_ca_cert,
         dev_pki.jwks,
         "https://ach.local/issuer",
         "ach-platform",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ach_platform.settings import RESERVED_PRINCIPALS
 
@@ -87,8 +88,6 @@ def provision_partner(
         ACLResourcePatternType,
         ResourcePattern,
         ResourceType,
-        ScramMechanism,
-        UserScramCredentialUpsertion,
     )
 
     if not PARTNER_ID.match(partner_id):
@@ -116,11 +115,7 @@ def provision_partner(
     admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
     try:
         if password:
-            errors = admin.alter_user_scram_credentials(
-                [UserScramCredentialUpsertion(partner_id, ScramMechanism.SCRAM_SHA_512, password)]
-            )
-            if errors.get(partner_id):
-                raise RuntimeError(f"SCRAM credential for {partner_id}: {errors[partner_id]}")
+            _upsert_scram(admin, partner_id, password)
         result = admin.create_acls(acls)
         failed = result.get("failed", [])
         if failed:
@@ -147,14 +142,18 @@ def grant_services(bootstrap_servers: str, services: list[str], timeout_s: float
 
 def set_scram_credential(bootstrap_servers: str, user: str, password: str, timeout_s: float = 20) -> None:
     """Set (or replace) a principal's SCRAM-SHA-512 credential, e.g. a service's."""
-    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
-
     admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
     try:
-        errors = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
-        )
-        if errors.get(user):
-            raise RuntimeError(f"SCRAM credential for {user}: {errors[user]}")
+        _upsert_scram(admin, user, password)
     finally:
         admin.close()
+
+
+def _upsert_scram(admin: Any, user: str, password: str) -> None:
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    errors = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
+    )
+    if errors.get(user):
+        raise RuntimeError(f"SCRAM credential for {user}: {errors[user]}")

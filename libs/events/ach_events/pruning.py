@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry import metrics
@@ -47,11 +48,10 @@ class Pruner:
         pruned_counter.add(inbox, {"table": "inbox_event"})
         return outbox, inbox
 
-    async def _chunks(self, one: object, cut: datetime) -> int:
+    async def _chunks(self, one: Callable[[datetime], Awaitable[int]], cut: datetime) -> int:
         total = 0
         while True:
-            assert callable(one)
-            deleted = int(await one(cut))
+            deleted = await one(cut)
             total += deleted
             if deleted < CHUNK:
                 return total

@@ -3,8 +3,8 @@ write the topics it produces (and its dead-letter topic), read those it consumes
 groups, and read the partner registry. Every grant names a topic literally: no prefix a service holds
 covers the intake topic or a partner's inbound topic, which only the identity service reads (and
 only the gateway writes on to intake). What a service needs of one partner's topics (the gateway
-reads its inbound topic; screening and notifications write its outbound topic) is granted when that
-partner is provisioned (``partner_topics.provision_partner``)."""
+reads its inbound topic; the services that answer partners write its outbound topic) is granted when
+that partner is provisioned (``partner_topics.provision_partner``)."""
 
 from __future__ import annotations
 

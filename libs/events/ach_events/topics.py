@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ach_platform.settings import ConfigError
+
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
@@ -162,7 +164,7 @@ def dead_letter_topic(consumer: str) -> Topic:
 def dead_letter_retention_days() -> int:
     text = os.environ.get("ACH_DLQ_RETENTION_DAYS", "7").strip()
     if not text.isdigit() or not 1 <= int(text) <= 30:
-        raise ValueError(f"ACH_DLQ_RETENTION_DAYS={text[:20]!r}: a whole number of days from 1 to 30")
+        raise ConfigError(f"ACH_DLQ_RETENTION_DAYS={text[:20]!r}: a whole number of days from 1 to 30")
     return int(text)
 
 

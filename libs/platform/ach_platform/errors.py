@@ -6,6 +6,7 @@ rich details (``google.rpc.Status``), so no handler builds a status by hand.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -13,6 +14,16 @@ from dataclasses import dataclass, field
 class FieldViolation:
     field: str
     description: str
+
+
+def too_long(checks: Iterable[tuple[str, str, int]]) -> list[FieldViolation]:
+    """For (field, value, limit) triples, a violation for every value longer than its limit: checked
+    first, before anything else reads the value or a database column refuses it."""
+    return [
+        FieldViolation(field, f"is longer than {limit} characters")
+        for field, value, limit in checks
+        if len(value) > limit
+    ]
 
 
 class DomainError(Exception):

@@ -10,7 +10,7 @@ from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_platform.clock import utc_now
 from ach_platform.codes import code_of
-from ach_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from ach_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, too_long
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -101,8 +101,7 @@ class PartnerRegistryApi(identity_pb2_grpc.PartnerRegistryServicer):
         problems = (
             [] if serial else [FieldViolation("serial_number", "is a certificate serial in hexadecimal")]
         )
-        if len(request.reason) > 500:
-            problems.append(FieldViolation("reason", "is longer than 500 characters"))
+        problems += too_long((("reason", request.reason, 500),))
         if problems:
             raise InvalidArgument(problems)
         assert serial is not None

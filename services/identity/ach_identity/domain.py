@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from ach_platform.errors import FieldViolation
+from ach_platform.errors import FieldViolation, too_long
 from ach_platform.settings import RESERVED_PRINCIPALS
 
 PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
@@ -151,18 +151,10 @@ DEMOGRAPHICS_LIMITS = {
 }
 
 
-def too_long(fields: dict[str, str], limits: dict[str, int], prefix: str = "") -> list[FieldViolation]:
-    return [
-        FieldViolation(f"{prefix}{name}", f"is longer than {limit} characters")
-        for name, limit in limits.items()
-        if len(fields.get(name, "")) > limit
-    ]
-
-
 def validate_demographics(
     d: Demographics, today: date, prefix: str = "demographics."
 ) -> list[FieldViolation]:
-    long = too_long({k: str(getattr(d, k)) for k in DEMOGRAPHICS_LIMITS}, DEMOGRAPHICS_LIMITS, prefix)
+    long = too_long((f"{prefix}{k}", str(getattr(d, k)), n) for k, n in DEMOGRAPHICS_LIMITS.items())
     if long:
         return long  # nothing else looks at a value that long
     problems: list[FieldViolation] = []

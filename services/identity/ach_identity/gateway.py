@@ -13,13 +13,14 @@ from ach_events.consumer import PoisonEvent
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import inbound_topic, partner_of_inbound
+from ach_events.service_grants import GATEWAY_GROUP
 from ach_events.topics import PARTNER_INTAKE
 from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_identity.store import PartnerRecord
 
-GROUP = "identity.partner-gateway"
+GROUP = GATEWAY_GROUP  # named once, with the services' Kafka grants
 ACCEPTED_TYPES = frozenset(inbound_topic("x").event_types)
 
 

@@ -31,6 +31,7 @@ from ach_platform.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    too_long,
 )
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -160,8 +161,8 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
         problems = domain.validate_demographics(demographics, date.today())
         if not request.partner_resident_id.strip():
             problems.insert(0, FieldViolation("partner_resident_id", "is required"))
-        elif len(request.partner_resident_id) > 100:
-            problems.insert(0, FieldViolation("partner_resident_id", "is longer than 100 characters"))
+        else:
+            problems[:0] = too_long((("partner_resident_id", request.partner_resident_id, 100),))
         if problems:
             raise InvalidArgument(problems)
         key = domain.match_key(demographics)
@@ -334,9 +335,12 @@ class ResidentIndexApi(residents_pb2_grpc.ResidentIndexServicer):
             FieldViolation(name, "is required")
             for name, value in (("survivor_id", request.survivor_id), ("merged_id", request.merged_id))
             if not value
-        ] + domain.too_long(
-            {"survivor_id": request.survivor_id, "merged_id": request.merged_id, "reason": request.reason},
-            {"survivor_id": 36, "merged_id": 36, "reason": 500},
+        ] + too_long(
+            (
+                ("survivor_id", request.survivor_id, 36),
+                ("merged_id", request.merged_id, 36),
+                ("reason", request.reason, 500),
+            )
         )
         if problems:
             raise InvalidArgument(problems)
@@ -447,9 +451,11 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
         who = principal()
         now = utc_now()
         method = ""
-        problems = domain.too_long(
-            {"resident_id": request.resident_id, "recorded_by_user_id": request.recorded_by_user_id},
-            {"resident_id": 36, "recorded_by_user_id": 200},
+        problems = too_long(
+            (
+                ("resident_id", request.resident_id, 36),
+                ("recorded_by_user_id", request.recorded_by_user_id, 200),
+            )
         )
         if len(request.scope.need_domains) > 50 or len(request.scope.partner_ids) > 200:
             problems.append(FieldViolation("scope", "names at most 50 need domains and 200 partners"))
@@ -489,9 +495,7 @@ class ConsentRegistryApi(residents_pb2_grpc.ConsentRegistryServicer):
     async def RevokeConsent(
         self, request: residents_pb2.RevokeConsentRequest, context: grpc.aio.ServicerContext
     ) -> residents_pb2.Consent:
-        problems = domain.too_long(
-            {"consent_id": request.consent_id, "reason": request.reason}, {"consent_id": 36, "reason": 500}
-        )
+        problems = too_long((("consent_id", request.consent_id, 36), ("reason", request.reason, 500)))
         if not request.consent_id:
             problems.insert(0, FieldViolation("consent_id", "is required"))
         if problems:

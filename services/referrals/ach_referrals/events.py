@@ -448,9 +448,12 @@ class ReferralEvents:
         """The resident's consents a referral from this source may rest on: those the source took
         (or the ACH admin took for the resident); another partner's consent covers its own
         disclosures, not the source's."""
+        return self.relied_on_by(await consent_terms(session, resident_id), source_partner_id)
+
+    def relied_on_by(self, terms: list[ConsentTerms], source_partner_id: str) -> list[ConsentTerms]:
         registry = self._partners()
         admins = registry.holding("ach-admin") if registry is not None else set()
-        return relied_on_by(await consent_terms(session, resident_id), {source_partner_id} | admins)
+        return relied_on_by(terms, {source_partner_id} | admins)
 
     async def on_consent_changed(
         self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
@@ -473,9 +476,10 @@ class ReferralEvents:
 
     async def _apply_consents(self, session: AsyncSession, resident_id: str) -> None:
         now = utc_now()
+        terms = await consent_terms(session, resident_id)  # read once; each source's share is pure
         for referral in await referrals_of(session, await same_person_ids(session, resident_id)):
             status = domain.Status(referral.status)
-            consents = await self.consents(session, resident_id, referral.source_partner_id)
+            consents = self.relied_on_by(terms, referral.source_partner_id)
             if domain.withdraw_on_revocation(
                 status, referral.need_domain, referral.target_partner_id, consents, now
             ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ach_platform.errors import FieldViolation
+from ach_platform.errors import FieldViolation, too_long
 from ach_platform.vocabulary import LANGUAGE_TAG, NEED_DOMAINS
 
 
@@ -26,14 +26,13 @@ SERVICE_LIMITS = (("service_id", 100), ("organization_id", 100), ("name", 500))
 
 def validate_service(draft: ServiceDraft, description: str = "") -> list[FieldViolation]:
     problems: list[FieldViolation] = []
-    for field, limit in SERVICE_LIMITS:
-        value = getattr(draft, field)
-        if not value.strip():
+    for field, _ in SERVICE_LIMITS:
+        if not getattr(draft, field).strip():
             problems.append(FieldViolation(f"service.{field}", "is required"))
-        elif len(value) > limit:
-            problems.append(FieldViolation(f"service.{field}", f"is longer than {limit} characters"))
-    if len(description) > 10_000:
-        problems.append(FieldViolation("service.description", "is longer than 10000 characters"))
+    problems += too_long(
+        [(f"service.{f}", getattr(draft, f), n) for f, n in SERVICE_LIMITS]
+        + [("service.description", description, 10_000)]
+    )
     if len(draft.need_domains) > 50 or len(draft.languages) > 50:
         problems.append(FieldViolation("service", "names at most 50 need domains and 50 languages"))
         return problems

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ach_platform.errors import FieldViolation
+from ach_platform.errors import FieldViolation, too_long
 from ach_platform.vocabulary import LANGUAGE_TAG
 
 from ach_screening.domain.instruments import Instrument
@@ -125,19 +125,19 @@ def check(
             problems.append(FieldViolation(name, "is required"))
     # Every string bounded as stored, checked before anything is written: one caller's long value
     # must fail its own call, never a batch of other partners' screenings committed with it.
-    for name, value, limit in (
-        ("submitter_screening_id", submission.submitter_screening_id, MAX_ID),
-        ("resident_id", submission.resident_id, 100),
-        ("screened_by.partner_id", submission.submitter_partner_id, 100),
-        ("site_id", submission.site_id, 100),
-        ("screened_by.user_id", submission.screener_user_id, 100),
-        ("language", submission.language, 35),
-        ("consent_id", submission.consent_id, 36),
-        ("instrument_id", submission.instrument_id, 100),
-        ("instrument_version", submission.instrument_version, 50),
-    ):
-        if len(value) > limit:
-            problems.append(FieldViolation(name, f"is longer than {limit} characters"))
+    problems += too_long(
+        (
+            ("submitter_screening_id", submission.submitter_screening_id, MAX_ID),
+            ("resident_id", submission.resident_id, 100),
+            ("screened_by.partner_id", submission.submitter_partner_id, 100),
+            ("site_id", submission.site_id, 100),
+            ("screened_by.user_id", submission.screener_user_id, 100),
+            ("language", submission.language, 35),
+            ("consent_id", submission.consent_id, 36),
+            ("instrument_id", submission.instrument_id, 100),
+            ("instrument_version", submission.instrument_version, 50),
+        )
+    )
     if submission.resident_id.strip() and len(submission.resident_id) <= 100 and not facts.resident_usable:
         problems.append(NOT_REGISTERED)
     if submission.screened_at is None:

@@ -150,6 +150,7 @@ class Result:
 
 
 Send = Callable[[Attempt], Awaitable[Result]]
+Outcome = tuple[Attempt, Result, trace.Span]
 
 
 class DeliveryWorker:
@@ -173,6 +174,10 @@ class DeliveryWorker:
         self._session: aiohttp.ClientSession | None = None  # made on first use, inside the loop
         self._gateway: aiohttp.ClientSession | None = None  # the operator's SMS gateway (not guarded)
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
+        self._slot_freed = asyncio.Event()  # set when attempts' outcomes are recorded
+        self._in_flight = 0
+        # Partners whose half-open circuit has its one probe in flight: no second probe meanwhile.
+        self._probing: dict[str, str] = {}  # partner id: the probing delivery's id
         self.pending_gauge = 0
         meter.create_observable_gauge(
             "ach_notifications_pending_deliveries",
@@ -182,26 +187,52 @@ class DeliveryWorker:
         )
 
     async def run(self) -> None:
+        """Keep up to ``concurrency`` attempts in flight: a slow endpoint holds one slot, while the
+        others are claimed, sent and recorded around it."""
         last_count = 0.0
+        recorders: set[asyncio.Task[None]] = set()
         try:
             while True:
+                started = 0
                 try:
-                    worked = await self.step()
+                    room = self._settings.concurrency - self._in_flight
+                    if room > 0:
+                        tries = await self._start(room)
+                        started = len(tries)
+                        if tries:
+                            recorder = asyncio.create_task(self._record_as_they_land(tries))
+                            recorders.add(recorder)
+                            recorder.add_done_callback(recorders.discard)
                     if time.monotonic() - last_count > 5:
                         self.pending_gauge = await self._count_pending()
                         last_count = time.monotonic()
                 except Exception:  # the database is away: try again, the rows wait
                     log.exception("delivery step failed")
-                    worked = 0
                     await asyncio.sleep(1)
-                if not worked:
+                if not started:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(await self._idle_s()):
-                            await self.new_deliveries.wait()
-                # Cleared before the next look: a commit landing meanwhile wakes it again.
+                            await self._woken()
+                # Cleared before the next look: a commit or an outcome landing meanwhile wakes it again.
                 self.new_deliveries.clear()
+                self._slot_freed.clear()
         finally:
+            for recorder in recorders:  # their leases expire and the deliveries are tried again
+                recorder.cancel()
+            await asyncio.gather(*recorders, return_exceptions=True)
             await self.close()
+
+    async def _woken(self) -> None:
+        """New deliveries were committed, or an attempt ended and freed a slot."""
+        waits = [
+            asyncio.create_task(self.new_deliveries.wait()),
+            asyncio.create_task(self._slot_freed.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def close(self) -> None:
         for session in (self._session, self._gateway):
@@ -231,14 +262,40 @@ class DeliveryWorker:
         return self._session
 
     async def step(self) -> int:
-        """Claim the due deliveries and try each once; how many were tried."""
-        claimed = await self._claim(utc_now())
-        if claimed:
-            # Every outcome of the step in one transaction: one commit (one fsync) per step, not
-            # per delivery. A worker dying before it loses only the step's acknowledgements: those
-            # deliveries are sent again (receivers deduplicate on ACH-Delivery-Id).
-            await self._record_all(await asyncio.gather(*(self._try(a) for a in claimed)))
-        return len(claimed)
+        """Claim the due deliveries, try each once and record every outcome; how many were tried."""
+        tries = await self._start(self._settings.concurrency)
+        await self._record_as_they_land(tries)
+        return len(tries)
+
+    async def _start(self, room: int) -> list[asyncio.Task[Outcome]]:
+        claimed = await self._claim(utc_now(), room)
+        self._in_flight += len(claimed)
+        return [asyncio.create_task(self._try(a)) for a in claimed]
+
+    async def _record_as_they_land(self, tries: list[asyncio.Task[Outcome]]) -> None:
+        """Outcomes are recorded as they come, those that land together in one transaction (one
+        commit, one fsync): a slow endpoint's attempt does not hold up the acknowledgements of the
+        others. A worker dying before a commit loses only those acknowledgements: the deliveries are
+        sent again (receivers deduplicate on ACH-Delivery-Id)."""
+        waiting: set[asyncio.Task[Outcome]] = set(tries)
+        try:
+            while waiting:
+                landed, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                outcomes = [t.result() for t in landed]
+                try:
+                    await self._record_all(outcomes)
+                except Exception:  # the database is away: the leases expire, they are tried again
+                    log.exception("recording delivery outcomes failed")
+                finally:
+                    self._in_flight -= len(landed)
+                    for attempt, _, _ in outcomes:
+                        if self._probing.get(attempt.partner_id) == attempt.delivery_id:
+                            del self._probing[attempt.partner_id]
+                    self._slot_freed.set()
+        finally:
+            for left in waiting:  # cancelled (the worker stops): their leases expire
+                left.cancel()
+                self._in_flight -= 1
 
     async def _idle_s(self) -> float:
         """How long to sleep: until the next retry comes due, at most poll_s. (Deliveries due already
@@ -264,7 +321,7 @@ class DeliveryWorker:
             )
             return int(found.one())
 
-    async def _claim(self, now: datetime) -> list[Attempt]:
+    async def _claim(self, now: datetime, room: int) -> list[Attempt]:
         d, e = DeliveryRecord, DeliveryRecord.__table__.alias("earlier")  # type: ignore[attr-defined]
         earlier_pending = (
             select(e.c.id)
@@ -287,7 +344,7 @@ class DeliveryWorker:
                 ~earlier_pending,
             )
             .order_by(col(DeliveryRecord.next_attempt_at))
-            .limit(self._settings.concurrency)
+            .limit(room)
         )
         lease = now + timedelta(seconds=self._settings.timeout_s * 2 + 5)
         attempts: list[Attempt] = []
@@ -304,7 +361,7 @@ class DeliveryWorker:
                     )
                 ).all()
             }
-            probing: set[str] = set()
+            probing: dict[str, str] = {}
             for row, channel in rows:
                 if channel is None and row.partner_id != domain.RESIDENTS:
                     continue  # its channel was removed (its deliveries are failed with it)
@@ -317,9 +374,9 @@ class DeliveryWorker:
                     session.add(row)
                     continue
                 if breaker.open_until is not None:  # half-open: one attempt probes the partner
-                    if row.partner_id in probing:
+                    if row.partner_id in probing or row.partner_id in self._probing:
                         continue
-                    probing.add(row.partner_id)
+                    probing[row.partner_id] = row.id
                 conn = await session.connection()
                 taken = await conn.execute(
                     update(DeliveryRecord.__table__)  # type: ignore[attr-defined]
@@ -347,9 +404,11 @@ class DeliveryWorker:
                         row.created_at,
                     )
                 )
+        taken_ids = {a.delivery_id for a in attempts}
+        self._probing.update({p: d for p, d in probing.items() if d in taken_ids})
         return attempts
 
-    async def _try(self, attempt: Attempt) -> tuple[Attempt, Result, trace.Span]:
+    async def _try(self, attempt: Attempt) -> Outcome:
         parent = propagate.extract({"traceparent": attempt.traceparent} if attempt.traceparent else {})
         with tracer.start_as_current_span(
             f"notify {attempt.kind}",
@@ -468,7 +527,7 @@ class DeliveryWorker:
         except aiohttp.ClientError as exc:
             return Result(False, f"SMS gateway unreachable: {type(exc).__name__}")
 
-    async def _record_all(self, outcomes: list[tuple[Attempt, Result, trace.Span]]) -> None:
+    async def _record_all(self, outcomes: list[Outcome]) -> None:
         now = utc_now()
         s = self._settings
         counted: list[tuple[str, str]] = []

@@ -5,6 +5,7 @@ and two workers (replicas) on one queue sending each delivery once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -208,6 +209,89 @@ async def test_the_circuit_opens_and_then_one_probe_goes(
     async with sessions() as session:
         circuit = await session.get(PartnerCircuit, "cbo-1")
     assert circuit is not None and (circuit.failures, circuit.open_until) == (0, None)
+
+
+@dataclass
+class HeldEndpoint:
+    """A webhook that answers 204 only once the test releases it: a slow but healthy partner."""
+
+    url: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def held_endpoint() -> Iterator[HeldEndpoint]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    found = HeldEndpoint(f"http://127.0.0.1:{server.server_address[1]}/slow")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            found.arrived.set()
+            found.release.wait(20)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    found.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_slow_endpoint_holds_up_none_of_the_other_deliveries(
+    sessions: async_sessionmaker[AsyncSession], endpoint: Endpoint, held_endpoint: HeldEndpoint
+) -> None:
+    """Issue 16 point 12: a webhook that takes its time (and then says 2xx) holds one slot only.
+    The others of its batch are recorded delivered, and the running worker goes on claiming and
+    sending new ones, while it is still being answered."""
+    slow = await add_channel(sessions, held_endpoint.url)
+    fast = await add_channel(sessions, endpoint.url)
+    [held] = await add_deliveries(sessions, slow, 1)
+    first = await add_deliveries(sessions, fast, 5)
+    worker = DeliveryWorker(sessions, Outbox(source="/ach/notifications"), settings(timeout_s=30.0))
+
+    async def delivered(ids: list[str]) -> bool:
+        return all(r.status == DELIVERED for r in await rows(sessions) if r.id in ids)
+
+    async def wait_for(done: Any) -> None:
+        deadline = time.monotonic() + 15
+        while not await done():
+            assert time.monotonic() < deadline, "held up behind the slow endpoint"
+            await asyncio.sleep(0.02)
+
+    step = asyncio.create_task(worker.step())
+    await asyncio.to_thread(held_endpoint.arrived.wait, 10)
+    await wait_for(lambda: delivered(first))
+    assert not step.done() and not await delivered([held])
+    held_endpoint.release.set()
+    assert await step == 6
+    assert await delivered([held])
+
+    held_endpoint.arrived.clear()
+    held_endpoint.release.clear()
+    [held] = await add_deliveries(sessions, slow, 1)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.to_thread(held_endpoint.arrived.wait, 10)
+        later = await add_deliveries(sessions, fast, 5)  # claimed while the slow one is in flight
+        worker.new_deliveries.set()
+        await wait_for(lambda: delivered(later))
+        assert not await delivered([held])
+        held_endpoint.release.set()
+        await wait_for(lambda: delivered([held]))
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert sorted(endpoint.seen) == sorted(first + later)
 
 
 async def test_two_workers_on_one_queue_send_each_delivery_once(

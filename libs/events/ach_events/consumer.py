@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ach_platform.errors import described
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -71,6 +72,8 @@ class PoisonEvent(Exception):
     ``rejection``, when given, records what the rejection itself causes (e.g. an event telling the
     sender why, through the outbox); it runs after the dead letter is sent, in one transaction with
     the inbox record, so a redelivered event is neither rejected twice nor answered twice."""
+
+    phi_free = True  # its reason is written by the handler to name fields and rules, not values
 
     def __init__(self, reason: str, rejection: Rejection | None = None) -> None:
         super().__init__(reason)
@@ -326,15 +329,15 @@ class EventConsumer:
             except IntegrityError as exc:
                 if _is_inbox_conflict(exc):
                     return Outcome("duplicate")  # a concurrent delivery of the same event won
-                reason = f"handler failed: IntegrityError: {_first_line(exc)}"
+                reason = f"handler failed: IntegrityError: {described(exc)}"
             except DBAPIError as exc:
                 if exc.connection_invalidated or _is_unavailable(exc):
                     # The database, not the event, is at fault: nack so the record comes back later.
                     log.warning("database unavailable while consuming; the record will be redelivered")
                     raise
-                reason = f"handler failed: {type(exc).__name__}: {_first_line(exc)}"
+                reason = f"handler failed: {type(exc).__name__}: {described(exc)}"
             except Exception as exc:
-                reason = f"handler failed: {type(exc).__name__}: {_first_line(exc)}"
+                reason = f"handler failed: {type(exc).__name__}: {described(exc)}"
             if attempt >= self._max_attempts:
                 return await self._dead_letter(
                     record, f"{reason} (after {attempt} attempts)", attempts=attempt
@@ -462,11 +465,6 @@ class OffsetCommits:
             self._timer.cancel()
             self._timer = None
         await self.commit()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 def _is_inbox_conflict(exc: IntegrityError) -> bool:

@@ -291,7 +291,8 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_consumer_goes
     reasons = [dict(r.headers)["ach_dlq_reason"].decode() for r in letters]
     assert reasons[0].startswith("not a CloudEvent: missing header(s) ce_id")
     assert reasons[1].startswith("payload is not a valid ach.screening.v1.NeedIdentified")
-    assert reasons[2] == "handler failed: RuntimeError: downstream rule engine exploded (after 3 attempts)"
+    # An unforeseen exception's message may quote data: the reason tells its type (the log has where).
+    assert reasons[2] == "handler failed: RuntimeError: [withheld] (after 3 attempts)"
     assert reasons[3] == "rejected by handler: need domain is missing"
     # The original record travels with its reason: value, key and CloudEvents headers.
     third = dict(letters[2].headers)

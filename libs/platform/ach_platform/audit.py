@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
+from google.rpc import code_pb2
 from opentelemetry import metrics, trace
 
 from ach_platform.access import POLICY, Rule, field_value
 from ach_platform.auth import current_principal
 from ach_platform.errors import DomainError, InvalidArgument
+from ach_platform.status import status_for
 
 log = logging.getLogger(__name__)
 unauthenticated_calls = metrics.get_meter("ach_platform.audit").create_counter(
@@ -196,8 +198,4 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
 
 def _outcome(error: DomainError) -> str:
-    from google.rpc import code_pb2
-
-    from ach_platform.grpc_server import status_for  # the one mapping of errors to codes
-
     return str(code_pb2.Code.Name(status_for(error).code))

@@ -6,6 +6,8 @@ rich details (``google.rpc.Status``), so no handler builds a status by hand.
 
 from __future__ import annotations
 
+import re
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -85,3 +87,37 @@ class Validator:
     def raise_if_any(self) -> None:
         if self.violations:
             raise InvalidArgument(list(self.violations))
+
+
+WITHHELD = "[withheld]"
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def described(exc: BaseException) -> str:
+    """An exception's message as it may leave the process (a log, a span, a dead-letter reason).
+    Ours are written never to carry PHI (``DomainError``, or a class saying ``phi_free = True``); a
+    database error keeps its first line (hide_parameters keeps the statement's values out) with any
+    quoted literal withheld, as PostgreSQL quotes the input it could not read; any other message may
+    quote whatever value failed, so only its type is told."""
+    if isinstance(exc, DomainError) or getattr(exc, "phi_free", False):
+        return str(exc)
+    original = getattr(exc, "orig", None)
+    if original is not None:  # SQLAlchemy's DBAPIError wraps the driver's error
+        lines = str(original).strip().splitlines()
+        return _QUOTED.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[0], lines[0][:300]) if lines else ""
+    return WITHHELD
+
+
+def withheld_traceback(exc: BaseException) -> str:
+    """A traceback (frames: code, never data) with each exception of the chain ``described``."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(
+            f"Traceback (most recent call last):\n{frames}{type(current).__qualname__}: {described(current)}"
+        )
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\n\nwhile handling or caused by the above:\n\n".join(reversed(parts))

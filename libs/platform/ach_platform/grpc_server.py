@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
@@ -27,14 +26,11 @@ from ach_platform.audit import AuditInterceptor, AuditSink
 from ach_platform.auth import Authenticator, AuthInterceptor, AuthSettings
 from ach_platform.errors import (
     DomainError,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
 )
 from ach_platform.settings import ConfigError
+from ach_platform.status import status_for
 
 log = logging.getLogger(__name__)
 EXCLUSIVE_PORTS = [("grpc.so_reuseport", 0)]
@@ -48,39 +44,6 @@ requests_counter = meter.create_counter(
 request_duration = meter.create_histogram(
     "ach_grpc_server_duration", unit="s", description="gRPC call duration, by method"
 )
-
-
-def status_for(error: DomainError) -> status_pb2.Status:
-    """The google.rpc.Status a domain error is sent as."""
-    detail = any_pb2.Any()
-    if isinstance(error, InvalidArgument):
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
-                ]
-            )
-        )
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=error.message, details=[detail])
-    if isinstance(error, NotFound):
-        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=error.message)
-    if isinstance(error, Unauthenticated):
-        return status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=error.message)
-    if isinstance(error, PermissionDenied):
-        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=error.message)
-    if isinstance(error, FailedPrecondition):
-        detail.Pack(
-            error_details_pb2.PreconditionFailure(
-                violations=[
-                    error_details_pb2.PreconditionFailure.Violation(
-                        type=error.violation_type, subject=error.subject, description=error.message
-                    )
-                ]
-            )
-        )
-        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=error.message, details=[detail])
-    return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
 
 def fields_with_nul(message: Any, prefix: str = "", found: list[str] | None = None) -> list[str]:

@@ -27,8 +27,11 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Status
 from prometheus_client import start_http_server
 from pythonjsonlogger.json import JsonFormatter
+
+from ach_platform.errors import withheld_traceback
 
 # Log record attributes that must never reach a log line: resident identity and screening answers.
 PHI_FIELDS = frozenset(
@@ -65,6 +68,15 @@ def _phi_key(key: str) -> bool:
     return last in PHI_FIELDS
 
 
+def scrub_status(status: Status) -> Status:
+    """A span's status as it may leave: a span that ended on an exception says
+    ``"<type>: <message>"``, and the message can quote data, so only what comes before the first
+    ": " is kept (the exception's type, or the class of a problem: "answered HTTP 500")."""
+    if not status.description or ": " not in status.description:
+        return status
+    return Status(status.status_code, status.description.split(": ", 1)[0])
+
+
 def scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
         k: (REDACTED if _phi_key(k) or k in _EXCEPTION_TEXT else v) for k, v in (attributes or {}).items()
@@ -93,7 +105,7 @@ class PhiScrubbingExporter(SpanExporter):
             events=events,
             links=span.links,
             kind=span.kind,
-            status=span.status,
+            status=scrub_status(span.status),
             start_time=span.start_time,
             end_time=span.end_time,
             instrumentation_scope=span.instrumentation_scope,
@@ -143,6 +155,15 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class WithheldValuesFormatter(JsonFormatter):
+    """Tracebacks in logs keep their frames (code) and each exception's type; a message is told only
+    where it is written never to carry PHI (``ach_platform.errors.described``)."""
+
+    def formatException(self, ei: Any) -> str:
+        exc = ei[1] if isinstance(ei, tuple) else None
+        return withheld_traceback(exc) if isinstance(exc, BaseException) else str(super().formatException(ei))
+
+
 class RetriedKafkaErrors(logging.Filter):
     """aiokafka logs at ERROR what it retries by itself (a partition's leader still being elected
     on a just-created topic, a coordinator not yet available): a warning, not a page."""
@@ -158,7 +179,7 @@ class RetriedKafkaErrors(logging.Filter):
 def configure_logging(service: str, stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        JsonFormatter(
+        WithheldValuesFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": f"ach-{service}"},

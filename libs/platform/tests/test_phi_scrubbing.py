@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ach_platform.telemetry import PhiScrubbingExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
 
 
 class Collect(SpanExporter):
@@ -41,3 +42,21 @@ def test_phi_attributes_and_exception_texts_are_redacted() -> None:
     assert exported.events[0].attributes == {"phone": "[redacted]", "need_domain": "food-insecurity"}
     exception = exported.events[1].attributes or {}
     assert exception["exception.type"] == "ValueError" and exception["exception.message"] == "[redacted]"
+
+
+def test_a_span_ended_by_an_exception_keeps_its_type_in_the_status_not_its_message() -> None:
+    collected = Collect()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(PhiScrubbingExporter(collected)))
+    tracer = provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("ResidentLinked process"):
+            raise KeyError("Maria Lopez")
+    except KeyError:
+        pass
+    with tracer.start_as_current_span("notify webhook") as span:
+        span.set_status(StatusCode.ERROR, "answered HTTP 503")
+    ended, ours = collected.spans
+    assert ended.status.status_code == StatusCode.ERROR and ended.status.description == "KeyError"
+    assert "Maria Lopez" not in ended.to_json()
+    assert ours.status.description == "answered HTTP 503"

@@ -23,6 +23,7 @@ from ach_platform.errors import (
     NotFound,
     PermissionDenied,
 )
+from ach_platform.vocabulary import NEED_DOMAINS
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,7 +73,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         problems: list[FieldViolation] = []
         if not request.resident_id:
             problems.append(FieldViolation("resident_id", "is required"))
-        if request.need_domain not in domain.NEED_DOMAINS:
+        if request.need_domain not in NEED_DOMAINS:
             problems.append(
                 FieldViolation(
                     "need_domain",

@@ -12,6 +12,7 @@ from ach_platform.consent import ConsentTerms, consent_for_share
 from ach_platform.errors import FieldViolation
 from ach_platform.geo import distance_km
 from ach_platform.opening_hours import Hours, is_open
+from ach_platform.vocabulary import NEED_DOMAINS
 
 
 class Status(StrEnum):
@@ -436,34 +437,3 @@ def not_accepted_reason(limit: timedelta) -> str:
     seconds = limit.total_seconds()
     size, unit = next((s, u) for s, u in ((3600, "h"), (60, "min"), (1, "s")) if seconds % s == 0 or s == 1)
     return f"not accepted within {seconds / size:g} {unit} (the network's time limit)"
-
-
-# The Gravity SDOH category codes (need domains) a referral may be for.
-NEED_DOMAINS = frozenset(
-    {
-        "food-insecurity",
-        "housing-instability",
-        "homelessness",
-        "inadequate-housing",
-        "transportation-insecurity",
-        "utility-insecurity",
-        "financial-insecurity",
-        "material-hardship",
-        "employment-status",
-        "educational-attainment",
-        "intimate-partner-violence",
-        "elder-abuse",
-        "social-connection",
-        "stress",
-        "health-insurance-coverage-status",
-        "medical-cost-burden",
-        "digital-access",
-        "digital-literacy",
-        "language-access",
-        "incarceration-status",
-        "veteran-status",
-        "personal-health-literacy",
-        "protective-factor",
-        "sdoh-category-unspecified",
-    }
-)

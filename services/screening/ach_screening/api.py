@@ -23,8 +23,8 @@ from ach_screening.domain.fhir import located, read_questionnaire_response
 from ach_screening.domain.history import ACTIVE, ScreeningOutcome, need_history
 from ach_screening.domain.sharing import shared_domains
 from ach_screening.domain.submission import NOT_REGISTERED, Submission
-from ach_screening.events import demographics_of, finding_proto, submission_of
 from ach_screening.intake import Accepted, GroupCommit, ScreeningIntake
+from ach_screening.mappers import demographics_of, finding_proto, submission_of
 from ach_screening.store import ScreeningRecord, answers_of, findings_of, partners_by_resident, screenings_of
 
 # Read-your-writes: a submission right after RegisterResident may reach this service before the

@@ -30,7 +30,7 @@ from ach_screening.domain.submission import (
     demographics_from_answers,
     kept_answers,
 )
-from ach_screening.events import publish_screening
+from ach_screening.publishers import publish_screening
 from ach_screening.store import (
     ScreeningAnswer,
     ScreeningDemographics,

@@ -17,9 +17,9 @@ from ach_platform.settings import ConfigError
 from ach_screening.api import ScreeningApi
 from ach_screening.catalog import load_catalog, read_instrument
 from ach_screening.domain import InstrumentError
-from ach_screening.events import ScreeningEvents
 from ach_screening.intake import ScreeningIntake
 from ach_screening.store import ScreeningRecord, partners_of
+from ach_screening.subscribers import ScreeningSubscribers
 
 
 def wire(runtime: Runtime) -> None:
@@ -33,7 +33,7 @@ def wire(runtime: Runtime) -> None:
         lambda server: screening_pb2_grpc.add_ScreeningServiceServicer_to_server(api, server),
         "ach.screening.v1.ScreeningService",
     )
-    events = ScreeningEvents(runtime.outbox, intake)
+    events = ScreeningSubscribers(runtime.outbox, intake)
     runtime.consume(
         (PARTNER_INTAKE, RESIDENT_EVENTS),
         {

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from ach_screening.catalog import SHIPPED, load_catalog, read_instrument
 from ach_screening.domain import AnswerGiven, InstrumentError, parse_instrument, score, validate
+from ach_screening.publishers import needs_identified
+from ach_screening.store import ScreeningRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -190,6 +192,29 @@ def test_scoring_agrees_with_the_oracle(given_answers: dict[str, tuple[str, ...]
     assert set(scored.positive_domains) == domains
     assert scored.urgent is urgent
     assert scored.totals.get("95614-4") == total
+
+
+def test_each_need_identified_is_urgent_by_its_own_finding() -> None:
+    scored = score(AHC, answers(q88123_5="LA28397-0", **safety((5, 5, 5, 5))))
+    record = ScreeningRecord(
+        id="s-1",
+        submitter_partner_id="clinic-1",
+        submitter_screening_id="c-1",
+        resident_id="r-1",
+        instrument_id=AHC.id,
+        instrument_version=AHC.version,
+        positive_domains=list(scored.positive_domains),
+        findings=[],
+        negative_domains=[],
+        totals={},
+        urgent=scored.urgent,
+        screened_at=NOW,
+        site_id="site-1",
+        language="en",
+        created_at=NOW,
+    )
+    urgency = {n.need_domain: n.urgent for n in needs_identified(record, scored)}
+    assert scored.urgent and urgency == {"food-insecurity": False, "intimate-partner-violence": True}
 
 
 def test_validation_names_every_problem_at_once() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from ach_platform.grpc_server import GrpcServer, Registrar
 from ach_platform.settings import ConfigError, ServiceSettings
 from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
 from faststream.kafka import KafkaBroker
+from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,19 +72,23 @@ class Runtime:
     owner_resolvers: dict[str, OwnerResolver] = field(default_factory=dict)
     partners: PartnerReplica | None = None  # the partner registry's replica, once the service started
 
-    def serve_grpc(self, registrar: Registrar, full_service_name: str) -> None:
-        self.registrars.append(registrar)
-        self.grpc_service_names.append(full_service_name)
+    def serve(self, servicer: object, add_to_server: Callable[[Any, Any], None]) -> None:
+        """Serve a servicer through its generated ``add_<Service>Servicer_to_server``; the service's
+        full name (for health, reflection and the access policy) is read from the proto."""
+        self.registrars.append(lambda server: add_to_server(servicer, server))
+        self.grpc_service_names.append(grpc_service_name(add_to_server))
 
-    def consume(self, topics: Sequence[Topic], handlers: Mapping[str, EventHandler]) -> None:
-        self.subscriptions.append((tuple(topics), handlers))
+    def consume(self, topics: Sequence[Topic], handlers: Mapping[EventKey, EventHandler]) -> None:
+        """Handle these event types (message classes) from these topics. A type no topic of them
+        carries (the topic table says which) stops the service: it would never be handled."""
+        self.subscriptions.append((tuple(topics), by_event_type(handlers, topics)))
 
     def consume_pattern(
-        self, pattern: str, group: str, handlers: Mapping[str, EventHandler], admit: Admission
+        self, pattern: str, group: str, handlers: Mapping[EventKey, EventHandler], admit: Admission
     ) -> None:
         """Consume every topic matching a regular expression (e.g. every partner's inbound topic),
         in its own consumer group, with an admission check before the handlers."""
-        self.pattern_subscriptions.append(PatternSubscription(pattern, group, handlers, admit))
+        self.pattern_subscriptions.append(PatternSubscription(pattern, group, by_event_type(handlers), admit))
 
     def resolve_owners(self, resource: str, resolver: OwnerResolver) -> None:
         """Tell the access policy which partners a stored resource of this service belongs to."""
@@ -93,6 +99,31 @@ class Runtime:
 
 
 Wiring = Callable[[Runtime], None]
+EventKey = type[Message] | str
+
+
+def by_event_type(
+    handlers: Mapping[EventKey, EventHandler], topics: Sequence[Topic] | None = None
+) -> dict[str, EventHandler]:
+    """Handlers keyed by CloudEvents type (the message's full name), checked against what the
+    topics carry: a misspelt or misplaced type would otherwise be skipped without a word."""
+    keyed = {k if isinstance(k, str) else k.DESCRIPTOR.full_name: h for k, h in handlers.items()}
+    if topics is not None:
+        carried = {t for topic in topics for t in topic.event_types}
+        unknown = sorted(set(keyed) - carried)
+        if unknown:
+            raise ConfigError(
+                f"handlers for {', '.join(unknown)}: no topic of {', '.join(t.name for t in topics)} "
+                "carries that event type (the topic table, ach_events.topics)"
+            )
+    return keyed
+
+
+def grpc_service_name(add_to_server: Callable[[Any, Any], None]) -> str:
+    """``add_FooServiceServicer_to_server`` of ``ach.x.v1.x_pb2_grpc`` -> ``ach.x.v1.FooService``."""
+    name = add_to_server.__name__.removeprefix("add_").removesuffix("Servicer_to_server")
+    messages = importlib.import_module(add_to_server.__module__.removesuffix("_grpc"))
+    return str(messages.DESCRIPTOR.services_by_name[name].full_name)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,9 @@ The directory is public information (no resident data), so the API asks for no c
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-from urllib.parse import urlencode
 
 from ach_platform import zip_codes
 from ach_platform.geo import bounding_box, distance_km
@@ -29,189 +23,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ach_directory.domain.summary import ZIP_EXTENTS
-from ach_directory.hsds_catalog import SCHEMA_DIR
 from ach_directory.hsds_objects import hsds_object
+from ach_directory.hsds_parameters import (
+    DEFAULT_PER_PAGE,
+    BadParameter,
+    bool_parameter,
+    check_query,
+    error_response,
+    instant_parameter,
+    int_parameter,
+    openapi_document,
+    without_nul,
+)
 from ach_directory.store import HSDS_TABLES, ServicePoint, hsds_values
-
-MAX_PER_PAGE = 100
-MAX_SEARCH = 200  # characters of a search (its words each become a condition)
-MAX_PARAMETER = 200  # characters of any other query parameter
-# At most 9,999,999 m (farther than the network reaches).
-PROXIMITY = {"type": "string", "pattern": "^[0-9]{1,7}(\\.[0-9]{1,3})?$"}
-POSTCODE = {"type": "string", "maxLength": 10}
-DEFAULT_PER_PAGE = 50
-MAX_PAGE = 1_000_000  # past any directory's last page, and an offset every database takes
-OFFICIAL = "https://raw.githubusercontent.com/openreferral/specification/3.0/schema/"
-
-
-class BadParameter(Exception):
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name}: {problem}")
-        self.name = name
-        self.problem = problem
-
-
-def _error(status: int, message: str, parameter: str = "") -> JSONResponse:
-    body = {"error": message, **({"parameter": parameter} if parameter else {})}
-    return JSONResponse(body, status_code=status)
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    """The official API reference with its external schema links resolved to the official entity
-    schemas (shipped in hsds_schema/), plus what this server answers besides 200 (400, 404)."""
-    document: dict[str, Any] = json.loads((SCHEMA_DIR / "openapi.json").read_text())
-    document["info"] = {
-        "title": "ACH directory: HSDS API",
-        "version": "3.0",
-        "summary": "The network's resource directory, read-only, as the HSDS 3.0 API reference defines it.",
-        "description": "Open Referral HSDS 3.0 API reference (CC BY-SA 4.0), served by the ACH directory.",
-        "license": {"name": "CC BY-SA 4.0", "identifier": "CC-BY-SA-4.0"},
-    }
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        if path.stem == "openapi":
-            continue
-        schema = json.loads(path.read_text())
-        for key in ("name", "path", "datapackage_metadata", "tabular_required"):
-            schema.pop(key, None)
-        schemas[path.stem] = _local_refs(schema)
-    schemas["Error"] = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}},
-    }
-    error = {
-        "description": "A parameter that is not valid, or no such record",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            if method == "parameters":
-                continue
-            operation["responses"]["400"] = copy.deepcopy(error)
-            if "{id}" in path:
-                operation["responses"]["404"] = copy.deepcopy(error)
-    document["paths"] = _local_refs(document["paths"])
-    # The reference leaves these open; the server's limits are part of its contract.
-    parameters = document["components"]["parameters"]
-    parameters["page"]["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
-    parameters["per_page"]["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}
-    # A search of a few words.
-    parameters["proximity"]["schema"] = dict(PROXIMITY)
-    parameters["postcode"]["schema"] = dict(POSTCODE)
-    # /services takes them too (the reference lists them for /service_at_locations only): said in
-    # the document, so the same check applies to both.
-    services = document["paths"]["/services"]["get"]["parameters"]
-    for name in ("postcode", "proximity"):
-        ref = {"$ref": f"#/components/parameters/{name}"}
-        if ref not in services:
-            services.append(ref)
-    parameters["search"]["schema"] = {"type": "string", "maxLength": MAX_SEARCH}
-    parameters["modified_after"]["schema"] = {"type": "string", "format": "date-time"}
-    parameters["format"]["schema"] = {"type": "string", "enum": ["json"]}
-    return document
-
-
-def _local_refs(node: Any) -> Any:
-    """$refs to the official schema files (as published, or beside each other) made local."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if (
-                key == "$ref"
-                and isinstance(value, str)
-                and value.endswith(".json")
-                and not value.startswith("#")
-            ):
-                name = value.rsplit("/", 1)[-1].removesuffix(".json").removesuffix("_list")
-                out[key] = f"#/components/schemas/{name}"
-            else:
-                out[key] = _local_refs(value)
-        return out
-    if isinstance(node, list):
-        return [_local_refs(v) for v in node]
-    return node
-
-
-@cache
-def query_parameters(path: str) -> dict[str, dict[str, Any]]:
-    """The query parameters the API document gives an operation, by name, with their schemas."""
-    document = openapi_document()
-    shared = document["components"]["parameters"]
-    operation = document["paths"][path]["get"]
-    found = {}
-    for parameter in operation.get("parameters", []):
-        if "$ref" in parameter:
-            parameter = {
-                **shared[parameter["$ref"].rsplit("/", 1)[-1]],
-                **{k: v for k, v in parameter.items() if k != "$ref"},
-            }
-        if parameter.get("in") == "query":
-            found[parameter["name"]] = parameter.get("schema", {})
-    return found
-
-
-def check_query(path: str, request: Request) -> None:
-    """Every documented query parameter given is what its schema says (each value, when repeated):
-    the API refuses what its document does not allow, as it accepts what it does."""
-    for name, schema in query_parameters(path).items():
-        for value in request.query_params.getlist(name):
-            problem = _schema_problem(schema, value)
-            if problem:
-                raise BadParameter(name, problem)
-
-
-def _schema_problem(schema: dict[str, Any], value: str) -> str | None:
-    # Length first: no pattern runs over a long value, and no long value is echoed back.
-    limit = int(schema.get("maxLength", MAX_PARAMETER))
-    if len(value) > limit:
-        return f"must be at most {limit} characters"
-    kind = schema.get("type", "string")
-    if kind == "integer":
-        if not re.fullmatch(r"-?[0-9]{1,18}", value):
-            return f"{value!r} is not an integer"
-        number = int(value)
-        if ("minimum" in schema and number < schema["minimum"]) or (
-            "maximum" in schema and number > schema["maximum"]
-        ):
-            return f"must be between {schema.get('minimum', '-inf')} and {schema.get('maximum', 'inf')}"
-    elif kind == "boolean":
-        if value not in ("true", "false"):
-            return f"{value!r} is not true or false"
-    elif "enum" in schema and value not in schema["enum"]:
-        return f"{value!r} is not one of {', '.join(schema['enum'])}"
-    elif "pattern" in schema and not re.fullmatch(schema["pattern"].strip("^$"), value):
-        return f"{value!r} is not in the expected form"
-    elif schema.get("format") == "date-time":
-        try:
-            if "T" not in value.upper():
-                raise ValueError
-            _instant(value)
-        except ValueError:
-            return f"{value!r} is not an ISO 8601 date-time"
-    return None
-
-
-# Parameters were checked against the API document (check_query) before a handler reads them.
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    return int(raw) if raw else default
-
-
-def _bool(request: Request, name: str) -> bool:
-    return request.query_params.get(name) == "true"
-
-
-def _instant(value: str) -> datetime:
-    """An ISO 8601 date-time (Z or an offset) as the naive UTC the tables keep."""
-    found = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    return found.astimezone(UTC).replace(tzinfo=None) if found.tzinfo else found
-
-
-def _without_nul(request: Request) -> Request:
-    query = urlencode([(k, v.replace("\x00", "")) for k, v in request.query_params.multi_items()])
-    return Request({**request.scope, "query_string": query.encode()}, request.receive)
 
 
 class HsdsApi:
@@ -227,9 +51,9 @@ class HsdsApi:
         ) -> Callable[[Request], Awaitable[Response]]:
             async def endpoint(request: Request) -> Response:
                 if any("\x00" in v for v in request.path_params.values()):
-                    return _error(404, "no such record")
+                    return error_response(404, "no such record")
                 if any("\x00" in v for v in request.query_params.values()):
-                    request = _without_nul(request)
+                    request = without_nul(request)
                 try:
                     if path:
                         check_query(path, request)
@@ -237,7 +61,7 @@ class HsdsApi:
                         raise BadParameter("format", "only json is served")
                     return await handler(request)
                 except BadParameter as exc:
-                    return _error(400, exc.problem, exc.name)
+                    return error_response(400, exc.problem, exc.name)
 
             return endpoint
 
@@ -281,7 +105,7 @@ class HsdsApi:
                 if found is not None and entity == "service":
                     await self._embed_parents(session, found)
             if found is None:
-                return _error(404, f"no {entity} {request.path_params['id']}")
+                return error_response(404, f"no {entity} {request.path_params['id']}")
             return JSONResponse(found)
 
         return handler
@@ -308,7 +132,7 @@ class HsdsApi:
         if request.query_params.get("organization_id"):
             where.append(table.c.organization_id == request.query_params["organization_id"])
         where += await self._where_near(request, table.c.id)
-        minimal, full = _bool(request, "minimal"), _bool(request, "full")
+        minimal, full = bool_parameter(request, "minimal"), bool_parameter(request, "full")
         return await self._page(request, "service", where, full=full, minimal=minimal)
 
     async def organizations(self, request: Request) -> Response:
@@ -320,17 +144,17 @@ class HsdsApi:
             where.append(
                 exists(select(service.c.id).where(service.c.organization_id == table.c.id, *classified))
             )
-        full = _bool(request, "full_service") or _bool(request, "full")
+        full = bool_parameter(request, "full_service") or bool_parameter(request, "full")
         return await self._page(request, "organization", where, full=full)
 
     async def organization(self, request: Request) -> Response:
-        full_service = _bool(request, "full_service")
+        full_service = bool_parameter(request, "full_service")
         async with self._sessions() as session:
             found = await hsds_object(
                 session, "organization", request.path_params["id"], depth=2 if full_service else 1
             )
         if found is None:
-            return _error(404, f"no organization {request.path_params['id']}")
+            return error_response(404, f"no organization {request.path_params['id']}")
         return JSONResponse(found)
 
     async def taxonomy_terms(self, request: Request) -> Response:
@@ -340,7 +164,7 @@ class HsdsApi:
             where.append(table.c.taxonomy_id == request.query_params["taxonomy_id"])
         if request.query_params.get("parent_id"):
             where.append(table.c.parent_id == request.query_params["parent_id"])
-        if _bool(request, "top_only"):
+        if bool_parameter(request, "top_only"):
             where.append(table.c.parent_id.is_(None))
         return await self._page(request, "taxonomy_term", where)
 
@@ -358,7 +182,7 @@ class HsdsApi:
                 )
             )
         where += await self._where_near(request, table.c.service_id, location=table.c.location_id)
-        return await self._page(request, "service_at_location", where, full=_bool(request, "full"))
+        return await self._page(request, "service_at_location", where, full=bool_parameter(request, "full"))
 
     def _common_filters(
         self, request: Request, table: Any, text_columns: tuple[str, ...] = ("name", "description")
@@ -370,7 +194,7 @@ class HsdsApi:
             where.append(or_(*(func.lower(c).contains(word.lower(), autoescape=True) for c in columns)))
         raw = request.query_params.get("modified_after")
         if raw:
-            after = _instant(raw)
+            after = instant_parameter(raw)
             where.append(table.c.record_modified_at >= after)
         return where
 
@@ -457,8 +281,8 @@ class HsdsApi:
         full: bool = False,
         minimal: bool = False,
     ) -> Response:
-        page = _int(request, "page", 1)
-        per_page = _int(request, "per_page", DEFAULT_PER_PAGE)
+        page = int_parameter(request, "page", 1)
+        per_page = int_parameter(request, "per_page", DEFAULT_PER_PAGE)
         table = HSDS_TABLES[entity]
         async with self._sessions() as session:
             conn = await session.connection()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 from ach.directory.v1 import directory_pb2_grpc
+from ach.partners.v1 import partners_pb2
 from ach_events.outbox import Outbox
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
@@ -27,10 +28,10 @@ from ach_directory.hsds_api import HsdsApi
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
-from ach_directory.partner_reports import DirectoryEvents, owners_of
 from ach_directory.projection import affected_services, apply, refresh_summaries, summaries
 from ach_directory.sample_package import generate
 from ach_directory.store import ServiceRecord
+from ach_directory.subscribers import DirectorySubscribers, owners_of
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ log = logging.getLogger(__name__)
 def wire(runtime: Runtime) -> None:
     zip_codes.known("00000")  # loaded at start-up (and frozen with it), not on the first search
     api = DirectoryApi(runtime.sessions, runtime.outbox, lambda: runtime.partners)
-    runtime.serve_grpc(
-        lambda server: directory_pb2_grpc.add_DirectoryServiceServicer_to_server(api, server),
-        "ach.directory.v1.DirectoryService",
-    )
+    runtime.serve(api, directory_pb2_grpc.add_DirectoryServiceServicer_to_server)
 
     if runtime.settings.http_port:
         hsds = HsdsApi(runtime.sessions)
@@ -62,8 +60,8 @@ def wire(runtime: Runtime) -> None:
 
     runtime.run_in_background(refresh)
 
-    reports = DirectoryEvents(runtime.outbox)
-    runtime.consume((PARTNER_INTAKE,), {"ach.partners.v1.ServiceUpdateReported": reports.on_service_update})
+    reports = DirectorySubscribers(runtime.outbox)
+    runtime.consume((PARTNER_INTAKE,), {partners_pb2.ServiceUpdateReported: reports.on_service_update})
 
     async def service_owners(service_id: str) -> set[str] | None:
         async with runtime.sessions() as session:

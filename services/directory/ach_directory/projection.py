@@ -31,7 +31,7 @@ from ach_directory.domain.summary import (
     phone_number,
     summarize,
 )
-from ach_directory.events import publish_service_changed
+from ach_directory.publishers import publish_service_changed
 from ach_directory.store import (
     HSDS_TABLES,
     ServiceLanguage,

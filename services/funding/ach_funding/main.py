@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ach.funding.v1 import funding_pb2_grpc
+from ach.referrals.v1 import referrals_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS
@@ -19,11 +20,8 @@ def wire(runtime: Runtime) -> None:
     pay_internal = os.environ.get("FUNDING_PAY_INTERNAL_REFERRALS", "false").strip().lower() == "true"
     events = FundingEvents(runtime.outbox, pay_internal)
     api = FundingApi(runtime.sessions)
-    runtime.serve_grpc(
-        lambda server: funding_pb2_grpc.add_FundingServiceServicer_to_server(api, server),
-        "ach.funding.v1.FundingService",
-    )
-    runtime.consume([REFERRAL_EVENTS], {"ach.referrals.v1.ReferralStatusChanged": events.on_status_changed})
+    runtime.serve(api, funding_pb2_grpc.add_FundingServiceServicer_to_server)
+    runtime.consume([REFERRAL_EVENTS], {referrals_pb2.ReferralStatusChanged: events.on_status_changed})
 
 
 DEFINITION = ServiceDefinition("funding", Path(__file__).parent / "migrations", wire)

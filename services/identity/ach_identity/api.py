@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_identity import domain
-from ach_identity.events import publish_partner_changed, to_proto
+from ach_identity.publishers import publish_partner_changed, to_proto
 from ach_identity.store import PartnerRecord
 
 log = logging.getLogger(__name__)

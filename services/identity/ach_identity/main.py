@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
+from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import grant_services, inbound_pattern, provision_partner
@@ -40,35 +41,27 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlmodel import select
 
-from ach_identity import domain, gateway, residents
+from ach_identity import domain, gateway
 from ach_identity.api import PartnerRegistryApi
 from ach_identity.audit import AuditLogApi, on_access_recorded
-from ach_identity.events import publish_partner_changed
+from ach_identity.consent_api import ConsentRegistryApi
+from ach_identity.owners import owner_resolvers
+from ach_identity.publishers import publish_partner_changed
+from ach_identity.resident_index_api import ResidentIndexApi
 from ach_identity.store import PartnerRecord, ResidentLink
+from ach_identity.subscribers import on_referral_created, on_referral_status_changed
 
 
 def wire(runtime: Runtime) -> None:
     api = PartnerRegistryApi(runtime.sessions, runtime.outbox)
-    runtime.serve_grpc(
-        lambda server: identity_pb2_grpc.add_PartnerRegistryServicer_to_server(api, server),
-        "ach.identity.v1.PartnerRegistry",
-    )
+    runtime.serve(api, identity_pb2_grpc.add_PartnerRegistryServicer_to_server)
     audit_api = AuditLogApi(runtime.sessions)
-    runtime.serve_grpc(
-        lambda server: audit_pb2_grpc.add_AuditLogServicer_to_server(audit_api, server),
-        "ach.audit.v1.AuditLog",
-    )
-    index_api = residents.ResidentIndexApi(runtime.sessions, runtime.outbox)
-    runtime.serve_grpc(
-        lambda server: residents_pb2_grpc.add_ResidentIndexServicer_to_server(index_api, server),
-        "ach.residents.v1.ResidentIndex",
-    )
-    consent_api = residents.ConsentRegistryApi(runtime.sessions, runtime.outbox)
-    runtime.serve_grpc(
-        lambda server: residents_pb2_grpc.add_ConsentRegistryServicer_to_server(consent_api, server),
-        "ach.residents.v1.ConsentRegistry",
-    )
-    for resource, resolver in residents.owner_resolvers(runtime.sessions).items():
+    runtime.serve(audit_api, audit_pb2_grpc.add_AuditLogServicer_to_server)
+    index_api = ResidentIndexApi(runtime.sessions, runtime.outbox)
+    runtime.serve(index_api, residents_pb2_grpc.add_ResidentIndexServicer_to_server)
+    consent_api = ConsentRegistryApi(runtime.sessions, runtime.outbox)
+    runtime.serve(consent_api, residents_pb2_grpc.add_ConsentRegistryServicer_to_server)
+    for resource, resolver in owner_resolvers(runtime.sessions).items():
         runtime.resolve_owners(resource, resolver)
     partner_gateway = gateway.PartnerGateway(runtime.outbox)
     runtime.consume_pattern(
@@ -80,9 +73,9 @@ def wire(runtime: Runtime) -> None:
     runtime.consume(
         [AUDIT_EVENTS, REFERRAL_EVENTS],
         {
-            "ach.audit.v1.AccessRecorded": on_access_recorded,
-            "ach.referrals.v1.ReferralCreated": residents.on_referral_created,
-            "ach.referrals.v1.ReferralStatusChanged": residents.on_referral_status_changed,
+            audit_pb2.AccessRecorded: on_access_recorded,
+            referrals_pb2.ReferralCreated: on_referral_created,
+            referrals_pb2.ReferralStatusChanged: on_referral_status_changed,
         },
     )
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ach.measurement.v1 import measurement_pb2_grpc
+from ach.notifications.v1 import notifications_pb2
+from ach.referrals.v1 import referrals_pb2
+from ach.screening.v1 import screening_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import (
@@ -20,19 +23,16 @@ from ach_measurement.api import MeasurementApi
 
 def wire(runtime: Runtime) -> None:
     api = MeasurementApi(runtime.sessions)
-    runtime.serve_grpc(
-        lambda server: measurement_pb2_grpc.add_MeasurementServiceServicer_to_server(api, server),
-        "ach.measurement.v1.MeasurementService",
-    )
+    runtime.serve(api, measurement_pb2_grpc.add_MeasurementServiceServicer_to_server)
     runtime.consume(
         [SCREENING_EVENTS, SCREENING_DEMOGRAPHICS, REFERRAL_EVENTS, NOTIFICATION_EVENTS],
         {
-            "ach.screening.v1.ScreeningCompleted": events.on_screening_completed,
-            "ach.screening.v1.NeedIdentified": events.on_need_identified,
-            "ach.referrals.v1.ReferralCreated": events.on_referral_created,
-            "ach.referrals.v1.ReferralStatusChanged": events.on_status_changed,
-            "ach.notifications.v1.NotificationDelivered": events.on_notification_delivered,
-            "ach.screening.v1.ScreeningDemographicsRecorded": events.on_demographics_recorded,
+            screening_pb2.ScreeningCompleted: events.on_screening_completed,
+            screening_pb2.NeedIdentified: events.on_need_identified,
+            referrals_pb2.ReferralCreated: events.on_referral_created,
+            referrals_pb2.ReferralStatusChanged: events.on_status_changed,
+            notifications_pb2.NotificationDelivered: events.on_notification_delivered,
+            screening_pb2.ScreeningDemographicsRecorded: events.on_demographics_recorded,
         },
     )
 

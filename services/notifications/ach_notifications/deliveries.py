@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import random
-import smtplib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
-import aiohttp
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox
-from ach_events.topics import NOTIFICATION_EVENTS
-from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.clock import as_utc, utc_now
 from ach_platform.database import insert_once
-from ach_platform.settings import ConfigError
 from opentelemetry import metrics, propagate, trace
 from sqlalchemy import and_, or_, update
 from sqlalchemy import event as sa_event
@@ -39,15 +31,12 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
-from ach_notifications.destinations import (
-    DestinationPolicy,
-    DestinationRefused,
-    GuardedResolver,
-    check_literal,
-)
-from ach_notifications.residents import ContactUnavailable, ResidentContacts
-from ach_notifications.sealing import SecretBox, SecretUnreadable
+from ach_notifications.publishers import publish_delivered
+from ach_notifications.residents import ResidentContacts
+from ach_notifications.sealing import SecretBox
+from ach_notifications.settings import DeliverySettings
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
+from ach_notifications.transports import Attempt, Result, Transports
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_notifications.deliveries")
@@ -68,88 +57,6 @@ FAILED = notifications_pb2.DELIVERY_STATUS_FAILED
 WITHHELD = notifications_pb2.DELIVERY_STATUS_WITHHELD
 
 
-# What the partner reads in its delivery log: the class of the problem, never which address or port
-# answered (the operator's log has the host).
-REFUSED_DESTINATION = "destination not allowed: webhooks go to public addresses only"
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    retry: domain.RetryPolicy = field(default_factory=domain.RetryPolicy)
-    breaker: domain.BreakerPolicy = field(default_factory=domain.BreakerPolicy)
-    timeout_s: float = 10.0
-    poll_s: float = 1.0  # idle: new deliveries wake the worker on commit; this finds retries due
-    concurrency: int = 32
-    # Where webhooks may go: public addresses, and what NOTIFY_WEBHOOK_ALLOWLIST names.
-    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
-    smtp_host: str = ""
-    smtp_port: int = 25
-    mail_from: str = "notifications@ach.local"
-    # Messages to residents by SMS: a Twilio-compatible "send a message" endpoint (form To, From, Body).
-    sms_gateway_url: str = ""
-    sms_user: str = ""
-    sms_token: str = ""
-    sms_from: str = ""
-
-    @classmethod
-    def from_env(cls) -> DeliverySettings:
-        def number(name: str, default: float, low: float) -> float:
-            raw = os.environ.get(name, "")
-            try:
-                value = float(raw) if raw else default
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-            if value < low:
-                raise ConfigError(f"{name} must be at least {low:g}, not {raw}")
-            return value
-
-        return cls(
-            retry=domain.RetryPolicy(
-                max_attempts=int(number("NOTIFY_MAX_ATTEMPTS", 24, 1)),
-                base_s=number("NOTIFY_BACKOFF_BASE_S", 1.0, 0.001),
-                cap_s=number("NOTIFY_BACKOFF_CAP_S", 600.0, 0.001),
-            ),
-            breaker=domain.BreakerPolicy(
-                failures_to_open=int(number("NOTIFY_BREAKER_FAILURES", 5, 1)),
-                cooldown_s=number("NOTIFY_BREAKER_COOLDOWN_S", 30.0, 0.001),
-            ),
-            timeout_s=number("NOTIFY_TIMEOUT_S", 10.0, 0.1),
-            poll_s=number("NOTIFY_POLL_S", 1.0, 0.001),
-            concurrency=int(number("NOTIFY_CONCURRENCY", 32, 1)),
-            destinations=DestinationPolicy.from_env(),
-            smtp_host=os.environ.get("SMTP_HOST", ""),
-            smtp_port=int(number("SMTP_PORT", 25, 1)),
-            mail_from=os.environ.get("NOTIFY_MAIL_FROM", "notifications@ach.local"),
-            sms_gateway_url=os.environ.get("SMS_GATEWAY_URL", ""),
-            sms_user=os.environ.get("SMS_GATEWAY_USER", ""),
-            sms_token=os.environ.get("SMS_GATEWAY_TOKEN", ""),
-            sms_from=os.environ.get("SMS_FROM", ""),
-        )
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One delivery in a worker's hands, with where it goes."""
-
-    delivery_id: str
-    partner_id: str
-    kind: str
-    address: str
-    secret: str
-    payload: dict[str, str]
-    traceparent: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Result:
-    ok: bool
-    error: str = ""
-    retry_after_s: float = 0.0
-    withheld: bool = False  # not sent on purpose (the resident asked not to be contacted): no retry
-
-
-Send = Callable[[Attempt], Awaitable[Result]]
 Outcome = tuple[Attempt, Result, trace.Span]
 
 
@@ -164,15 +71,11 @@ class DeliveryWorker:
         organization_name: Callable[[str], str] = str,
         box: SecretBox | None = None,
     ) -> None:
-        self._box = box  # opens webhook secrets sealed at rest
         self._sessions = sessions
         self._outbox = outbox
         self._settings = settings
         self._rng = rng or random.Random()
-        self._residents = residents  # where a resident's message goes, asked when sending
-        self._organization_name = organization_name  # a partner's name, for residents' messages
-        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the loop
-        self._gateway: aiohttp.ClientSession | None = None  # the operator's SMS gateway (not guarded)
+        self._transports = Transports(settings, residents, organization_name, box)
         self.new_deliveries = asyncio.Event()  # set when a transaction that made deliveries commits
         self._slot_freed = asyncio.Event()  # set when attempts' outcomes are recorded
         self._in_flight = 0
@@ -193,7 +96,7 @@ class DeliveryWorker:
         recorders: set[asyncio.Task[None]] = set()
         try:
             while True:
-                started = 0
+                started, room = 0, 0
                 try:
                     room = self._settings.concurrency - self._in_flight
                     if room > 0:
@@ -209,7 +112,9 @@ class DeliveryWorker:
                 except Exception:  # the database is away: try again, the rows wait
                     log.exception("delivery step failed")
                     await asyncio.sleep(1)
-                if not started:
+                # Fewer found than there was room for: nothing more is due now. What comes due wakes
+                # it (a commit, an outcome landing: a later delivery may have waited for it).
+                if started < room or not started:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(await self._idle_s()):
                             await self._woken()
@@ -220,7 +125,7 @@ class DeliveryWorker:
             for recorder in recorders:  # their leases expire and the deliveries are tried again
                 recorder.cancel()
             await asyncio.gather(*recorders, return_exceptions=True)
-            await self.close()
+            await self._transports.close()
 
     async def _woken(self) -> None:
         """New deliveries were committed, or an attempt ended and freed a slot."""
@@ -233,33 +138,6 @@ class DeliveryWorker:
         finally:
             for wait in waits:
                 wait.cancel()
-
-    async def close(self) -> None:
-        for session in (self._session, self._gateway):
-            if session is not None:
-                await session.close()
-        self._session = self._gateway = None
-
-    def _gateway_http(self) -> aiohttp.ClientSession:
-        """For the endpoints the operator configured (the SMS gateway may well be internal)."""
-        if self._gateway is None:
-            self._gateway = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s)
-            )
-        return self._gateway
-
-    def _http(self) -> aiohttp.ClientSession:
-        # aiohttp, not httpx: a webhook costs ~0.08 ms of CPU with it against ~0.9 ms (measured on
-        # this machine), and the worker sends one per notice.
-        if self._session is None:
-            # trust_env stays off: with it aiohttp reads the proxy settings and ~/.netrc again, in a
-            # thread, for every request.
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
-                # Every connection's addresses checked when they are resolved (no DNS rebinding).
-                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._settings.destinations)),
-            )
-        return self._session
 
     async def step(self) -> int:
         """Claim the due deliveries, try each once and record every outcome; how many were tried."""
@@ -417,115 +295,13 @@ class DeliveryWorker:
             attributes={"ach.partner_id": attempt.partner_id, "ach.delivery_id": attempt.delivery_id},
         ) as span:
             try:
-                if attempt.partner_id == domain.RESIDENTS:
-                    result = await self._to_resident(attempt)
-                elif attempt.kind == "webhook":
-                    result = await self._webhook(attempt)
-                else:
-                    result = await self._email(attempt)
+                result = await self._transports.send(attempt)
             except Exception as exc:  # never let one partner's failure stop the worker
                 result = Result(False, f"{type(exc).__name__}")
             span.set_attribute("ach.delivered", result.ok)
             if not result.ok:
                 span.set_status(trace.StatusCode.ERROR, result.error)
         return attempt, result, span
-
-    async def _webhook(self, attempt: Attempt) -> Result:
-        body = json.dumps(attempt.payload, separators=(",", ":"), sort_keys=True).encode()
-        try:
-            secret = self._box.open(attempt.secret) if self._box else attempt.secret
-        except SecretUnreadable as exc:
-            return Result(False, str(exc))
-        headers = {
-            "Content-Type": "application/json",
-            domain.DELIVERY_ID_HEADER: attempt.delivery_id,
-            domain.SIGNATURE_HEADER: domain.signature(secret, int(time.time()), body),
-            "User-Agent": "ach-notifications/1",
-        }
-        propagate.inject(headers)  # the receiver's own tracing can join the referral's trace
-        try:
-            check_literal(self._settings.destinations, attempt.address)
-            async with self._http().post(
-                attempt.address, data=body, headers=headers, allow_redirects=False
-            ) as answer:
-                await drain(answer)
-                return answered(answer.status, answer.headers.get("Retry-After", ""))
-        except TimeoutError:
-            return Result(False, f"timed out after {self._settings.timeout_s:g} s")
-        except DestinationRefused:
-            return Result(False, REFUSED_DESTINATION)
-        except aiohttp.ClientError as exc:
-            if isinstance(getattr(exc, "os_error", None), DestinationRefused):
-                return Result(False, REFUSED_DESTINATION)
-            return Result(False, f"unreachable: {type(exc).__name__}")
-
-    async def _email(self, attempt: Attempt) -> Result:
-        subject = f"ACH network: {attempt.payload['event_type']} ({attempt.payload['subject_id']})"
-        return await self._mail(attempt.delivery_id, attempt.address, subject, email_text(attempt.payload))
-
-    async def _mail(self, delivery_id: str, to: str, subject: str, text: str) -> Result:
-        s = self._settings
-        if not s.smtp_host:
-            return Result(False, "no SMTP server configured (SMTP_HOST)")
-        message = EmailMessage()
-        message["From"] = s.mail_from
-        message["To"] = to
-        message["Subject"] = subject
-        message["Message-ID"] = f"<{delivery_id}@ach.local>"  # receivers can deduplicate
-        message.set_content(text)
-
-        def send() -> None:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s) as smtp:
-                smtp.send_message(message)
-
-        try:
-            await asyncio.to_thread(send)
-        except (OSError, smtplib.SMTPException) as exc:
-            return Result(False, f"SMTP: {type(exc).__name__}")  # never the address
-        return Result(True)
-
-    async def _to_resident(self, attempt: Attempt) -> Result:
-        """The resident's current wish decides (it may have changed since the message was queued):
-        the address and language come from identity now, the text from the maintained templates."""
-        if self._residents is None:
-            return Result(False, "messages to residents need the identity service (NOTIFY_IDENTITY_ADDRESS)")
-        payload = attempt.payload
-        try:
-            contact = await self._residents(payload["resident_id"], payload["referral_id"])
-        except ContactUnavailable as exc:
-            return Result(False, str(exc))
-        if not contact.channel:
-            return Result(False, "the resident asked not to be contacted", withheld=True)
-        service = payload.get("service")
-        message = domain.resident_message(
-            payload["template"],
-            contact.language,
-            self._organization_name(payload["organization_id"]) if payload["organization_id"] else "",
-            service if isinstance(service, dict) else None,
-        )
-        trace.get_current_span().set_attribute("ach.message_language", message.language)
-        if contact.channel == "sms":
-            return await self._sms(attempt.delivery_id, contact.address, message.text)
-        return await self._mail(attempt.delivery_id, contact.address, message.subject, message.text)
-
-    async def _sms(self, delivery_id: str, to: str, text: str) -> Result:
-        s = self._settings
-        if not s.sms_gateway_url:
-            return Result(False, "no SMS gateway configured (SMS_GATEWAY_URL)")
-        try:
-            async with self._gateway_http().post(
-                s.sms_gateway_url,
-                data={"To": to, "From": s.sms_from, "Body": text},
-                auth=aiohttp.BasicAuth(s.sms_user, s.sms_token) if s.sms_user else None,
-                headers={"Idempotency-Key": delivery_id, "User-Agent": "ach-notifications/1"},
-                allow_redirects=False,
-            ) as answer:
-                await drain(answer)
-                return answered(answer.status, answer.headers.get("Retry-After", ""), "SMS gateway ")
-        except TimeoutError:
-            return Result(False, f"SMS gateway timed out after {s.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return Result(False, f"SMS gateway unreachable: {type(exc).__name__}")
 
     async def _record_all(self, outcomes: list[Outcome]) -> None:
         now = utc_now()
@@ -585,41 +361,6 @@ class DeliveryWorker:
             attempts_counter.add(1, {"channel": kind, "outcome": outcome})
 
 
-def publish_delivered(session: AsyncSession, outbox: Outbox, row: DeliveryRecord, at: datetime) -> None:
-    """NotificationDelivered: a delivery reached its end (delivered, failed for good, withheld)."""
-    outbox.add(
-        session,
-        NOTIFICATION_EVENTS,
-        notifications_pb2.NotificationDelivered(
-            delivery_id=row.id,
-            partner_id=row.partner_id,
-            channel=row.channel,
-            subject_type=row.subject_type,
-            subject_id=row.subject_id,
-            status=row.status,  # type: ignore[arg-type]
-            delivered_at=to_timestamp(at),
-            attempts=row.attempts,
-            reason=row.last_error,
-        ),
-        key=row.subject_id,
-    )
-
-
-async def drain(answer: aiohttp.ClientResponse) -> None:
-    """Read the (unused) answer's body, up to 64 KiB, so the connection is kept for the next request;
-    aiohttp closes a connection whose body was left unread, and the next webhook opens a new one."""
-    left = 65536
-    while left > 0 and (chunk := await answer.content.read(left)):
-        left -= len(chunk)
-
-
-def answered(status: int, retry_after: str, who: str = "") -> Result:
-    """An HTTP answer as an outcome: only a 2xx acknowledges; a Retry-After (seconds) is honoured."""
-    if domain.acknowledged(status):
-        return Result(True)
-    return Result(False, f"{who}answered HTTP {status}", float(retry_after) if retry_after.isdigit() else 0.0)
-
-
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:
     """The partner's circuit row, locked until the transaction ends: concurrent outcomes for one
     partner (from this worker or another replica) count every failure, none overwritten."""
@@ -631,16 +372,6 @@ async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerC
         .execution_options(populate_existing=True)
     )
     return found.one()
-
-
-def email_text(payload: dict[str, str]) -> str:
-    """Ids only, like the webhook: the partner signs in to read the referral."""
-    return (
-        f"A {payload['subject_type']} of yours in the ACH network changed: {payload['event_type']}.\n"
-        f"{payload['subject_type'].capitalize()} id: {payload['subject_id']}\n"
-        f"Delivery id: {payload['delivery_id']}\n\n"
-        "Sign in to the network to read it. This message carries no information about the resident.\n"
-    )
 
 
 _WAKE = "ach_notifications_wake"

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 from ach.notifications.v1 import notifications_pb2_grpc
+from ach.referrals.v1 import referrals_pb2
+from ach.residents.v1 import residents_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
@@ -16,11 +18,12 @@ from ach_platform.vocabulary import NEED_DOMAINS
 
 from ach_notifications import domain
 from ach_notifications.api import NotificationApi
-from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
-from ach_notifications.events import NotificationEvents
+from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.residents import IdentityContacts
 from ach_notifications.sealing import SecretBox
+from ach_notifications.settings import DeliverySettings
 from ach_notifications.store import DeliveryRecord, PartnerChannel, seal_stored_secrets
+from ach_notifications.subscribers import NotificationSubscribers
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def wire(runtime: Runtime) -> None:
     unknown = sorted({d.strip() for d in (silent or "").split(",") if d.strip()} - NEED_DOMAINS)
     if unknown:
         raise ConfigError(f"NOTIFY_RESIDENT_SILENT_DOMAINS: not need domain codes: {', '.join(unknown)}")
-    events = NotificationEvents(
+    events = NotificationSubscribers(
         runtime.outbox,
         coordinator,
         worker.new_deliveries,
@@ -66,10 +69,7 @@ def wire(runtime: Runtime) -> None:
             log.info("webhook secrets sealed at rest", extra={"channels": sealed})
 
     runtime.run_in_background(seal_older_secrets)
-    runtime.serve_grpc(
-        lambda server: notifications_pb2_grpc.add_NotificationServiceServicer_to_server(api, server),
-        "ach.notifications.v1.NotificationService",
-    )
+    runtime.serve(api, notifications_pb2_grpc.add_NotificationServiceServicer_to_server)
 
     async def channel_owner(channel_id: str) -> set[str] | None:
         async with runtime.sessions() as session:
@@ -86,17 +86,17 @@ def wire(runtime: Runtime) -> None:
     runtime.consume(
         [REFERRAL_EVENTS],
         {
-            "ach.referrals.v1.ReferralCreated": events.on_referral_created,
-            "ach.referrals.v1.ReferralStatusChanged": events.on_status_changed,
-            "ach.referrals.v1.ReferralReminderSent": events.on_reminder,
-            "ach.referrals.v1.ReferralEscalated": events.on_escalated,
+            referrals_pb2.ReferralCreated: events.on_referral_created,
+            referrals_pb2.ReferralStatusChanged: events.on_status_changed,
+            referrals_pb2.ReferralReminderSent: events.on_reminder,
+            referrals_pb2.ReferralEscalated: events.on_escalated,
         },
     )
     runtime.consume(
         [RESIDENT_EVENTS],
         {
-            "ach.residents.v1.ContactPreferenceChanged": events.on_contact_preference_changed,
-            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
+            residents_pb2.ContactPreferenceChanged: events.on_contact_preference_changed,
+            residents_pb2.ResidentsMerged: events.on_residents_merged,
         },
     )
     runtime.run_in_background(worker.run)

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox, OutboxEvent
-from ach_notifications.deliveries import DeliverySettings, DeliveryWorker
+from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.destinations import DestinationPolicy
 from ach_notifications.domain import RESIDENTS, BreakerPolicy, RetryPolicy
 from ach_notifications.residents import ContactUnavailable, ResidentAddress
+from ach_notifications.settings import DeliverySettings
 from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
 from aiosmtpd.controller import Controller
 from sqlalchemy.ext.asyncio import async_sessionmaker

@@ -9,8 +9,8 @@ from ach.residents.v1 import residents_pb2
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_notifications.domain import RESIDENTS
-from ach_notifications.events import NotificationEvents
 from ach_notifications.store import DeliveryRecord
+from ach_notifications.subscribers import NotificationSubscribers
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
@@ -29,7 +29,7 @@ async def handle(
     message: Message,
     key: str,
 ) -> None:
-    events = NotificationEvents(Outbox(source="/ach/notifications"), message_residents=True)
+    events = NotificationSubscribers(Outbox(source="/ach/notifications"), message_residents=True)
     async with sessions() as session, session.begin():
         await getattr(events, handler)(session, envelope(message, key), message)
 

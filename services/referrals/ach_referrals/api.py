@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain, fhir
-from ach_referrals.events import (
-    ReferralEvents,
+from ach_referrals.mappers import (
     outcome_from_proto,
     outcome_to_proto,
     resident_facts,
@@ -37,6 +36,7 @@ from ach_referrals.events import (
     status_to_proto,
 )
 from ach_referrals.store import ReferralRecord, history_of, referrals_of_party
+from ach_referrals.workflow import ReferralWorkflow
 
 
 def to_proto(r: ReferralRecord) -> referrals_pb2.Referral:
@@ -63,9 +63,9 @@ CLOCK_SKEW = timedelta(minutes=5)  # a source's clock a little behind ours
 
 
 class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], workflow: ReferralWorkflow) -> None:
         self._sessions = sessions
-        self._events = events
+        self._workflow = workflow
 
     async def CreateReferral(
         self, request: referrals_pb2.CreateReferralRequest, context: grpc.aio.ServicerContext
@@ -109,7 +109,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     subject=request.resident_id,
                 )
             ranked = domain.rank_targets(
-                await self._events.candidates(session), request.need_domain, language, facts
+                await self._workflow.candidates(session), request.need_domain, language, facts
             )
             if request.target_service_id:
                 ranked = [m for m in ranked if m.service.service_id == request.target_service_id]
@@ -127,7 +127,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             chosen = ranked[0]
             if request.informational:
                 # The resident is given the service's details; nothing goes to its organization.
-                referral = await self._events.refer_informationally(
+                referral = await self._workflow.refer_informationally(
                     session,
                     chosen,
                     now,
@@ -161,7 +161,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     subject=request.need_domain,
                 )
             # A hand-off shares the resident with the CBO: only under a consent covering it.
-            consents = await self._events.consents(session, request.resident_id, source)
+            consents = await self._workflow.consents(session, request.resident_id, source)
             covered = domain.proposals(
                 [m.service for m in partners], request.need_domain, language, consents, now, resident=facts
             )
@@ -189,9 +189,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 match_age=age,
                 match_available_at=available_at,
             )
-            self._events.schedule(referral)
+            self._workflow.schedule(referral)
             session.add(referral)
-            self._events.publish_created(session, referral)
+            self._workflow.publisher.created(session, referral)
         note_resource("resident_id", referral.resident_id)
         return to_proto(referral)
 
@@ -302,7 +302,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 raise FailedPrecondition(
                     errors[0].description, violation_type="TRANSITION", subject=referral.id
                 )
-            self._events.record_change(
+            self._workflow.record_change(
                 session,
                 referral,
                 to,
@@ -314,7 +314,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                 reason_code=reason_code,
             )
             if to is domain.Status.REJECTED:
-                await self._events.after_rejection(
+                await self._workflow.after_rejection(
                     session, referral, domain.reason_code_for(reason_code, reason)
                 )
         return to_proto(referral)
@@ -331,7 +331,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             changes = await history_of(session, referral.id)
             consent = (
                 consent_for_share(
-                    await self._events.consents(session, referral.resident_id, referral.source_partner_id),
+                    await self._workflow.consents(session, referral.resident_id, referral.source_partner_id),
                     referral.need_domain,
                     referral.target_partner_id,
                     utc_now(),
@@ -406,9 +406,9 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             if referral is None:
                 raise NotFound(f"referral {request.referral_id} not found")
             now = utc_now()
-            candidates = await self._events.candidates(session)  # the replica read once for both
-            found = await self._events.proposals(session, referral, now, candidates)
-            others = self._events.information_only(referral, now, candidates)
+            candidates = await self._workflow.candidates(session)  # the replica read once for both
+            found = await self._workflow.proposals(session, referral, now, candidates)
+            others = self._workflow.information_only(referral, now, candidates)
         return referrals_pb2.ProposeTargetsResponse(
             targets=[
                 referrals_pb2.ProposedTarget(
@@ -448,7 +448,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     violation_type="TRANSITION",
                     subject=referral.id,
                 )
-            found = await self._events.proposals(session, referral, utc_now())
+            found = await self._workflow.proposals(session, referral, utc_now())
             chosen = (
                 [m for m in found if m.service.service_id == request.target_service_id]
                 if request.target_service_id
@@ -467,7 +467,7 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
                     violation_type="NO_TARGET",
                     subject=referral.id,
                 )
-            self._events.reroute(
+            self._workflow.reroute(
                 session,
                 referral,
                 chosen[0],

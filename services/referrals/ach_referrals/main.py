@@ -9,7 +9,11 @@ import os
 import sys
 from pathlib import Path
 
+from ach.directory.v1 import directory_pb2
+from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2_grpc
+from ach.residents.v1 import residents_pb2
+from ach.screening.v1 import screening_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import (
@@ -23,10 +27,11 @@ from ach_platform.settings import ConfigError, ServiceSettings
 
 from ach_referrals import domain
 from ach_referrals.api import ReferralApi
-from ach_referrals.events import ReferralEvents
 from ach_referrals.mend import ReroutePolicies, mend_targets
 from ach_referrals.store import ReferralRecord
+from ach_referrals.subscribers import ReferralSubscribers
 from ach_referrals.timers import TimerWorker, timer_policy_from_env
+from ach_referrals.workflow import ReferralWorkflow
 
 
 def reroute_policies_from_env() -> tuple[domain.ReroutePolicy, dict[str, domain.ReroutePolicy]]:
@@ -38,14 +43,12 @@ def reroute_policies_from_env() -> tuple[domain.ReroutePolicy, dict[str, domain.
 
 def wire(runtime: Runtime) -> None:
     default, by_domain = reroute_policies_from_env()
-    events = ReferralEvents(
+    workflow = ReferralWorkflow(
         runtime.outbox, default, by_domain, timer_policy_from_env(), partners=lambda: runtime.partners
     )
-    api = ReferralApi(runtime.sessions, events)
-    runtime.serve_grpc(
-        lambda server: referrals_pb2_grpc.add_ReferralServiceServicer_to_server(api, server),
-        "ach.referrals.v1.ReferralService",
-    )
+    api = ReferralApi(runtime.sessions, workflow)
+    events = ReferralSubscribers(workflow)
+    runtime.serve(api, referrals_pb2_grpc.add_ReferralServiceServicer_to_server)
 
     async def referral_parties(referral_id: str) -> set[str] | None:
         async with runtime.sessions() as session:
@@ -64,17 +67,17 @@ def wire(runtime: Runtime) -> None:
     runtime.consume(
         [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {
-            "ach.residents.v1.ConsentChanged": events.on_consent_changed,
-            "ach.residents.v1.ResidentLinked": events.on_resident_linked,
-            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
-            "ach.screening.v1.NeedIdentified": events.on_need_identified,
-            "ach.directory.v1.ServiceChanged": events.on_service_changed,
+            residents_pb2.ConsentChanged: events.on_consent_changed,
+            residents_pb2.ResidentLinked: events.on_resident_linked,
+            residents_pb2.ResidentsMerged: events.on_residents_merged,
+            screening_pb2.NeedIdentified: events.on_need_identified,
+            directory_pb2.ServiceChanged: events.on_service_changed,
         },
     )
-    runtime.run_in_background(TimerWorker(runtime.sessions, events).run)
+    runtime.run_in_background(TimerWorker(runtime.sessions, workflow).run)
     # CBOs' case-management systems report statuses through their inbound topics (the gateway).
     runtime.consume(
-        [PARTNER_INTAKE], {"ach.partners.v1.ReferralStatusReported": events.on_referral_status_reported}
+        [PARTNER_INTAKE], {partners_pb2.ReferralStatusReported: events.on_referral_status_reported}
     )
 
 

@@ -15,8 +15,8 @@ from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.settings import ServiceSettings
 
 from ach_referrals import domain
-from ach_referrals.events import ReferralEvents
 from ach_referrals.store import open_referrals_with_target
+from ach_referrals.workflow import ReferralWorkflow
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ async def mend_targets(settings: ServiceSettings, policies: ReroutePolicies, *, 
     try:
         await check_database(engine, settings.connect_timeout_s, tables=["referral"])
         await partners.start(settings.connect_timeout_s)
-        events = ReferralEvents(
+        workflow = ReferralWorkflow(
             Outbox(source="/ach/referrals"),
             policies.default,
             policies.by_domain,
@@ -70,7 +70,7 @@ async def mend_targets(settings: ServiceSettings, policies: ReroutePolicies, *, 
             waiting = await open_referrals_with_target(session)
             report.checked = len(waiting)
             for referral in waiting:
-                if events.partner_taking_referrals(referral.target_partner_id):
+                if workflow.partner_taking_referrals(referral.target_partner_id):
                     continue
                 if referral.status != domain.Status.REQUESTED.value:
                     continue  # accepted by someone who was a partner then: theirs to finish
@@ -78,7 +78,7 @@ async def mend_targets(settings: ServiceSettings, policies: ReroutePolicies, *, 
                     report.left_to_source.append(referral.id)
                     continue
                 why = domain.not_a_partner_reason(referral.target_partner_id)
-                events.record_change(
+                workflow.record_change(
                     session,
                     referral,
                     domain.Status.REJECTED,
@@ -86,7 +86,7 @@ async def mend_targets(settings: ServiceSettings, policies: ReroutePolicies, *, 
                     reason=why,
                     reason_code="not-a-partner",
                 )
-                await events.after_rejection(session, referral, "not-a-partner")
+                await workflow.after_rejection(session, referral, "not-a-partner")
                 moved = referral.status == domain.Status.REQUESTED.value
                 (report.rerouted if moved else report.left_to_source).append(referral.id)
     finally:

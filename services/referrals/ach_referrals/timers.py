@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
-from ach_referrals.events import ReferralEvents, status_to_proto
+from ach_referrals.mappers import status_to_proto
 from ach_referrals.store import ReferralRecord, due_timers
+from ach_referrals.workflow import ReferralWorkflow
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_referrals.timers")
@@ -53,10 +54,10 @@ def timer_policy_from_env() -> domain.TimerPolicy:
 
 class TimerWorker:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], events: ReferralEvents, poll_s: float = 1.0
+        self, sessions: async_sessionmaker[AsyncSession], workflow: ReferralWorkflow, poll_s: float = 1.0
     ) -> None:
         self._sessions = sessions
-        self._events = events
+        self._workflow = workflow
         self._poll_s = poll_s
 
     async def run(self) -> None:
@@ -98,10 +99,10 @@ class TimerWorker:
             as_utc(referral.updated_at),
             referral.reminders_sent,
             referral.escalated,
-            self._events.timers,
+            self._workflow.timers,
         )
         if timer is None or timer.due_at > now:
-            self._events.schedule(referral)  # the policy changed since: only reschedule
+            self._workflow.schedule(referral)  # the policy changed since: only reschedule
             session.add(referral)
             return 0
         with tracer.start_as_current_span(
@@ -110,7 +111,7 @@ class TimerWorker:
             last_activity = to_timestamp(as_utc(referral.updated_at))
             if timer.kind is domain.TimerKind.REMINDER:
                 referral.reminders_sent = timer.number
-                self._events.publish(
+                self._workflow.publisher.publish(
                     session,
                     referral.id,
                     referrals_pb2.ReferralReminderSent(
@@ -123,10 +124,10 @@ class TimerWorker:
                         sent_at=to_timestamp(now),
                     ),
                 )
-                self._events.schedule(referral)
+                self._workflow.schedule(referral)
             elif timer.kind is domain.TimerKind.ESCALATION:
                 referral.escalated = True
-                self._events.publish(
+                self._workflow.publisher.publish(
                     session,
                     referral.id,
                     referrals_pb2.ReferralEscalated(
@@ -139,11 +140,11 @@ class TimerWorker:
                         escalated_at=to_timestamp(now),
                     ),
                 )
-                self._events.schedule(referral)
+                self._workflow.schedule(referral)
             else:
                 # Not accepted in time: rejected on the target's behalf, then no wrong door.
-                reason = domain.not_accepted_reason(self._events.timers.accept_within)
-                self._events.record_change(
+                reason = domain.not_accepted_reason(self._workflow.timers.accept_within)
+                self._workflow.record_change(
                     session,
                     referral,
                     domain.Status.REJECTED,
@@ -151,7 +152,7 @@ class TimerWorker:
                     reason=reason,
                     reason_code="not-accepted-in-time",
                 )
-                await self._events.after_rejection(session, referral, "not-accepted-in-time")
+                await self._workflow.after_rejection(session, referral, "not-accepted-in-time")
             session.add(referral)
         fired.add(1, {"kind": timer.kind.value})
         return 1

@@ -26,8 +26,8 @@ from ach_platform.dev_pki import DevPki
 from ach_platform.grpc_client import partner_aio_channel
 from ach_platform.grpc_server import GrpcServer
 from ach_referrals.api import ReferralApi
-from ach_referrals.events import ReferralEvents
 from ach_referrals.store import DirectoryServiceReplica, ReferralHistory, ReferralRecord
+from ach_referrals.workflow import ReferralWorkflow
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
@@ -78,7 +78,7 @@ async def api(
                 updated_at=now,
             )
         )
-    servicer = ReferralApi(sessions, ReferralEvents(Outbox("/ach/referrals"), partners=lambda: PARTNERS))  # type: ignore[arg-type,return-value]
+    servicer = ReferralApi(sessions, ReferralWorkflow(Outbox("/ach/referrals"), partners=lambda: PARTNERS))  # type: ignore[arg-type,return-value]
 
     async def parties(referral_id: str) -> set[str] | None:
         async with sessions() as session:

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ach.partners.v1 import partners_pb2
+from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2_grpc
 from ach_events.resident_replica import same_person_ids
 from ach_events.runtime import Runtime, ServiceDefinition
@@ -29,18 +31,15 @@ def wire(runtime: Runtime) -> None:
         raise ConfigError(f"instrument definitions rejected:\n{exc}") from None
     intake = ScreeningIntake(runtime.outbox, instruments)
     api = ScreeningApi(runtime.sessions, intake, partners=lambda: runtime.partners)
-    runtime.serve_grpc(
-        lambda server: screening_pb2_grpc.add_ScreeningServiceServicer_to_server(api, server),
-        "ach.screening.v1.ScreeningService",
-    )
+    runtime.serve(api, screening_pb2_grpc.add_ScreeningServiceServicer_to_server)
     events = ScreeningSubscribers(runtime.outbox, intake)
     runtime.consume(
         (PARTNER_INTAKE, RESIDENT_EVENTS),
         {
-            "ach.partners.v1.ScreeningSubmitted": events.on_partner_screening,
-            "ach.residents.v1.ResidentLinked": events.on_resident_linked,
-            "ach.residents.v1.ConsentChanged": events.on_consent_changed,
-            "ach.residents.v1.ResidentsMerged": events.on_residents_merged,
+            partners_pb2.ScreeningSubmitted: events.on_partner_screening,
+            residents_pb2.ResidentLinked: events.on_resident_linked,
+            residents_pb2.ConsentChanged: events.on_consent_changed,
+            residents_pb2.ResidentsMerged: events.on_residents_merged,
         },
     )
 

@@ -23,11 +23,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.domain.hsds import Record, flatten
 from ach_directory.domain.services import ServiceUpdate, check_edited_records, check_update
-from ach_directory.events import publish_service_changed
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_import import import_records
 from ach_directory.hsds_objects import hsds_object
 from ach_directory.projection import apply, index, summaries
+from ach_directory.publishers import publish_service_changed
 from ach_directory.store import HSDS_TABLES, ServiceRecord
 
 PARTNER_SCHEME = "ach-partner"  # organization_identifier.identifier_scheme naming the partner id
@@ -57,7 +57,7 @@ async def owners_of(session: AsyncSession, record: ServiceRecord) -> set[str]:
     return {record.organization_id} | {str(r[0]) for r in rows}
 
 
-class DirectoryEvents:
+class DirectorySubscribers:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 

@@ -1,36 +1,35 @@
-"""What the referral service consumes (identified needs, the directory's service changes) and
-publishes (referral created, status changed)."""
+"""The referral workflow, in the domain's words: a referral placed for an identified need with the
+best-matching partner the resident consented to share with (or a draft saying why), informational
+referrals, re-routing after a rejection (no wrong door), partners' status reports, the effects of a
+revoked or new consent, and every status change with its history row and event in one transaction.
+Servicers, subscribers and timers call it; the rules themselves are in ``domain``."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from ach.common.v1 import common_pb2
-from ach.directory.v1 import directory_pb2
 from ach.partners.v1 import partners_pb2
-from ach.referrals.v1 import referrals_pb2
-from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
-from ach_events.consumer import require_fields
-from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_refusal import partner_violations, refuse_report
-from ach_events.resident_replica import consent_terms, keep_consent, keep_link, keep_merge, same_person_ids
-from ach_events.topics import REFERRAL_EVENTS
-from ach_platform import zip_codes
+from ach_events.resident_replica import consent_terms, same_person_ids
 from ach_platform.access import PartnerRoster
-from ach_platform.clock import as_utc, to_timestamp, utc_now
-from ach_platform.codes import code_of, value_of
+from ach_platform.clock import as_utc, utc_now
 from ach_platform.consent import ConsentTerms, relied_on_by
 from ach_platform.errors import FieldViolation
 from ach_platform.opening_hours import Hours
-from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
+from ach_referrals.mappers import (
+    outcome_from_proto,
+    resident_facts,
+    service_information,
+    status_from_proto,
+)
+from ach_referrals.publishers import ReferralPublisher
 from ach_referrals.store import (
     DirectoryServiceReplica,
     ReferralHistory,
@@ -42,30 +41,8 @@ from ach_referrals.store import (
     replica_services,
 )
 
-log = logging.getLogger(__name__)
 
-
-def status_to_proto(status: domain.Status) -> referrals_pb2.ReferralStatus.ValueType:
-    value: referrals_pb2.ReferralStatus.ValueType = value_of(referrals_pb2.ReferralStatus, status.value)
-    return value
-
-
-def status_from_proto(value: int) -> domain.Status | None:
-    code = code_of(referrals_pb2.ReferralStatus, value)
-    return domain.Status(code) if code else None
-
-
-def outcome_to_proto(outcome: str) -> referrals_pb2.ReferralOutcome.ValueType:
-    value: referrals_pb2.ReferralOutcome.ValueType = value_of(referrals_pb2.ReferralOutcome, outcome)
-    return value
-
-
-def outcome_from_proto(value: int) -> domain.Outcome | None:
-    code = code_of(referrals_pb2.ReferralOutcome, value)
-    return domain.Outcome(code) if code else None
-
-
-class ReferralEvents:
+class ReferralWorkflow:
     def __init__(
         self,
         outbox: Outbox,
@@ -74,56 +51,16 @@ class ReferralEvents:
         timers: domain.TimerPolicy | None = None,
         partners: Callable[[], PartnerRoster | None] = lambda: None,
     ) -> None:
-        self._outbox = outbox
+        self.publisher = ReferralPublisher(outbox)
         # The partner registry's replica: who receives referrals is its say, at the moment of routing.
         self._partners = partners
         self.timers = timers or domain.TimerPolicy()
         self._reroute_default = reroute_default
         self._reroute_by_domain = reroute_by_domain or {}
 
-    async def on_service_changed(
-        self, session: AsyncSession, envelope: Envelope, event: directory_pb2.ServiceChanged
-    ) -> None:
-        """Keep the local directory replica; an older version than the one held is ignored."""
-        require_fields(event, "service")
-        require_fields(event.service, "service_id", "organization_id")
-        svc = event.service
-        current = await session.get(DirectoryServiceReplica, svc.service_id)
-        if current is not None and current.version >= event.version:
-            return
-        replica = current or DirectoryServiceReplica(
-            service_id=svc.service_id,
-            organization_id="",
-            need_domains=[],
-            languages=[],
-            active=False,
-            capacity_available=0,
-            version=0,
-        )
-        replica.organization_id = svc.organization_id
-        replica.need_domains = list(svc.need_domains)
-        replica.languages = list(svc.languages)
-        replica.active = svc.status == directory_pb2.SERVICE_STATUS_ACTIVE
-        replica.capacity_available = svc.capacity_available
-        replica.version = event.version
-        replica.places = [[p.latitude, p.longitude] for p in svc.locations if not p.virtual]
-        replica.minimum_age, replica.maximum_age = svc.minimum_age, svc.maximum_age
-        replica.area_zips = list(svc.service_area_zips)
-        replica.area_radius_km = svc.service_area_radius_km
-        replica.opening_hours = [{f: getattr(h, f) for f in HOURS_FIELDS} for h in svc.opening_hours]
-        replica.partner_id = svc.partner_id
-        replica.name = svc.name[:500]
-        replica.organization_name = svc.organization_name[:500]
-        replica.phone = svc.phone[:100]
-        replica.address = next((p.address for p in svc.locations if p.address and not p.virtual), "")[:500]
-        session.add(replica)
-
-    async def on_need_identified(
-        self, session: AsyncSession, envelope: Envelope, need: screening_pb2.NeedIdentified
-    ) -> None:
+    async def place_for_need(self, session: AsyncSession, need: screening_pb2.NeedIdentified) -> None:
         """Place a referral for the need with the best-matching service the resident consented to
         share with. Otherwise the referral stays a draft, saying why, for the source to act on."""
-        require_fields(need, "need_id", "resident_id", "need_domain", "source_partner_id")
         if await referral_for_need(session, need.need_id) is not None:
             return
         now = utc_now()
@@ -161,7 +98,7 @@ class ReferralEvents:
             referral.target_service_id = routing.match.service.service_id
         self.schedule(referral)
         session.add(referral)
-        self.publish_created(session, referral)
+        self.publisher.created(session, referral)
 
     async def refer_informationally(
         self,
@@ -219,7 +156,7 @@ class ReferralEvents:
                 target_service_id=match.service.service_id,
             )
         )
-        self.publish_created(session, referral, service_information(replica, match.service.service_id))
+        self.publisher.created(session, referral, service_information(replica, match.service.service_id))
         return referral
 
     def partner_taking_referrals(self, partner_id: str) -> str:
@@ -353,32 +290,24 @@ class ReferralEvents:
             actor_user_id=actor_user_id,
             reason_code=reason_code,
         )
-        self._outbox.add(
+        self.publisher.rerouted(
             session,
-            REFERRAL_EVENTS,
-            referrals_pb2.ReferralRerouted(
-                referral_id=referral.id,
-                need_domain=referral.need_domain,
-                from_target_partner_id=previous,
-                to_target_partner_id=referral.target_partner_id,
-                to_target_service_id=referral.target_service_id,
-                reason="" if actor_partner_id else reason,
-                reason_code=reason_code,
-                rerouted_by=common_pb2.Actor(partner_id=actor_partner_id, user_id=actor_user_id),
-                rerouted_at=to_timestamp(now),
-                sequence=referral.sequence,
-            ),
-            key=referral.id,
+            referral,
+            previous,
+            now,
+            reason,
+            actor_partner_id=actor_partner_id,
+            actor_user_id=actor_user_id,
+            reason_code=reason_code,
         )
 
-    async def on_referral_status_reported(
-        self, session: AsyncSession, envelope: Envelope, event: partners_pb2.ReferralStatusReported
+    async def apply_status_report(
+        self, session: AsyncSession, partner: str, event: partners_pb2.ReferralStatusReported
     ) -> None:
         """A CBO's case-management system moves a referral on (admitted by the gateway under the
         partner's identity). Only the referral's target may; the same rules as through gRPC. A report
         of the status the partner already set is a repeat: nothing changes. Refusals go to the dead
         letter topic and, with the reasons, to the partner (ReferralUpdateRejected)."""
-        partner = envelope.source.removeprefix("/partners/")
         update = event.update
         problems: list[FieldViolation] = []
         referral = await session.get(ReferralRecord, update.referral_id) if update.referral_id else None
@@ -416,7 +345,7 @@ class ReferralEvents:
             ]
         if problems:
             refuse_report(
-                self._outbox,
+                self.publisher.outbox,
                 partner,
                 partners_pb2.ReferralUpdateRejected(
                     referral_id=update.referral_id, violations=partner_violations(problems)
@@ -455,26 +384,9 @@ class ReferralEvents:
         admins = registry.holding("ach-admin") if registry is not None else set()
         return relied_on_by(terms, {source_partner_id} | admins)
 
-    async def on_consent_changed(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
-    ) -> None:
-        """Keep the consent replica, then act on it: a revocation cancels the open referrals it no
-        longer covers; a new consent routes the drafts that were waiting for one."""
-        if await keep_consent(session, event):
-            await self._apply_consents(session, event.consent.resident_id)
-
-    async def on_resident_linked(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
-    ) -> None:
-        await keep_link(session, event)
-
-    async def on_residents_merged(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
-    ) -> None:
-        if await keep_merge(session, event):
-            await self._apply_consents(session, event.survivor_id)
-
-    async def _apply_consents(self, session: AsyncSession, resident_id: str) -> None:
+    async def apply_consents(self, session: AsyncSession, resident_id: str) -> None:
+        """After the resident's consents changed (or two records merged): a revocation cancels the
+        open referrals it no longer covers; a new consent routes the drafts that waited for one."""
         now = utc_now()
         terms = await consent_terms(session, resident_id)  # read once; each source's share is pure
         for referral in await referrals_of(session, await same_person_ids(session, resident_id)):
@@ -545,102 +457,4 @@ class ReferralEvents:
         self.schedule(referral)
         session.add(referral)
         session.add(change)
-        self.publish_status_changed(session, referral, change)
-
-    def publish(self, session: AsyncSession, referral_id: str, message: Message) -> None:
-        self._outbox.add(session, REFERRAL_EVENTS, message, key=referral_id)
-
-    def publish_created(
-        self,
-        session: AsyncSession,
-        r: ReferralRecord,
-        information: referrals_pb2.ServiceInformation | None = None,
-    ) -> None:
-        self._outbox.add(
-            session,
-            REFERRAL_EVENTS,
-            referrals_pb2.ReferralCreated(
-                referral_id=r.id,
-                resident_id=r.resident_id,
-                need_domain=r.need_domain,
-                source_partner_id=r.source_partner_id,
-                target_partner_id=r.target_partner_id,
-                target_service_id=r.target_service_id,
-                status=status_to_proto(domain.Status(r.status)),
-                screening_id=r.screening_id,
-                need_id=r.need_id,
-                created_at=to_timestamp(r.created_at),
-                draft_reason=r.draft_reason,
-                informational=r.informational,
-                service_information=information,
-            ),
-            key=r.id,
-        )
-
-    def publish_status_changed(
-        self, session: AsyncSession, r: ReferralRecord, change: ReferralHistory
-    ) -> None:
-        self._outbox.add(
-            session,
-            REFERRAL_EVENTS,
-            referrals_pb2.ReferralStatusChanged(
-                referral_id=r.id,
-                resident_id=r.resident_id,
-                need_domain=r.need_domain,
-                target_partner_id=r.target_partner_id,
-                from_status=status_to_proto(domain.Status(change.from_status)),
-                to_status=status_to_proto(domain.Status(change.to_status)),
-                # A party's words stay in the history; events carry its code (minimum necessary).
-                reason="" if change.actor_partner_id else change.reason,
-                reason_code=change.reason_code,
-                outcome=outcome_to_proto(change.outcome),
-                changed_by=common_pb2.Actor(partner_id=change.actor_partner_id, user_id=change.actor_user_id),
-                changed_at=to_timestamp(change.changed_at),
-                sequence=change.sequence,
-                source_partner_id=r.source_partner_id,
-                internal=domain.is_internal(r.source_partner_id, r.target_partner_id),
-            ),
-            key=r.id,
-        )
-
-
-def service_information(
-    replica: DirectoryServiceReplica | None, service_id: str
-) -> referrals_pb2.ServiceInformation:
-    """What the resident is told of a service: the directory's public details, nothing of theirs."""
-    if replica is None:
-        return referrals_pb2.ServiceInformation(service_id=service_id)
-    return referrals_pb2.ServiceInformation(
-        service_id=service_id,
-        name=replica.name,
-        organization_name=replica.organization_name,
-        address=replica.address,
-        phone=replica.phone,
-        opening_hours=[
-            directory_pb2.OpeningHours(**{f: h[f] for f in HOURS_FIELDS if f in h})
-            for h in replica.opening_hours
-        ],
-    )
-
-
-def resident_facts(
-    zip_code: str, age: int | None, available_at: datetime | None = None, now: datetime | None = None
-) -> domain.ResidentFacts:
-    """What matching knows of the resident; a time they can go that has passed (a re-route days
-    later) no longer narrows anything."""
-    when = as_utc(available_at) if available_at is not None else None
-    if when is not None and now is not None and when < now:
-        when = None
-    return domain.ResidentFacts(zip_codes.centroid(zip_code) if zip_code else None, zip_code, age, when)
-
-
-HOURS_FIELDS = (
-    "location_id",
-    "rrule",
-    "opens_at",
-    "closes_at",
-    "valid_from",
-    "valid_to",
-    "time_zone",
-    "closed",
-)
+        self.publisher.status_changed(session, referral, change)

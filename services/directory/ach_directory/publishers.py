@@ -1,6 +1,6 @@
 """The directory publishes each service's latest state on a compacted topic keyed by service id
 (ServiceChanged), so other services keep a replica without calling the directory on their hot path.
-What it consumes (partners' reports about their services) is in partner_reports.py."""
+What it consumes (partners' reports about their services) is in subscribers.py."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ from ach_platform.codes import code_of
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_notifications import domain
-from ach_notifications.deliveries import publish_delivered, wake_after_commit
+from ach_notifications.deliveries import wake_after_commit
+from ach_notifications.publishers import publish_delivered
 from ach_notifications.residents import CHANNELS
 from ach_notifications.store import (
     DeliveryRecord,
@@ -31,7 +32,7 @@ from ach_notifications.store import (
 )
 
 
-class NotificationEvents:
+class NotificationSubscribers:
     def __init__(
         self,
         outbox: Outbox,

@@ -1,0 +1,112 @@
+"""What the referral service publishes through the outbox, keyed by referral: created, status
+changed (a party's words stay in the history; events carry reason codes), re-routed, and the
+timers' reminders and escalations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ach.common.v1 import common_pb2
+from ach.referrals.v1 import referrals_pb2
+from ach_events.outbox import Outbox
+from ach_events.topics import REFERRAL_EVENTS
+from ach_platform.clock import to_timestamp
+from google.protobuf.message import Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_referrals import domain
+from ach_referrals.mappers import outcome_to_proto, status_to_proto
+from ach_referrals.store import (
+    ReferralHistory,
+    ReferralRecord,
+)
+
+
+class ReferralPublisher:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def publish(self, session: AsyncSession, referral_id: str, message: Message) -> None:
+        """Any referral event, keyed by its referral (its events stay in order)."""
+        self.outbox.add(session, REFERRAL_EVENTS, message, key=referral_id)
+
+    def created(
+        self,
+        session: AsyncSession,
+        r: ReferralRecord,
+        information: referrals_pb2.ServiceInformation | None = None,
+    ) -> None:
+        self.outbox.add(
+            session,
+            REFERRAL_EVENTS,
+            referrals_pb2.ReferralCreated(
+                referral_id=r.id,
+                resident_id=r.resident_id,
+                need_domain=r.need_domain,
+                source_partner_id=r.source_partner_id,
+                target_partner_id=r.target_partner_id,
+                target_service_id=r.target_service_id,
+                status=status_to_proto(domain.Status(r.status)),
+                screening_id=r.screening_id,
+                need_id=r.need_id,
+                created_at=to_timestamp(r.created_at),
+                draft_reason=r.draft_reason,
+                informational=r.informational,
+                service_information=information,
+            ),
+            key=r.id,
+        )
+
+    def status_changed(self, session: AsyncSession, r: ReferralRecord, change: ReferralHistory) -> None:
+        self.outbox.add(
+            session,
+            REFERRAL_EVENTS,
+            referrals_pb2.ReferralStatusChanged(
+                referral_id=r.id,
+                resident_id=r.resident_id,
+                need_domain=r.need_domain,
+                target_partner_id=r.target_partner_id,
+                from_status=status_to_proto(domain.Status(change.from_status)),
+                to_status=status_to_proto(domain.Status(change.to_status)),
+                # A party's words stay in the history; events carry its code (minimum necessary).
+                reason="" if change.actor_partner_id else change.reason,
+                reason_code=change.reason_code,
+                outcome=outcome_to_proto(change.outcome),
+                changed_by=common_pb2.Actor(partner_id=change.actor_partner_id, user_id=change.actor_user_id),
+                changed_at=to_timestamp(change.changed_at),
+                sequence=change.sequence,
+                source_partner_id=r.source_partner_id,
+                internal=domain.is_internal(r.source_partner_id, r.target_partner_id),
+            ),
+            key=r.id,
+        )
+
+    def rerouted(
+        self,
+        session: AsyncSession,
+        referral: ReferralRecord,
+        previous_target: str,
+        now: datetime,
+        reason: str,
+        *,
+        actor_partner_id: str,
+        actor_user_id: str,
+        reason_code: str,
+    ) -> None:
+        self.outbox.add(
+            session,
+            REFERRAL_EVENTS,
+            referrals_pb2.ReferralRerouted(
+                referral_id=referral.id,
+                need_domain=referral.need_domain,
+                from_target_partner_id=previous_target,
+                to_target_partner_id=referral.target_partner_id,
+                to_target_service_id=referral.target_service_id,
+                reason="" if actor_partner_id else reason,
+                reason_code=reason_code,
+                rerouted_by=common_pb2.Actor(partner_id=actor_partner_id, user_id=actor_user_id),
+                rerouted_at=to_timestamp(now),
+                sequence=referral.sequence,
+            ),
+            key=referral.id,
+        )

@@ -38,6 +38,14 @@ protos-check: ## fail when the committed generated code differs from what protos
 	  echo "generated protobuf code is stale: run 'make protos' and commit"; diff -r -q -x __pycache__ "$$tmp/ach" libs/protos/ach || true; exit 1; fi; \
 	echo "generated protobuf code is up to date"
 
+.PHONY: asyncapi
+asyncapi: setup ## write docs/asyncapi.yaml (the events, for partners) from the topic table and the protos
+	$(PY) scripts/gen_asyncapi.py docs/asyncapi.yaml
+
+.PHONY: asyncapi-check
+asyncapi-check: setup ## fail when docs/asyncapi.yaml is not what the code gives
+	$(PY) scripts/gen_asyncapi.py --check docs/asyncapi.yaml
+
 .PHONY: migrate
 migrate: setup ## apply every service's database migrations (DATABASE_URL or the SQLite defaults)
 	for s in identity screening referrals directory measurement funding notifications; do $(VENV)/bin/ach-$$s migrate; done
@@ -79,7 +87,7 @@ test-infra:
 	@if [ -z "$${TEST_DATABASE_URL:-}" ]; then scripts/postgres/server.sh start; fi
 
 .PHONY: test
-test: setup protos-check lint helm-check test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
+test: setup protos-check asyncapi-check lint helm-check test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
 	  $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 

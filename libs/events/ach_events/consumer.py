@@ -53,6 +53,8 @@ end_to_end_lag = meter.create_histogram(
 )
 
 EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
+# What a handler is registered for: the message class (or its full name, the CloudEvents type).
+EventKey = type[Message] | str
 # Before any handler: given the record's topic and its envelope, a reason to refuse it (it then goes
 # to the dead-letter topic with that reason) or None to let it through. E.g. the partner gateway
 # refuses an event that claims a sender other than the partner whose topic carried it.

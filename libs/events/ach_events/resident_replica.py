@@ -4,6 +4,7 @@ keep it, from ach.residents.events.v1, through their idempotent consumers."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ach.residents.v1 import residents_pb2
@@ -14,7 +15,8 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_events.consumer import require_fields
+from ach_events.consumer import EventHandler, EventKey, require_fields
+from ach_events.envelope import Envelope
 
 
 class ConsentReplica(SQLModel, table=True):
@@ -188,3 +190,37 @@ async def keep_merge(session: AsyncSession, event: residents_pb2.ResidentsMerged
     session.add(ResidentAlias(merged_id=event.merged_id, survivor_id=event.survivor_id))
     await session.flush()
     return True
+
+
+ResidentChanged = Callable[[AsyncSession, str], Awaitable[None]]
+
+
+def replica_handlers(
+    *, after_consent: ResidentChanged | None = None, after_merge: ResidentChanged | None = None
+) -> dict[EventKey, EventHandler]:
+    """The handlers that keep this replica from the resident events (links, consents, merges), for
+    ``runtime.consume``; ``after_consent`` and ``after_merge`` run, in the same transaction, with
+    the resident whose consents changed or the merge's survivor, when the change was new."""
+
+    async def on_linked(
+        session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
+    ) -> None:
+        await keep_link(session, event)
+
+    async def on_consent(
+        session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
+    ) -> None:
+        if await keep_consent(session, event) and after_consent is not None:
+            await after_consent(session, event.consent.resident_id)
+
+    async def on_merged(
+        session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
+    ) -> None:
+        if await keep_merge(session, event) and after_merge is not None:
+            await after_merge(session, event.survivor_id)
+
+    return {
+        residents_pb2.ResidentLinked: on_linked,
+        residents_pb2.ConsentChanged: on_consent,
+        residents_pb2.ResidentsMerged: on_merged,
+    }

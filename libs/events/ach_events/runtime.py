@@ -29,12 +29,11 @@ from ach_platform.grpc_server import GrpcServer, Registrar
 from ach_platform.settings import ConfigError, ServiceSettings
 from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
 from faststream.kafka import KafkaBroker
-from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_events.audit_trail import KafkaAuditSink
-from ach_events.consumer import Admission, EventConsumer, EventHandler
+from ach_events.consumer import Admission, EventConsumer, EventHandler, EventKey
 from ach_events.kafka_clients import idempotent_producer, start_producer
 from ach_events.kafka_security import broker_security
 from ach_events.outbox import Outbox
@@ -99,7 +98,6 @@ class Runtime:
 
 
 Wiring = Callable[[Runtime], None]
-EventKey = type[Message] | str
 
 
 def by_event_type(

@@ -12,8 +12,8 @@ from pathlib import Path
 from ach.directory.v1 import directory_pb2
 from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2_grpc
-from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
+from ach_events.resident_replica import replica_handlers
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import (
@@ -67,9 +67,7 @@ def wire(runtime: Runtime) -> None:
     runtime.consume(
         [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {
-            residents_pb2.ConsentChanged: events.on_consent_changed,
-            residents_pb2.ResidentLinked: events.on_resident_linked,
-            residents_pb2.ResidentsMerged: events.on_residents_merged,
+            **replica_handlers(after_consent=workflow.apply_consents, after_merge=workflow.apply_consents),
             screening_pb2.NeedIdentified: events.on_need_identified,
             directory_pb2.ServiceChanged: events.on_service_changed,
         },

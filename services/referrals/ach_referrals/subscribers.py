@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from ach.directory.v1 import directory_pb2
 from ach.partners.v1 import partners_pb2
-from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.consumer import require_fields
 from ach_events.envelope import Envelope
-from ach_events.resident_replica import keep_consent, keep_link, keep_merge
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals.mappers import HOURS_FIELDS
@@ -20,8 +18,9 @@ from ach_referrals.workflow import ReferralWorkflow
 
 class ReferralSubscribers:
     """The events the referral service consumes, translated and handed to the workflow: identified
-    needs, the directory's service changes (kept as a replica), the resident index's consents,
-    links and merges, and CBOs' status reports from their own systems."""
+    needs, the directory's service changes (kept as a replica) and CBOs' status reports from their
+    own systems. (The resident events are kept by ``replica_handlers``, whose consent and merge
+    changes the workflow acts on.)"""
 
     def __init__(self, workflow: ReferralWorkflow) -> None:
         self._workflow = workflow
@@ -74,22 +73,3 @@ class ReferralSubscribers:
     ) -> None:
         """Admitted by the gateway under the partner's identity: the source says who reports."""
         await self._workflow.apply_status_report(session, envelope.source.removeprefix("/partners/"), event)
-
-    async def on_consent_changed(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
-    ) -> None:
-        """Keep the consent replica, then act on it: a revocation cancels the open referrals it no
-        longer covers; a new consent routes the drafts that were waiting for one."""
-        if await keep_consent(session, event):
-            await self._workflow.apply_consents(session, event.consent.resident_id)
-
-    async def on_resident_linked(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
-    ) -> None:
-        await keep_link(session, event)
-
-    async def on_residents_merged(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
-    ) -> None:
-        if await keep_merge(session, event):
-            await self._workflow.apply_consents(session, event.survivor_id)

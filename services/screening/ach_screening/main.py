@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from ach.partners.v1 import partners_pb2
-from ach.residents.v1 import residents_pb2
 from ach.screening.v1 import screening_pb2_grpc
-from ach_events.resident_replica import same_person_ids
+from ach_events.resident_replica import replica_handlers, same_person_ids
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import PARTNER_INTAKE, RESIDENT_EVENTS
@@ -37,9 +36,7 @@ def wire(runtime: Runtime) -> None:
         (PARTNER_INTAKE, RESIDENT_EVENTS),
         {
             partners_pb2.ScreeningSubmitted: events.on_partner_screening,
-            residents_pb2.ResidentLinked: events.on_resident_linked,
-            residents_pb2.ConsentChanged: events.on_consent_changed,
-            residents_pb2.ResidentsMerged: events.on_residents_merged,
+            **replica_handlers(),
         },
     )
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from ach.partners.v1 import partners_pb2
-from ach.residents.v1 import residents_pb2
 from ach_events.audit_trail import access_recorded
 from ach_events.consumer import PoisonEvent
 from ach_events.envelope import Envelope
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import outbound_topic
-from ach_events.resident_replica import keep_consent, keep_link, keep_merge
 from ach_events.topics import AUDIT_EVENTS
 from ach_platform.audit import AuditEntry
 from ach_platform.errors import InvalidArgument
@@ -94,18 +92,3 @@ class ScreeningSubscribers:
             duplicate=accepted.duplicate,
         )
         self._outbox.add(session, outbound_topic(partner), answer, key=submission.submitter_screening_id)
-
-    async def on_resident_linked(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentLinked
-    ) -> None:
-        await keep_link(session, event)
-
-    async def on_consent_changed(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ConsentChanged
-    ) -> None:
-        await keep_consent(session, event)
-
-    async def on_residents_merged(
-        self, session: AsyncSession, envelope: Envelope, event: residents_pb2.ResidentsMerged
-    ) -> None:
-        await keep_merge(session, event)

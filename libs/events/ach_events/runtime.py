@@ -93,6 +93,17 @@ class Runtime:
         """Tell the access policy which partners a stored resource of this service belongs to."""
         self.owner_resolvers[resource] = resolver
 
+    def owned_by(self, resource: str, table: type[Any], owners: Callable[[Any], set[str]]) -> None:
+        """The usual resolver, declared: the resource is a row of ``table`` by primary key, and
+        ``owners`` says whose it is (an unknown id: nobody's, the caller learns nothing)."""
+
+        async def resolve(key: str) -> set[str] | None:
+            async with self.sessions() as session:
+                row = await session.get(table, key)
+            return {p for p in owners(row) if p} if row is not None else None
+
+        self.resolve_owners(resource, resolve)
+
     def run_in_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.background.append(task)
 

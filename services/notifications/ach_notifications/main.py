@@ -71,18 +71,8 @@ def wire(runtime: Runtime) -> None:
     runtime.run_in_background(seal_older_secrets)
     runtime.serve(api, notifications_pb2_grpc.add_NotificationServiceServicer_to_server)
 
-    async def channel_owner(channel_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            channel = await session.get(PartnerChannel, channel_id)
-        return {channel.partner_id} if channel else None
-
-    async def delivery_owner(delivery_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            delivery = await session.get(DeliveryRecord, delivery_id)
-        return {delivery.partner_id} if delivery else None
-
-    runtime.resolve_owners("channel", channel_owner)
-    runtime.resolve_owners("delivery", delivery_owner)
+    runtime.owned_by("channel", PartnerChannel, lambda channel: {channel.partner_id})
+    runtime.owned_by("delivery", DeliveryRecord, lambda delivery: {delivery.partner_id})
     runtime.consume(
         [REFERRAL_EVENTS],
         {

@@ -50,20 +50,8 @@ def wire(runtime: Runtime) -> None:
     events = ReferralSubscribers(workflow)
     runtime.serve(api, referrals_pb2_grpc.add_ReferralServiceServicer_to_server)
 
-    async def referral_parties(referral_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            referral = await session.get(ReferralRecord, referral_id)
-        return (
-            {p for p in (referral.source_partner_id, referral.target_partner_id) if p} if referral else None
-        )
-
-    async def referral_source(referral_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            referral = await session.get(ReferralRecord, referral_id)
-        return {referral.source_partner_id} if referral else None
-
-    runtime.resolve_owners("referral", referral_parties)
-    runtime.resolve_owners("referral-source", referral_source)
+    runtime.owned_by("referral", ReferralRecord, lambda r: {r.source_partner_id, r.target_partner_id})
+    runtime.owned_by("referral-source", ReferralRecord, lambda r: {r.source_partner_id})
     runtime.consume(
         [SCREENING_EVENTS, DIRECTORY_SERVICES, RESIDENT_EVENTS],
         {

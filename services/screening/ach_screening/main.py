@@ -40,18 +40,13 @@ def wire(runtime: Runtime) -> None:
         },
     )
 
-    async def screening_owners(screening_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            record = await session.get(ScreeningRecord, screening_id)
-        return {record.submitter_partner_id} if record else None
-
     async def resident_owners(resident_id: str) -> set[str] | None:
         """The partners that have the resident on their books (under any of the person's ids)."""
         async with runtime.sessions() as session:
             owners = await partners_of(session, await same_person_ids(session, resident_id))
         return owners or None
 
-    runtime.resolve_owners("screening", screening_owners)
+    runtime.owned_by("screening", ScreeningRecord, lambda record: {record.submitter_partner_id})
     runtime.resolve_owners("resident", resident_owners)
 
 

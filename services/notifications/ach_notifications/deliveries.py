@@ -114,7 +114,7 @@ class DeliveryWorker:
                     await asyncio.sleep(1)
                 # Fewer found than there was room for: nothing more is due now. What comes due wakes
                 # it (a commit, an outcome landing: a later delivery may have waited for it).
-                if started < room or not started:
+                if not started or started < room:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(await self._idle_s()):
                             await self._woken()
@@ -177,8 +177,8 @@ class DeliveryWorker:
 
     async def _idle_s(self) -> float:
         """How long to sleep: until the next retry comes due, at most poll_s. (Deliveries due already
-        but not taken, in flight or waiting for an earlier one, are looked at again after a step
-        that worked, or at poll_s.)"""
+        but not taken, waiting for an earlier one, are looked at again when an outcome lands, or at
+        poll_s.)"""
         now = utc_now()
         async with self._sessions() as session:
             found = await session.exec(

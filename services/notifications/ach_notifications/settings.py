@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from ach_platform.settings import ConfigError
 
 from ach_notifications import domain
-from ach_notifications.destinations import (
-    DestinationPolicy,
-)
+from ach_notifications.destinations import DestinationPolicy
 
 
 @dataclass(frozen=True)

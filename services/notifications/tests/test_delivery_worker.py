@@ -269,7 +269,7 @@ async def test_a_slow_endpoint_holds_up_none_of_the_other_deliveries(
             await asyncio.sleep(0.02)
 
     step = asyncio.create_task(worker.step())
-    await asyncio.to_thread(held_endpoint.arrived.wait, 10)
+    assert await asyncio.to_thread(held_endpoint.arrived.wait, 10), "the slow endpoint was not called"
     await wait_for(lambda: delivered(first))
     assert not step.done() and not await delivered([held])
     held_endpoint.release.set()
@@ -281,7 +281,7 @@ async def test_a_slow_endpoint_holds_up_none_of_the_other_deliveries(
     [held] = await add_deliveries(sessions, slow, 1)
     running = asyncio.create_task(worker.run())
     try:
-        await asyncio.to_thread(held_endpoint.arrived.wait, 10)
+        assert await asyncio.to_thread(held_endpoint.arrived.wait, 10), "the slow endpoint was not called"
         later = await add_deliveries(sessions, fast, 5)  # claimed while the slow one is in flight
         worker.new_deliveries.set()
         await wait_for(lambda: delivered(later))

@@ -14,8 +14,8 @@ Secrets are never logged: ``describe()`` names the protocol, mechanism and user 
 
 from __future__ import annotations
 
-import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,8 +23,7 @@ from typing import Any
 
 from ach_platform.settings import ConfigError
 
-PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
-MECHANISMS = frozenset({"SCRAM-SHA-256", "SCRAM-SHA-512"})
+from ach_events.settings import KafkaSecuritySettings
 
 
 @dataclass(frozen=True)
@@ -46,20 +45,11 @@ class KafkaSecurity:
         return self.protocol in {"SSL", "SASL_SSL"}
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> KafkaSecurity:
-        env = dict(os.environ) if env is None else env
-        protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
-        if protocol not in PROTOCOLS:
-            raise ConfigError(
-                f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(sorted(PROTOCOLS))}"
-            )
-        mechanism = env.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper()
-        if mechanism not in MECHANISMS:
-            raise ConfigError(
-                f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(sorted(MECHANISMS))}"
-            )
-        password = env.get("KAFKA_SASL_PASSWORD", "")
-        password_file = env.get("KAFKA_SASL_PASSWORD_FILE", "")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
+        given = KafkaSecuritySettings.load(env)
+        protocol = given.kafka_security_protocol
+        password = given.kafka_sasl_password.get_secret_value()
+        password_file = given.kafka_sasl_password_file
         if password_file:
             try:
                 password = Path(password_file).read_text().strip()
@@ -67,12 +57,12 @@ class KafkaSecurity:
                 raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {password_file}: {exc.strerror}") from None
         security = cls(
             protocol=protocol,
-            mechanism=mechanism,
-            username=env.get("KAFKA_SASL_USERNAME", ""),
+            mechanism=given.kafka_sasl_mechanism,
+            username=given.kafka_sasl_username,
             password=password,
-            cafile=env.get("KAFKA_SSL_CAFILE", ""),
-            certfile=env.get("KAFKA_SSL_CERTFILE", ""),
-            keyfile=env.get("KAFKA_SSL_KEYFILE", ""),
+            cafile=given.kafka_ssl_cafile,
+            certfile=given.kafka_ssl_certfile,
+            keyfile=given.kafka_ssl_keyfile,
         )
         if security.sasl and not (security.username and security.password):
             raise ConfigError(

@@ -12,7 +12,6 @@ import asyncio
 import gc
 import importlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -40,6 +39,7 @@ from ach_events.outbox import Outbox
 from ach_events.partners import PartnerReplica
 from ach_events.pruning import Pruner
 from ach_events.relay import OutboxRelay
+from ach_events.settings import BackboneSettings
 from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -145,15 +145,9 @@ class ServiceDefinition:
 
 
 def keeping_periods() -> tuple[timedelta, timedelta]:
-    """How long published outbox rows and consumed events' inbox rows are kept (OUTBOX_KEEP_DAYS,
-    7 by default; INBOX_KEEP_DAYS, 30: longer than any redelivery)."""
-    periods = []
-    for name, default in (("OUTBOX_KEEP_DAYS", "7"), ("INBOX_KEEP_DAYS", "30")):
-        text = os.environ.get(name, default).strip()
-        if not text.isdigit() or not 1 <= int(text) <= 3650:
-            raise ConfigError(f"{name}={text[:20]!r}: a whole number of days from 1 to 3650")
-        periods.append(timedelta(days=int(text)))
-    return periods[0], periods[1]
+    """How long published outbox rows and consumed events' inbox rows are kept."""
+    settings = BackboneSettings.load()
+    return timedelta(days=settings.outbox_keep_days), timedelta(days=settings.inbox_keep_days)
 
 
 class RunningService:

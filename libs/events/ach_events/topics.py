@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ach_platform.settings import ConfigError
+from ach_platform.settings import kafka_namespace
+
+from ach_events.settings import BackboneSettings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ DAY_MS = 24 * 3600 * 1000
 def namespaced(name: str) -> str:
     """The physical name of a topic or consumer group. ACH_KAFKA_NAMESPACE lets several environments
     (or test runs) share one cluster without seeing each other's events."""
-    namespace = os.environ.get("ACH_KAFKA_NAMESPACE", "")
+    namespace = kafka_namespace()
     return f"{namespace}.{name}" if namespace else name
 
 
@@ -162,10 +163,7 @@ def dead_letter_topic(consumer: str) -> Topic:
 
 
 def dead_letter_retention_days() -> int:
-    text = os.environ.get("ACH_DLQ_RETENTION_DAYS", "7").strip()
-    if not text.isdigit() or not 1 <= int(text) <= 30:
-        raise ConfigError(f"ACH_DLQ_RETENTION_DAYS={text[:20]!r}: a whole number of days from 1 to 30")
-    return int(text)
+    return BackboneSettings.load().dlq_retention_days
 
 
 DOMAIN_TOPICS: tuple[Topic, ...] = (
@@ -192,7 +190,7 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+    replication = BackboneSettings.load().kafka_replication_factor
     deadline = time.monotonic() + timeout_s
     # kafka-python logs every refused connection at ERROR while the broker starts; we say it once,
     # ourselves, if the deadline passes.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ from typing import Any
 import grpc
 import jwt
 from cryptography import x509
+from pydantic import Field
 
 from ach_platform.dev_pki import DEFAULT_AUDIENCE, DEFAULT_ISSUER, PARTNER_URI_PREFIX
 from ach_platform.errors import Unauthenticated
-from ach_platform.settings import ConfigError, data_dir
+from ach_platform.settings import ConfigError, Settings, environment, pki_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +55,32 @@ def principal() -> Principal:
     return found
 
 
-@dataclass(frozen=True)
-class AuthSettings:
-    server_cert: Path
-    server_key: Path
-    client_ca: Path
-    jwks: Path | None
-    issuer: str
-    audience: str
+class AuthSettings(Settings):
+    """The service's TLS identity and whom it trusts: by default the development certificates
+    under ACH_PKI_DIR (make certs)."""
+
+    server_cert: Path = Field(Path(), validation_alias="ACH_TLS_CERT")
+    server_key: Path = Field(Path(), validation_alias="ACH_TLS_KEY")
+    client_ca: Path = Field(Path(), validation_alias="ACH_TLS_CLIENT_CA")
+    jwks: Path | None = Field(None, validation_alias="ACH_JWT_JWKS")
+    issuer: str = Field(DEFAULT_ISSUER, validation_alias="ACH_JWT_ISSUER")
+    audience: str = Field(DEFAULT_AUDIENCE, validation_alias="ACH_JWT_AUDIENCE")
 
     @classmethod
     def from_env(cls) -> AuthSettings:
-        pki = Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki"))
-        settings = cls(
-            server_cert=Path(os.environ.get("ACH_TLS_CERT", pki / "server.pem")),
-            server_key=Path(os.environ.get("ACH_TLS_KEY", pki / "server-key.pem")),
-            client_ca=Path(os.environ.get("ACH_TLS_CLIENT_CA", pki / "partners-ca.pem")),
-            jwks=Path(os.environ.get("ACH_JWT_JWKS", pki / "jwks.json")),
-            issuer=os.environ.get("ACH_JWT_ISSUER", DEFAULT_ISSUER),
-            audience=os.environ.get("ACH_JWT_AUDIENCE", DEFAULT_AUDIENCE),
+        """The settings, each file checked to be there."""
+        pki = pki_dir()
+        settings = cls.load(
+            None,
+            **{
+                field: Path(environment().get(cls.variable(field)) or pki / default)
+                for field, default in (
+                    ("server_cert", "server.pem"),
+                    ("server_key", "server-key.pem"),
+                    ("client_ca", "partners-ca.pem"),
+                    ("jwks", "jwks.json"),
+                )
+            },
         )
         for variable, path in (
             ("ACH_TLS_CERT", settings.server_cert),

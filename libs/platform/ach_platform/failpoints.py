@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 
+from ach_platform.settings import active_failpoint
+
 
 def failpoint(name: str) -> None:
-    if os.environ.get("ACH_FAILPOINT") == name:
+    if active_failpoint() == name:
         # Like SIGKILL: no cleanup, no flush, no graceful anything.
         os._exit(137)

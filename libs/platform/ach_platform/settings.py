@@ -1,20 +1,172 @@
 """Service configuration from the environment, checked once at start-up.
 
-Every setting has an embedded default for the local stack (SQLite files under ``ACH_DATA_DIR``
-and a broker on 127.0.0.1:9092), so a fresh clone runs with no configuration at all. A bad value
-fails fast with one message that names the variable.
+Every service's settings are a class over ``Settings`` (pydantic-settings): one typed field per
+variable, its default, its check. Every setting has an embedded default for the local stack (SQLite
+files under ``ACH_DATA_DIR`` and a broker on 127.0.0.1:9092), so a fresh clone runs with no
+configuration at all. A bad value fails fast with one message that names the variable. Nothing
+outside the settings modules reads the environment.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Self
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable and what is wrong."""
+
+
+_given_environment: ContextVar[Mapping[str, str] | None] = ContextVar("given_environment", default=None)
+
+
+class _GivenEnvironment(EnvSettingsSource):
+    """An environment handed over by the caller (a test, a tool checking a Secret's contents),
+    read instead of the process's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class Settings(BaseSettings):
+    """The base of every service's settings: frozen, unknown variables ignored, a checked field's
+    empty variable the same as an unset one, and ``load()`` turning the first bad value into a
+    ConfigError that names its variable (never quoting a secret)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        given = _given_environment.get()
+        return (init_settings, env_settings if given is None else _GivenEnvironment(settings_cls, given))
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Self:
+        """From the process's environment (or ``environ``); ``values`` win over both."""
+        token = _given_environment.set(environ)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(cls._explain(exc)) from None
+        finally:
+            _given_environment.reset(token)
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable a field is read from."""
+        info = cls.model_fields.get(field)
+        if info is not None and isinstance(info.validation_alias, str):
+            return info.validation_alias.upper()
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+    @classmethod
+    def _explain(cls, exc: ValidationError) -> str:
+        problems = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = cls.variable(field) if field in cls.model_fields else field.upper()
+            info = cls.model_fields.get(field)
+            secret = info is not None and info.annotation in (SecretStr, SecretStr | None)
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            shown = "" if secret else f"={str(error['input'])[:60]!r}"
+            if msg.startswith(("is ", "must ", "needs ")):
+                problems.append(f"{name}{shown} {msg}")
+            else:
+                problems.append(f"{name}{shown}: {msg[:1].lower()}{msg[1:]}")
+        return "; ".join(problems)
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def validate(raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        if not raw.strip():
+            raise PydanticUseDefault()
+        return check(raw.strip())
+
+    return validate
+
+
+def _port_number(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise ValueError("is outside 0-65535")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if value <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def whole_number(low: int, high: int, unit: str = "") -> Callable[[str], int]:
+    """A check for a whole number from low to high (of days, attempts, ...)."""
+    what = f"a whole number{' of ' + unit if unit else ''} from {low} to {high}"
+
+    def check(raw: str) -> int:
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValueError(f"must be {what}")
+        return int(raw)
+
+    return check
+
+
+def at_least(low: float) -> Callable[[str], float]:
+    def check(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if value < low:
+            raise ValueError(f"must be at least {low:g}")
+        return value
+
+    return check
+
+
+Port = Annotated[int, BeforeValidator(_checked(_port_number))]
+Seconds = Annotated[float, BeforeValidator(_checked(_seconds))]
+
+
+def checked(check: Callable[[str], Any]) -> BeforeValidator:
+    """A field's own check of the variable's text (raises ValueError("must ...") / ("is ...")."""
+    return BeforeValidator(_checked(check))
+
+
+def environment() -> Mapping[str, str]:
+    """The environment settings are being read from: the one handed to ``load``, else the process's."""
+    given = _given_environment.get()
+    return os.environ if given is None else given
 
 
 # Fixed, documented default ports of the local stack (README: "Services"), all below Linux's
@@ -55,25 +207,36 @@ def repo_root() -> Path:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("ACH_DATA_DIR", repo_root() / ".data"))
+    """ACH_DATA_DIR: where the local stack keeps its SQLite files, keys and certificates."""
+    return Path(environment().get("ACH_DATA_DIR") or repo_root() / ".data")
 
 
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"{name}={raw!r} is outside 0-65535")
-    return value
+def pki_dir() -> Path:
+    """ACH_PKI_DIR: the development certificates (make certs), by default under ACH_DATA_DIR."""
+    return Path(environment().get("ACH_PKI_DIR") or data_dir() / "pki")
 
 
-def database_url(service: str) -> str:
-    """The service's own database: DATABASE_URL (or <SERVICE>_DATABASE_URL), else a SQLite file."""
-    url = os.environ.get(f"{service.upper()}_DATABASE_URL") or os.environ.get("DATABASE_URL")
+def kafka_namespace() -> str:
+    """ACH_KAFKA_NAMESPACE, read at each use: tests and tools switch namespaces within a process."""
+    return os.environ.get("ACH_KAFKA_NAMESPACE", "")
+
+
+def active_failpoint() -> str:
+    """ACH_FAILPOINT: the place where a test makes the process die (never set in deployments)."""
+    return os.environ.get("ACH_FAILPOINT", "")
+
+
+def _bootstrap_servers(raw: str) -> str:
+    for server in raw.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS entry {server!r} is not host:port")
+    return raw
+
+
+def _database_url(service: str) -> str:
+    env = environment()
+    url = env.get(f"{service.upper()}_DATABASE_URL") or env.get("DATABASE_URL")
     if not url:
         return f"sqlite:///{data_dir() / f'{service}.db'}"
     scheme = urlsplit(url).scheme.split("+")[0]
@@ -84,80 +247,107 @@ def database_url(service: str) -> str:
     return url
 
 
+class BrokerSettings(Settings):
+    """Where the Kafka brokers are (host:port, comma-separated)."""
+
+    kafka_bootstrap_servers: Annotated[str, checked(_bootstrap_servers)] = "127.0.0.1:9092"
+
+
 def kafka_bootstrap_servers() -> str:
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092").strip()
-    for server in servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS entry {server!r} is not host:port")
-    return servers
+    return BrokerSettings.load().kafka_bootstrap_servers
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
+class ServiceSettings(BrokerSettings):
+    """What the service host needs of every service: its database, the broker, its ports."""
+
     service: str
-    database_url: str
-    kafka_bootstrap_servers: str
-    grpc_port: int
-    metrics_port: int
+    # DATABASE_URL (or <SERVICE>_DATABASE_URL), else a SQLite file under ACH_DATA_DIR.
+    database_url: str = Field("", validation_alias="ACH_DATABASE_URL_RESOLVED")
+    grpc_port: Port = 0
+    metrics_port: Port = 0
     # TLS with bearer tokens, for partners that cannot do mTLS (the gRPC port requires a client cert).
-    token_port: int
+    token_port: Port = 0
     # Plaintext, health checks only: kubelet gRPC probes cannot speak TLS.
-    health_port: int
+    health_port: Port = 0
+    http_port: Port = 0  # 0: no HTTP listener
     # How long start-up waits for the broker and the database before giving up.
-    connect_timeout_s: float
-    # Where the local stack finds the other services' gRPC APIs (host:port).
-    peers: dict[str, str]
+    connect_timeout_s: Seconds = Field(20.0, validation_alias="ACH_CONNECT_TIMEOUT_S")
     # How soon a consumer subscribed by pattern sees a new matching topic (a partner's inbound
     # topic provisioned while the gateway runs): Kafka metadata refresh interval.
-    topic_discovery_s: float = 30.0
-    http_port: int = 0  # 0: no HTTP listener
+    topic_discovery_s: Seconds = Field(30.0, validation_alias="ACH_TOPIC_DISCOVERY_S")
+    # Where the local stack finds the other services' gRPC APIs (<NAME>_GRPC_ADDR, host:port).
+    peers: dict[str, str] = Field(default_factory=dict, validation_alias="ACH_PEERS_RESOLVED")
 
+    _PORTS: ClassVar[tuple[str, ...]] = (
+        "grpc_port",
+        "token_port",
+        "health_port",
+        "metrics_port",
+        "http_port",
+    )
+
+    @model_validator(mode="before")
     @classmethod
-    def from_env(cls, service: str) -> ServiceSettings:
+    def _service_defaults(cls, data: Any) -> Any:
+        service = data.get("service")
         if service not in DEFAULT_PORTS:
             raise ConfigError(f"unknown service {service!r}")
         grpc_default, metrics_default = DEFAULT_PORTS[service]
-        timeout = _seconds("ACH_CONNECT_TIMEOUT_S", "20")
-        discovery = _seconds("ACH_TOPIC_DISCOVERY_S", "30")
-        peers = {
-            name: os.environ.get(f"{name.upper()}_GRPC_ADDR", f"127.0.0.1:{ports[0]}")
-            for name, ports in DEFAULT_PORTS.items()
+        grpc_port = _port_or(data.get("grpc_port"), "GRPC_PORT", grpc_default)
+        env = environment()
+        return {
+            **data,
+            "ACH_DATABASE_URL_RESOLVED": _database_url(service),
+            "grpc_port": grpc_port,
+            "token_port": data.get("token_port") or grpc_default + TOKEN_PORT_OFFSET,
+            "health_port": data.get("health_port") or grpc_default + HEALTH_PORT_OFFSET,
+            "metrics_port": data.get("metrics_port") or metrics_default,
+            "http_port": data.get("http_port") or DEFAULT_HTTP_PORTS.get(service, 0),
+            "ACH_PEERS_RESOLVED": {
+                # The service itself (its own command line calling it) on the port it listens on.
+                name: env.get(f"{name.upper()}_GRPC_ADDR")
+                or f"127.0.0.1:{grpc_port if name == service else ports[0]}"
+                for name, ports in DEFAULT_PORTS.items()
+            },
         }
-        ports = {
-            "GRPC_PORT": _port("GRPC_PORT", grpc_default),
-            "TOKEN_PORT": _port("TOKEN_PORT", grpc_default + TOKEN_PORT_OFFSET),
-            "HEALTH_PORT": _port("HEALTH_PORT", grpc_default + HEALTH_PORT_OFFSET),
-            "METRICS_PORT": _port("METRICS_PORT", metrics_default),
-            "HTTP_PORT": _port("HTTP_PORT", DEFAULT_HTTP_PORTS.get(service, 0)),
-        }
+
+    @model_validator(mode="after")
+    def _one_listener_per_port(self) -> Self:
         # One port, one listener: two on the same port would share its connections between them.
         seen: dict[int, str] = {}
-        for name, number in ports.items():
+        for field in self._PORTS:
+            number, name = getattr(self, field), self.variable(field)
             if number and number in seen:
                 raise ConfigError(f"{name} and {seen[number]} are both {number}: each needs its own port")
             seen[number] = name
-        return cls(
-            service=service,
-            database_url=database_url(service),
-            kafka_bootstrap_servers=kafka_bootstrap_servers(),
-            grpc_port=ports["GRPC_PORT"],
-            token_port=ports["TOKEN_PORT"],
-            health_port=ports["HEALTH_PORT"],
-            metrics_port=ports["METRICS_PORT"],
-            http_port=ports["HTTP_PORT"],
-            connect_timeout_s=timeout,
-            peers=peers,
-            topic_discovery_s=discovery,
-        )
+        return self
+
+    @classmethod
+    def from_env(cls, service: str) -> ServiceSettings:
+        return cls.load(service=service)
 
 
-def _seconds(name: str, default: str) -> float:
-    raw = os.environ.get(name, default)
+def _port_or(raw: Any, name: str, default: int) -> Any:
+    # The gRPC port is checked here, before the other ports' defaults are derived from it.
+    if raw is None or raw == "":
+        return default
     try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be more than 0 seconds")
-    return value
+        return _port_number(str(raw).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} {exc}") from None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    if raw.upper() not in LOG_LEVELS:
+        raise ValueError(f"is not one of {', '.join(LOG_LEVELS)}")
+    return raw.upper()
+
+
+class TelemetrySettings(Settings):
+    log_level: Annotated[str, checked(_log_level)] = "INFO"
+    # Traces to an OpenTelemetry collector (OTLP over gRPC), and/or to a file of JSON lines.
+    otel_exporter_otlp_endpoint: str = ""
+    trace_file: str = Field("", validation_alias="ACH_TRACE_FILE")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from prometheus_client import start_http_server
 from pythonjsonlogger.json import JsonFormatter
 
 from ach_platform.errors import withheld_traceback
+from ach_platform.settings import TelemetrySettings
 
 # Log record attributes that must never reach a log line: resident identity and screening answers.
 PHI_FIELDS = frozenset(
@@ -190,7 +190,7 @@ def configure_logging(service: str, stream: TextIO = sys.stderr) -> None:
     handler.addFilter(TraceContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(TelemetrySettings.load().log_level.upper())
     # Client libraries are chatty at INFO about connections; their warnings still come through.
     for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -209,11 +209,12 @@ def setup_telemetry(service: str, metrics_port: int | None) -> int | None:
     _configured = True
     resource = Resource.create({"service.name": f"ach-{service}", "service.namespace": "ach"})
     tracer_provider = TracerProvider(resource=resource)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    settings = TelemetrySettings.load()
+    if settings.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         tracer_provider.add_span_processor(BatchSpanProcessor(PhiScrubbingExporter(OTLPSpanExporter())))
-    trace_file = os.environ.get("ACH_TRACE_FILE")
+    trace_file = settings.trace_file
     if trace_file:
         tracer_provider.add_span_processor(
             SimpleSpanProcessor(PhiScrubbingExporter(JsonLinesSpanExporter(trace_file)))

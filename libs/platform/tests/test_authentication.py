@@ -76,12 +76,12 @@ class Running:
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     pki = create(tmp_path / "pki", ["clinic-1"])
     settings = AuthSettings(
-        pki.server_cert,
-        pki.server_key,
-        pki.partners_ca_cert,
-        pki.jwks,
-        "https://ach.local/issuer",
-        "ach-platform",
+        server_cert=pki.server_cert,
+        server_key=pki.server_key,
+        client_ca=pki.partners_ca_cert,
+        jwks=pki.jwks,
+        issuer="https://ach.local/issuer",
+        audience="ach-platform",
     )
     # Authentication is under test here; the access policy lets any registered partner call.
     partners = {p: PartnerView(p, "cbo", frozenset({"referral-target"}), True) for p in ("clinic-1", "cbo-7")}

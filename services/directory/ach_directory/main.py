@@ -30,6 +30,7 @@ from ach_directory.hsds_files import PackageError, read_source, write_package, w
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
 from ach_directory.projection import affected_services, apply, refresh_summaries, summaries
 from ach_directory.sample_package import generate
+from ach_directory.settings import network_time_zone
 from ach_directory.store import ServiceRecord
 from ach_directory.subscribers import DirectorySubscribers, owners_of
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 def wire(runtime: Runtime) -> None:
     zip_codes.known("00000")  # loaded at start-up (and frozen with it), not on the first search
+    network_time_zone()  # a bad ACH_TIME_ZONE stops the service now, not at the first projection
     api = DirectoryApi(runtime.sessions, runtime.outbox, lambda: runtime.partners)
     runtime.serve(api, directory_pb2_grpc.add_DirectoryServiceServicer_to_server)
 

@@ -5,7 +5,6 @@ version, its search index rows and a ServiceChanged in the same transaction."""
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -32,6 +31,7 @@ from ach_directory.domain.summary import (
     summarize,
 )
 from ach_directory.publishers import publish_service_changed
+from ach_directory.settings import network_time_zone
 from ach_directory.store import (
     HSDS_TABLES,
     ServiceLanguage,
@@ -53,12 +53,6 @@ STATUS = {
     "defunct": directory_pb2.SERVICE_STATUS_DEFUNCT,
     "temporarily closed": directory_pb2.SERVICE_STATUS_TEMPORARILY_CLOSED,
 }
-
-
-def network_time_zone() -> str:
-    """The network's time zone (ACH_TIME_ZONE, an IANA name): for the opening hours of places whose
-    own zone is unknown."""
-    return os.environ.get("ACH_TIME_ZONE", "America/Los_Angeles")
 
 
 @cache

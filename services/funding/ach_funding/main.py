@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ach.funding.v1 import funding_pb2_grpc
@@ -13,12 +12,12 @@ from ach_events.topics import REFERRAL_EVENTS
 
 from ach_funding.api import FundingApi
 from ach_funding.events import FundingEvents
+from ach_funding.settings import FundingSettings
 
 
 def wire(runtime: Runtime) -> None:
-    # Whether referrals a partner sent to itself earn outcome payments (the fund's policy; off).
-    pay_internal = os.environ.get("FUNDING_PAY_INTERNAL_REFERRALS", "false").strip().lower() == "true"
-    events = FundingEvents(runtime.outbox, pay_internal)
+    settings = FundingSettings.load()
+    events = FundingEvents(runtime.outbox, settings.pay_internal_referrals)
     api = FundingApi(runtime.sessions)
     runtime.serve(api, funding_pb2_grpc.add_FundingServiceServicer_to_server)
     runtime.consume([REFERRAL_EVENTS], {referrals_pb2.ReferralStatusChanged: events.on_status_changed})

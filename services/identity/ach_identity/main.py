@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from ach_platform.codes import code_of, value_of
 from ach_platform.database import create_engine, session_factory
 from ach_platform.dev_pki import DevPki
 from ach_platform.grpc_client import partner_channel
-from ach_platform.settings import ConfigError, ServiceSettings, data_dir
+from ach_platform.settings import ConfigError, ServiceSettings, pki_dir
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlmodel import select
@@ -134,10 +133,8 @@ async def relink() -> str:
 
 
 def _registry(as_partner: str) -> identity_pb2_grpc.PartnerRegistryStub:
-    pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
-    address = os.environ.get(
-        "IDENTITY_GRPC_ADDR", f"127.0.0.1:{ServiceSettings.from_env('identity').grpc_port}"
-    )
+    pki = DevPki(pki_dir())
+    address = ServiceSettings.from_env("identity").peers["identity"]
     if not pki.client_cert(as_partner).is_file():
         raise ConfigError(f"no client certificate for {as_partner} in {pki.directory}")
     channel = partner_channel(
@@ -206,10 +203,8 @@ def audit_export(args: argparse.Namespace) -> int:
     """Every matching record as one JSON object a line, oldest first, page by page."""
     from google.protobuf.json_format import MessageToDict
 
-    pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
-    address = os.environ.get(
-        "IDENTITY_GRPC_ADDR", f"127.0.0.1:{ServiceSettings.from_env('identity').grpc_port}"
-    )
+    pki = DevPki(pki_dir())
+    address = ServiceSettings.from_env("identity").peers["identity"]
     channel = partner_channel(
         address, pki.ca_cert, cert=pki.client_cert(args.as_partner), key=pki.client_key(args.as_partner)
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -69,10 +68,6 @@ class DestinationPolicy:
                     ) from None
                 hosts.add(entry.lower())
         return cls(tuple(networks), frozenset(hosts))
-
-    @classmethod
-    def from_env(cls) -> DestinationPolicy:
-        return cls.parse(os.environ.get("NOTIFY_WEBHOOK_ALLOWLIST", ""))
 
     def allows_address(self, ip: IPAddress) -> bool:
         if any(ip in n for n in self.networks if n.version == ip.version):

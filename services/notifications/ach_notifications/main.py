@@ -4,7 +4,6 @@ worker (webhooks, e-mail), serves partners' channels and the delivery log."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from ach.notifications.v1 import notifications_pb2_grpc
@@ -13,15 +12,12 @@ from ach.residents.v1 import residents_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
-from ach_platform.settings import ConfigError
-from ach_platform.vocabulary import NEED_DOMAINS
 
-from ach_notifications import domain
 from ach_notifications.api import NotificationApi
 from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.residents import IdentityContacts
 from ach_notifications.sealing import SecretBox
-from ach_notifications.settings import DeliverySettings
+from ach_notifications.settings import NotificationSettings
 from ach_notifications.store import DeliveryRecord, PartnerChannel, seal_stored_secrets
 from ach_notifications.subscribers import NotificationSubscribers
 
@@ -29,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def wire(runtime: Runtime) -> None:
-    settings = DeliverySettings.from_env()
-    coordinator = os.environ.get("NOTIFY_COORDINATOR", "ach-backbone")
-    residents = IdentityContacts.from_env(coordinator, settings.timeout_s)
+    config = NotificationSettings.load()
+    settings = config.delivery()
+    coordinator = config.coordinator
+    residents = IdentityContacts.from_settings(config)
     if residents is None:
         log.warning("messages to residents are off: NOTIFY_IDENTITY_ADDRESS is not set")
 
@@ -39,7 +36,7 @@ def wire(runtime: Runtime) -> None:
         known = runtime.partners.get(partner_id) if runtime.partners else None
         return known.name if known and known.name else partner_id
 
-    box = SecretBox.from_env()
+    box = SecretBox.from_file(config.secrets_key_file)
     worker = DeliveryWorker(
         runtime.sessions,
         runtime.outbox,
@@ -48,18 +45,12 @@ def wire(runtime: Runtime) -> None:
         organization_name=organization_name,
         box=box,
     )
-    silent = os.environ.get("NOTIFY_RESIDENT_SILENT_DOMAINS")
-    unknown = sorted({d.strip() for d in (silent or "").split(",") if d.strip()} - NEED_DOMAINS)
-    if unknown:
-        raise ConfigError(f"NOTIFY_RESIDENT_SILENT_DOMAINS: not need domain codes: {', '.join(unknown)}")
     events = NotificationSubscribers(
         runtime.outbox,
         coordinator,
         worker.new_deliveries,
         message_residents=residents is not None,
-        silent_domains=domain.DEFAULT_SILENT_DOMAINS
-        if silent is None
-        else frozenset(d.strip() for d in silent.split(",") if d.strip()),
+        silent_domains=config.silent_domains(),
     )
     api = NotificationApi(runtime.sessions, destinations=settings.destinations, box=box)
 

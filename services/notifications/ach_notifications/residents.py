@@ -3,16 +3,15 @@ address is never stored here, never put in an event, a log or a trace)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
-from ach_platform.dev_pki import DevPki
 from ach_platform.grpc_client import partner_aio_channel
-from ach_platform.settings import ConfigError, data_dir
+
+from ach_notifications.settings import NotificationSettings
 
 CHANNELS = {residents_pb2.CONTACT_CHANNEL_SMS: "sms", residents_pb2.CONTACT_CHANNEL_EMAIL: "email"}
 
@@ -42,23 +41,13 @@ class IdentityContacts:
         self._timeout_s = timeout_s
 
     @classmethod
-    def from_env(cls, coordinator: str, timeout_s: float) -> IdentityContacts | None:
+    def from_settings(cls, settings: NotificationSettings) -> IdentityContacts | None:
         """None without NOTIFY_IDENTITY_ADDRESS: then no message to a resident is queued."""
-        address = os.environ.get("NOTIFY_IDENTITY_ADDRESS", "")
-        if not address:
+        client = settings.identity_client()
+        if client is None:
             return None
-        pki = DevPki(Path(os.environ.get("ACH_PKI_DIR", data_dir() / "pki")))
-        cert = Path(os.environ.get("NOTIFY_CLIENT_CERT", pki.client_cert(coordinator)))
-        key = Path(os.environ.get("NOTIFY_CLIENT_KEY", pki.client_key(coordinator)))
-        ca = Path(os.environ.get("ACH_TLS_SERVER_CA", pki.ca_cert))  # the identity service's issuer
-        for variable, path in (
-            ("NOTIFY_CLIENT_CERT", cert),
-            ("NOTIFY_CLIENT_KEY", key),
-            ("ACH_TLS_SERVER_CA", ca),
-        ):
-            if not path.is_file():
-                raise ConfigError(f"{variable}: no file at {path} (messages to residents need it)")
-        return cls(address, ca, cert, key, timeout_s)
+        address, ca, cert, key = client
+        return cls(address, ca, cert, key, settings.timeout_s)
 
     async def __call__(self, resident_id: str, referral_id: str) -> ResidentAddress:
         request = residents_pb2.GetResidentContactRequest(resident_id=resident_id, referral_id=referral_id)

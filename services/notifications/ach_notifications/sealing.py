@@ -26,9 +26,9 @@ class SecretBox:
             raise ConfigError("NOTIFY_SECRETS_KEY_FILE: every line must be a Fernet key") from None
 
     @classmethod
-    def from_env(cls) -> SecretBox:
-        """NOTIFY_SECRETS_KEY_FILE; without it, a key made once under ACH_DATA_DIR (local use)."""
-        given = os.environ.get("NOTIFY_SECRETS_KEY_FILE", "")
+    def from_file(cls, given: str) -> SecretBox:
+        """The keys in NOTIFY_SECRETS_KEY_FILE; without it, a key made once under ACH_DATA_DIR
+        (local use)."""
         path = Path(given) if given else data_dir() / "notify-secrets.key"
         if not given and not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

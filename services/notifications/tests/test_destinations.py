@@ -16,6 +16,7 @@ from ach_notifications.destinations import (
     registration_problem,
 )
 from ach_notifications.sealing import SecretBox, SecretUnreadable
+from ach_notifications.settings import NotificationSettings
 from ach_platform.settings import ConfigError
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography.fernet import Fernet
@@ -114,7 +115,7 @@ def test_secrets_are_sealed_with_the_first_key_and_open_with_any(
     keys = tmp_path / "keys"
     keys.write_text(f"{new.decode()}\n{old.decode()}\n")
     monkeypatch.setenv("NOTIFY_SECRETS_KEY_FILE", str(keys))
-    assert SecretBox.from_env().open(before) == "s3cret"
+    assert SecretBox.from_file(NotificationSettings.load().secrets_key_file).open(before) == "s3cret"
     keys.write_text("not a key\n")
     with pytest.raises(ConfigError, match="NOTIFY_SECRETS_KEY_FILE"):
-        SecretBox.from_env()
+        SecretBox.from_file(NotificationSettings.load().secrets_key_file)

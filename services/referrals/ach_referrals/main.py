@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -25,26 +24,20 @@ from ach_events.topics import (
 )
 from ach_platform.settings import ConfigError, ServiceSettings
 
-from ach_referrals import domain
 from ach_referrals.api import ReferralApi
 from ach_referrals.mend import ReroutePolicies, mend_targets
+from ach_referrals.settings import ReferralSettings
 from ach_referrals.store import ReferralRecord
 from ach_referrals.subscribers import ReferralSubscribers
-from ach_referrals.timers import TimerWorker, timer_policy_from_env
+from ach_referrals.timers import TimerWorker
 from ach_referrals.workflow import ReferralWorkflow
 
 
-def reroute_policies_from_env() -> tuple[domain.ReroutePolicy, dict[str, domain.ReroutePolicy]]:
-    try:
-        return domain.parse_reroute_policies(os.environ.get("REFERRAL_REROUTE_POLICY", "automatic"))
-    except ValueError as exc:
-        raise ConfigError(f"REFERRAL_REROUTE_POLICY: {exc}") from None
-
-
 def wire(runtime: Runtime) -> None:
-    default, by_domain = reroute_policies_from_env()
+    settings = ReferralSettings.load()
+    default, by_domain = settings.reroute_policy
     workflow = ReferralWorkflow(
-        runtime.outbox, default, by_domain, timer_policy_from_env(), partners=lambda: runtime.partners
+        runtime.outbox, default, by_domain, settings.timers, partners=lambda: runtime.partners
     )
     api = ReferralApi(runtime.sessions, workflow)
     events = ReferralSubscribers(workflow)
@@ -87,11 +80,12 @@ def mend_cli(argv: list[str]) -> int:
     parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     args = parser.parse_args(argv)
     try:
-        default, by_domain = reroute_policies_from_env()
+        settings = ReferralSettings.load()
+        default, by_domain = settings.reroute_policy
         report = asyncio.run(
             mend_targets(
                 ServiceSettings.from_env(DEFINITION.name),
-                ReroutePolicies(default, by_domain, timer_policy_from_env()),
+                ReroutePolicies(default, by_domain, settings.timers),
                 dry_run=args.dry_run,
             )
         )

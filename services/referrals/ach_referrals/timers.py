@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import datetime
 
 from ach.referrals.v1 import referrals_pb2
 from ach_platform.clock import as_utc, to_timestamp, utc_now
-from ach_platform.settings import ConfigError
 from opentelemetry import metrics, trace
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -31,25 +29,6 @@ tracer = trace.get_tracer("ach_referrals.timers")
 fired = metrics.get_meter("ach_referrals.timers").create_counter(
     "ach_referrals_timers_fired", unit="{timer}", description="Referral timers fired, by kind"
 )
-
-
-def timer_policy_from_env() -> domain.TimerPolicy:
-    """REFERRAL_REMINDERS (e.g. ``24h,48h,1w``), REFERRAL_ACCEPT_WITHIN (``72h``),
-    REFERRAL_ESCALATE_AFTER (``10d``); a bad value is a ConfigError naming it."""
-    default = domain.TimerPolicy()
-    try:
-        reminders = os.environ.get("REFERRAL_REMINDERS")
-        accept = os.environ.get("REFERRAL_ACCEPT_WITHIN")
-        escalate = os.environ.get("REFERRAL_ESCALATE_AFTER")
-        return domain.TimerPolicy(
-            reminders=tuple(sorted(domain.parse_duration(r) for r in reminders.split(",") if r.strip()))
-            if reminders is not None
-            else default.reminders,
-            accept_within=domain.parse_duration(accept) if accept else default.accept_within,
-            escalate_after=domain.parse_duration(escalate) if escalate else default.escalate_after,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"referral timers: {exc}") from None
 
 
 class TimerWorker:

@@ -86,12 +86,12 @@ async def api(
         return {r.source_partner_id, r.target_partner_id} if r else None
 
     auth = AuthSettings(
-        dev_pki.server_cert,
-        dev_pki.server_key,
-        dev_pki.partners_ca_cert,
-        dev_pki.jwks,
-        "https://ach.local/issuer",
-        "ach-platform",
+        server_cert=dev_pki.server_cert,
+        server_key=dev_pki.server_key,
+        client_ca=dev_pki.partners_ca_cert,
+        jwks=dev_pki.jwks,
+        issuer="https://ach.local/issuer",
+        audience="ach-platform",
     )
     server = GrpcServer(
         0,

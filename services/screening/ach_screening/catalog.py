@@ -4,7 +4,6 @@ any in ``SCREENING_INSTRUMENTS_DIR``. A new instrument is a new file, not new co
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,11 @@ def instrument_files(directories: Iterable[Path]) -> list[Path]:
     return sorted(p for d in directories for p in d.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
-def load_catalog(extra_dir: str | None = None) -> Mapping[tuple[str, str], Instrument]:
-    """Every instrument by (id, version). Raises InstrumentError on the first bad file, or when two
-    files define the same instrument version."""
+def load_catalog(extra_dir: str = "") -> Mapping[tuple[str, str], Instrument]:
+    """Every instrument by (id, version): the shipped ones and those in ``extra_dir``. Raises
+    InstrumentError on the first bad file, or when two files define the same instrument version."""
     directories = [SHIPPED]
-    extra = extra_dir if extra_dir is not None else os.environ.get("SCREENING_INSTRUMENTS_DIR", "")
+    extra = extra_dir
     if extra:
         path = Path(extra)
         if not path.is_dir():

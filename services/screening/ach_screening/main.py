@@ -19,13 +19,14 @@ from ach_screening.api import ScreeningApi
 from ach_screening.catalog import load_catalog, read_instrument
 from ach_screening.domain import InstrumentError
 from ach_screening.intake import ScreeningIntake
+from ach_screening.settings import ScreeningSettings
 from ach_screening.store import ScreeningRecord, partners_of
 from ach_screening.subscribers import ScreeningSubscribers
 
 
 def wire(runtime: Runtime) -> None:
     try:
-        instruments = load_catalog()
+        instruments = load_catalog(ScreeningSettings.load().instruments_dir)
     except InstrumentError as exc:
         raise ConfigError(f"instrument definitions rejected:\n{exc}") from None
     intake = ScreeningIntake(runtime.outbox, instruments)

@@ -1,5 +1,5 @@
 """Write a new Alembic migration for one service by comparing its tables with a scratch database
-migrated to head:  python scripts/new_migration.py <service> "<message>"   (make migration)."""
+migrated to its heads:  python scripts/new_migration.py <service> "<message>"   (make migration)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,21 @@ def main() -> None:
     service, message = sys.argv[1], sys.argv[2]
     package = importlib.import_module(f"ach_{service}")
     assert package.__file__, f"ach_{service} is not a package on disk"
-    script_location = Path(package.__file__).parent / "migrations"
+    migrations_dir = Path(package.__file__).parent / "migrations"
     with tempfile.TemporaryDirectory() as scratch:
-        config = alembic_config(script_location, f"sqlite:///{scratch}/scratch.db")
-        command.upgrade(config, "head")
-        versions = sorted((script_location / "versions").glob("*.py"))
-        rev_id = f"{len(versions) + 1:04d}"
-        command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+        config = alembic_config(migrations_dir, f"sqlite:///{scratch}/scratch.db")
+        command.upgrade(config, "heads")
+        versions = migrations_dir / "versions"
+        rev_id = f"{len(sorted(versions.glob('*.py'))) + 1:04d}"
+        # On the service's own branch, in its own versions/ (the library branches are the libraries').
+        command.revision(
+            config,
+            message=message,
+            autogenerate=True,
+            rev_id=rev_id,
+            head=f"{service}@head",
+            version_path=str(versions),
+        )
 
 
 if __name__ == "__main__":

@@ -7,10 +7,6 @@ Create Date: 2026-12-01 11:08:01.671104
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-import sqlmodel
-from alembic import op
-
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -18,12 +14,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("outbox_event", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("set_aside_reason", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True)
-        )
+    pass  # now the backbone branch's (ach_events/migrations/backbone)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outbox_event", schema=None) as batch_op:
-        batch_op.drop_column("set_aside_reason")
+    pass

@@ -13,7 +13,7 @@ from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("referrals",)
 depends_on: str | Sequence[str] | None = None
 
 
@@ -30,35 +30,6 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("service_id"),
     )
-    op.create_table(
-        "inbox_event",
-        sa.Column("consumer", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("event_type", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("topic", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("partition", sa.Integer(), nullable=False),
-        sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column("processed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
-    op.create_table(
-        "outbox_event",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
-        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
-        sa.Column("topic", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("event_type", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("headers", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("published_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("event_id"),
-    )
-    with op.batch_alter_table("outbox_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_event_published_at"), ["published_at"], unique=False)
 
     op.create_table(
         "referral",
@@ -114,10 +85,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_referral_need_id"))
 
     op.drop_table("referral")
-    with op.batch_alter_table("outbox_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_event_published_at"))
 
-    op.drop_table("outbox_event")
-    op.drop_table("inbox_event")
     op.drop_table("directory_service_replica")
     # ### end Alembic commands ###

@@ -19,37 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Columns added to existing rows get server defaults: screenings scored before keep empty findings.
-    op.create_table(
-        "consent_replica",
-        sa.Column("consent_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
-        sa.Column("resident_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("need_domains", sa.JSON(), nullable=False),
-        sa.Column("partner_ids", sa.JSON(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("given_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("consent_id"),
-    )
-    with op.batch_alter_table("consent_replica", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_consent_replica_resident_id"), ["resident_id"], unique=False)
 
-    op.create_table(
-        "resident_alias",
-        sa.Column("merged_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("survivor_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.PrimaryKeyConstraint("merged_id"),
-    )
-    with op.batch_alter_table("resident_alias", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_resident_alias_survivor_id"), ["survivor_id"], unique=False)
-
-    op.create_table(
-        "resident_link_replica",
-        sa.Column("resident_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("partner_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("linked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("resident_id", "partner_id"),
-    )
     op.create_table(
         "screening_demographics",
         sa.Column("screening_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -108,13 +78,5 @@ def downgrade() -> None:
         batch_op.drop_column("findings")
 
     op.drop_table("screening_demographics")
-    op.drop_table("resident_link_replica")
-    with op.batch_alter_table("resident_alias", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_resident_alias_survivor_id"))
 
-    op.drop_table("resident_alias")
-    with op.batch_alter_table("consent_replica", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_consent_replica_resident_id"))
-
-    op.drop_table("consent_replica")
     # ### end Alembic commands ###

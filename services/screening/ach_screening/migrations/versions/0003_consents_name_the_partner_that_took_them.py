@@ -7,10 +7,6 @@ Create Date: 2026-12-01 10:30:20.512420
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-import sqlmodel
-from alembic import op
-
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -18,19 +14,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Consents replicated before are kept as from nobody in particular: the identity service, which
-    # decides every share, has the partner for each of them.
-    with op.batch_alter_table("consent_replica", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "recorded_by_partner_id",
-                sqlmodel.sql.sqltypes.AutoString(length=64),
-                server_default="",
-                nullable=False,
-            )
-        )
+    pass  # now the resident replica branch's (ach_events/migrations/resident_replica)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("consent_replica", schema=None) as batch_op:
-        batch_op.drop_column("recorded_by_partner_id")
+    pass

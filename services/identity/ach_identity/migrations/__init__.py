@@ -1,0 +1,8 @@
+"""The identity service's schema: its own revisions (versions/) and the library branches it includes."""
+
+from pathlib import Path
+
+from ach_events.migrations import BACKBONE
+from ach_platform.migrations import Schema
+
+SCHEMA = Schema("identity", Path(__file__).parent / "versions", ("ach_identity.store",), (BACKBONE,))

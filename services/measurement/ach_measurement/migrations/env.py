@@ -1,9 +1,0 @@
-"""Alembic environment of the measurement service (the wiring is shared: ach_platform.migrations)."""
-
-import ach_events.inbox
-import ach_events.outbox  # noqa: F401
-import ach_measurement.store  # noqa: F401  (registers the service's tables for autogenerate)
-from ach_platform.migrations import run_env
-from sqlmodel import SQLModel
-
-run_env(SQLModel.metadata)

@@ -87,7 +87,7 @@ test-infra:
 	@if [ -z "$${TEST_DATABASE_URL:-}" ]; then scripts/postgres/server.sh start; fi
 
 .PHONY: test
-test: setup protos-check asyncapi-check lint helm-check test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
+test: setup protos-check asyncapi-check lint helm-check image-check-sample test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
 	  $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -98,6 +98,14 @@ bench: setup test-infra ## benchmarks: prints a table and writes bench/results.j
 .PHONY: helm-check
 helm-check: setup ## render the Helm chart and validate every manifest strictly (builds helm with go install)
 	scripts/helm_check.sh
+
+.PHONY: image-check image-check-sample
+IMAGE_CHECK_SERVICES ?=
+image-check-sample: setup ## image-check for one service (make test: the Dockerfile is the same for all)
+	$(PY) scripts/image_check.py screening
+
+image-check: setup ## build service images' contents as services/Dockerfile says, without Docker, and run them (all, or IMAGE_CHECK_SERVICES)
+	$(PY) scripts/image_check.py $(IMAGE_CHECK_SERVICES)
 
 .PHONY: certs
 certs: setup ## create the local stack's development CA and partner certificates (.data/pki); make run does it too

@@ -19,9 +19,26 @@ fi
 
 out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
 "$helm" lint --strict "$chart" >/dev/null
+"$helm" lint --strict "$chart" -f "$chart/values-local.yaml" >/dev/null
 "$helm" template ach "$chart" --namespace ach > "$out/default.yaml"
-"$helm" template ach "$chart" --namespace ach --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
-  --set services.screening.image=registry.example/ach-screening@sha256:0000 \
-  --set screening.instrumentsConfigMap=ach-instruments --set residentMessages.coordinatorCertSecret=ach-coordinator-tls \
-  --set residentMessages.smsTokenSecret=ach-sms-gateway > "$out/monitoring.yaml"
-"$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/monitoring.yaml"
+"$helm" template ach "$chart" --namespace ach -f "$chart/examples/production.yaml" \
+  --set services.screening.image=registry.example/ach-screening@sha256:0000 > "$out/production.yaml"
+"$helm" template ach "$chart" --namespace ach -f "$chart/values-local.yaml" > "$out/local.yaml"
+
+# values.schema.json is strict: an unknown key or a wrong type fails, naming it.
+refused() {  # refused <what the error must name> <helm args...>
+  local expect="$1"; shift
+  if "$helm" template ach "$chart" "$@" > /dev/null 2> "$out/error.txt"; then
+    echo "helm-check: values accepted that must be refused: $*" >&2; exit 1
+  fi
+  if ! grep -q -- "$expect" "$out/error.txt"; then
+    echo "helm-check: the error for $* does not name $expect:" >&2; cat "$out/error.txt" >&2; exit 1
+  fi
+}
+refused replicass --set services.screening.replicass=3
+refused grpcPort --set services.referrals.grpcPort=seven
+refused colour --set colour=blue
+refused securityProtocol --set kafka.securityProtocol=KERBEROS
+refused "one replica" -f "$chart/values-local.yaml" --set services.identity.replicas=2
+
+"$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/production.yaml" "$out/local.yaml"

@@ -17,14 +17,48 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* Settings every service reads; the database URL comes from the Secret. */}}
+{{/* A service's own variables: its ports, its database (from the Secret, unless embedded), its
+Kafka principal, and the env of its values entry (values templated). list: root, name, entry. */}}
 {{- define "ach.env" -}}
+{{- $root := index . 0 -}}{{- $name := index . 1 -}}{{- $svc := index . 2 -}}
+- name: GRPC_PORT
+  value: {{ $svc.grpcPort | quote }}
+- name: METRICS_PORT
+  value: {{ $svc.metricsPort | quote }}
+- name: TOKEN_PORT
+  value: {{ add $svc.grpcPort $root.Values.auth.tokenPortOffset | quote }}
+- name: HEALTH_PORT
+  value: {{ add $svc.grpcPort $root.Values.auth.healthPortOffset | quote }}
+- name: HTTP_PORT
+  value: {{ $svc.httpPort | default 0 | quote }}
+{{- include "ach.databaseEnv" (list $root $name) }}
+{{- if hasPrefix "SASL_" $root.Values.kafka.securityProtocol }}
+- name: KAFKA_SASL_USERNAME
+  value: ach-{{ $name }}
+- name: KAFKA_SASL_PASSWORD_FILE
+  value: /etc/ach/kafka/password
+{{- end }}
+{{- range $svc.env }}
+- name: {{ .name }}
+  {{- if hasKey . "valueFrom" }}
+  valueFrom:
+    {{- toYaml .valueFrom | nindent 4 }}
+  {{- else }}
+  value: {{ tpl (toString .value) $root | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* DATABASE_URL from the Secret (nothing when the database is embedded: SQLite in the pod). */}}
+{{- define "ach.databaseEnv" -}}
 {{- $root := index . 0 -}}{{- $name := index . 1 -}}
+{{- if not $root.Values.database.embedded }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ $root.Values.database.existingSecret }}
       key: {{ $name }}-database-url
+{{- end }}
 {{- end -}}
 
 {{- define "ach.securityContext" -}}

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 import grpc
 from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
-from ach_events.resident_replica import on_books_of
 from ach_platform import zip_codes
 from ach_platform.audit import note_resource
 from ach_platform.auth import principal
@@ -31,10 +29,11 @@ from ach_referrals import domain, fhir
 from ach_referrals.mappers import (
     outcome_from_proto,
     outcome_to_proto,
-    resident_facts,
     status_from_proto,
     status_to_proto,
 )
+from ach_referrals.placement import ReferralAsk, place
+from ach_referrals.status_changes import move
 from ach_referrals.store import ReferralRecord, history_of, referrals_of_party
 from ach_referrals.workflow import ReferralWorkflow
 
@@ -95,103 +94,21 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
             problems.append(FieldViolation("resident_available_at", "must not be in the past"))
         if problems:
             raise InvalidArgument(problems)
-        source, now, language = principal().partner_id, utc_now(), request.language or "en"
-        age = request.resident_age if request.HasField("resident_age") else None
-        facts = resident_facts(request.resident_zip, age, available_at)
+        ask = ReferralAsk(
+            source_partner_id=principal().partner_id,
+            source_user_id=principal().user_id,
+            resident_id=request.resident_id,
+            need_domain=request.need_domain,
+            language=request.language or "en",
+            screening_id=request.screening_id,
+            target_service_id=request.target_service_id,
+            informational=request.informational,
+            zip_code=request.resident_zip,
+            age=request.resident_age if request.HasField("resident_age") else None,
+            available_at=available_at,
+        )
         async with self._sessions() as session, session.begin():
-            # Only for a resident the source has on its own books: knowing an id (from a notification,
-            # a shared screen) gives no one the right to refer that person, or to be paid for it.
-            if not await on_books_of(session, source, request.resident_id):
-                raise FailedPrecondition(
-                    f"resident {request.resident_id} is not on {source}'s books: register the resident"
-                    " with the resident index first",
-                    violation_type="RESIDENT_NOT_REGISTERED",
-                    subject=request.resident_id,
-                )
-            ranked = domain.rank_targets(
-                await self._workflow.candidates(session), request.need_domain, language, facts
-            )
-            if request.target_service_id:
-                ranked = [m for m in ranked if m.service.service_id == request.target_service_id]
-                if not ranked:
-                    raise InvalidArgument.of(
-                        "target_service_id",
-                        f"{request.target_service_id} is not an active service for {request.need_domain}",
-                    )
-            if not ranked:
-                raise FailedPrecondition(
-                    f"no active service for {request.need_domain}",
-                    violation_type="NO_TARGET",
-                    subject=request.need_domain,
-                )
-            chosen = ranked[0]
-            if request.informational:
-                # The resident is given the service's details; nothing goes to its organization.
-                referral = await self._workflow.refer_informationally(
-                    session,
-                    chosen,
-                    now,
-                    resident_id=request.resident_id,
-                    need_domain=request.need_domain,
-                    source_partner_id=source,
-                    language=language,
-                    screening_id=request.screening_id,
-                    reason="informational: the source gave the resident the service's details",
-                    actor_partner_id=source,
-                    actor_user_id=principal().user_id,
-                    zip_code=request.resident_zip,
-                    age=age,
-                    available_at=available_at,
-                )
-                note_resource("resident_id", referral.resident_id)
-                return to_proto(referral)
-            # Only a network partner receives a referral; any other service is information only.
-            partners = [m for m in ranked if m.service.takes_referrals]
-            if not partners:
-                if request.target_service_id:
-                    raise InvalidArgument.of(
-                        "target_service_id",
-                        f"{request.target_service_id} is a service of an organization that is no network"
-                        " partner: refer informationally (informational) to give the resident its details",
-                    )
-                raise FailedPrecondition(
-                    f"no network partner serves {request.need_domain}: an informational referral gives"
-                    " the resident a service's details",
-                    violation_type="NO_PARTNER",
-                    subject=request.need_domain,
-                )
-            # A hand-off shares the resident with the CBO: only under a consent covering it.
-            consents = await self._workflow.consents(session, request.resident_id, source)
-            covered = domain.proposals(
-                [m.service for m in partners], request.need_domain, language, consents, now, resident=facts
-            )
-            if not covered:
-                raise FailedPrecondition(
-                    f"the resident's consent does not cover sharing with {partners[0].service.partner_id}"
-                    f" for {request.need_domain}",
-                    violation_type="CONSENT",
-                    subject=request.resident_id,
-                )
-            chosen = covered[0]
-            referral = ReferralRecord(
-                id=str(uuid.uuid4()),
-                resident_id=request.resident_id,
-                need_domain=request.need_domain,
-                screening_id=request.screening_id,
-                language=language,
-                source_partner_id=source,
-                target_partner_id=chosen.service.partner_id,
-                target_service_id=chosen.service.service_id,
-                status=domain.Status.REQUESTED.value,
-                created_at=now,
-                updated_at=now,
-                match_zip=request.resident_zip,
-                match_age=age,
-                match_available_at=available_at,
-            )
-            self._workflow.schedule(referral)
-            session.add(referral)
-            self._workflow.publisher.created(session, referral)
+            referral = await place(session, self._workflow, ask, utc_now())
         note_resource("resident_id", referral.resident_id)
         return to_proto(referral)
 
@@ -276,47 +193,20 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         """A party moves a referral on (gRPC or a FHIR Task): the state machine's rules, the change
         and its events in one transaction, re-routing after a rejection."""
         async with self._sessions() as session, session.begin():
-            referral = await session.get(ReferralRecord, referral_id)
-            if referral is None:
-                raise NotFound(f"referral {referral_id} not found")
-            actor = principal().partner_id  # the authenticated caller, whatever the request claims
-            role = (
-                domain.Role.TARGET
-                if actor == referral.target_partner_id
-                else domain.Role.SOURCE
-                if actor == referral.source_partner_id
-                else None
-            )
-            if role is None:
-                raise PermissionDenied("only the referral's source or target may change it")
-            errors = domain.check_transition(
-                domain.Status(referral.status), to, role, reason or reason_code, outcome
-            )
-            bad_input = [e for e in errors if not e.precondition]
-            if bad_input:
-                named = fields or {}
-                raise InvalidArgument(
-                    [FieldViolation(named.get(e.field, e.field), e.description) for e in bad_input]
-                )
-            if errors:
-                raise FailedPrecondition(
-                    errors[0].description, violation_type="TRANSITION", subject=referral.id
-                )
-            self._workflow.record_change(
+            referral = await move(
                 session,
-                referral,
+                self._workflow,
+                referral_id,
                 to,
                 utc_now(),
-                reason=reason,
-                actor_partner_id=actor,
+                # The authenticated caller, whatever the request claims.
+                actor_partner_id=principal().partner_id,
                 actor_user_id=principal().user_id or user_id,
+                reason=reason,
                 outcome=outcome,
                 reason_code=reason_code,
+                fields=fields,
             )
-            if to is domain.Status.REJECTED:
-                await self._workflow.after_rejection(
-                    session, referral, domain.reason_code_for(reason_code, reason)
-                )
         return to_proto(referral)
 
     async def ExportReferralFhir(

@@ -34,6 +34,16 @@ class Role(StrEnum):
     NETWORK = "network"  # the referral service itself, on the network's rules (re-routing)
 
 
+def role_of(partner_id: str, source_partner_id: str, target_partner_id: str) -> Role | None:
+    """The part a partner plays in a referral: its target, its source, or none (then it may not
+    change it). A referral a partner sent to itself is moved on as its target."""
+    if partner_id == target_partner_id:
+        return Role.TARGET
+    if partner_id == source_partner_id:
+        return Role.SOURCE
+    return None
+
+
 class Outcome(StrEnum):
     NEED_MET = "need-met"
     NEED_PARTLY_MET = "need-partly-met"

@@ -10,6 +10,7 @@ from ach_events.envelope import Envelope
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals.mappers import HOURS_FIELDS
+from ach_referrals.status_changes import apply_status_report
 from ach_referrals.store import (
     DirectoryServiceReplica,
 )
@@ -72,4 +73,4 @@ class ReferralSubscribers:
         self, session: AsyncSession, envelope: Envelope, event: partners_pb2.ReferralStatusReported
     ) -> None:
         """Admitted by the gateway under the partner's identity: the source says who reports."""
-        await self._workflow.apply_status_report(session, envelope.source.removeprefix("/partners/"), event)
+        await apply_status_report(session, self._workflow, envelope.source.removeprefix("/partners/"), event)

@@ -10,31 +10,25 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from ach.partners.v1 import partners_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.outbox import Outbox
-from ach_events.partner_refusal import partner_violations, refuse_report
 from ach_events.resident_replica import consent_terms, same_person_ids
 from ach_platform.access import PartnerRoster
 from ach_platform.clock import as_utc, utc_now
 from ach_platform.consent import ConsentTerms, relied_on_by
-from ach_platform.errors import FieldViolation
 from ach_platform.opening_hours import Hours
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
 from ach_referrals.mappers import (
-    outcome_from_proto,
     resident_facts,
     service_information,
-    status_from_proto,
 )
 from ach_referrals.publishers import ReferralPublisher
 from ach_referrals.store import (
     DirectoryServiceReplica,
     ReferralHistory,
     ReferralRecord,
-    last_changed_by,
     organizations_that_rejected,
     referral_for_need,
     referrals_of,
@@ -300,76 +294,6 @@ class ReferralWorkflow:
             actor_user_id=actor_user_id,
             reason_code=reason_code,
         )
-
-    async def apply_status_report(
-        self, session: AsyncSession, partner: str, event: partners_pb2.ReferralStatusReported
-    ) -> None:
-        """A CBO's case-management system moves a referral on (admitted by the gateway under the
-        partner's identity). Only the referral's target may; the same rules as through gRPC. A report
-        of the status the partner already set is a repeat: nothing changes. Refusals go to the dead
-        letter topic and, with the reasons, to the partner (ReferralUpdateRejected)."""
-        update = event.update
-        problems: list[FieldViolation] = []
-        referral = await session.get(ReferralRecord, update.referral_id) if update.referral_id else None
-        if not update.referral_id:
-            problems.append(FieldViolation("update.referral_id", "is required"))
-        elif referral is None:
-            problems.append(FieldViolation("update.referral_id", "is not a referral"))
-        elif partner != referral.target_partner_id:
-            problems.append(FieldViolation("update.referral_id", f"{partner} is not this referral's target"))
-        to: domain.Status | None = None
-        outcome: domain.Outcome | None = None
-        try:
-            to = status_from_proto(update.status)
-            if to is None:
-                problems.append(FieldViolation("update.status", "is required"))
-        except ValueError:
-            problems.append(FieldViolation("update.status", f"{update.status} is not a referral status"))
-        try:
-            outcome = outcome_from_proto(update.outcome)
-        except ValueError:
-            problems.append(FieldViolation("update.outcome", f"{update.outcome} is not a referral outcome"))
-        problems += domain.check_reason(update.reason_code, update.reason, "update.")
-        if referral is not None and to is not None and not problems:
-            if to.value == referral.status and await last_changed_by(session, referral) == partner:
-                return  # the partner's system sent it again: already applied
-            problems += [
-                FieldViolation(f"update.{e.field}", e.description)
-                for e in domain.check_transition(
-                    domain.Status(referral.status),
-                    to,
-                    domain.Role.TARGET,
-                    update.reason or update.reason_code,
-                    outcome,
-                )
-            ]
-        if problems:
-            refuse_report(
-                self.publisher.outbox,
-                partner,
-                partners_pb2.ReferralUpdateRejected(
-                    referral_id=update.referral_id, violations=partner_violations(problems)
-                ),
-                update.referral_id,
-                "referral status report",
-                problems,
-            )
-        assert referral is not None and to is not None
-        self.record_change(
-            session,
-            referral,
-            to,
-            utc_now(),
-            reason=update.reason,
-            actor_partner_id=partner,
-            actor_user_id=update.actor.user_id,
-            outcome=outcome,
-            reason_code=update.reason_code,
-        )
-        if to is domain.Status.REJECTED:
-            await self.after_rejection(
-                session, referral, domain.reason_code_for(update.reason_code, update.reason)
-            )
 
     async def consents(
         self, session: AsyncSession, resident_id: str, source_partner_id: str

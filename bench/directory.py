@@ -23,8 +23,8 @@ from ach.directory.v1 import directory_pb2, directory_pb2_grpc
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import write_package
 from ach_directory.main import DEFINITION, import_directory
-from ach_directory.projection import domain_terms
 from ach_directory.sample_package import DOMAINS, generate
+from ach_directory.summary_queries import domain_terms
 from ach_platform import migrations
 from ach_platform.database import create_engine
 from ach_platform.dev_pki import create as create_pki

@@ -27,8 +27,9 @@ from ach_directory.domain.search import (
     words_of,
 )
 from ach_directory.hsds_objects import hsds_object
+from ach_directory.mappers import to_proto
 from ach_directory.partner_links import link_organization
-from ach_directory.projection import SUMMARY_FORMAT, index, to_proto
+from ach_directory.projection import SUMMARY_FORMAT, index
 from ach_directory.publishers import publish_service_changed
 from ach_directory.search_index import search
 from ach_directory.store import ServiceRecord, services_with_claims

@@ -28,11 +28,12 @@ from ach_directory.hsds_api import HsdsApi
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_files import PackageError, read_source, write_package, write_tabular_json
 from ach_directory.hsds_import import ImportReport, export_rows, import_records
-from ach_directory.projection import affected_services, apply, refresh_summaries, summaries
+from ach_directory.projection import apply, refresh_summaries
 from ach_directory.sample_package import generate
 from ach_directory.settings import network_time_zone
 from ach_directory.store import ServiceRecord
 from ach_directory.subscribers import DirectorySubscribers, owners_of
+from ach_directory.summary_queries import affected_services, summaries
 
 log = logging.getLogger(__name__)
 

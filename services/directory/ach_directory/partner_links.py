@@ -12,8 +12,9 @@ from sqlalchemy import delete, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_directory.domain.summary import PARTNER_SCHEME
-from ach_directory.projection import apply, summaries
+from ach_directory.projection import apply
 from ach_directory.store import HSDS_TABLES
+from ach_directory.summary_queries import summaries
 
 
 async def link_organization(

@@ -17,7 +17,7 @@ from typing import Any
 from ach_platform import zip_codes
 
 from ach_directory.domain.summary import OWN_TAXONOMY
-from ach_directory.projection import domain_terms
+from ach_directory.summary_queries import domain_terms
 
 # City centres (a real ZIP code each) and how much of the directory is there.
 CITIES: tuple[tuple[str, str, float], ...] = (

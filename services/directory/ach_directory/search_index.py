@@ -28,7 +28,7 @@ from ach_directory.domain.search import (
     match,
     ranked,
 )
-from ach_directory.projection import to_proto
+from ach_directory.mappers import to_proto
 from ach_directory.store import (
     ServiceLanguage,
     ServiceNeedDomain,

@@ -26,9 +26,10 @@ from ach_directory.domain.services import ServiceUpdate, check_edited_records, c
 from ach_directory.hsds_catalog import load_catalog
 from ach_directory.hsds_import import import_records
 from ach_directory.hsds_objects import hsds_object
-from ach_directory.projection import apply, index, summaries
+from ach_directory.projection import apply, index
 from ach_directory.publishers import publish_service_changed
 from ach_directory.store import HSDS_TABLES, ServiceRecord
+from ach_directory.summary_queries import summaries
 
 PARTNER_SCHEME = "ach-partner"  # organization_identifier.identifier_scheme naming the partner id
 STATUS_NAMES = {

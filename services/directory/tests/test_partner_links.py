@@ -16,9 +16,10 @@ from ach_directory.hsds_files import read_source, write_package
 from ach_directory.hsds_import import import_records
 from ach_directory.main import DEFINITION
 from ach_directory.partner_links import link_organization
-from ach_directory.projection import SUMMARY_FORMAT, affected_services, apply, refresh_summaries, summaries
+from ach_directory.projection import SUMMARY_FORMAT, apply, refresh_summaries
 from ach_directory.sample_package import generate, link_partners
 from ach_directory.store import ServiceRecord
+from ach_directory.summary_queries import affected_services, summaries
 from ach_events.outbox import Outbox, OutboxEvent
 from ach_platform import migrations
 from ach_platform.database import create_engine, session_factory

@@ -10,7 +10,7 @@ from ach.common.v1 import common_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach_events.outbox import Outbox
 from ach_events.topics import REFERRAL_EVENTS
-from ach_platform.clock import to_timestamp
+from ach_platform.clock import as_utc, to_timestamp
 from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,6 +55,36 @@ class ReferralPublisher:
                 service_information=information,
             ),
             key=r.id,
+        )
+
+    def reminder_sent(self, session: AsyncSession, r: ReferralRecord, number: int, now: datetime) -> None:
+        self.publish(
+            session,
+            r.id,
+            referrals_pb2.ReferralReminderSent(
+                referral_id=r.id,
+                need_domain=r.need_domain,
+                target_partner_id=r.target_partner_id,
+                status=status_to_proto(domain.Status(r.status)),
+                number=number,
+                last_activity_at=to_timestamp(as_utc(r.updated_at)),
+                sent_at=to_timestamp(now),
+            ),
+        )
+
+    def escalated(self, session: AsyncSession, r: ReferralRecord, now: datetime) -> None:
+        self.publish(
+            session,
+            r.id,
+            referrals_pb2.ReferralEscalated(
+                referral_id=r.id,
+                need_domain=r.need_domain,
+                source_partner_id=r.source_partner_id,
+                target_partner_id=r.target_partner_id,
+                status=status_to_proto(domain.Status(r.status)),
+                last_activity_at=to_timestamp(as_utc(r.updated_at)),
+                escalated_at=to_timestamp(now),
+            ),
         )
 
     def status_changed(self, session: AsyncSession, r: ReferralRecord, change: ReferralHistory) -> None:

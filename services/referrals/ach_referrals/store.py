@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -149,6 +149,19 @@ async def due_timers(session: AsyncSession, now: datetime, limit: int) -> list[t
         .limit(limit)
     )
     return [(i, due) for i, due in rows.all() if due is not None]
+
+
+async def take_timer(session: AsyncSession, referral_id: str, due_at: datetime) -> bool:
+    """Take a due timer: clear it only if it is still the one read (a conditional update), so that
+    of several replicas exactly one fires it. The referral's row stays locked until the commit."""
+    table = ReferralRecord.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    taken = await conn.execute(
+        update(table)
+        .where(table.c.id == referral_id, table.c.timer_due_at == due_at)
+        .values(timer_due_at=None)
+    )
+    return bool(taken.rowcount == 1)
 
 
 async def open_referrals_with_target(session: AsyncSession) -> list[ReferralRecord]:

@@ -12,16 +12,13 @@ import asyncio
 import logging
 from datetime import datetime
 
-from ach.referrals.v1 import referrals_pb2
-from ach_platform.clock import as_utc, to_timestamp, utc_now
+from ach_platform.clock import as_utc, utc_now
 from opentelemetry import metrics, trace
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
-from ach_referrals.mappers import status_to_proto
-from ach_referrals.store import ReferralRecord, due_timers
+from ach_referrals.store import ReferralRecord, due_timers, take_timer
 from ach_referrals.workflow import ReferralWorkflow
 
 log = logging.getLogger(__name__)
@@ -61,14 +58,7 @@ class TimerWorker:
         return count
 
     async def _fire(self, session: AsyncSession, referral_id: str, due_at: datetime, now: datetime) -> int:
-        table = ReferralRecord.__table__  # type: ignore[attr-defined]
-        conn = await session.connection()
-        taken = await conn.execute(
-            update(table)
-            .where(table.c.id == referral_id, table.c.timer_due_at == due_at)
-            .values(timer_due_at=None)
-        )
-        if taken.rowcount != 1:
+        if not await take_timer(session, referral_id, due_at):
             return 0  # another replica fired it, or the referral changed meanwhile
         referral = await session.get(ReferralRecord, referral_id, populate_existing=True)
         assert referral is not None
@@ -87,38 +77,13 @@ class TimerWorker:
         with tracer.start_as_current_span(
             f"referral timer {timer.kind}", attributes={"ach.referral_id": referral.id}
         ):
-            last_activity = to_timestamp(as_utc(referral.updated_at))
             if timer.kind is domain.TimerKind.REMINDER:
                 referral.reminders_sent = timer.number
-                self._workflow.publisher.publish(
-                    session,
-                    referral.id,
-                    referrals_pb2.ReferralReminderSent(
-                        referral_id=referral.id,
-                        need_domain=referral.need_domain,
-                        target_partner_id=referral.target_partner_id,
-                        status=status_to_proto(status),
-                        number=timer.number,
-                        last_activity_at=last_activity,
-                        sent_at=to_timestamp(now),
-                    ),
-                )
+                self._workflow.publisher.reminder_sent(session, referral, timer.number, now)
                 self._workflow.schedule(referral)
             elif timer.kind is domain.TimerKind.ESCALATION:
                 referral.escalated = True
-                self._workflow.publisher.publish(
-                    session,
-                    referral.id,
-                    referrals_pb2.ReferralEscalated(
-                        referral_id=referral.id,
-                        need_domain=referral.need_domain,
-                        source_partner_id=referral.source_partner_id,
-                        target_partner_id=referral.target_partner_id,
-                        status=status_to_proto(status),
-                        last_activity_at=last_activity,
-                        escalated_at=to_timestamp(now),
-                    ),
-                )
+                self._workflow.publisher.escalated(session, referral, now)
                 self._workflow.schedule(referral)
             else:
                 # Not accepted in time: rejected on the target's behalf, then no wrong door.

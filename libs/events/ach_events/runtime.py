@@ -11,10 +11,11 @@ import argparse
 import asyncio
 import gc
 import importlib
+import inspect
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -83,24 +84,40 @@ class Runtime:
         self.subscriptions.append((tuple(topics), by_event_type(handlers, topics)))
 
     def consume_pattern(
-        self, pattern: str, group: str, handlers: Mapping[EventKey, EventHandler], admit: Admission
+        self,
+        pattern: str,
+        shaped_like: Topic,
+        group: str,
+        handlers: Mapping[EventKey, EventHandler],
+        admit: Admission,
     ) -> None:
         """Consume every topic matching a regular expression (e.g. every partner's inbound topic),
-        in its own consumer group, with an admission check before the handlers."""
-        self.pattern_subscriptions.append(PatternSubscription(pattern, group, by_event_type(handlers), admit))
+        in its own consumer group, with an admission check before the handlers. ``shaped_like``:
+        one such topic; the handlers' types are checked against what it carries."""
+        keyed = by_event_type(handlers, [shaped_like])
+        self.pattern_subscriptions.append(PatternSubscription(pattern, group, keyed, admit))
 
     def resolve_owners(self, resource: str, resolver: OwnerResolver) -> None:
         """Tell the access policy which partners a stored resource of this service belongs to."""
         self.owner_resolvers[resource] = resolver
 
-    def owned_by(self, resource: str, table: type[Any], owners: Callable[[Any], set[str]]) -> None:
+    def owned_by(
+        self,
+        resource: str,
+        table: type[Any],
+        owners: Callable[[Any], set[str]] | Callable[[AsyncSession, Any], Awaitable[set[str]]],
+    ) -> None:
         """The usual resolver, declared: the resource is a row of ``table`` by primary key, and
-        ``owners`` says whose it is (an unknown id: nobody's, the caller learns nothing)."""
+        ``owners`` says whose it is, from the row (or, a coroutine function, from the session and
+        the row, when it takes another query). An unknown id is nobody's: the caller learns nothing."""
 
         async def resolve(key: str) -> set[str] | None:
             async with self.sessions() as session:
                 row = await session.get(table, key)
-            return {p for p in owners(row) if p} if row is not None else None
+                if row is None:
+                    return None
+                found = await owners(session, row) if inspect.iscoroutinefunction(owners) else owners(row)  # type: ignore[call-arg]
+            return {p for p in found if p}  # type: ignore[union-attr]
 
         self.resolve_owners(resource, resolve)
 

@@ -4,11 +4,14 @@ checked against the topic table when the service starts."""
 from __future__ import annotations
 
 import pytest
+from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from ach_events.envelope import Envelope
-from ach_events.runtime import by_event_type, grpc_service_name
+from ach_events.outbox import Outbox
+from ach_events.partner_topics import inbound_pattern, inbound_topic
+from ach_events.runtime import Runtime, by_event_type, grpc_service_name
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS, SCREENING_EVENTS
 from ach_platform.settings import ConfigError
 from google.protobuf.message import Message
@@ -44,3 +47,20 @@ def test_a_type_no_topic_of_the_subscription_carries_stops_the_wiring_naming_it(
     with pytest.raises(ConfigError, match=r"ach\.screening\.v1\.NeedIdentifed"):  # misspelt
         by_event_type({"ach.screening.v1.NeedIdentifed": handle}, [SCREENING_EVENTS])
     assert by_event_type({referrals_pb2.ReferralCreated: handle}, [REFERRAL_EVENTS])
+
+
+def test_a_pattern_subscriptions_types_are_checked_against_the_topics_it_matches() -> None:
+    runtime = Runtime(None, None, None, Outbox("/ach/test"))  # type: ignore[arg-type]
+    partner_topic = inbound_topic("any-partner")
+    runtime.consume_pattern(
+        inbound_pattern(), partner_topic, "gateway", {partners_pb2.ScreeningSubmitted: handle}, admit_all
+    )
+    with pytest.raises(ConfigError, match=r"ach\.referrals\.v1\.ReferralCreated"):
+        # Partners do not publish referral events: the handler would never run.
+        runtime.consume_pattern(
+            inbound_pattern(), partner_topic, "gateway", {referrals_pb2.ReferralCreated: handle}, admit_all
+        )
+
+
+def admit_all(topic: str, envelope: Envelope) -> str | None:
+    return None

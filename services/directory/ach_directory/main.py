@@ -66,12 +66,7 @@ def wire(runtime: Runtime) -> None:
     reports = DirectorySubscribers(runtime.outbox)
     runtime.consume((PARTNER_INTAKE,), {partners_pb2.ServiceUpdateReported: reports.on_service_update})
 
-    async def service_owners(service_id: str) -> set[str] | None:
-        async with runtime.sessions() as session:
-            record = await session.get(ServiceRecord, service_id)
-            return await owners_of(session, record) if record else None
-
-    runtime.resolve_owners("service", service_owners)
+    runtime.owned_by("service", ServiceRecord, owners_of)
 
 
 class QuietServer(uvicorn.Server):

@@ -26,7 +26,7 @@ from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_events.outbox import Outbox
-from ach_events.partner_topics import grant_services, inbound_pattern, provision_partner
+from ach_events.partner_topics import grant_services, inbound_pattern, inbound_topic, provision_partner
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS, RESIDENT_EVENTS
@@ -47,7 +47,7 @@ from ach_identity.consent_api import ConsentRegistryApi
 from ach_identity.owners import owner_resolvers
 from ach_identity.publishers import publish_partner_changed
 from ach_identity.resident_index_api import ResidentIndexApi
-from ach_identity.store import PartnerRecord, ResidentLink
+from ach_identity.store import PartnerRecord, ReferralReplica, ResidentLink
 from ach_identity.subscribers import on_referral_created, on_referral_status_changed
 
 
@@ -62,9 +62,11 @@ def wire(runtime: Runtime) -> None:
     runtime.serve(consent_api, residents_pb2_grpc.add_ConsentRegistryServicer_to_server)
     for resource, resolver in owner_resolvers(runtime.sessions).items():
         runtime.resolve_owners(resource, resolver)
+    runtime.owned_by("referral-target", ReferralReplica, lambda referral: {referral.target_partner_id})
     partner_gateway = gateway.PartnerGateway(runtime.outbox)
     runtime.consume_pattern(
         inbound_pattern(),
+        inbound_topic("any-partner"),
         gateway.GROUP,
         dict.fromkeys(gateway.ACCEPTED_TYPES, partner_gateway.on_partner_event),
         gateway.admit,

@@ -11,7 +11,6 @@ from ach_identity.resident_queries import (
 )
 from ach_identity.store import (
     ConsentRecord,
-    ReferralReplica,
     links_of,
     live_resident,
 )
@@ -33,9 +32,4 @@ def owner_resolvers(sessions: Sessions) -> dict[str, OwnerResolver]:
             consent = await session.get(ConsentRecord, consent_id)
         return await resident_owners(consent.resident_id) if consent else None
 
-    async def referral_target(referral_id: str) -> set[str] | None:
-        async with sessions() as session:
-            referral = await session.get(ReferralReplica, referral_id)
-        return {referral.target_partner_id} if referral else None
-
-    return {"resident": resident_owners, "consent": consent_owners, "referral-target": referral_target}
+    return {"resident": resident_owners, "consent": consent_owners}

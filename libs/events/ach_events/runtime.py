@@ -153,12 +153,25 @@ def grpc_service_name(add_to_server: Callable[[Any, Any], None]) -> str:
 
 
 @dataclass(frozen=True)
+class Command:
+    """A service's own command beside ``serve`` and ``migrate``: ``ach-<service> <name> ...``.
+    ``arguments`` adds its arguments to its parser; ``run`` returns the exit status. A ConfigError
+    it raises is printed as the service's one-line error (exit status 2)."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     name: str
     migrations_dir: Path
     wiring: Wiring
     # Tables whose presence shows the database was migrated (checked at start-up).
     required_tables: tuple[str, ...] = ("outbox_event", "inbox_event")
+    commands: tuple[Command, ...] = ()
 
 
 def keeping_periods() -> tuple[timedelta, timedelta]:
@@ -314,14 +327,20 @@ async def serve(definition: ServiceDefinition) -> None:
 
 
 def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
+    """The service's one command line: ``ach-<service> serve | migrate | <its own commands>``."""
     parser = argparse.ArgumentParser(
         prog=f"ach-{definition.name}", description=f"ACH {definition.name} service"
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply the database migrations, then exit")
+    own = {command.name: command for command in definition.commands}
+    for command in definition.commands:
+        command.arguments(sub.add_parser(command.name, help=command.help, description=command.help))
     args = parser.parse_args(argv)
     try:
+        if args.command in own:
+            raise SystemExit(own[args.command].run(args))
         if args.command == "migrate":
             settings = ServiceSettings.from_env(definition.name)
             migrations.upgrade(definition.migrations_dir, settings.database_url)

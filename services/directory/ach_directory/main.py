@@ -14,7 +14,7 @@ import uvicorn
 from ach.directory.v1 import directory_pb2_grpc
 from ach.partners.v1 import partners_pb2
 from ach_events.outbox import Outbox
-from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import Command, Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import PARTNER_INTAKE
 from ach_platform import zip_codes
@@ -77,9 +77,6 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-DEFINITION = ServiceDefinition("directory", Path(__file__).parent / "migrations", wire)
-
-
 async def import_directory(database_url: str, path: Path, *, show_progress: bool = True) -> ImportReport:
     """Import an HSDS data package or JSON file into the directory's database (one transaction)."""
     catalog = load_catalog()
@@ -132,41 +129,47 @@ async def export_directory(database_url: str, path: Path, form: str) -> list[Pat
     return write_package(path, catalog.entities, rows)
 
 
-def data_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ach-directory", description="HSDS 3.0 import and export")
-    sub = parser.add_subparsers(dest="command", required=True)
-    load = sub.add_parser("import", help="import an HSDS CSV data package (directory) or JSON file")
-    load.add_argument("path", type=Path)
-    load.add_argument("--quiet", action="store_true", help="no progress bar")
-    dump = sub.add_parser("export", help="export the directory as HSDS")
-    dump.add_argument("path", type=Path, help="a directory (csv) or a file (json)")
-    dump.add_argument("--format", choices=["csv", "json"], default="csv")
-    sample = sub.add_parser("generate", help="write a realistic generated HSDS data package")
-    sample.add_argument("path", type=Path, help="the package's directory")
-    sample.add_argument("--services", type=int, default=5000)
-    sample.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    if args.command == "generate":
-        if args.services < 1:
-            parser.error("--services must be at least 1")
-        catalog = load_catalog()
-        rows = generate(args.services, args.seed)
-        write_package(args.path, catalog.entities, rows)
-        print(
-            f"ach-directory: {sum(map(len, rows.values()))} records, {args.services} services in {args.path}",
-            file=sys.stderr,
-        )
-        return 0
+def import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="a directory (csv) or a file (json)")
+    parser.add_argument("--format", choices=["csv", "json"], default="csv")
+
+
+def generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the package's directory")
+    parser.add_argument("--services", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    if args.services < 1:
+        raise ConfigError("--services must be at least 1")
+    rows = generate(args.services, args.seed)
+    write_package(args.path, load_catalog().entities, rows)
+    print(
+        f"ach-directory: {sum(map(len, rows.values()))} records, {args.services} services in {args.path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    url = ServiceSettings.from_env(DEFINITION.name).database_url
+    written = asyncio.run(export_directory(url, args.path, args.format))
+    print(f"ach-directory: exported {len(written)} files to {args.path}", file=sys.stderr)
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    url = ServiceSettings.from_env(DEFINITION.name).database_url
     try:
-        url = ServiceSettings.from_env(DEFINITION.name).database_url
-        if args.command == "export":
-            written = asyncio.run(export_directory(url, args.path, args.format))
-            print(f"ach-directory: exported {len(written)} files to {args.path}", file=sys.stderr)
-            return 0
         report = asyncio.run(import_directory(url, args.path, show_progress=not args.quiet))
-    except (ConfigError, PackageError) as exc:
-        print(f"ach-directory: error: {exc}", file=sys.stderr)
-        return 2
+    except PackageError as exc:
+        raise ConfigError(str(exc)) from None
     for problem in report.problems:
         print(f"ach-directory: {problem}", file=sys.stderr)
     print(report.summary())
@@ -181,10 +184,26 @@ def data_cli(argv: list[str]) -> int:
     return 1 if report.rejected else 0
 
 
+DEFINITION = ServiceDefinition(
+    "directory",
+    Path(__file__).parent / "migrations",
+    wire,
+    commands=(
+        Command(
+            "import",
+            "import an HSDS CSV data package (directory) or JSON file",
+            import_arguments,
+            import_command,
+        ),
+        Command("export", "export the directory as HSDS", export_arguments, export_command),
+        Command(
+            "generate", "write a realistic generated HSDS data package", generate_arguments, generate_command
+        ),
+    ),
+)
+
+
 def cli(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("import", "export", "generate"):
-        raise SystemExit(data_cli(argv))
     run_cli(DEFINITION, argv)
 
 

@@ -27,7 +27,7 @@ from ach.referrals.v1 import referrals_pb2
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach_events.outbox import Outbox
 from ach_events.partner_topics import grant_services, inbound_pattern, inbound_topic, provision_partner
-from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import Command, Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import AUDIT_EVENTS, REFERRAL_EVENTS, RESIDENT_EVENTS
 from ach_platform.clock import to_timestamp, utc_now
@@ -79,9 +79,6 @@ def wire(runtime: Runtime) -> None:
             referrals_pb2.ReferralStatusChanged: on_referral_status_changed,
         },
     )
-
-
-DEFINITION = ServiceDefinition("identity", Path(__file__).parent / "migrations", wire)
 
 
 async def bootstrap(admin: str, name: str) -> str:
@@ -270,56 +267,94 @@ def kafka_provision(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in {"bootstrap", "partners", "audit", "kafka", "relink"}:
-        run_cli(DEFINITION, argv)
-        return
-    parser = argparse.ArgumentParser(prog="ach-identity")
-    sub = parser.add_subparsers(dest="command", required=True)
-    boot = sub.add_parser("bootstrap", help="register the first ACH admin (only while there is none)")
-    boot.add_argument("--admin", required=True)
-    boot.add_argument("--name", required=True)
-    partners = sub.add_parser("partners", help="list, add or update partners through the gRPC API")
-    partners.add_argument("action", choices=["list", "add", "update"])
-    partners.add_argument("partner_id", nargs="?")
-    partners.add_argument("--name")
-    partners.add_argument("--type", choices=sorted(domain.TYPES))
-    partners.add_argument("--role", action="append", choices=sorted(domain.ROLES))
-    state = partners.add_mutually_exclusive_group()
+def bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin", required=True)
+    parser.add_argument("--name", required=True)
+
+
+def partners_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "add", "update"])
+    parser.add_argument("partner_id", nargs="?")
+    parser.add_argument("--name")
+    parser.add_argument("--type", choices=sorted(domain.TYPES))
+    parser.add_argument("--role", action="append", choices=sorted(domain.ROLES))
+    state = parser.add_mutually_exclusive_group()
     state.add_argument("--suspend", action="store_true")
     state.add_argument("--reactivate", action="store_true")
-    partners.add_argument(
+    parser.add_argument(
         "--as", dest="as_partner", default="ach-backbone", help="the partner making the change"
     )
-    audit = sub.add_parser("audit", help="export the audit log of access to resident-level data (JSON lines)")
-    audit.add_argument("action", choices=["export"])
-    audit.add_argument("--partner", help="only this partner's accesses")
-    audit.add_argument("--resident", help="only accesses to this (pseudonymous) resident")
-    audit.add_argument("--as", dest="as_partner", default="ach-backbone")
-    sub.add_parser("relink", help="publish every partner link to a resident again (after an upgrade)")
-    kafka = sub.add_parser("kafka", help="provision a partner's Kafka topics, credential and ACLs")
-    kafka.add_argument("action", choices=["provision", "grant-services"])
-    kafka.add_argument("partner_id", nargs="?")
-    kafka.add_argument("--password-file", help="the partner's SCRAM password (set or replaced)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "kafka":
-            raise SystemExit(kafka_provision(args))
-        if args.command == "audit":
-            raise SystemExit(audit_export(args))
-        if args.command == "relink":
-            print(f"ach-identity: {asyncio.run(relink())}", file=sys.stderr)
-            raise SystemExit(0)
-        if args.command == "bootstrap":
-            print(f"ach-identity: {asyncio.run(bootstrap(args.admin, args.name))}", file=sys.stderr)
-            raise SystemExit(0)
-        if args.action != "list" and not args.partner_id:
-            parser.error("partners add/update need a partner id")
-        raise SystemExit(partners_command(args))
-    except ConfigError as exc:
-        print(f"ach-identity: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+
+def audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["export"])
+    parser.add_argument("--partner", help="only this partner's accesses")
+    parser.add_argument("--resident", help="only accesses to this (pseudonymous) resident")
+    parser.add_argument("--as", dest="as_partner", default="ach-backbone")
+
+
+def kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["provision", "grant-services"])
+    parser.add_argument("partner_id", nargs="?")
+    parser.add_argument("--password-file", help="the partner's SCRAM password (set or replaced)")
+
+
+def partners_or_usage(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.partner_id:
+        raise ConfigError("partners add/update need a partner id")
+    return partners_command(args)
+
+
+def said(message: str) -> int:
+    print(f"ach-identity: {message}", file=sys.stderr)
+    return 0
+
+
+def no_arguments(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+DEFINITION = ServiceDefinition(
+    "identity",
+    Path(__file__).parent / "migrations",
+    wire,
+    commands=(
+        Command(
+            "bootstrap",
+            "register the first ACH admin (only while there is none)",
+            bootstrap_arguments,
+            lambda args: said(asyncio.run(bootstrap(args.admin, args.name))),
+        ),
+        Command(
+            "partners",
+            "list, add or update partners through the gRPC API",
+            partners_arguments,
+            partners_or_usage,
+        ),
+        Command(
+            "audit",
+            "export the audit log of access to resident-level data (JSON lines)",
+            audit_arguments,
+            audit_export,
+        ),
+        Command(
+            "relink",
+            "publish every partner link to a resident again (after an upgrade)",
+            no_arguments,
+            lambda args: said(asyncio.run(relink())),
+        ),
+        Command(
+            "kafka",
+            "provision a partner's Kafka topics, credential and ACLs",
+            kafka_arguments,
+            kafka_provision,
+        ),
+    ),
+)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    run_cli(DEFINITION, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 from ach.directory.v1 import directory_pb2
@@ -13,16 +12,15 @@ from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2_grpc
 from ach.screening.v1 import screening_pb2
 from ach_events.resident_replica import replica_handlers
-from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import Command, Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import (
     DIRECTORY_SERVICES,
     PARTNER_INTAKE,
     RESIDENT_EVENTS,
     SCREENING_EVENTS,
-    BrokerUnavailable,
 )
-from ach_platform.settings import ConfigError, ServiceSettings
+from ach_platform.settings import ServiceSettings
 
 from ach_referrals.api import ReferralApi
 from ach_referrals.mend import ReroutePolicies, mend_targets
@@ -60,40 +58,43 @@ def wire(runtime: Runtime) -> None:
     )
 
 
-DEFINITION = ServiceDefinition("referrals", Path(__file__).parent / "migrations", wire)
+def mend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+
+
+def mend_command(args: argparse.Namespace) -> int:
+    settings = ReferralSettings.load()
+    default, by_domain = settings.reroute_policy
+    report = asyncio.run(
+        mend_targets(
+            ServiceSettings.from_env(DEFINITION.name),
+            ReroutePolicies(default, by_domain, settings.timers),
+            dry_run=args.dry_run,
+        )
+    )
+    print(report.summary())
+    return 0
+
+
+DEFINITION = ServiceDefinition(
+    "referrals",
+    Path(__file__).parent / "migrations",
+    wire,
+    commands=(
+        Command(
+            "mend-targets",
+            "once, after the upgrade that routes only to partners: referrals waiting for a target that"
+            " is no network partner receiving referrals are turned down by the network and re-routed"
+            " (by REFERRAL_REROUTE_POLICY), each with a history entry saying why",
+            mend_arguments,
+            mend_command,
+        ),
+    ),
+)
 
 
 def cli(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "mend-targets":
-        raise SystemExit(mend_cli(argv[1:]))
     run_cli(DEFINITION, argv)
-
-
-def mend_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ach-referrals mend-targets",
-        description="once, after the upgrade that routes only to partners: referrals waiting for a"
-        " target that is no network partner receiving referrals are turned down by the network and"
-        " re-routed (by REFERRAL_REROUTE_POLICY), each with a history entry saying why",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
-    args = parser.parse_args(argv)
-    try:
-        settings = ReferralSettings.load()
-        default, by_domain = settings.reroute_policy
-        report = asyncio.run(
-            mend_targets(
-                ServiceSettings.from_env(DEFINITION.name),
-                ReroutePolicies(default, by_domain, settings.timers),
-                dry_run=args.dry_run,
-            )
-        )
-    except (ConfigError, BrokerUnavailable) as exc:
-        print(f"ach-referrals: error: {exc}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    return 0
 
 
 if __name__ == "__main__":

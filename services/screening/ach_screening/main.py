@@ -10,7 +10,7 @@ from pathlib import Path
 from ach.partners.v1 import partners_pb2
 from ach.screening.v1 import screening_pb2_grpc
 from ach_events.resident_replica import replica_handlers, same_person_ids
-from ach_events.runtime import Runtime, ServiceDefinition
+from ach_events.runtime import Command, Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import PARTNER_INTAKE, RESIDENT_EVENTS
 from ach_platform.settings import ConfigError
@@ -51,9 +51,6 @@ def wire(runtime: Runtime) -> None:
     runtime.resolve_owners("resident", resident_owners)
 
 
-DEFINITION = ServiceDefinition("screening", Path(__file__).parent / "migrations", wire)
-
-
 def check_instruments(paths: list[str]) -> int:
     """Check instrument files before they are deployed: every problem, named by file and question."""
     status = 0
@@ -71,18 +68,28 @@ def check_instruments(paths: list[str]) -> int:
     return status
 
 
+def instruments_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"])
+    parser.add_argument("files", nargs="+")
+
+
+DEFINITION = ServiceDefinition(
+    "screening",
+    Path(__file__).parent / "migrations",
+    wire,
+    commands=(
+        Command(
+            "instruments",
+            "check instrument definition files",
+            instruments_arguments,
+            lambda args: check_instruments(args.files),
+        ),
+    ),
+)
+
+
 def cli(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "instruments":
-        run_cli(DEFINITION, argv)
-        return
-    parser = argparse.ArgumentParser(prog="ach-screening")
-    sub = parser.add_subparsers(dest="command", required=True)
-    instruments = sub.add_parser("instruments", help="check instrument definition files")
-    instruments.add_argument("action", choices=["check"])
-    instruments.add_argument("files", nargs="+")
-    args = parser.parse_args(argv)
-    raise SystemExit(check_instruments(args.files))
+    run_cli(DEFINITION, argv)
 
 
 if __name__ == "__main__":

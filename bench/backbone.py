@@ -1,6 +1,12 @@
-"""N envelopes through raw aiokafka produce+consume (the baseline), and the same N through the
-platform's path: state change + outbox row in one transaction -> relay -> Kafka -> idempotent
-consumer (inbox + effect in one transaction), on SQLite and on PostgreSQL."""
+"""The event backbone's costs against fair baselines, on SQLite and on PostgreSQL:
+
+- the full path, N single-row state changes each with its outbox row in one transaction -> relay
+  -> Kafka -> idempotent consumer (inbox + effect in one transaction), beside the same N
+  single-row transactions without the outbox on the same database (the database's own commit
+  rate);
+- N already-published events through the idempotent consumer, beside a raw aiokafka consumer
+  reading (and decoding) the same topic;
+- and, for scale, raw aiokafka produce+consume of N envelopes, touching no database."""
 
 from __future__ import annotations
 
@@ -21,12 +27,24 @@ from ach_events.topics import Topic, dead_letter_topic, ensure_topics
 from ach_platform.database import create_engine, session_factory
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
-from sqlmodel import SQLModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bench.results import Figure
 
 NEED = "ach.screening.v1.NeedIdentified"
+
+
+class BenchState(SQLModel, table=True):
+    """The state a bench transaction changes: one row, as an API call's state change."""
+
+    __tablename__ = "bench_state"
+    id: str = Field(primary_key=True, max_length=36)
+    resident_id: str = Field(max_length=100)
+
+
+TABLES = ("outbox_event", "inbox_event", "bench_state")
 
 
 def need(i: int) -> screening_pb2.NeedIdentified:
@@ -92,21 +110,121 @@ async def raw_kafka(bootstrap: str, n: int) -> float:
         await producer.stop()
 
 
-async def outbox_pipeline(
-    bootstrap: str, database_url: str, n: int, writers: int = 8
-) -> tuple[float, float, float]:
-    """(events/s, p50 ms, p99 ms) from the first commit to the last event handled."""
+async def fresh_engine(database_url: str, writers: int) -> AsyncEngine:
     engine = (
         create_engine(database_url, pool_size=writers + 4)
         if not database_url.startswith("sqlite")
         else create_engine(database_url)
     )
+    tables = [SQLModel.metadata.tables[t] for t in TABLES]
     async with engine.begin() as conn:
-        await conn.run_sync(
-            lambda c: SQLModel.metadata.create_all(
-                c, tables=[SQLModel.metadata.tables["outbox_event"], SQLModel.metadata.tables["inbox_event"]]
+        await conn.run_sync(lambda c: SQLModel.metadata.drop_all(c, tables=tables))
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))
+    return engine
+
+
+async def drop(engine: AsyncEngine) -> None:
+    tables = [SQLModel.metadata.tables[t] for t in TABLES]
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: SQLModel.metadata.drop_all(c, tables=tables))
+    await engine.dispose()
+
+
+async def plain_commits(database_url: str, n: int, writers: int = 8) -> float:
+    """Transactions/s: N single-row state changes, one per transaction, no outbox (the baseline)."""
+    engine = await fresh_engine(database_url, writers)
+    sessions = session_factory(engine)
+    try:
+        started = time.perf_counter()
+
+        async def write(worker: int) -> None:
+            for i in range(worker, n, writers):
+                async with sessions() as session, session.begin():
+                    session.add(BenchState(id=str(uuid.uuid4()), resident_id=f"resident-{i % 500}"))
+
+        await asyncio.gather(*(write(w) for w in range(writers)))
+        return n / (time.perf_counter() - started)
+    finally:
+        await drop(engine)
+
+
+async def consume_published(bootstrap: str, database_url: str, n: int) -> tuple[float, float]:
+    """(raw aiokafka consume events/s, idempotent consumer events/s) over the same N events,
+    published before either starts."""
+    topic = bench_topic("consume")
+    ensure_topics(bootstrap, (topic, dead_letter_topic("bench")))
+    producer = idempotent_producer(bootstrap, "bench-consume")
+    await producer.start()
+    engine = await fresh_engine(database_url, 1)
+    sessions = session_factory(engine)
+    try:
+        futures = []
+        for i in range(n):
+            envelope = Envelope.wrap(need(i), source="/bench", key=f"resident-{i % 500}")
+            futures.append(
+                await producer.send(
+                    topic.physical_name,
+                    envelope.payload,
+                    key=envelope.key.encode(),
+                    headers=envelope.headers(),
+                )
             )
+        await asyncio.gather(*futures)
+
+        reader = AIOKafkaConsumer(
+            topic.physical_name,
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-{uuid.uuid4()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
+        await reader.start()
+        try:
+            started = time.perf_counter()
+            seen = 0
+            while seen < n:
+                batch = await reader.getmany(timeout_ms=200, max_records=1000)
+                for records in batch.values():
+                    for r in records:
+                        Envelope.from_record(r.key, r.value, r.headers).message()
+                    seen += len(records)
+                await reader.commit()
+            raw = n / (time.perf_counter() - started)
+        finally:
+            await reader.stop()
+
+        handled = 0
+        done = asyncio.Event()
+
+        async def handle(session: AsyncSession, envelope: Envelope, _message: object) -> None:
+            nonlocal handled
+            handled += 1
+            if handled >= n:
+                done.set()
+
+        broker = KafkaBroker(bootstrap, logger=None)
+        consumer = EventConsumer(
+            name="bench", sessions=sessions, producer=producer, topics=(topic,), handlers={NEED: handle}
+        )
+        consumer.subscribe(broker)
+        started = time.perf_counter()
+        await broker.start()
+        try:
+            await asyncio.wait_for(done.wait(), timeout=600)
+            idempotent = n / (time.perf_counter() - started)
+        finally:
+            await broker.stop()
+        return raw, idempotent
+    finally:
+        await producer.stop()
+        await drop(engine)
+
+
+async def outbox_pipeline(
+    bootstrap: str, database_url: str, n: int, writers: int = 8
+) -> tuple[float, float, float]:
+    """(events/s, p50 ms, p99 ms) from the first commit to the last event handled."""
+    engine = await fresh_engine(database_url, writers)
     sessions = session_factory(engine)
     topic = bench_topic("outbox")
     ensure_topics(bootstrap, (topic, dead_letter_topic("bench")))
@@ -136,6 +254,7 @@ async def outbox_pipeline(
             for i in range(worker, n, writers):
                 # One state change per transaction, as a service's API call makes it.
                 async with sessions() as session, session.begin():
+                    session.add(BenchState(id=str(uuid.uuid4()), resident_id=f"resident-{i % 500}"))
                     outbox.add(session, topic, need(i), key=f"resident-{i % 500}")
 
         await asyncio.gather(*(write(w) for w in range(writers)))
@@ -149,17 +268,7 @@ async def outbox_pipeline(
         relay_task.cancel()
         await broker.stop()
         await producer.stop()
-        async with engine.begin() as conn:
-            await conn.run_sync(
-                lambda c: SQLModel.metadata.drop_all(
-                    c,
-                    tables=[
-                        SQLModel.metadata.tables["outbox_event"],
-                        SQLModel.metadata.tables["inbox_event"],
-                    ],
-                )
-            )
-        await engine.dispose()
+        await drop(engine)
 
 
 async def run(bootstrap: str, databases: dict[str, str], n: int) -> list[Figure]:
@@ -168,14 +277,27 @@ async def run(bootstrap: str, databases: dict[str, str], n: int) -> list[Figure]
     raw = await raw_kafka(bootstrap, n)
     figures.append(Figure(f"backbone.raw_aiokafka_produce_consume (N={n})", raw, "envelopes/s"))
     for backend, url in databases.items():
+        commits = await plain_commits(url, n)
         rate, p50, p99 = await outbox_pipeline(bootstrap, url, n)
+        figures.append(Figure(f"backbone.single_row_commits_no_outbox.{backend} (N={n})", commits, "txn/s"))
         figures.append(
             Figure(
-                f"backbone.outbox_relay_idempotent_consumer.{backend} (N={n})",
+                f"backbone.state_and_outbox_to_handled.{backend} (N={n})",
                 rate,
                 "events/s",
-                "raw aiokafka",
-                raw,
+                "commits, no outbox",
+                commits,
+            )
+        )
+        raw_consume, idempotent = await consume_published(bootstrap, url, n)
+        figures.append(Figure(f"backbone.raw_aiokafka_consume.{backend} (N={n})", raw_consume, "events/s"))
+        figures.append(
+            Figure(
+                f"backbone.idempotent_consumer_of_published.{backend}",
+                idempotent,
+                "events/s",
+                "raw aiokafka consume",
+                raw_consume,
             )
         )
         figures.append(Figure(f"backbone.outbox_commit_to_handled_p50.{backend}", p50, "ms"))

@@ -178,9 +178,9 @@ async def consume_published(bootstrap: str, database_url: str, n: int) -> tuple[
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
+        started = time.perf_counter()  # both consumers timed from their start: group join included
         await reader.start()
         try:
-            started = time.perf_counter()
             seen = 0
             while seen < n:
                 batch = await reader.getmany(timeout_ms=200, max_records=1000)

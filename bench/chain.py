@@ -21,6 +21,7 @@ import grpc
 from ach.residents.v1 import residents_pb2
 from ach_events.audit_trail import KafkaAuditSink
 from ach_events.kafka_clients import idempotent_producer
+from ach_events.topics import AUDIT_EVENTS, ensure_topics
 from ach_platform.access import ANY, POLICY, PartnerView, Rule
 from ach_platform.auth import AuthSettings
 from ach_platform.dev_pki import DevPki
@@ -69,6 +70,7 @@ async def serve(mode: str, port: int, pki: DevPki, bootstrap: str) -> None:
         await server.wait_for_termination()
         return
     setup_telemetry("bench", 0)  # the SDK's tracer and meter, as a service has them
+    ensure_topics(bootstrap, (AUDIT_EVENTS,))
     producer = idempotent_producer(bootstrap, "bench-chain")
     await producer.start()
     audited = mode == "chain"

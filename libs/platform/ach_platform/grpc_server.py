@@ -72,18 +72,34 @@ def fields_with_nul(message: Any, prefix: str = "", found: list[str] | None = No
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
-    """Runs unary handlers under the caller's deadline and maps domain errors to status codes."""
+    """Runs unary handlers under the caller's deadline and maps domain errors to status codes.
+
+    The first of the platform's interceptors: what it and those inside it (audit, authentication,
+    authorization) make of a method's handler depends on the method alone, never on the call, so
+    it is made once per method and kept; each call then runs the wrappers without rebuilding them."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        if (kept := self._handlers.get(method)) is not None:
+            return kept
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
+            return None  # an unknown method is not kept: callers cannot grow the table
+        wrapped = self._wrap(handler, method)
+        self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
-        method = handler_call_details.method
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()

@@ -13,12 +13,17 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command, context
-from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, pool
 
 from ach_platform.database import sync_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where a migration runs, not when a service starts: it (with Mako and
+# Pygments) is a large share of every service's import time, and serving never needs it.
 
 ENVIRONMENT = Path(__file__).parent / "alembic"
 
@@ -51,6 +56,8 @@ def schema_of(migrations_dir: Path) -> Schema:
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:
+    from alembic.config import Config
+
     schema = schema_of(migrations_dir)
     config = Config()
     config.set_main_option("script_location", str(ENVIRONMENT))
@@ -66,12 +73,16 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
 
 
 def upgrade(migrations_dir: Path, url: str, revision: str = "heads") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(migrations_dir, url), revision)
 
 
 def run_env(target_metadata: MetaData | None = None) -> None:
     """Body of the Alembic environment (online mode only: we migrate real databases).
     ``target_metadata`` is what autogenerate compares against when a developer writes a migration."""
+    from alembic import context
+
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is set by alembic_config"
     engine = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ach_directory.domain.summary import ZIP_EXTENTS
-from ach_directory.hsds_objects import hsds_object
+from ach_directory.hsds_objects import hsds_object, hsds_objects
 from ach_directory.hsds_parameters import (
     DEFAULT_PER_PAGE,
     BadParameter,
@@ -296,23 +296,17 @@ class HsdsApi:
                     .limit(per_page)
                 )
             ).mappings()
-            contents = []
-            for row in rows:
-                if full:
-                    found = await hsds_object(session, entity, str(row["id"]), depth=2)
-                    if found is not None and entity == "service":
+            listed = [dict(row) for row in rows]
+            if full:
+                contents = await hsds_objects(conn, entity, listed, 2)
+                if entity == "service":
+                    for found in contents:
                         await self._embed_parents(session, found)
-                    contents.append(found)
-                elif minimal:
-                    contents.append(
-                        {
-                            k: v
-                            for k, v in hsds_values(dict(row)).items()
-                            if k in ("id", "name", "status", "last_modified")
-                        }
-                    )
-                else:
-                    contents.append(hsds_values(dict(row)))
+            elif minimal:
+                brief = ("id", "name", "status", "last_modified")
+                contents = [{k: v for k, v in hsds_values(row).items() if k in brief} for row in listed]
+            else:
+                contents = [hsds_values(row) for row in listed]
         pages = max(1, math.ceil(total / per_page))
         return JSONResponse(
             {

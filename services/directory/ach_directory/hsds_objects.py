@@ -16,6 +16,9 @@ from ach_directory.store import HSDS_TABLES, hsds_values
 EXTRA_CHILDREN = {"organization": [("services", "service")]}  # nested in organization_full.json
 
 
+CHUNK = 500
+
+
 async def hsds_object(
     session: AsyncSession, entity: str, record_id: str, depth: int = 2
 ) -> dict[str, Any] | None:
@@ -24,13 +27,19 @@ async def hsds_object(
     row = (await conn.execute(select(table).where(table.c.id == record_id))).mappings().first()
     if row is None:
         return None
-    return await _nested(conn, entity, dict(row), depth)
+    return (await hsds_objects(conn, entity, [dict(row)], depth))[0]
 
 
-async def _nested(conn: AsyncConnection, entity: str, row: dict[str, Any], depth: int) -> dict[str, Any]:
-    out = hsds_values(row)
-    if depth <= 0:
+async def hsds_objects(
+    conn: AsyncConnection, entity: str, rows: list[dict[str, Any]], depth: int
+) -> list[dict[str, Any]]:
+    """The rows as HSDS objects with ``depth`` levels of their records nested under them. One
+    query per child table for all the rows at once (a page of organizations in full is a few dozen
+    queries, not one per record and child table)."""
+    out = [hsds_values(row) for row in rows]
+    if depth <= 0 or not rows:
         return out
+    ids = [str(row["id"]) for row in rows]
     spec = load_catalog().entities[entity]
     children = [(c.name, c.entity) for c in spec.children] + EXTRA_CHILDREN.get(entity, [])
     for name, child in children:
@@ -40,15 +49,40 @@ async def _nested(conn: AsyncConnection, entity: str, row: dict[str, Any], depth
         link = "link_id" if child == "attribute" else "resource_id" if child == "metadata" else f"{entity}_id"
         if link not in table.c:
             continue
-        rows = (
-            await conn.execute(select(table).where(table.c[link] == row["id"]).order_by(table.c.id))
-        ).mappings()
-        nested = [await _nested(conn, child, dict(r), depth - 1) for r in rows]
-        if nested:
-            out[name] = nested
-    if entity == "service_at_location" and row.get("location_id"):
-        table = HSDS_TABLES["location"]
-        found = (await conn.execute(select(table).where(table.c.id == row["location_id"]))).mappings().first()
-        if found is not None:
-            out["location"] = await _nested(conn, "location", dict(found), depth - 1)
+        found = await _rows_where_in(conn, child, link, ids)
+        nested = await hsds_objects(conn, child, found, depth - 1)
+        by_parent: dict[str, list[dict[str, Any]]] = {}
+        for row, value in zip(found, nested, strict=True):
+            by_parent.setdefault(str(row[link]), []).append(value)
+        for row, value in zip(rows, out, strict=True):
+            if by_parent.get(str(row["id"])):
+                value[name] = by_parent[str(row["id"])]
+    if entity == "service_at_location":
+        wanted = sorted({str(row["location_id"]) for row in rows if row.get("location_id")})
+        places = await _rows_where_in(conn, "location", "id", wanted)
+        located = dict(
+            zip(
+                (str(p["id"]) for p in places),
+                await hsds_objects(conn, "location", places, depth - 1),
+                strict=True,
+            )
+        )
+        for row, value in zip(rows, out, strict=True):
+            if row.get("location_id") and str(row["location_id"]) in located:
+                value["location"] = located[str(row["location_id"])]
     return out
+
+
+async def _rows_where_in(
+    conn: AsyncConnection, entity: str, column: str, values: list[str]
+) -> list[dict[str, Any]]:
+    """The entity's rows whose ``column`` is one of ``values``, ordered by id (as one would list them
+    record by record)."""
+    table = HSDS_TABLES[entity]
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(values), CHUNK):
+        statement = select(table).where(table.c[column].in_(values[i : i + CHUNK])).order_by(table.c.id)
+        found += [dict(r) for r in (await conn.execute(statement)).mappings()]
+    if len(values) > CHUNK:
+        found.sort(key=lambda r: str(r["id"]))
+    return found

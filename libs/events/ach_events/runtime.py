@@ -111,12 +111,14 @@ class Runtime:
         ``owners`` says whose it is, from the row (or, a coroutine function, from the session and
         the row, when it takes another query). An unknown id is nobody's: the caller learns nothing."""
 
+        queried = inspect.iscoroutinefunction(owners)
+
         async def resolve(key: str) -> set[str] | None:
             async with self.sessions() as session:
                 row = await session.get(table, key)
                 if row is None:
                     return None
-                found = await owners(session, row) if inspect.iscoroutinefunction(owners) else owners(row)  # type: ignore[call-arg]
+                found = await owners(session, row) if queried else owners(row)  # type: ignore[call-arg, misc]
             return {p for p in found if p}  # type: ignore[union-attr]
 
         self.resolve_owners(resource, resolve)

@@ -27,8 +27,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain, fhir
 from ach_referrals.mappers import (
-    outcome_from_proto,
     outcome_to_proto,
+    requested_change,
     status_from_proto,
     status_to_proto,
 )
@@ -155,18 +155,8 @@ class ReferralApi(referrals_pb2_grpc.ReferralServiceServicer):
         problems: list[FieldViolation] = []
         if not request.referral_id:
             problems.append(FieldViolation("referral_id", "is required"))
-        to: domain.Status | None = None
-        outcome: domain.Outcome | None = None
-        try:
-            to = status_from_proto(request.status)
-            if to is None:
-                problems.append(FieldViolation("status", "is required"))
-        except ValueError:
-            problems.append(FieldViolation("status", f"{request.status} is not a referral status"))
-        try:
-            outcome = outcome_from_proto(request.outcome)
-        except ValueError:
-            problems.append(FieldViolation("outcome", f"{request.outcome} is not a referral outcome"))
+        to, outcome, wrong = requested_change(request.status, request.outcome)
+        problems += wrong
         problems += domain.check_reason(request.reason_code, request.reason)
         if problems:
             raise InvalidArgument(problems)

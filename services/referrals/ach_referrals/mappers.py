@@ -10,6 +10,7 @@ from ach.referrals.v1 import referrals_pb2
 from ach_platform import zip_codes
 from ach_platform.clock import as_utc
 from ach_platform.codes import code_of, value_of
+from ach_platform.errors import FieldViolation
 
 from ach_referrals import domain
 from ach_referrals.store import (
@@ -77,3 +78,24 @@ HOURS_FIELDS = (
     "time_zone",
     "closed",
 )
+
+
+def requested_change(
+    status: int, outcome: int, prefix: str = ""
+) -> tuple[domain.Status | None, domain.Outcome | None, list[FieldViolation]]:
+    """The status and outcome a party asks for (a call's or a report's fields, under ``prefix``),
+    with the problems of each named by field."""
+    problems: list[FieldViolation] = []
+    to: domain.Status | None = None
+    result: domain.Outcome | None = None
+    try:
+        to = status_from_proto(status)
+        if to is None:
+            problems.append(FieldViolation(f"{prefix}status", "is required"))
+    except ValueError:
+        problems.append(FieldViolation(f"{prefix}status", f"{status} is not a referral status"))
+    try:
+        result = outcome_from_proto(outcome)
+    except ValueError:
+        problems.append(FieldViolation(f"{prefix}outcome", f"{outcome} is not a referral outcome"))
+    return to, result, problems

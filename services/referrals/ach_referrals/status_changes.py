@@ -21,7 +21,7 @@ from ach_platform.errors import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
-from ach_referrals.mappers import outcome_from_proto, status_from_proto
+from ach_referrals.mappers import requested_change
 from ach_referrals.store import ReferralRecord, last_changed_by
 from ach_referrals.workflow import ReferralWorkflow
 
@@ -91,18 +91,8 @@ async def apply_status_report(
         problems.append(FieldViolation("update.referral_id", "is not a referral"))
     elif partner != referral.target_partner_id:
         problems.append(FieldViolation("update.referral_id", f"{partner} is not this referral's target"))
-    to: domain.Status | None = None
-    outcome: domain.Outcome | None = None
-    try:
-        to = status_from_proto(update.status)
-        if to is None:
-            problems.append(FieldViolation("update.status", "is required"))
-    except ValueError:
-        problems.append(FieldViolation("update.status", f"{update.status} is not a referral status"))
-    try:
-        outcome = outcome_from_proto(update.outcome)
-    except ValueError:
-        problems.append(FieldViolation("update.outcome", f"{update.outcome} is not a referral outcome"))
+    to, outcome, wrong = requested_change(update.status, update.outcome, "update.")
+    problems += wrong
     problems += domain.check_reason(update.reason_code, update.reason, "update.")
     if referral is not None and to is not None and not problems:
         if to.value == referral.status and await last_changed_by(session, referral) == partner:

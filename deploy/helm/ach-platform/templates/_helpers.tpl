@@ -69,3 +69,9 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* A service's replicas: its own entry's, else defaults.replicas. list: root, entry. */}}
+{{- define "ach.replicas" -}}
+{{- $root := index . 0 -}}{{- $svc := index . 1 -}}
+{{- ternary $svc.replicas $root.Values.defaults.replicas (hasKey $svc "replicas") -}}
+{{- end -}}

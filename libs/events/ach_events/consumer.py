@@ -208,9 +208,10 @@ class EventConsumer:
         if work and (len(work) == 1 or not await self._handle_together(records, work, outcomes)):
             for i, envelope, message, handler in work:
                 outcomes[i] = await self._handle_one(records[i], envelope, message, handler)
-        for _, envelope, _, _ in work:
+        for i, envelope, _, _ in work:
             end_to_end_lag.record(
-                max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()), {"consumer": self.name}
+                max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()),
+                {"consumer": self.name, "topic": records[i].topic},
             )
         return [o or Outcome("skipped") for o in outcomes]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -164,7 +164,11 @@ def _has_table(sync_conn: Any, table: str) -> bool:
 async def insert_once(session: AsyncSession, model: type[SQLModel], values: dict[str, Any]) -> None:
     """One row, unless its primary key is there already (a replayed event, a row another replica
     made first): INSERT ... ON CONFLICT DO NOTHING on either backend, not a lookup and an ORM object."""
-    table = model.__table__  # type: ignore[attr-defined]
+    await insert_once_into(session, model.__table__, values)  # type: ignore[attr-defined]
+
+
+async def insert_once_into(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
+    """As insert_once, into a table given as such (e.g. a projection being rebuilt beside the live one)."""
     conn = await session.connection()
     insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(insert(table).values(**values).on_conflict_do_nothing())

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import PydanticUseDefault
@@ -156,6 +157,18 @@ def at_least(low: float) -> Callable[[str], float]:
 
 Port = Annotated[int, BeforeValidator(_checked(_port_number))]
 Seconds = Annotated[float, BeforeValidator(_checked(_seconds))]
+
+
+def time_zone_name(name: str) -> str:
+    """An IANA time zone name: the network's calendar (ACH_TIME_ZONE)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("is not an IANA time zone name (e.g. America/Los_Angeles)") from None
+    return name
+
+
+NETWORK_TIME_ZONE = "America/Los_Angeles"
 
 
 def checked(check: Callable[[str], Any]) -> BeforeValidator:

@@ -87,6 +87,7 @@ def announce(pki: dev_pki.DevPki) -> None:
     except grpc.RpcError as exc:
         lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
     lines.append(load_directory(settings["directory"].database_url))
+    lines.append(load_indicators(settings["measurement"].database_url))
     table = [
         "",
         "ACH platform is up. Demo data:",
@@ -108,11 +109,19 @@ def announce(pki: dev_pki.DevPki) -> None:
         f"  {pki.directory}:",
         f"  grpcurl -cacert {pki.ca_cert} -cert {pki.client_cert('ach-backbone')} \\",
         f"    -key {pki.client_key('ach-backbone')} 127.0.0.1:7054 "
-        "ach.measurement.v1.MeasurementService/GetReferralFunnel",
+        "ach.measurement.v1.MeasurementService/GetScorecard",
         "  Ctrl-C stops everything.",
         "",
     ]
     print("\n".join(table), flush=True)
+
+
+def load_indicators(database_url: str) -> str:
+    """The sample population indicator files (illustrative figures, in the publishers' formats), so
+    the example scorecards have a history (importing them again changes nothing)."""
+    from ach_measurement.main import load_sample_indicators
+
+    return asyncio.run(load_sample_indicators(database_url))
 
 
 def load_directory(database_url: str, services: int = 300) -> str:

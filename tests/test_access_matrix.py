@@ -284,6 +284,34 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: measurement_pb2.GetReferralFunnelRequest(),
         frozenset({"measurement-viewer", "ach-admin"}),
     ),
+    "/ach.measurement.v1.MeasurementService/ListMeasures": (
+        "measurement",
+        measurement_pb2_grpc.MeasurementServiceStub,
+        "ListMeasures",
+        lambda me: measurement_pb2.ListMeasuresRequest(),
+        EVERYONE,
+    ),
+    "/ach.measurement.v1.MeasurementService/GetScorecard": (
+        "measurement",
+        measurement_pb2_grpc.MeasurementServiceStub,
+        "GetScorecard",
+        lambda me: measurement_pb2.GetScorecardRequest(partner_id=me, measure_ids=["screenings"]),
+        EVERYONE,
+    ),
+    "/ach.measurement.v1.MeasurementService/GetMeasureFigures": (
+        "measurement",
+        measurement_pb2_grpc.MeasurementServiceStub,
+        "GetMeasureFigures",
+        lambda me: measurement_pb2.GetMeasureFiguresRequest(partner_id=me, measure_id="no-such-measure"),
+        EVERYONE,
+    ),
+    "/ach.measurement.v1.MeasurementService/ExportMeasure": (
+        "measurement",
+        measurement_pb2_grpc.MeasurementServiceStub,
+        "ExportMeasure",
+        lambda me: measurement_pb2.ExportMeasureRequest(partner_id=me, measure_id="no-such-measure"),
+        EVERYONE,
+    ),
     "/ach.funding.v1.FundingService/GetAccountBalance": (
         "funding",
         funding_pb2_grpc.FundingServiceStub,
@@ -387,6 +415,20 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
     "/ach.funding.v1.FundingService/GetAccountBalance": (
         lambda me: funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-elsewhere:payable"),
         frozenset({"fund-manager"}),
+    ),
+    "/ach.measurement.v1.MeasurementService/GetScorecard": (
+        lambda me: measurement_pb2.GetScorecardRequest(partner_id="cbo-elsewhere"),
+        frozenset({"measurement-viewer", "ach-admin"}),
+    ),
+    "/ach.measurement.v1.MeasurementService/GetMeasureFigures": (
+        lambda me: measurement_pb2.GetMeasureFiguresRequest(measure_id="screenings"),
+        frozenset({"measurement-viewer", "ach-admin"}),
+    ),
+    "/ach.measurement.v1.MeasurementService/ExportMeasure": (
+        lambda me: measurement_pb2.ExportMeasureRequest(
+            partner_id="clinic-elsewhere", measure_id="screenings"
+        ),
+        frozenset({"measurement-viewer", "ach-admin"}),
     ),
     "/ach.notifications.v1.NotificationService/ListDeliveries": (
         lambda me: notifications_pb2.ListDeliveriesRequest(partner_id="cbo-elsewhere"),

@@ -220,6 +220,24 @@ POLICY: dict[str, Rule] = {
     "/ach.measurement.v1.MeasurementService/GetReferralFunnel": Rule(
         roles=_r("measurement-viewer", "ach-admin")
     ),
+    # What each measure is and how it is counted is public information.
+    "/ach.measurement.v1.MeasurementService/ListMeasures": Rule(roles=_r(ANY)),
+    # Viewers see the network's figures (suppressed); a partner sees its own, suppressed as well.
+    "/ach.measurement.v1.MeasurementService/GetScorecard": Rule(
+        roles=_r("measurement-viewer", "ach-admin"),
+        owner_roles=_r(ANY),
+        owner=RequestNamesCaller("partner_id"),
+    ),
+    "/ach.measurement.v1.MeasurementService/GetMeasureFigures": Rule(
+        roles=_r("measurement-viewer", "ach-admin"),
+        owner_roles=_r(ANY),
+        owner=RequestNamesCaller("partner_id"),
+    ),
+    "/ach.measurement.v1.MeasurementService/ExportMeasure": Rule(
+        roles=_r("measurement-viewer", "ach-admin"),
+        owner_roles=_r(ANY),
+        owner=RequestNamesCaller("partner_id"),
+    ),
     # Funding: fund managers see the ledger; a CBO sees its own payable account.
     "/ach.funding.v1.FundingService/GetAccountBalance": Rule(
         roles=_r("fund-manager"),

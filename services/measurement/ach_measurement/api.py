@@ -1,25 +1,246 @@
-"""gRPC API of the measurement service."""
+"""gRPC API of the measurement service: translate and delegate to the publications."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
+from ach_platform.clock import to_timestamp
+from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_measurement import domain
+from ach_measurement import exports, mappers
+from ach_measurement.catalog import ScorecardDefinition
+from ach_measurement.domain import funnel
+from ach_measurement.domain.definitions import Calculation, Measure
+from ach_measurement.domain.periods import Period, parse_period
+from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFigures, Publication
+from ach_measurement.domain.scorecard import scorecard_row
+from ach_measurement.domain.suppression import Status
+from ach_measurement.publications import Publications
 from ach_measurement.store import counters_for
+
+MAX_ID = 200
+MAX_MEASURES = 200
+
+
+def _bounded(checks: list[tuple[str, str, int]]) -> None:
+    problems = [FieldViolation(f, f"is longer than {n} characters") for f, v, n in checks if len(v) > n]
+    if problems:
+        raise InvalidArgument(problems)
+
+
+def _period(field: str, label: str, figures: MeasureFigures) -> Period | None:
+    if not label:
+        return None
+    try:
+        return parse_period(label, figures.measure.period)
+    except ValueError as exc:
+        raise InvalidArgument.of(field, str(exc)) from None
 
 
 class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        publications: Publications,
+        scorecards: Sequence[ScorecardDefinition] = (),
+    ) -> None:
         self._sessions = sessions
+        self._publications = publications
+        self._scorecards = {c.id: c for c in scorecards}
 
     async def GetReferralFunnel(
         self, request: measurement_pb2.GetReferralFunnelRequest, context: grpc.aio.ServicerContext
     ) -> measurement_pb2.ReferralFunnel:
+        _bounded([("need_domain", request.need_domain, 100)])
         async with self._sessions() as session:
             counts = await counters_for(session, request.need_domain)
         return measurement_pb2.ReferralFunnel(
-            need_domain=request.need_domain, **{m: counts.get(m, 0) for m in domain.FUNNEL}
+            need_domain=request.need_domain, **{m: counts.get(m, 0) for m in funnel.FUNNEL}
         )
+
+    async def ListMeasures(
+        self, request: measurement_pb2.ListMeasuresRequest, context: grpc.aio.ServicerContext
+    ) -> measurement_pb2.ListMeasuresResponse:
+        return measurement_pb2.ListMeasuresResponse(
+            measures=[mappers.definition(m) for m in self._publications.measures],
+            scorecards=[mappers.scorecard_definition(c) for c in self._scorecards.values()],
+        )
+
+    async def _selected(
+        self,
+        measure_id: str,
+        dimension: str,
+        from_period: str,
+        to_period: str,
+        partner_id: str,
+        geography: str = "",
+    ) -> tuple[Measure, list[PeriodFigures], Publication]:
+        _bounded(
+            [
+                ("measure_id", measure_id, MAX_ID),
+                ("dimension", dimension, 40),
+                ("from_period", from_period, 10),
+                ("to_period", to_period, 10),
+                ("partner_id", partner_id, MAX_ID),
+                ("geography", geography, 100),
+            ]
+        )
+        if measure_id not in self._publications.by_id:
+            raise NotFound(f"no measure {measure_id[:80]!r}")
+        measure = self._publications.by_id[measure_id]
+        if dimension and dimension not in measure.breakdowns:
+            raise InvalidArgument.of(
+                "dimension", f"is not a breakdown of {measure.id} ({', '.join(measure.breakdowns)})"
+            )
+        if measure.imported and not geography:
+            raise InvalidArgument.of("geography", f"{measure.id} is a population indicator: name the place")
+        if not measure.imported and geography:
+            raise InvalidArgument.of(
+                "geography", f"{measure.id} is counted over the network's events, not by place"
+            )
+        publication = await self._publications.current(partner_id)
+        figures = (
+            publication.indicators.get((measure.id, geography), MeasureFigures(measure, ()))
+            if measure.imported
+            else publication.measures[measure.id]
+        )
+        first = _period("from_period", from_period, figures)
+        last = _period("to_period", to_period, figures)
+        periods = [
+            p
+            for p in figures.periods
+            if (first is None or p.period >= first) and (last is None or p.period <= last)
+        ]
+        return measure, periods, publication
+
+    async def GetMeasureFigures(
+        self, request: measurement_pb2.GetMeasureFiguresRequest, context: grpc.aio.ServicerContext
+    ) -> measurement_pb2.MeasureFigures:
+        measure, periods, publication = await self._selected(
+            request.measure_id,
+            request.dimension,
+            request.from_period,
+            request.to_period,
+            request.partner_id,
+            request.geography,
+        )
+        return measurement_pb2.MeasureFigures(
+            measure=mappers.definition(measure),
+            periods=[mappers.period_figures(p, request.dimension) for p in periods],
+            as_of=to_timestamp(publication.as_of),
+        )
+
+    async def ExportMeasure(
+        self, request: measurement_pb2.ExportMeasureRequest, context: grpc.aio.ServicerContext
+    ) -> measurement_pb2.MeasureExport:
+        if request.format == measurement_pb2.EXPORT_FORMAT_UNSPECIFIED:
+            raise InvalidArgument.of("format", "is required (CSV, JSON or FHIR)")
+        measure, periods, publication = await self._selected(
+            request.measure_id,
+            "",
+            request.from_period,
+            request.to_period,
+            request.partner_id,
+            request.geography,
+        )
+        name = f"{measure.id}-v{measure.version}" + (f"-{request.geography}" if request.geography else "")
+        if request.format == measurement_pb2.EXPORT_FORMAT_CSV:
+            return measurement_pb2.MeasureExport(
+                content_type="text/csv; charset=utf-8",
+                filename=f"{name}.csv",
+                content=exports.as_csv(measure, periods).encode(),
+            )
+        if request.format == measurement_pb2.EXPORT_FORMAT_JSON:
+            content = exports.as_json(measure, periods, publication.as_of)
+            return measurement_pb2.MeasureExport(
+                content_type="application/json", filename=f"{name}.json", content=content.encode()
+            )
+        content = exports.as_fhir(measure, periods, publication.as_of, self._publications.zone)
+        return measurement_pb2.MeasureExport(
+            content_type="application/fhir+json", filename=f"{name}.fhir.json", content=content.encode()
+        )
+
+    async def GetScorecard(
+        self, request: measurement_pb2.GetScorecardRequest, context: grpc.aio.ServicerContext
+    ) -> measurement_pb2.Scorecard:
+        if len(request.measure_ids) > MAX_MEASURES:
+            raise InvalidArgument.of("measure_ids", f"lists more than {MAX_MEASURES} measures")
+        _bounded(
+            [(f"measure_ids[{i}]", m, MAX_ID) for i, m in enumerate(request.measure_ids)]
+            + [
+                ("period", request.period, 10),
+                ("partner_id", request.partner_id, MAX_ID),
+                ("dimension", request.dimension, 40),
+                ("group", request.group, MAX_ID),
+                ("scorecard_id", request.scorecard_id, MAX_ID),
+            ]
+        )
+        unknown = [m for m in request.measure_ids if m not in self._publications.by_id]
+        if unknown:
+            raise InvalidArgument.of("measure_ids", f"{unknown[0][:80]!r} is not a measure")
+        if bool(request.dimension) != bool(request.group):
+            raise InvalidArgument.of("group", "a group's scorecard names both dimension and group")
+        geography = ""
+        if request.scorecard_id:
+            card = self._scorecards.get(request.scorecard_id)
+            if card is None:
+                raise NotFound(f"no scorecard {request.scorecard_id[:80]!r}")
+            if request.measure_ids:
+                raise InvalidArgument.of(
+                    "measure_ids", "a scorecard names its own measures: leave this empty"
+                )
+            ids, geography = list(card.measures), card.geography
+        else:
+            ids = list(request.measure_ids) or [m.id for m in self._publications.measures if not m.imported]
+        publication = await self._publications.current(request.partner_id)
+        rows = []
+        for measure_id in ids:
+            measure = self._publications.by_id[measure_id]
+            if measure.imported:
+                figures = publication.indicators.get((measure_id, geography), MeasureFigures(measure, ()))
+            else:
+                figures = publication.measures[measure_id]
+            row = self._scorecard_row(figures, request.period, request.dimension, request.group)
+            if row is not None:
+                if measure.imported:
+                    row.geography = geography
+                rows.append(row)
+        return measurement_pb2.Scorecard(rows=rows, as_of=to_timestamp(publication.as_of))
+
+    @staticmethod
+    def _scorecard_row(
+        figures: MeasureFigures, period_label: str, dimension: str, group: str
+    ) -> measurement_pb2.ScorecardRow | None:
+        measure = figures.measure
+        if dimension and dimension not in {d for p in figures.periods for d in p.groups} | set(
+            measure.breakdowns
+        ):
+            return None
+        try:
+            period = parse_period(period_label, measure.period) if period_label else None
+        except ValueError:
+            period = None  # a scorecard mixes months and years: each measure shows its latest period
+        periods = [p for p in figures.periods if period is None or p.period <= period]
+        if not periods:
+            return None
+
+        def chosen(pf: PeriodFigures) -> Figure:
+            if not dimension:
+                return pf.total
+            for f in pf.groups.get(dimension, ()):
+                if f.group == group:
+                    return f
+            empty = 0.0 if measure.calculation is Calculation.COUNT else None  # no unit in the group
+            return Figure(
+                group, Status.FREE, 0 if empty is not None else None, None, empty, None, None, False
+            )
+
+        series = [(p.period, chosen(p).value) for p in periods]
+        baseline = measure.baseline[1] if measure.baseline and not dimension else None
+        row = scorecard_row(series, measure.targets if not dimension else {}, measure.polarity, baseline)
+        last = periods[-1]
+        return mappers.scorecard_row(measure, row, chosen(last).status, last.provisional)

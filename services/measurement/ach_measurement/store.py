@@ -1,13 +1,32 @@
-"""The funnel projection: one counter per (metric, need domain); and the demographics given with
-screenings, the dimensions measurement disaggregates by (race, ethnicity, language, age band, place)."""
+"""The measurement projection: one fact row per event, as the event told it (inserted once, so a
+replayed event changes nothing), and the funnel counters. Units and figures are derived from the
+facts (``domain.facts``), so events may arrive late and in any order."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from ach_platform.clock import as_utc as _utc
+from ach_platform.database import insert_once, insert_once_into
+from sqlalchemy import JSON, BigInteger, Column, Table, func
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_measurement.domain.facts import (
+    Change,
+    ChangeFacts,
+    Demographics,
+    Facts,
+    NeedFacts,
+    ReferralFacts,
+    Reroute,
+    RerouteFacts,
+    ScreeningFacts,
+)
+
+ID = 200  # the longest id any service accepts
 
 
 class FunnelCounter(SQLModel, table=True):
@@ -24,7 +43,7 @@ class ScreeningDemographicsFact(SQLModel, table=True):
     __tablename__ = "screening_demographics_fact"
 
     screening_id: str = Field(primary_key=True, max_length=36)
-    resident_id: str = Field(index=True, max_length=100)
+    resident_id: str = Field(max_length=100)
     site_id: str = Field(max_length=100)
     screened_at: datetime
     race_codes: list[str] = Field(sa_column=Column(JSON, nullable=False))
@@ -35,7 +54,116 @@ class ScreeningDemographicsFact(SQLModel, table=True):
     neighbourhood: str = Field(max_length=100)
 
 
+class ScreeningFact(SQLModel, table=True):
+    __tablename__ = "screening_fact"
+
+    screening_id: str = Field(primary_key=True, max_length=36)
+    resident_id: str = Field(max_length=ID)
+    partner_id: str = Field(max_length=ID)
+    site_id: str = Field(max_length=ID)
+    screened_at: datetime
+    positive_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    negative_domains: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    consented: bool
+
+
+class NeedFact(SQLModel, table=True):
+    __tablename__ = "need_fact"
+
+    need_id: str = Field(primary_key=True, max_length=36)
+    screening_id: str = Field(max_length=36)
+    resident_id: str = Field(max_length=ID)
+    need_domain: str = Field(max_length=100)
+    partner_id: str = Field(max_length=ID)
+    identified_at: datetime
+    consented: bool
+
+
+class ReferralFact(SQLModel, table=True):
+    __tablename__ = "referral_fact"
+
+    referral_id: str = Field(primary_key=True, max_length=36)
+    resident_id: str = Field(max_length=ID)
+    need_id: str = Field(max_length=36)
+    screening_id: str = Field(max_length=36)
+    need_domain: str = Field(max_length=100)
+    source_partner_id: str = Field(max_length=ID)
+    target_partner_id: str = Field(max_length=ID)
+    created_at: datetime
+    informational: bool
+
+
+class ReferralChangeFact(SQLModel, table=True):
+    __tablename__ = "referral_change_fact"
+
+    referral_id: str = Field(primary_key=True, max_length=36)
+    sequence: int = Field(primary_key=True)
+    to_status: str = Field(max_length=30)
+    outcome: str = Field(max_length=30)
+    reason_code: str = Field(max_length=40)
+    changed_at: datetime
+    target_partner_id: str = Field(max_length=ID)
+
+
+class ReferralRerouteFact(SQLModel, table=True):
+    __tablename__ = "referral_reroute_fact"
+
+    referral_id: str = Field(primary_key=True, max_length=36)
+    sequence: int = Field(primary_key=True)
+    reason_code: str = Field(max_length=40)
+    rerouted_at: datetime
+    from_partner_id: str = Field(max_length=ID)
+    to_partner_id: str = Field(max_length=ID)
+
+
+class RebuildProgress(SQLModel, table=True):
+    """Where a rebuild of the facts has read to, per partition (so a stopped rebuild goes on)."""
+
+    __tablename__ = "rebuild_progress"
+
+    topic: str = Field(primary_key=True, max_length=255)
+    partition: int = Field(primary_key=True)
+    next_offset: int = Field(sa_type=BigInteger)
+
+
+class ProjectionGeneration(SQLModel, table=True):
+    """How many times the facts were rebuilt: the published figures are recomputed after a switch."""
+
+    __tablename__ = "projection_generation"
+
+    id: int = Field(primary_key=True)
+    generation: int = 0
+
+
+FACT_TABLES: tuple[type[SQLModel], ...] = (
+    ScreeningFact,
+    ScreeningDemographicsFact,
+    NeedFact,
+    ReferralFact,
+    ReferralChangeFact,
+    ReferralRerouteFact,
+)
+
+
+# During a rebuild, facts go to the tables being built (by fact table name), and the funnel
+# counters, which are not rebuilt, are left alone.
+REBUILD_TABLES: ContextVar[Mapping[str, Table] | None] = ContextVar(
+    "measurement_rebuild_tables", default=None
+)
+
+
+async def record(session: AsyncSession, model: type[SQLModel], **values: object) -> None:
+    """A fact, once: the same event again (a replay, a second delivery) changes nothing."""
+    rebuilding = REBUILD_TABLES.get()
+    if rebuilding is None:
+        await insert_once(session, model, values)
+    else:
+        await insert_once_into(session, rebuilding[str(model.__tablename__)], values)
+
+
 async def increment(session: AsyncSession, metric: str, need_domain: str) -> None:
+    if REBUILD_TABLES.get() is not None:
+        return
     counter = await session.get(FunnelCounter, (metric, need_domain))
     if counter is None:
         counter = FunnelCounter(metric=metric, need_domain=need_domain, count=0)
@@ -46,3 +174,108 @@ async def increment(session: AsyncSession, metric: str, need_domain: str) -> Non
 async def counters_for(session: AsyncSession, need_domain: str) -> dict[str, int]:
     rows = (await session.exec(select(FunnelCounter).where(FunnelCounter.need_domain == need_domain))).all()
     return {r.metric: r.count for r in rows}
+
+
+async def facts_version(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever the facts do: events' facts are only ever added; an indicator value may be
+    revised by an import (its time then changes)."""
+    counts: list[object] = []
+    for model in FACT_TABLES:
+        counts.append((await session.exec(select(func.count()).select_from(model))).one())
+    imported = (
+        await session.exec(
+            select(func.count(), func.max(IndicatorValueRow.imported_at)).select_from(IndicatorValueRow)
+        )
+    ).one()
+    generation = (await session.exec(select(func.max(ProjectionGeneration.generation)))).one()
+    return (*counts, *imported, generation)
+
+
+async def load_facts(session: AsyncSession) -> Facts:
+    """Every fact, as plain values for the domain."""
+    facts = Facts()
+    for s in (await session.exec(select(ScreeningFact))).all():
+        facts.screenings.append(
+            ScreeningFacts(
+                s.screening_id,
+                s.resident_id,
+                s.partner_id,
+                s.site_id,
+                _utc(s.screened_at),
+                tuple(s.positive_domains),
+                tuple(s.negative_domains),
+                s.consented,
+            )
+        )
+    for d in (await session.exec(select(ScreeningDemographicsFact))).all():
+        facts.demographics[d.screening_id] = Demographics(
+            tuple(d.race_codes), d.ethnicity_code, d.preferred_language, d.age_band, d.zip, d.neighbourhood
+        )
+    for n in (await session.exec(select(NeedFact))).all():
+        facts.needs.append(
+            NeedFacts(
+                n.need_id,
+                n.screening_id,
+                n.resident_id,
+                n.need_domain,
+                n.partner_id,
+                _utc(n.identified_at),
+                n.consented,
+            )
+        )
+    for r in (await session.exec(select(ReferralFact))).all():
+        facts.referrals.append(
+            ReferralFacts(
+                r.referral_id,
+                r.resident_id,
+                r.need_id,
+                r.screening_id,
+                r.need_domain,
+                r.source_partner_id,
+                r.target_partner_id,
+                _utc(r.created_at),
+                r.informational,
+            )
+        )
+    for c in (await session.exec(select(ReferralChangeFact))).all():
+        facts.changes.append(
+            ChangeFacts(
+                c.referral_id,
+                Change(c.sequence, c.to_status, c.outcome, c.reason_code, _utc(c.changed_at)),
+                c.target_partner_id,
+            )
+        )
+    for x in (await session.exec(select(ReferralRerouteFact))).all():
+        facts.reroutes.append(
+            RerouteFacts(
+                x.referral_id,
+                Reroute(x.sequence, x.reason_code, _utc(x.rerouted_at), x.to_partner_id),
+                x.from_partner_id,
+            )
+        )
+    return facts
+
+
+class IndicatorValueRow(SQLModel, table=True):
+    """A population indicator's value as its publisher released it, with the definition version it
+    was imported under and where it came from."""
+
+    __tablename__ = "indicator_value"
+
+    indicator: str = Field(primary_key=True, max_length=80)
+    geography: str = Field(primary_key=True, max_length=100)
+    period: str = Field(primary_key=True, max_length=10)
+    group: str = Field(primary_key=True, max_length=60)
+    definition_version: int
+    value: float
+    numerator: float | None = None
+    denominator: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    source: str = Field(max_length=200)
+    imported_from: str = Field(max_length=200)
+    imported_at: datetime
+
+
+async def stored_indicator_values(session: AsyncSession) -> list[IndicatorValueRow]:
+    return list((await session.exec(select(IndicatorValueRow))).all())

@@ -1,77 +1,197 @@
-"""Consumes screening, referral and notification events into the funnel projection. Idempotency
-comes from the inbox (each event counted once), ordering does not matter for counters."""
+"""Consumes screening, referral and notification events into the projection's facts (one row per
+event, inserted once: a replay changes nothing) and the funnel counters (the inbox makes each event
+count once). An event that cannot be placed in a period, or lacks the ids that tie it to the rest,
+is dead-lettered naming the field."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
 
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
-from ach_events.consumer import PoisonEvent
+from ach_events.consumer import EventHandler, PoisonEvent
 from ach_events.envelope import Envelope
+from ach_events.topics import NOTIFICATION_EVENTS, REFERRAL_EVENTS, SCREENING_DEMOGRAPHICS, SCREENING_EVENTS
 from ach_platform.clock import from_timestamp
 from ach_platform.codes import code_of
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_measurement import domain
-from ach_measurement.store import ScreeningDemographicsFact, increment
+from ach_measurement.domain import funnel
+from ach_measurement.store import (
+    ID,
+    NeedFact,
+    ReferralChangeFact,
+    ReferralFact,
+    ReferralRerouteFact,
+    ScreeningDemographicsFact,
+    ScreeningFact,
+    increment,
+    record,
+)
+
+
+def _placed(event_name: str, field: str, ts: Timestamp) -> datetime:
+    at = from_timestamp(ts)
+    if at is None:
+        raise PoisonEvent(f"{event_name} without {field}: it cannot be placed in a period")
+    return at
+
+
+def _ids(event_name: str, limit: int = ID, **ids: str) -> None:
+    for field, value in ids.items():
+        if not value:
+            raise PoisonEvent(f"{event_name} without {field}")
+        if len(value) > limit:
+            raise PoisonEvent(f"{event_name}: {field} is longer than {limit} characters")
 
 
 async def on_screening_completed(
-    session: AsyncSession, _e: Envelope, _event: screening_pb2.ScreeningCompleted
+    session: AsyncSession, _e: Envelope, event: screening_pb2.ScreeningCompleted
 ) -> None:
-    await increment(session, domain.SCREENINGS_COMPLETED, domain.ALL_DOMAINS)
+    screened_at = _placed("ScreeningCompleted", "screened_at", event.screened_at)
+    _ids("ScreeningCompleted", 36, screening_id=event.screening_id)
+    _ids("ScreeningCompleted", resident_id=event.resident_id)
+    await record(
+        session,
+        ScreeningFact,
+        screening_id=event.screening_id,
+        resident_id=event.resident_id,
+        partner_id=event.screened_by.partner_id[:ID],
+        site_id=event.site_id[:ID],
+        screened_at=screened_at,
+        positive_domains=sorted(set(event.positive_domains)),
+        negative_domains=sorted(set(event.negative_domains)),
+        consented=bool(event.consent_id),
+    )
+    await increment(session, funnel.SCREENINGS_COMPLETED, funnel.ALL_DOMAINS)
 
 
 async def on_need_identified(
     session: AsyncSession, _e: Envelope, event: screening_pb2.NeedIdentified
 ) -> None:
-    for metric, need_domain in domain.per_domain(domain.NEEDS_IDENTIFIED, event.need_domain):
+    identified_at = _placed("NeedIdentified", "identified_at", event.identified_at)
+    _ids("NeedIdentified", 36, need_id=event.need_id, screening_id=event.screening_id)
+    _ids("NeedIdentified", 100, need_domain=event.need_domain)
+    _ids("NeedIdentified", resident_id=event.resident_id)
+    await record(
+        session,
+        NeedFact,
+        need_id=event.need_id,
+        screening_id=event.screening_id,
+        resident_id=event.resident_id,
+        need_domain=event.need_domain,
+        partner_id=event.source_partner_id[:ID],
+        identified_at=identified_at,
+        consented=bool(event.consent_id),
+    )
+    for metric, need_domain in funnel.per_domain(funnel.NEEDS_IDENTIFIED, event.need_domain):
         await increment(session, metric, need_domain)
 
 
 async def on_referral_created(
     session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralCreated
 ) -> None:
-    for metric, need_domain in domain.referral_created_counters(event.informational, event.need_domain):
+    created_at = _placed("ReferralCreated", "created_at", event.created_at)
+    _ids("ReferralCreated", 36, referral_id=event.referral_id)
+    _ids("ReferralCreated", resident_id=event.resident_id)
+    await record(
+        session,
+        ReferralFact,
+        referral_id=event.referral_id,
+        resident_id=event.resident_id,
+        need_id=event.need_id[:36],
+        screening_id=event.screening_id[:36],
+        need_domain=event.need_domain[:100],
+        source_partner_id=event.source_partner_id[:ID],
+        target_partner_id=event.target_partner_id[:ID],
+        created_at=created_at,
+        informational=event.informational,
+    )
+    for metric, need_domain in funnel.referral_created_counters(event.informational, event.need_domain):
         await increment(session, metric, need_domain)
 
 
 async def on_status_changed(
     session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralStatusChanged
 ) -> None:
+    changed_at = _placed("ReferralStatusChanged", "changed_at", event.changed_at)
+    _ids("ReferralStatusChanged", 36, referral_id=event.referral_id)
+    if event.sequence <= 0:
+        raise PoisonEvent("ReferralStatusChanged without sequence")
     to = code_of(referrals_pb2.ReferralStatus, event.to_status)
     outcome = code_of(referrals_pb2.ReferralOutcome, event.outcome)
-    for metric, need_domain in domain.status_change_counters(to, outcome, event.need_domain):
+    await record(
+        session,
+        ReferralChangeFact,
+        referral_id=event.referral_id,
+        sequence=event.sequence,
+        to_status=to[:30],
+        outcome=outcome[:30],
+        reason_code=event.reason_code[:40],
+        changed_at=changed_at,
+        target_partner_id=event.target_partner_id[:ID],
+    )
+    for metric, need_domain in funnel.status_change_counters(to, outcome, event.need_domain):
         await increment(session, metric, need_domain)
+
+
+async def on_rerouted(session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralRerouted) -> None:
+    rerouted_at = _placed("ReferralRerouted", "rerouted_at", event.rerouted_at)
+    _ids("ReferralRerouted", 36, referral_id=event.referral_id)
+    if event.sequence <= 0:
+        raise PoisonEvent("ReferralRerouted without sequence")
+    await record(
+        session,
+        ReferralRerouteFact,
+        referral_id=event.referral_id,
+        sequence=event.sequence,
+        reason_code=(event.reason_code or "other")[:40],
+        rerouted_at=rerouted_at,
+        from_partner_id=event.from_target_partner_id[:ID],
+        to_partner_id=event.to_target_partner_id[:ID],
+    )
 
 
 async def on_notification_delivered(
     session: AsyncSession, _e: Envelope, event: notifications_pb2.NotificationDelivered
 ) -> None:
     if event.status == notifications_pb2.DELIVERY_STATUS_DELIVERED:
-        await increment(session, domain.NOTIFICATIONS_DELIVERED, domain.ALL_DOMAINS)
+        await increment(session, funnel.NOTIFICATIONS_DELIVERED, funnel.ALL_DOMAINS)
 
 
 async def on_demographics_recorded(
     session: AsyncSession, _e: Envelope, event: screening_pb2.ScreeningDemographicsRecorded
 ) -> None:
-    screened_at = from_timestamp(event.screened_at)
-    if screened_at is None or not event.screening_id:
-        raise PoisonEvent("ScreeningDemographicsRecorded without screening_id or screened_at")
-    if await session.get(ScreeningDemographicsFact, event.screening_id) is not None:
-        return
+    screened_at = _placed("ScreeningDemographicsRecorded", "screened_at", event.screened_at)
+    _ids("ScreeningDemographicsRecorded", 36, screening_id=event.screening_id)
     d = event.demographics
-    session.add(
-        ScreeningDemographicsFact(
-            screening_id=event.screening_id,
-            resident_id=event.resident_id,
-            site_id=event.site_id,
-            screened_at=screened_at,
-            race_codes=list(d.race_codes),
-            ethnicity_code=d.ethnicity_code,
-            preferred_language=d.preferred_language,
-            age_band=d.age_band,
-            zip=d.zip,
-            neighbourhood=d.neighbourhood,
-        )
+    await record(
+        session,
+        ScreeningDemographicsFact,
+        screening_id=event.screening_id,
+        resident_id=event.resident_id[:100],
+        site_id=event.site_id[:100],
+        screened_at=screened_at,
+        race_codes=list(d.race_codes)[:6],
+        ethnicity_code=d.ethnicity_code[:10],
+        preferred_language=d.preferred_language[:35],
+        age_band=d.age_band[:10],
+        zip=d.zip[:5],
+        neighbourhood=d.neighbourhood[:100],
     )
+
+
+TOPICS = [SCREENING_EVENTS, SCREENING_DEMOGRAPHICS, REFERRAL_EVENTS, NOTIFICATION_EVENTS]
+HANDLERS: Mapping[type[Message] | str, EventHandler] = {
+    screening_pb2.ScreeningCompleted: on_screening_completed,
+    screening_pb2.NeedIdentified: on_need_identified,
+    referrals_pb2.ReferralCreated: on_referral_created,
+    referrals_pb2.ReferralStatusChanged: on_status_changed,
+    referrals_pb2.ReferralRerouted: on_rerouted,
+    notifications_pb2.NotificationDelivered: on_notification_delivered,
+    screening_pb2.ScreeningDemographicsRecorded: on_demographics_recorded,
+}

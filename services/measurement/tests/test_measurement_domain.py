@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ach_measurement.domain import (
+from ach_measurement.domain.funnel import (
     ALL_DOMAINS,
     REFERRALS_ACCEPTED,
     REFERRALS_COMPLETED,

@@ -22,19 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$ach/measurement/v1/measurement.proto\x12\x12\x61\x63h.measurement.v1\"/\n\x18GetReferralFunnelRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\"\x8f\x02\n\x0eReferralFunnel\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x1c\n\x14screenings_completed\x18\x02 \x01(\x03\x12\x18\n\x10needs_identified\x18\x03 \x01(\x03\x12\x19\n\x11referrals_created\x18\x04 \x01(\x03\x12\x1a\n\x12referrals_accepted\x18\x05 \x01(\x03\x12\x1b\n\x13referrals_completed\x18\x06 \x01(\x03\x12\x1a\n\x12referrals_need_met\x18\x07 \x01(\x03\x12\x1f\n\x17notifications_delivered\x18\x08 \x01(\x03\x12\x1f\n\x17informational_referrals\x18\t \x01(\x03\x32{\n\x12MeasurementService\x12\x65\n\x11GetReferralFunnel\x12,.ach.measurement.v1.GetReferralFunnelRequest\x1a\".ach.measurement.v1.ReferralFunnelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$ach/measurement/v1/measurement.proto\x12\x12\x61\x63h.measurement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x18GetReferralFunnelRequest\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\"\x8f\x02\n\x0eReferralFunnel\x12\x13\n\x0bneed_domain\x18\x01 \x01(\t\x12\x1c\n\x14screenings_completed\x18\x02 \x01(\x03\x12\x18\n\x10needs_identified\x18\x03 \x01(\x03\x12\x19\n\x11referrals_created\x18\x04 \x01(\x03\x12\x1a\n\x12referrals_accepted\x18\x05 \x01(\x03\x12\x1b\n\x13referrals_completed\x18\x06 \x01(\x03\x12\x1a\n\x12referrals_need_met\x18\x07 \x01(\x03\x12\x1f\n\x17notifications_delivered\x18\x08 \x01(\x03\x12\x1f\n\x17informational_referrals\x18\t \x01(\x03\"\'\n\rLocalizedText\x12\n\n\x02\x65n\x18\x01 \x01(\t\x12\n\n\x02\x65s\x18\x02 \x01(\t\"\x83\x05\n\x11MeasureDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12/\n\x04name\x18\x03 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x36\n\x0b\x64\x65scription\x18\x04 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x13\n\x0b\x63\x61lculation\x18\x06 \x01(\t\x12\x0c\n\x04unit\x18\x07 \x01(\t\x12\x10\n\x08polarity\x18\x08 \x01(\t\x12\x0e\n\x06period\x18\t \x01(\t\x12\x12\n\nbreakdowns\x18\n \x03(\t\x12\x17\n\x0f\x62\x61seline_period\x18\x0b \x01(\t\x12\x1b\n\x0e\x62\x61seline_value\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x43\n\x07targets\x18\r \x03(\x0b\x32\x32.ach.measurement.v1.MeasureDefinition.TargetsEntry\x12\x11\n\tfamily_id\x18\x0e \x01(\t\x12\x14\n\x0c\x66\x61mily_order\x18\x0f \x01(\x05\x12\x31\n\x06source\x18\x10 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x30\n\x05notes\x18\x11 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x11\n\tnumerator\x18\x12 \x01(\t\x12\x13\n\x0b\x64\x65nominator\x18\x13 \x01(\t\x12\r\n\x05value\x18\x14 \x01(\t\x1a.\n\x0cTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x11\n\x0f_baseline_value\"\x15\n\x13ListMeasuresRequest\"z\n\x13ScorecardDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x04name\x18\x02 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x11\n\tgeography\x18\x03 \x01(\t\x12\x13\n\x0bmeasure_ids\x18\x04 \x03(\t\"\x8c\x01\n\x14ListMeasuresResponse\x12\x37\n\x08measures\x18\x01 \x03(\x0b\x32%.ach.measurement.v1.MeasureDefinition\x12;\n\nscorecards\x18\x02 \x03(\x0b\x32\'.ach.measurement.v1.ScorecardDefinition\"\x88\x02\n\x06\x46igure\x12\r\n\x05group\x18\x01 \x01(\t\x12\x39\n\x06status\x18\x02 \x01(\x0e\x32).ach.measurement.v1.ConfidentialityStatus\x12\x16\n\tnumerator\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65nominator\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\x05value\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03low\x18\x06 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04high\x18\x07 \x01(\x01H\x04\x88\x01\x01\x12\x10\n\x08unstable\x18\x08 \x01(\x08\x42\x0c\n\n_numeratorB\x0e\n\x0c_denominatorB\x08\n\x06_valueB\x06\n\x04_lowB\x07\n\x05_high\"`\n\x0eGroupDisparity\x12\r\n\x05group\x18\x01 \x01(\t\x12\x17\n\x0frate_difference\x18\x02 \x01(\x01\x12\x17\n\nrate_ratio\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_rate_ratio\"\xd4\x01\n\x0b\x44isparities\x12\x17\n\x0freference_group\x18\x01 \x01(\t\x12\x32\n\x06groups\x18\x02 \x03(\x0b\x32\".ach.measurement.v1.GroupDisparity\x12\x1f\n\x12index_of_disparity\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x17\x61ttributable_proportion\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x15\n\x13_index_of_disparityB\x1a\n\x18_attributable_proportion\"\x81\x01\n\tBreakdown\x12\x11\n\tdimension\x18\x01 \x01(\t\x12+\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x1a.ach.measurement.v1.Figure\x12\x34\n\x0b\x64isparities\x18\x03 \x01(\x0b\x32\x1f.ach.measurement.v1.Disparities\"\x92\x01\n\rPeriodFigures\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x13\n\x0bprovisional\x18\x02 \x01(\x08\x12)\n\x05total\x18\x03 \x01(\x0b\x32\x1a.ach.measurement.v1.Figure\x12\x31\n\nbreakdowns\x18\x04 \x03(\x0b\x32\x1d.ach.measurement.v1.Breakdown\"\x90\x01\n\x18GetMeasureFiguresRequest\x12\x12\n\nmeasure_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\t\x12\x13\n\x0b\x66rom_period\x18\x03 \x01(\t\x12\x11\n\tto_period\x18\x04 \x01(\t\x12\x12\n\npartner_id\x18\x05 \x01(\t\x12\x11\n\tgeography\x18\x06 \x01(\t\"\xa7\x01\n\x0eMeasureFigures\x12\x36\n\x07measure\x18\x01 \x01(\x0b\x32%.ach.measurement.v1.MeasureDefinition\x12\x32\n\x07periods\x18\x02 \x03(\x0b\x32!.ach.measurement.v1.PeriodFigures\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x13GetScorecardRequest\x12\x13\n\x0bmeasure_ids\x18\x01 \x03(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x12\n\npartner_id\x18\x03 \x01(\t\x12\x11\n\tdimension\x18\x04 \x01(\t\x12\r\n\x05group\x18\x05 \x01(\t\x12\x14\n\x0cscorecard_id\x18\x06 \x01(\t\"\xa5\x05\n\x0cScorecardRow\x12\x12\n\nmeasure_id\x18\x01 \x01(\t\x12/\n\x04name\x18\x02 \x01(\x0b\x32!.ach.measurement.v1.LocalizedText\x12\x13\n\x0btime_period\x18\x03 \x01(\t\x12\x19\n\x0cprior_actual\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0e\x63urrent_actual\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0e\x63urrent_target\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x18\n\x0bnext_target\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x15\n\x08\x66orecast\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12!\n\x14variance_from_target\x18\t \x01(\x01H\x05\x88\x01\x01\x12\x31\n\x05trend\x18\n \x01(\x0e\x32\".ach.measurement.v1.TrendDirection\x12\x17\n\ntrend_good\x18\x0b \x01(\x08H\x06\x88\x01\x01\x12\x15\n\rtrend_periods\x18\x0c \x01(\x05\x12\x1c\n\x0f\x62\x61seline_change\x18\r \x01(\x01H\x07\x88\x01\x01\x12\x39\n\x06status\x18\x0e \x01(\x0e\x32).ach.measurement.v1.ConfidentialityStatus\x12\x13\n\x0bprovisional\x18\x0f \x01(\x08\x12\x0c\n\x04unit\x18\x10 \x01(\t\x12\x10\n\x08polarity\x18\x11 \x01(\t\x12\x11\n\tgeography\x18\x12 \x01(\tB\x0f\n\r_prior_actualB\x11\n\x0f_current_actualB\x11\n\x0f_current_targetB\x0e\n\x0c_next_targetB\x0b\n\t_forecastB\x17\n\x15_variance_from_targetB\r\n\x0b_trend_goodB\x12\n\x10_baseline_change\"f\n\tScorecard\x12.\n\x04rows\x18\x01 \x03(\x0b\x32 .ach.measurement.v1.ScorecardRow\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xab\x01\n\x14\x45xportMeasureRequest\x12\x12\n\nmeasure_id\x18\x01 \x01(\t\x12\x30\n\x06\x66ormat\x18\x02 \x01(\x0e\x32 .ach.measurement.v1.ExportFormat\x12\x13\n\x0b\x66rom_period\x18\x03 \x01(\t\x12\x11\n\tto_period\x18\x04 \x01(\t\x12\x12\n\npartner_id\x18\x05 \x01(\t\x12\x11\n\tgeography\x18\x06 \x01(\t\"H\n\rMeasureExport\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c*\xaa\x01\n\x15\x43onfidentialityStatus\x12&\n\"CONFIDENTIALITY_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43ONFIDENTIALITY_STATUS_FREE\x10\x01\x12\"\n\x1e\x43ONFIDENTIALITY_STATUS_PRIMARY\x10\x02\x12$\n CONFIDENTIALITY_STATUS_SECONDARY\x10\x03*\x97\x01\n\x0eTrendDirection\x12\x1f\n\x1bTREND_DIRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12TREND_DIRECTION_UP\x10\x01\x12\x18\n\x14TREND_DIRECTION_DOWN\x10\x02\x12\x18\n\x14TREND_DIRECTION_FLAT\x10\x03\x12\x18\n\x14TREND_DIRECTION_NONE\x10\x04*t\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x01\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_FHIR\x10\x03\x32\xfb\x03\n\x12MeasurementService\x12\x65\n\x11GetReferralFunnel\x12,.ach.measurement.v1.GetReferralFunnelRequest\x1a\".ach.measurement.v1.ReferralFunnel\x12\x61\n\x0cListMeasures\x12\'.ach.measurement.v1.ListMeasuresRequest\x1a(.ach.measurement.v1.ListMeasuresResponse\x12V\n\x0cGetScorecard\x12\'.ach.measurement.v1.GetScorecardRequest\x1a\x1d.ach.measurement.v1.Scorecard\x12\x65\n\x11GetMeasureFigures\x12,.ach.measurement.v1.GetMeasureFiguresRequest\x1a\".ach.measurement.v1.MeasureFigures\x12\\\n\rExportMeasure\x12(.ach.measurement.v1.ExportMeasureRequest\x1a!.ach.measurement.v1.MeasureExportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.measurement.v1.measurement_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETREFERRALFUNNELREQUEST']._serialized_start=60
-  _globals['_GETREFERRALFUNNELREQUEST']._serialized_end=107
-  _globals['_REFERRALFUNNEL']._serialized_start=110
-  _globals['_REFERRALFUNNEL']._serialized_end=381
-  _globals['_MEASUREMENTSERVICE']._serialized_start=383
-  _globals['_MEASUREMENTSERVICE']._serialized_end=506
+  _globals['_MEASUREDEFINITION_TARGETSENTRY']._loaded_options = None
+  _globals['_MEASUREDEFINITION_TARGETSENTRY']._serialized_options = b'8\001'
+  _globals['_CONFIDENTIALITYSTATUS']._serialized_start=3741
+  _globals['_CONFIDENTIALITYSTATUS']._serialized_end=3911
+  _globals['_TRENDDIRECTION']._serialized_start=3914
+  _globals['_TRENDDIRECTION']._serialized_end=4065
+  _globals['_EXPORTFORMAT']._serialized_start=4067
+  _globals['_EXPORTFORMAT']._serialized_end=4183
+  _globals['_GETREFERRALFUNNELREQUEST']._serialized_start=93
+  _globals['_GETREFERRALFUNNELREQUEST']._serialized_end=140
+  _globals['_REFERRALFUNNEL']._serialized_start=143
+  _globals['_REFERRALFUNNEL']._serialized_end=414
+  _globals['_LOCALIZEDTEXT']._serialized_start=416
+  _globals['_LOCALIZEDTEXT']._serialized_end=455
+  _globals['_MEASUREDEFINITION']._serialized_start=458
+  _globals['_MEASUREDEFINITION']._serialized_end=1101
+  _globals['_MEASUREDEFINITION_TARGETSENTRY']._serialized_start=1036
+  _globals['_MEASUREDEFINITION_TARGETSENTRY']._serialized_end=1082
+  _globals['_LISTMEASURESREQUEST']._serialized_start=1103
+  _globals['_LISTMEASURESREQUEST']._serialized_end=1124
+  _globals['_SCORECARDDEFINITION']._serialized_start=1126
+  _globals['_SCORECARDDEFINITION']._serialized_end=1248
+  _globals['_LISTMEASURESRESPONSE']._serialized_start=1251
+  _globals['_LISTMEASURESRESPONSE']._serialized_end=1391
+  _globals['_FIGURE']._serialized_start=1394
+  _globals['_FIGURE']._serialized_end=1658
+  _globals['_GROUPDISPARITY']._serialized_start=1660
+  _globals['_GROUPDISPARITY']._serialized_end=1756
+  _globals['_DISPARITIES']._serialized_start=1759
+  _globals['_DISPARITIES']._serialized_end=1971
+  _globals['_BREAKDOWN']._serialized_start=1974
+  _globals['_BREAKDOWN']._serialized_end=2103
+  _globals['_PERIODFIGURES']._serialized_start=2106
+  _globals['_PERIODFIGURES']._serialized_end=2252
+  _globals['_GETMEASUREFIGURESREQUEST']._serialized_start=2255
+  _globals['_GETMEASUREFIGURESREQUEST']._serialized_end=2399
+  _globals['_MEASUREFIGURES']._serialized_start=2402
+  _globals['_MEASUREFIGURES']._serialized_end=2569
+  _globals['_GETSCORECARDREQUEST']._serialized_start=2572
+  _globals['_GETSCORECARDREQUEST']._serialized_end=2706
+  _globals['_SCORECARDROW']._serialized_start=2709
+  _globals['_SCORECARDROW']._serialized_end=3386
+  _globals['_SCORECARD']._serialized_start=3388
+  _globals['_SCORECARD']._serialized_end=3490
+  _globals['_EXPORTMEASUREREQUEST']._serialized_start=3493
+  _globals['_EXPORTMEASUREREQUEST']._serialized_end=3664
+  _globals['_MEASUREEXPORT']._serialized_start=3666
+  _globals['_MEASUREEXPORT']._serialized_end=3738
+  _globals['_MEASUREMENTSERVICE']._serialized_start=4186
+  _globals['_MEASUREMENTSERVICE']._serialized_end=4693
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,26 @@ class MeasurementServiceStub:
                 request_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetReferralFunnelRequest.SerializeToString,
                 response_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ReferralFunnel.FromString,
                 _registered_method=True)
+        self.ListMeasures = channel.unary_unary(
+                '/ach.measurement.v1.MeasurementService/ListMeasures',
+                request_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresRequest.SerializeToString,
+                response_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresResponse.FromString,
+                _registered_method=True)
+        self.GetScorecard = channel.unary_unary(
+                '/ach.measurement.v1.MeasurementService/GetScorecard',
+                request_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetScorecardRequest.SerializeToString,
+                response_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.Scorecard.FromString,
+                _registered_method=True)
+        self.GetMeasureFigures = channel.unary_unary(
+                '/ach.measurement.v1.MeasurementService/GetMeasureFigures',
+                request_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetMeasureFiguresRequest.SerializeToString,
+                response_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureFigures.FromString,
+                _registered_method=True)
+        self.ExportMeasure = channel.unary_unary(
+                '/ach.measurement.v1.MeasurementService/ExportMeasure',
+                request_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ExportMeasureRequest.SerializeToString,
+                response_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureExport.FromString,
+                _registered_method=True)
 
 
 class MeasurementServiceServicer:
@@ -51,6 +71,34 @@ class MeasurementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMeasures(self, request, context):
+        """The measures' definitions (public information).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScorecard(self, request, context):
+        """Clear Impact's scorecard columns for each measure, for one period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMeasureFigures(self, request, context):
+        """One measure's history, in total and by each breakdown, with each value's confidentiality status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMeasure(self, request, context):
+        """The same figures as a file: CSV, JSON, or a FHIR R4 Bundle of one MeasureReport per period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeasurementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +106,26 @@ def add_MeasurementServiceServicer_to_server(servicer, server):
                     servicer.GetReferralFunnel,
                     request_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetReferralFunnelRequest.FromString,
                     response_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ReferralFunnel.SerializeToString,
+            ),
+            'ListMeasures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMeasures,
+                    request_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresRequest.FromString,
+                    response_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresResponse.SerializeToString,
+            ),
+            'GetScorecard': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScorecard,
+                    request_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetScorecardRequest.FromString,
+                    response_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.Scorecard.SerializeToString,
+            ),
+            'GetMeasureFigures': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMeasureFigures,
+                    request_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.GetMeasureFiguresRequest.FromString,
+                    response_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureFigures.SerializeToString,
+            ),
+            'ExportMeasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMeasure,
+                    request_deserializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.ExportMeasureRequest.FromString,
+                    response_serializer=ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureExport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +155,114 @@ class MeasurementService:
             '/ach.measurement.v1.MeasurementService/GetReferralFunnel',
             ach_dot_measurement_dot_v1_dot_measurement__pb2.GetReferralFunnelRequest.SerializeToString,
             ach_dot_measurement_dot_v1_dot_measurement__pb2.ReferralFunnel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMeasures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.measurement.v1.MeasurementService/ListMeasures',
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresRequest.SerializeToString,
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.ListMeasuresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScorecard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.measurement.v1.MeasurementService/GetScorecard',
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.GetScorecardRequest.SerializeToString,
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.Scorecard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMeasureFigures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.measurement.v1.MeasurementService/GetMeasureFigures',
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.GetMeasureFiguresRequest.SerializeToString,
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureFigures.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMeasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.measurement.v1.MeasurementService/ExportMeasure',
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.ExportMeasureRequest.SerializeToString,
+            ach_dot_measurement_dot_v1_dot_measurement__pb2.MeasureExport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,120 @@
+"""Importing population indicators into the service's database (SQLite and PostgreSQL): the shipped
+samples load, a file with a bad row imports nothing, a revision needs --replace, and the published
+figures follow, a small count hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from ach_measurement.catalog import load_measures, load_scorecards
+from ach_measurement.domain.indicators import IndicatorFileError, IndicatorFormat
+from ach_measurement.domain.suppression import Status
+from ach_measurement.indicator_imports import import_indicator_file, network_geographies
+from ach_measurement.main import SAMPLES
+from ach_measurement.publications import Publications
+from ach_measurement.store import IndicatorValueRow
+from ach_platform import migrations
+from ach_platform.database import create_engine, session_factory
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "ach_measurement" / "samples"
+LA = ZoneInfo("America/Los_Angeles")
+
+pytestmark = pytest.mark.postgres
+MIGRATIONS = Path(__file__).resolve().parents[1] / "ach_measurement" / "migrations"
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh database migrated to the service's schema (SQLite and PostgreSQL)."""
+    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url)
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int((await session.exec(select(func.count()).select_from(IndicatorValueRow))).one())
+
+
+async def test_samples_load_once_and_feed_the_example_scorecards(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    measures = load_measures()
+    first = [
+        await import_indicator_file(sessions, measures, SAMPLE_DIR / name, form) for name, form in SAMPLES
+    ]
+    assert all(r.added == r.read > 0 for r in first)
+    again = [
+        await import_indicator_file(sessions, measures, SAMPLE_DIR / name, form) for name, form in SAMPLES
+    ]
+    assert all(r.unchanged == r.read and r.added == 0 for r in again)
+
+    cards = {c.id: c for c in load_scorecards(measures, network_geographies())}
+    assert set(cards) == {"jackson-shared-goals", "south-stockton-focus-areas"}
+    publication = await Publications(sessions, measures, LA, 0.0).current()
+    food = publication.indicators[("food-insecurity", cards["jackson-shared-goals"].geography)]
+    assert [p.period.label for p in food.periods] == ["2019", "2020", "2021", "2022", "2023", "2024"]
+    latest = food.periods[-1]
+    assert latest.total.status is Status.FREE and latest.total.value is not None
+    assert 5 < latest.total.value < 25  # a percent (County Health Rankings' proportion x 100)
+    assert {f.group for f in latest.groups["race_ethnicity"]} == {
+        "black-or-african-american",
+        "white",
+        "hispanic-or-latino",
+    }
+    assert latest.disparities["race_ethnicity"].reference_group == "white"  # the lowest food insecurity
+    mental = publication.indicators[("frequent-mental-distress", "95206")]
+    assert mental.periods and mental.periods[0].total.low is not None
+
+
+async def test_a_bad_row_imports_nothing_and_a_revision_needs_replace(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    measures = load_measures()
+    good = tmp_path / "survey.csv"
+    good.write_text(
+        "indicator,geography,period,value,numerator,denominator\n"
+        "perceptions-of-safety,26075,2025,61.0,549,900\n"
+        "kindergarten-readiness,26075,2025,7.0,7,100\n"
+    )
+    report = await import_indicator_file(sessions, measures, good, IndicatorFormat.LONG)
+    assert report.added == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "indicator,geography,period,value,numerator,denominator\n"
+        "perceptions-of-safety,26075,2026,62.0,558,900\n"
+        "perceptions-of-safety,00000,2026,62.0,,\n"
+    )
+    with pytest.raises(
+        IndicatorFileError,
+        match=re.escape("bad.csv: row 3, column geography: is not a geography of the network"),
+    ):
+        await import_indicator_file(sessions, measures, bad, IndicatorFormat.LONG)
+    assert await count(sessions) == 2
+    revised = tmp_path / "revised.csv"
+    revised.write_text("indicator,geography,period,value\nperceptions-of-safety,26075,2025,60.5\n")
+    with pytest.raises(
+        IndicatorFileError,
+        match=re.escape("row 2, column value: differs from the stored value (from survey.csv)"),
+    ):
+        await import_indicator_file(sessions, measures, revised, IndicatorFormat.LONG)
+    report = await import_indicator_file(sessions, measures, revised, IndicatorFormat.LONG, revise=True)
+    assert report.revised == 1
+
+    publication = await Publications(
+        sessions, measures, LA, 0.0, now=lambda: datetime(2026, 2, 1, tzinfo=UTC)
+    ).current()
+    ready = publication.indicators[("kindergarten-readiness", "26075")].periods[-1].total
+    assert ready.status is Status.PRIMARY and ready.value is None  # 7 children: a small count
+    safe = publication.indicators[("perceptions-of-safety", "26075")].periods[-1].total
+    assert safe.value == 60.5

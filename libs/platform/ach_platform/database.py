@@ -167,6 +167,15 @@ async def insert_once(session: AsyncSession, model: type[SQLModel], values: dict
     await insert_once_into(session, model.__table__, values)  # type: ignore[attr-defined]
 
 
+async def insert_many_once(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows in one statement, each unless its primary key is there already (a bulk load)."""
+    if not rows:
+        return
+    conn = await session.connection()
+    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
 async def insert_once_into(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
     """As insert_once, into a table given as such (e.g. a projection being rebuilt beside the live one)."""
     conn = await session.connection()

@@ -25,7 +25,14 @@ from sqlalchemy import MetaData, Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_measurement.store import FACT_TABLES, REBUILD_TABLES, ProjectionGeneration, RebuildProgress
+from ach_measurement.store import (
+    FACT_TABLES,
+    REBUILDING,
+    ProjectionGeneration,
+    RebuildBatch,
+    RebuildProgress,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 SUFFIX = "_rebuild"
@@ -160,7 +167,8 @@ class Rebuild:
         done = 0
         while any((positions.get(tp, 0) < ends[tp]) for tp in partitions):
             batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
-            token = REBUILD_TABLES.set(tables)
+            batch = RebuildBatch()
+            token = REBUILDING.set(batch)
             try:
                 async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
                     for tp, records in batches.items():
@@ -172,10 +180,11 @@ class Rebuild:
                             await self._apply(session, record, report)
                         if records:
                             positions[tp] = max(positions.get(tp, 0), records[-1].offset + 1)
+                    await write_batch(session, batch, tables)
                     for tp in batches:
                         await self._save_position(session, tp, positions[tp])
             finally:
-                REBUILD_TABLES.reset(token)
+                REBUILDING.reset(token)
             self._progress(done, total)
 
     async def _apply(self, session: AsyncSession, record: object, report: RebuildReport) -> None:
@@ -184,8 +193,8 @@ class Rebuild:
             handler = self._handlers.get(envelope.type)
             if handler is None:
                 return
-            async with session.begin_nested():
-                await handler(session, envelope, envelope.message())
+            # Handlers only record facts here (collected for the batch): nothing to roll back.
+            await handler(session, envelope, envelope.message())
         except (EnvelopeError, PoisonEvent):
             report.poison += 1  # the live consumer dead-lettered it already, with its reason
 

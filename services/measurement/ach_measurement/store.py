@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ach_platform.clock import as_utc as _utc
-from ach_platform.database import insert_once, insert_once_into
+from ach_platform.database import insert_many_once, insert_once
 from sqlalchemy import JSON, BigInteger, Column, Table, func
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -145,24 +147,33 @@ FACT_TABLES: tuple[type[SQLModel], ...] = (
 )
 
 
-# During a rebuild, facts go to the tables being built (by fact table name), and the funnel
-# counters, which are not rebuilt, are left alone.
-REBUILD_TABLES: ContextVar[Mapping[str, Table] | None] = ContextVar(
-    "measurement_rebuild_tables", default=None
-)
+@dataclass
+class RebuildBatch:
+    """During a rebuild, facts are collected here (by fact table name) and written a batch at a
+    time into the tables being built; the funnel counters, which are not rebuilt, are left alone."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-async def record(session: AsyncSession, model: type[SQLModel], **values: object) -> None:
+REBUILDING: ContextVar[RebuildBatch | None] = ContextVar("measurement_rebuild_batch", default=None)
+
+
+async def record(session: AsyncSession, model: type[SQLModel], **values: Any) -> None:
     """A fact, once: the same event again (a replay, a second delivery) changes nothing."""
-    rebuilding = REBUILD_TABLES.get()
-    if rebuilding is None:
+    batch = REBUILDING.get()
+    if batch is None:
         await insert_once(session, model, values)
     else:
-        await insert_once_into(session, rebuilding[str(model.__tablename__)], values)
+        batch.rows.setdefault(str(model.__tablename__), []).append(values)
+
+
+async def write_batch(session: AsyncSession, batch: RebuildBatch, tables: Mapping[str, Table]) -> None:
+    for name, rows in batch.rows.items():
+        await insert_many_once(session, tables[name], rows)
 
 
 async def increment(session: AsyncSession, metric: str, need_domain: str) -> None:
-    if REBUILD_TABLES.get() is not None:
+    if REBUILDING.get() is not None:
         return
     counter = await session.get(FunnelCounter, (metric, need_domain))
     if counter is None:

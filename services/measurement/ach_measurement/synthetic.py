@@ -34,15 +34,16 @@ BANDS = ["0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+"]
 START = datetime(2026, 1, 1, 8, tzinfo=UTC)
 
 
-def sample_facts(seed: int = 7, screenings: int = 600, months: int = 6) -> Facts:
+def sample_facts(seed: int = 7, screenings: int = 600, months: int = 6, prefix: str = "") -> Facts:
+    """``prefix`` starts every id, so several samples can be told apart (a benchmark makes many)."""
     rng = random.Random(seed)
     facts = Facts()
-    residents = [f"res-{i:04d}" for i in range(screenings * 2 // 3)]
+    residents = [f"{prefix}res-{i:04d}" for i in range(screenings * 2 // 3)]
     sequence = 0
     for i in range(screenings):
         resident = rng.choice(residents)
         at = START + timedelta(days=rng.uniform(0, 30.4 * months))
-        sid = f"scr-{i:05d}"
+        sid = f"{prefix}scr-{i:05d}"
         partner = rng.choice(PARTNERS)
         race = rng.choice(RACES)
         races = (race,) if rng.random() > 0.05 else (race, "2106-3" if race != "2106-3" else "2054-5")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -110,14 +109,21 @@ def rebuild_figures(bootstrap: str, n: int, work: Path) -> list[Figure]:
     sent = asyncio.run(produce_network(bootstrap, n))
     read, raw_rate = asyncio.run(raw_consume(bootstrap))
     service_command(env, "migrate")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    done = service_command(env, "rebuild", "--quiet")
+    rebuild = subprocess.Popen(
+        [sys.executable, "-m", "ach_measurement.main", "rebuild", "--quiet"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(rebuild.pid, 0)  # this child's own peak, not any child's
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    if peak_mb <= before / 1024:
-        peak_mb = float("nan")  # an earlier child was bigger: the figure would not be the rebuild's
-    print(f"bench: measurement: {done.stdout.strip()}", file=sys.stderr)
+    summary = rebuild.stdout.read() if rebuild.stdout else ""
+    if status != 0:
+        raise RuntimeError(f"ach-measurement rebuild failed ({status})")
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    print(f"bench: measurement: {summary.strip()}", file=sys.stderr)
     return [
         Figure(f"measurement.raw_consume ({read:,} events)", raw_rate, "events/s"),
         Figure(

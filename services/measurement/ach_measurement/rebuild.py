@@ -108,7 +108,7 @@ class Rebuild:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,
             **broker_security().aiokafka(),
         )
         await consumer.start()

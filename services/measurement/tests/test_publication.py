@@ -244,7 +244,7 @@ def test_no_small_difference_between_nested_counts_can_be_worked_out() -> None:
     count of its own, and must not be worked out when it is 1 to 10."""
     from ach_measurement.domain import publication as pub
 
-    facts = sample_facts(seed=13, screenings=600)
+    facts = sample_facts(seed=13, screenings=900)
     units = assemble(facts)
     measures = [m for m in load_measures() if not m.imported]
     p = publish(measures, units, LA, NOW)

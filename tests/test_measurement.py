@@ -155,6 +155,11 @@ def test_events_become_the_published_figures(
         assert stack.query("measurement", "SELECT generation FROM projection_generation")[0][0] == 1
         answers = eventually(matching, 60, "the rebuilt figures equal the live ones")
 
+        with pytest.raises(grpc.RpcError) as bad_period:
+            api.GetScorecard(measurement_pb2.GetScorecardRequest(period="last week"), timeout=10)
+        assert bad_period.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "period: is not a month" in (bad_period.value.details() or "")
+
         with pytest.raises(grpc.RpcError) as refused:
             api.GetMeasureFigures(
                 measurement_pb2.GetMeasureFiguresRequest(measure_id="screenings", dimension="shoe"),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach_platform.clock import to_timestamp
-from ach_platform.errors import FieldViolation, InvalidArgument, NotFound
+from ach_platform.errors import InvalidArgument, NotFound, too_long
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,7 +15,7 @@ from ach_measurement import exports, mappers
 from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain import funnel
 from ach_measurement.domain.definitions import Calculation, Measure
-from ach_measurement.domain.periods import Period, parse_period
+from ach_measurement.domain.periods import Period, PeriodKind, parse_period
 from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFigures, Publication
 from ach_measurement.domain.scorecard import scorecard_row
 from ach_measurement.domain.suppression import Status
@@ -27,7 +27,7 @@ MAX_MEASURES = 200
 
 
 def _bounded(checks: list[tuple[str, str, int]]) -> None:
-    problems = [FieldViolation(f, f"is longer than {n} characters") for f, v, n in checks if len(v) > n]
+    problems = too_long(checks)
     if problems:
         raise InvalidArgument(problems)
 
@@ -39,6 +39,14 @@ def _period(field: str, label: str, figures: MeasureFigures) -> Period | None:
         return parse_period(label, figures.measure.period)
     except ValueError as exc:
         raise InvalidArgument.of(field, str(exc)) from None
+
+
+def _parses(label: str, kind: PeriodKind) -> bool:
+    try:
+        parse_period(label, kind)
+    except ValueError:
+        return False
+    return True
 
 
 class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
@@ -182,6 +190,10 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
         unknown = [m for m in request.measure_ids if m not in self._publications.by_id]
         if unknown:
             raise InvalidArgument.of("measure_ids", f"{unknown[0][:80]!r} is not a measure")
+        if request.period and not any(_parses(request.period, kind) for kind in PeriodKind):
+            raise InvalidArgument.of(
+                "period", "is not a month (YYYY-MM), a quarter (YYYY-Qn) or a year (YYYY)"
+            )
         if bool(request.dimension) != bool(request.group):
             raise InvalidArgument.of("group", "a group's scorecard names both dimension and group")
         geography = ""

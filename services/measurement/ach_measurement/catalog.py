@@ -4,44 +4,26 @@ refuses to start on a malformed file, naming it and every problem."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
-import yaml
+from ach_platform.data_files import DataFileError, data_files, read_data_file
 
 from ach_measurement.domain.definitions import Calculation, Measure, MeasureError, parse_measure
 
 SHIPPED = Path(__file__).parent / "measures"
 SHIPPED_SCORECARDS = Path(__file__).parent / "scorecards"
-SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 256 * 1024
 
 
 def read_measure(path: Path) -> Measure:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise MeasureError(str(path), [f"is larger than {MAX_FILE_BYTES // 1024} KiB"])
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MeasureError(str(path), [f"cannot be read ({exc.strerror})"]) from None
-    except UnicodeDecodeError:
-        raise MeasureError(str(path), ["is not UTF-8 text"]) from None
-    try:
-        data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or getattr(exc, "msg", "")
-        raise MeasureError(str(path), [f"is not valid {path.suffix[1:].upper()}{where}: {problem}"]) from None
+        data = read_data_file(path, MAX_FILE_BYTES)
+    except DataFileError as exc:
+        raise MeasureError(str(path), [str(exc)]) from None
     return parse_measure(data, str(path))
-
-
-def definition_files(directories: Iterable[Path]) -> list[Path]:
-    return sorted(p for d in directories for p in d.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
 def check_together(measures: Sequence[tuple[Path, Measure]]) -> None:
@@ -96,7 +78,7 @@ def load_measures(extra_dir: str = "") -> tuple[Measure, ...]:
         if not path.is_dir():
             raise MeasureError(extra_dir, ["MEASUREMENT_DEFINITIONS_DIR is not a directory"])
         directories.append(path)
-    loaded = [(path, read_measure(path)) for path in definition_files(directories)]
+    loaded = [(path, read_measure(path)) for path in data_files(directories)]
     check_together(loaded)
     return tuple(m for _, m in loaded)
 
@@ -116,11 +98,11 @@ def load_scorecards(
 ) -> tuple[ScorecardDefinition, ...]:
     known = {m.id for m in measures}
     cards = []
-    for path in definition_files([SHIPPED_SCORECARDS]):
+    for path in data_files([SHIPPED_SCORECARDS]):
         try:
-            data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise MeasureError(str(path), [f"is not valid YAML: {exc}"]) from None
+            data = read_data_file(path, MAX_FILE_BYTES)
+        except DataFileError as exc:
+            raise MeasureError(str(path), [str(exc)]) from None
         problems = []
         if not isinstance(data, Mapping) or not isinstance(data.get("measures"), list):
             raise MeasureError(str(path), ["a scorecard is a mapping with id, name, geography and measures"])

@@ -27,6 +27,8 @@ from ach_measurement.domain.publication import Publication, publish, publish_ind
 from ach_measurement.store import IndicatorValueRow, facts_version, load_facts, stored_indicator_values
 
 NETWORK = ""  # the scope of the network's own figures
+# Partners' own figures are kept for the most recently asked (a viewer may name any partner).
+KEPT_PARTNERS = 32
 
 meter = metrics.get_meter("ach_measurement")
 compute_duration = meter.create_histogram(
@@ -100,6 +102,12 @@ class Publications:
             scope = "network" if partner_id == NETWORK else "partner"
             compute_duration.record(time.monotonic() - started, {"scope": scope})
             self._kept[partner_id] = _Kept(publication, version, time.monotonic())
+            partners = [p for p in self._kept if p != NETWORK]
+            for oldest in sorted(partners, key=lambda p: self._kept[p].made)[
+                : max(0, len(partners) - KEPT_PARTNERS)
+            ]:
+                del self._kept[oldest]
+                self._locks.pop(oldest, None)
             return publication
 
     def _compute(self, facts: Facts, values: list[IndicatorValue], partner_id: str) -> Publication:

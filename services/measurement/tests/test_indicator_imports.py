@@ -118,3 +118,18 @@ async def test_a_bad_row_imports_nothing_and_a_revision_needs_replace(
     assert ready.status is Status.PRIMARY and ready.value is None  # 7 children: a small count
     safe = publication.indicators[("perceptions-of-safety", "26075")].periods[-1].total
     assert safe.value == 60.5
+
+
+async def test_partners_figures_are_kept_for_a_bounded_number_of_partners(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A viewer may name any partner: what is kept for partners stays bounded."""
+    from ach_measurement.publications import KEPT_PARTNERS
+
+    publications = Publications(sessions, load_measures(), LA, 60.0)
+    await publications.current()
+    for i in range(KEPT_PARTNERS + 8):
+        await publications.current(f"partner-{i}")
+    kept = publications._kept
+    assert len(kept) == KEPT_PARTNERS + 1 and "" in kept and f"partner-{KEPT_PARTNERS + 7}" in kept
+    assert "partner-0" not in kept

@@ -194,10 +194,8 @@ def _related(signatures: list[Signature]) -> dict[Signature, str]:
     return {s: f"q{roots.index(root(s))}" for s in signatures}
 
 
-def publish(
-    measures: Sequence[Measure], units: Units, zone: ZoneInfo, now: datetime, first: Period | None = None
-) -> Publication:
-    """Every measure's figures from its first period with data (or ``first``) to the current one;
+def publish(measures: Sequence[Measure], units: Units, zone: ZoneInfo, now: datetime) -> Publication:
+    """Every measure's figures from its first period with data to the current one;
     population indicators (imported) are published apart.
 
     Suppression is decided over the quantities the measures count (signatures), not measure by
@@ -210,7 +208,7 @@ def publish(
     for m in measures:
         totals, _ = tallies[m.id]
         current = period_of(now, m.period, zone)
-        start = min(totals, default=current) if first is None else Period(m.period, first.year, 1)
+        start = min(totals, default=current)
         spans[m.id] = periods_between(min(start, current), current)
 
     empty = Cell()

@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 # uv, at a pinned version, in a tool environment of its own under .cache (nothing global needed).
 UV := .cache/uv-$(UV_VERSION)/bin/uv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# pytest-xdist workers for make test; each test module runs whole on one (its tests may share state).
+TEST_WORKERS ?= 2
 
 .PHONY: help
 help: ## list the tasks
@@ -89,7 +91,7 @@ test-infra:
 .PHONY: test
 test: setup protos-check asyncapi-check lint helm-check image-check-sample test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
-	  $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	  $(VENV)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: setup test-infra ## benchmarks: prints a table and writes bench/results.json

@@ -36,6 +36,7 @@ def wire(runtime: Runtime) -> None:
     api = MeasurementApi(runtime.sessions, publications, scorecards)
     runtime.serve(api, measurement_pb2_grpc.add_MeasurementServiceServicer_to_server)
     runtime.consume(subscribers.TOPICS, subscribers.HANDLERS)
+    runtime.run_in_background(publications.warm)
 
 
 def check_measures(paths: list[str]) -> int:

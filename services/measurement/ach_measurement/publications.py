@@ -9,6 +9,7 @@ most every MEASUREMENT_REFRESH_S, in a worker thread, while callers keep the las
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ from ach_measurement.domain.facts import Facts, Units, assemble
 from ach_measurement.domain.indicators import IndicatorValue
 from ach_measurement.domain.publication import Publication, publish, publish_indicator
 from ach_measurement.store import IndicatorValueRow, facts_version, load_facts, stored_indicator_values
+
+log = logging.getLogger(__name__)
 
 NETWORK = ""  # the scope of the network's own figures
 # Partners' own figures are kept for the most recently asked (a viewer may name any partner).
@@ -123,6 +126,14 @@ class Publications:
             for geography in sorted({v.geography for v in values if v.indicator == m.id})
         }
         return replace(published, indicators=indicators)
+
+    async def warm(self) -> None:
+        """The network's figures once at start, so the first caller does not wait for them (nor for
+        the statistics library's import, seconds on a busy machine)."""
+        try:
+            await self.current(NETWORK)
+        except Exception as exc:  # the first caller computes them instead
+            log.warning("measurement: figures not computed at start: %s", type(exc).__name__)
 
     def forget(self) -> None:
         """Drop what is kept (after a rebuild of the facts)."""

@@ -133,3 +133,17 @@ async def test_partners_figures_are_kept_for_a_bounded_number_of_partners(
     kept = publications._kept
     assert len(kept) == KEPT_PARTNERS + 1 and "" in kept and f"partner-{KEPT_PARTNERS + 7}" in kept
     assert "partner-0" not in kept
+
+
+async def test_the_networks_figures_are_made_at_start_and_a_failure_there_is_left_to_the_first_caller(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    publications = Publications(sessions, load_measures(), LA, 60.0)
+    await publications.warm()
+    assert "" in publications._kept
+
+    broken = create_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/none.db")
+    unready = Publications(session_factory(broken), load_measures(), LA, 60.0)
+    await unready.warm()
+    assert not unready._kept and "figures not computed at start: OperationalError" in caplog.text
+    await broken.dispose()

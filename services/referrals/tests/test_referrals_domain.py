@@ -236,7 +236,7 @@ POLICY = TimerPolicy(reminders=(24 * H, 48 * H, 168 * H), accept_within=72 * H, 
         (Status.ON_HOLD, 3, False, Timer(TimerKind.ESCALATION, NOW + 240 * H)),
         (Status.IN_PROGRESS, 3, True, None),
         # Drafts and closed referrals wait for nobody.
-        *[(s, 0, False, None) for s in (Status.DRAFT, *TERMINAL)],
+        *[(s, 0, False, None) for s in (Status.DRAFT, *sorted(TERMINAL))],
     ],
 )
 def test_the_next_timer_follows_from_the_state(

@@ -7,6 +7,7 @@ fails (never skips) when they are absent: CI must not go green without really ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -79,8 +80,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def kafka_namespace(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Topics and consumer groups of this test only (ACH_KAFKA_NAMESPACE)."""
+def kafka_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Topics and consumer groups of this test only (ACH_KAFKA_NAMESPACE), its topics deleted after
+    it: a run makes hundreds of namespaces, and a broker holding thousands of partitions is slow
+    to create and describe topics for every test that follows."""
     namespace = f"test-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("ACH_KAFKA_NAMESPACE", namespace)
-    return namespace
+    yield namespace
+    _delete_topics(namespace)
+
+
+def _delete_topics(namespace: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    host, _, port = servers.split(",")[0].rpartition(":")
+    if not _reachable(host, int(port)):
+        return
+    with contextlib.suppress(Exception):  # best effort: a test's outcome never depends on it
+        admin = KafkaAdminClient(bootstrap_servers=servers.split(","), request_timeout_ms=10_000)
+        try:
+            ours = [t for t in admin.list_topics() if t.startswith(namespace + ".")]
+            if ours:
+                admin.delete_topics(ours, timeout_ms=10_000)
+        finally:
+            admin.close()

@@ -282,7 +282,7 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         measurement_pb2_grpc.MeasurementServiceStub,
         "GetReferralFunnel",
         lambda me: measurement_pb2.GetReferralFunnelRequest(),
-        frozenset({"measurement-viewer", "ach-admin"}),
+        frozenset({"ach-admin"}),
     ),
     "/ach.measurement.v1.MeasurementService/ListMeasures": (
         "measurement",

@@ -213,8 +213,31 @@ def ensure_topics(
                     ]
                 )
             log.info("created topics", extra={"topics": [t.physical_name for t in missing]})
+        _wait_for_leaders(admin, [t.physical_name for t in topics], deadline)
     finally:
         admin.close()
+
+
+NOT_YET = (3, 5)  # UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE
+
+
+def _wait_for_leaders(admin: Any, names: list[str], deadline: float) -> None:
+    """Until every partition has a leader: a topic just created (by us or a service starting beside
+    us) is in the broker's metadata a moment later, and clients that read it first find nothing."""
+    while True:
+        described = admin.describe_topics(names)
+        waiting = sorted(
+            d["name"]
+            for d in described
+            # Not yet known, or no leader yet; any other error (not authorized) is not ours to wait for.
+            if d["error_code"] in NOT_YET
+            or (not d["error_code"] and any(p["leader_id"] < 0 for p in d["partitions"]))
+        )
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(f"topics still without a leader: {', '.join(waiting[:3])}")
+        time.sleep(0.1)
 
 
 class BrokerUnavailable(Exception):

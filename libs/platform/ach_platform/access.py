@@ -216,10 +216,9 @@ POLICY: dict[str, Rule] = {
     # The directory is public information (a 2-1-1 publishes it): any authenticated partner reads it.
     "/ach.directory.v1.DirectoryService/GetOrganization": Rule(roles=_r(ANY)),
     "/ach.directory.v1.DirectoryService/GetLocation": Rule(roles=_r(ANY)),
-    # Measurement: aggregate figures for viewers and the backbone.
-    "/ach.measurement.v1.MeasurementService/GetReferralFunnel": Rule(
-        roles=_r("measurement-viewer", "ach-admin")
-    ),
+    # Measurement. The funnel's exact counts (small ones too) are the backbone's operating view;
+    # viewers have the closed-loop funnel measure, small cells suppressed.
+    "/ach.measurement.v1.MeasurementService/GetReferralFunnel": Rule(roles=_r("ach-admin")),
     # What each measure is and how it is counted is public information.
     "/ach.measurement.v1.MeasurementService/ListMeasures": Rule(roles=_r(ANY)),
     # Viewers see the network's figures (suppressed); a partner sees its own, suppressed as well.

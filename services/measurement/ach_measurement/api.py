@@ -20,7 +20,7 @@ from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFig
 from ach_measurement.domain.scorecard import scorecard_row
 from ach_measurement.domain.suppression import Status
 from ach_measurement.publications import Publications
-from ach_measurement.store import counters_for
+from ach_measurement.store import funnel_counts
 
 MAX_ID = 200
 MAX_MEASURES = 200
@@ -65,7 +65,7 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
     ) -> measurement_pb2.ReferralFunnel:
         _bounded([("need_domain", request.need_domain, 100)])
         async with self._sessions() as session:
-            counts = await counters_for(session, request.need_domain)
+            counts = await funnel_counts(session, request.need_domain)
         return measurement_pb2.ReferralFunnel(
             need_domain=request.need_domain, **{m: counts.get(m, 0) for m in funnel.FUNNEL}
         )

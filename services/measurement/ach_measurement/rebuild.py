@@ -7,7 +7,7 @@ on from where it stopped. When the new tables have caught up with the end of eve
 the live tables' place in one transaction (the old ones are dropped), and the rebuild then reads
 once more to the topics' end, into the tables now live: whatever the live consumer handled just
 before the switch is there too (facts are inserted once, so reading something twice changes
-nothing). The funnel counters are not part of it."""
+nothing)."""
 
 from __future__ import annotations
 

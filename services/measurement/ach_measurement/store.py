@@ -1,6 +1,6 @@
 """The measurement projection: one fact row per event, as the event told it (inserted once, so a
-replayed event changes nothing), and the funnel counters. Units and figures are derived from the
-facts (``domain.facts``), so events may arrive late and in any order."""
+replayed event changes nothing). Units, figures and the funnel's counts are derived from the facts
+(``domain.facts``), so events may arrive late and in any order, and a rebuild rebuilds them all."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 from ach_platform.clock import as_utc as _utc
 from ach_platform.database import insert_many_once, insert_once
 from sqlalchemy import JSON, BigInteger, Column, Table, func
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ach_measurement.domain import funnel
 from ach_measurement.domain.facts import (
     Change,
     ChangeFacts,
@@ -29,14 +30,6 @@ from ach_measurement.domain.facts import (
 )
 
 ID = 200  # the longest id any service accepts
-
-
-class FunnelCounter(SQLModel, table=True):
-    __tablename__ = "funnel_counter"
-
-    metric: str = Field(primary_key=True, max_length=50)
-    need_domain: str = Field(primary_key=True, max_length=100)
-    count: int = 0
 
 
 class ScreeningDemographicsFact(SQLModel, table=True):
@@ -118,6 +111,16 @@ class ReferralRerouteFact(SQLModel, table=True):
     to_partner_id: str = Field(max_length=ID)
 
 
+class DeliveryFact(SQLModel, table=True):
+    """A notification delivered to a partner or a resident (the funnel counts them)."""
+
+    __tablename__ = "delivery_fact"
+
+    delivery_id: str = Field(primary_key=True, max_length=ID)
+    channel: str = Field(max_length=20)
+    delivered_at: datetime
+
+
 class RebuildProgress(SQLModel, table=True):
     """Where a rebuild of the facts has read to, per partition (so a stopped rebuild goes on)."""
 
@@ -144,13 +147,14 @@ FACT_TABLES: tuple[type[SQLModel], ...] = (
     ReferralFact,
     ReferralChangeFact,
     ReferralRerouteFact,
+    DeliveryFact,
 )
 
 
 @dataclass
 class RebuildBatch:
     """During a rebuild, facts are collected here (by fact table name) and written a batch at a
-    time into the tables being built; the funnel counters, which are not rebuilt, are left alone."""
+    time into the tables being built."""
 
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -172,19 +176,38 @@ async def write_batch(session: AsyncSession, batch: RebuildBatch, tables: Mappin
         await insert_many_once(session, tables[name], rows)
 
 
-async def increment(session: AsyncSession, metric: str, need_domain: str) -> None:
-    if REBUILDING.get() is not None:
-        return
-    counter = await session.get(FunnelCounter, (metric, need_domain))
-    if counter is None:
-        counter = FunnelCounter(metric=metric, need_domain=need_domain, count=0)
-    counter.count += 1
-    session.add(counter)
+async def funnel_counts(session: AsyncSession, need_domain: str) -> dict[str, int]:
+    """The funnel's stages counted from the facts, for one need domain or (empty) all together;
+    screenings and deliveries belong to no need domain."""
+    in_domain = need_domain != funnel.ALL_DOMAINS
 
+    async def count(model: type[SQLModel], *where: Any) -> int:
+        return int((await session.exec(select(func.count()).select_from(model).where(*where))).one())
 
-async def counters_for(session: AsyncSession, need_domain: str) -> dict[str, int]:
-    rows = (await session.exec(select(FunnelCounter).where(FunnelCounter.need_domain == need_domain))).all()
-    return {r.metric: r.count for r in rows}
+    async def changes(*where: Any) -> int:
+        query = select(func.count()).select_from(ReferralChangeFact).where(*where)
+        if in_domain:
+            query = query.join(
+                ReferralFact,
+                ReferralFact.referral_id == ReferralChangeFact.referral_id,  # type: ignore[arg-type]
+            ).where(ReferralFact.need_domain == need_domain)
+        return int((await session.exec(query)).one())
+
+    domain = [ReferralFact.need_domain == need_domain] if in_domain else []
+    needs = [NeedFact.need_domain == need_domain] if in_domain else []
+    informational = col(ReferralFact.informational)
+    return {
+        funnel.SCREENINGS_COMPLETED: 0 if in_domain else await count(ScreeningFact),
+        funnel.NEEDS_IDENTIFIED: await count(NeedFact, *needs),
+        funnel.REFERRALS_CREATED: await count(ReferralFact, informational.is_(False), *domain),
+        funnel.INFORMATIONAL_REFERRALS: await count(ReferralFact, informational.is_(True), *domain),
+        funnel.REFERRALS_ACCEPTED: await changes(ReferralChangeFact.to_status == funnel.ACCEPTED),
+        funnel.REFERRALS_COMPLETED: await changes(ReferralChangeFact.to_status == funnel.COMPLETED),
+        funnel.REFERRALS_NEED_MET: await changes(
+            ReferralChangeFact.to_status == funnel.COMPLETED, ReferralChangeFact.outcome == funnel.NEED_MET
+        ),
+        funnel.NOTIFICATIONS_DELIVERED: 0 if in_domain else await count(DeliveryFact),
+    }
 
 
 async def facts_version(session: AsyncSession) -> tuple[object, ...]:

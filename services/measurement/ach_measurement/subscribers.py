@@ -1,7 +1,6 @@
 """Consumes screening, referral and notification events into the projection's facts (one row per
-event, inserted once: a replay changes nothing) and the funnel counters (the inbox makes each event
-count once). An event that cannot be placed in a period, or lacks the ids that tie it to the rest,
-is dead-lettered naming the field."""
+event, inserted once: a replay changes nothing). An event that cannot be placed in a period, or
+lacks the ids that tie it to the rest, is dead-lettered naming the field."""
 
 from __future__ import annotations
 
@@ -20,16 +19,15 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_measurement.domain import funnel
 from ach_measurement.store import (
     ID,
+    DeliveryFact,
     NeedFact,
     ReferralChangeFact,
     ReferralFact,
     ReferralRerouteFact,
     ScreeningDemographicsFact,
     ScreeningFact,
-    increment,
     record,
 )
 
@@ -67,7 +65,6 @@ async def on_screening_completed(
         negative_domains=sorted(set(event.negative_domains)),
         consented=bool(event.consent_id),
     )
-    await increment(session, funnel.SCREENINGS_COMPLETED, funnel.ALL_DOMAINS)
 
 
 async def on_need_identified(
@@ -88,8 +85,6 @@ async def on_need_identified(
         identified_at=identified_at,
         consented=bool(event.consent_id),
     )
-    for metric, need_domain in funnel.per_domain(funnel.NEEDS_IDENTIFIED, event.need_domain):
-        await increment(session, metric, need_domain)
 
 
 async def on_referral_created(
@@ -111,8 +106,6 @@ async def on_referral_created(
         created_at=created_at,
         informational=event.informational,
     )
-    for metric, need_domain in funnel.referral_created_counters(event.informational, event.need_domain):
-        await increment(session, metric, need_domain)
 
 
 async def on_status_changed(
@@ -135,8 +128,6 @@ async def on_status_changed(
         changed_at=changed_at,
         target_partner_id=event.target_partner_id[:ID],
     )
-    for metric, need_domain in funnel.status_change_counters(to, outcome, event.need_domain):
-        await increment(session, metric, need_domain)
 
 
 async def on_rerouted(session: AsyncSession, _e: Envelope, event: referrals_pb2.ReferralRerouted) -> None:
@@ -159,8 +150,17 @@ async def on_rerouted(session: AsyncSession, _e: Envelope, event: referrals_pb2.
 async def on_notification_delivered(
     session: AsyncSession, _e: Envelope, event: notifications_pb2.NotificationDelivered
 ) -> None:
-    if event.status == notifications_pb2.DELIVERY_STATUS_DELIVERED:
-        await increment(session, funnel.NOTIFICATIONS_DELIVERED, funnel.ALL_DOMAINS)
+    if event.status != notifications_pb2.DELIVERY_STATUS_DELIVERED:
+        return  # attempts that failed are the notification service's own business
+    delivered_at = _placed("NotificationDelivered", "delivered_at", event.delivered_at)
+    _ids("NotificationDelivered", delivery_id=event.delivery_id)
+    await record(
+        session,
+        DeliveryFact,
+        delivery_id=event.delivery_id,
+        channel=event.channel[:20],
+        delivered_at=delivered_at,
+    )
 
 
 async def on_demographics_recorded(

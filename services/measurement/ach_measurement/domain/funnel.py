@@ -1,8 +1,10 @@
-"""Measurement rules, pure: which funnel counters an event moves."""
+"""The referral funnel's stages, exact counts for the backbone that runs the network: each stage
+counts facts (screenings; needs; referrals, hand-offs and informational ones apart; status changes to
+accepted, to completed, completed with the need met; deliveries), in total or for one need domain."""
 
 from __future__ import annotations
 
-ALL_DOMAINS = ""  # the counter row for all need domains together
+ALL_DOMAINS = ""  # all need domains together
 
 SCREENINGS_COMPLETED = "screenings_completed"
 NEEDS_IDENTIFIED = "needs_identified"
@@ -24,23 +26,7 @@ FUNNEL = (
     INFORMATIONAL_REFERRALS,
 )
 
-
-def per_domain(metric: str, need_domain: str) -> list[tuple[str, str]]:
-    """A count goes to its need domain's row and to the all-domains row."""
-    return [(metric, ALL_DOMAINS), (metric, need_domain)] if need_domain else [(metric, ALL_DOMAINS)]
-
-
-def referral_created_counters(informational: bool, need_domain: str) -> list[tuple[str, str]]:
-    """Hand-offs to a CBO and informational referrals are counted apart."""
-    return per_domain(INFORMATIONAL_REFERRALS if informational else REFERRALS_CREATED, need_domain)
-
-
-def status_change_counters(to_status: str, outcome: str, need_domain: str) -> list[tuple[str, str]]:
-    counters: list[tuple[str, str]] = []
-    if to_status == "accepted":
-        counters += per_domain(REFERRALS_ACCEPTED, need_domain)
-    if to_status == "completed":
-        counters += per_domain(REFERRALS_COMPLETED, need_domain)
-        if outcome == "need-met":
-            counters += per_domain(REFERRALS_NEED_MET, need_domain)
-    return counters
+# The status changes the funnel counts, as the referral events name them.
+ACCEPTED = "accepted"
+COMPLETED = "completed"
+NEED_MET = "need-met"

@@ -65,7 +65,8 @@ class MeasurementServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetReferralFunnel(self, request, context):
-        """The closed-loop funnel: screened → has need → referral placed → accepted → completed.
+        """The closed-loop funnel's exact counts (screened → has need → referral placed → accepted →
+        completed), counted from the facts: the ACH admin's operating view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,7 +34,9 @@ class MeasurementServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MeasurementServiceAsyncStub: ...
     GetReferralFunnel: _grpc.UnaryUnaryMultiCallable[_measurement_pb2.GetReferralFunnelRequest, _measurement_pb2.ReferralFunnel]
-    """The closed-loop funnel: screened → has need → referral placed → accepted → completed."""
+    """The closed-loop funnel's exact counts (screened → has need → referral placed → accepted →
+    completed), counted from the facts: the ACH admin's operating view.
+    """
     ListMeasures: _grpc.UnaryUnaryMultiCallable[_measurement_pb2.ListMeasuresRequest, _measurement_pb2.ListMeasuresResponse]
     """The measures' definitions (public information)."""
     GetScorecard: _grpc.UnaryUnaryMultiCallable[_measurement_pb2.GetScorecardRequest, _measurement_pb2.Scorecard]
@@ -48,7 +50,9 @@ class MeasurementServiceStub:
 class MeasurementServiceAsyncStub(MeasurementServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetReferralFunnel: _aio.UnaryUnaryMultiCallable[_measurement_pb2.GetReferralFunnelRequest, _measurement_pb2.ReferralFunnel]  # type: ignore[assignment]
-    """The closed-loop funnel: screened → has need → referral placed → accepted → completed."""
+    """The closed-loop funnel's exact counts (screened → has need → referral placed → accepted →
+    completed), counted from the facts: the ACH admin's operating view.
+    """
     ListMeasures: _aio.UnaryUnaryMultiCallable[_measurement_pb2.ListMeasuresRequest, _measurement_pb2.ListMeasuresResponse]  # type: ignore[assignment]
     """The measures' definitions (public information)."""
     GetScorecard: _aio.UnaryUnaryMultiCallable[_measurement_pb2.GetScorecardRequest, _measurement_pb2.Scorecard]  # type: ignore[assignment]
@@ -65,7 +69,9 @@ class MeasurementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _measurement_pb2.GetReferralFunnelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_measurement_pb2.ReferralFunnel, _abc.Awaitable[_measurement_pb2.ReferralFunnel]]:
-        """The closed-loop funnel: screened → has need → referral placed → accepted → completed."""
+        """The closed-loop funnel's exact counts (screened → has need → referral placed → accepted →
+        completed), counted from the facts: the ACH admin's operating view.
+        """
 
     @_abc_1.abstractmethod
     def ListMeasures(

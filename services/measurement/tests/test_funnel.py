@@ -44,12 +44,12 @@ async def consume(sessions: async_sessionmaker[AsyncSession], message: Message) 
         await handler(session, envelope, message)
 
 
-def delivered(delivery_id: str, status: int = notifications_pb2.DELIVERY_STATUS_DELIVERED) -> Message:
+def delivered(
+    delivery_id: str,
+    status: notifications_pb2.DeliveryStatus.ValueType = notifications_pb2.DELIVERY_STATUS_DELIVERED,
+) -> Message:
     return notifications_pb2.NotificationDelivered(
-        delivery_id=delivery_id,
-        channel="webhook",
-        status=status,
-        delivered_at=to_timestamp(AT),  # type: ignore[arg-type]
+        delivery_id=delivery_id, channel="webhook", status=status, delivered_at=to_timestamp(AT)
     )
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,14 @@ def _reachable(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex((host, port)) == 0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Ports claimed by earlier runs' workers (tests/harness.py free_port) are forgotten after a day."""
+    for claims in Path(tempfile.gettempdir()).glob("ach-test-ports-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - claims.stat().st_mtime > 86_400:
+                shutil.rmtree(claims)
 
 
 TEST_PARTNERS = ["ach-backbone", "clinic-1", "cbo-1", "cbo-2", "cbo-pantry"]

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -54,15 +55,29 @@ _handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A port nothing listens on, and not one this process handed out before (the kernel may give
-    a just-released port again)."""
+    """A port nothing listens on, and not one handed out before in this test run: by this process
+    (the kernel may give a just-released port again) or, under pytest-xdist, by another worker or
+    a process one started (claimed by a file only one of them can create)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port not in _handed_out:
+        if port not in _handed_out and _claimed_for_the_run(port):
             _handed_out.add(port)
             return port
+
+
+def _claimed_for_the_run(port: int) -> bool:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return True
+    claims = Path(tempfile.gettempdir()) / f"ach-test-ports-{run}"
+    claims.mkdir(exist_ok=True)
+    try:
+        os.close(os.open(claims / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def eventually(check: Callable[[], T | None], timeout_s: float = 60, what: str = "condition") -> T:

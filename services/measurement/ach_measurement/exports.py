@@ -65,7 +65,7 @@ def as_csv(measure: Measure, periods: Sequence[PeriodFigures]) -> str:
         writer.writerow(
             (
                 measure.id,
-                measure.version,
+                p.definition_version or measure.version,
                 p.period.label,
                 str(p.provisional).lower(),
                 dimension,
@@ -153,7 +153,7 @@ def measure_report(measure: Measure, p: PeriodFigures, as_of: datetime, zone: Zo
         "id": f"{measure.id}-{p.period.label}",
         "status": "pending" if p.provisional else "complete",
         "type": "summary",
-        "measure": f"{MEASURE_URL}{measure.id}|{measure.version}",
+        "measure": f"{MEASURE_URL}{measure.id}|{p.definition_version or measure.version}",
         "date": as_of.isoformat(),
         "period": {"start": p.period.start(zone).isoformat(), "end": p.period.end(zone).isoformat()},
         "improvementNotation": {"coding": [{"system": IMPROVEMENT, "code": notation}]},

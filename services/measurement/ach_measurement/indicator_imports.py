@@ -96,12 +96,10 @@ async def import_indicator_file(
     async with sessions() as session, session.begin():
         problems = []
         for v in values:
-            stored = await session.get(IndicatorValueRow, v.key)
-            if (
-                stored is not None
-                and stored.value == v.value
-                and stored.definition_version == by_id[v.indicator].version
-            ):
+            # Under its indicator's current definition: a value of an earlier version stays beside it.
+            version = by_id[v.indicator].version
+            stored = await session.get(IndicatorValueRow, (*v.key, version))
+            if stored is not None and stored.value == v.value:
                 report.unchanged += 1
                 continue
             if stored is not None and not revise:
@@ -119,13 +117,12 @@ async def import_indicator_file(
                 geography=v.geography,
                 period=v.period,
                 group=v.group,
-                definition_version=0,
+                definition_version=version,
                 value=0.0,
                 source="",
                 imported_from="",
                 imported_at=now,
             )
-            row.definition_version = by_id[v.indicator].version
             row.value, row.numerator, row.denominator = v.value, v.numerator, v.denominator
             row.ci_low, row.ci_high = v.low, v.high
             row.source, row.imported_from, row.imported_at = v.source[:200], path.name[:200], now

@@ -91,7 +91,12 @@ def disparities(d: Disparities | None) -> pb.Disparities | None:
 
 
 def period_figures(p: PeriodFigures, dimension: str = "") -> pb.PeriodFigures:
-    message = pb.PeriodFigures(period=p.period.label, provisional=p.provisional, total=figure(p.total))
+    message = pb.PeriodFigures(
+        period=p.period.label,
+        provisional=p.provisional,
+        total=figure(p.total),
+        definition_version=p.definition_version,
+    )
     for name, figures in p.groups.items():
         if dimension and name != dimension:
             continue

@@ -152,4 +152,5 @@ def indicator_value(r: IndicatorValueRow) -> IndicatorValue:
         r.ci_low,
         r.ci_high,
         r.source,
+        r.definition_version,
     )

@@ -300,7 +300,8 @@ class IndicatorValueRow(SQLModel, table=True):
     geography: str = Field(primary_key=True, max_length=100)
     period: str = Field(primary_key=True, max_length=10)
     group: str = Field(primary_key=True, max_length=60)
-    definition_version: int
+    # A revised definition's values are kept beside the earlier version's (the figures use the newest).
+    definition_version: int = Field(primary_key=True)
     value: float
     numerator: float | None = None
     denominator: float | None = None

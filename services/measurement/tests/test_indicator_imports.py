@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -147,3 +148,34 @@ async def test_the_networks_figures_are_made_at_start_and_a_failure_there_is_lef
     await unready.warm()
     assert not unready._kept and "figures not computed at start: OperationalError" in caplog.text
     await broken.dispose()
+
+
+async def test_values_under_a_revised_definition_are_kept_beside_the_earlier_versions(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """A publisher changes how an indicator is measured: the definition's version goes up, the new
+    release imports as new values (no --replace), the earlier version's stay, the figures follow
+    the newest and say which version they are."""
+    measures = load_measures()
+    first = tmp_path / "survey-2025.csv"
+    first.write_text(
+        "indicator,geography,period,value\nperceptions-of-safety,26075,2024,58.0\n"
+        "perceptions-of-safety,26075,2025,61.0\n"
+    )
+    await import_indicator_file(sessions, measures, first, IndicatorFormat.LONG)
+    old = next(m for m in measures if m.id == "perceptions-of-safety")
+    revised = [replace(m, version=old.version + 1) if m is old else m for m in measures]
+    again = tmp_path / "survey-2025-new-method.csv"
+    again.write_text("indicator,geography,period,value\nperceptions-of-safety,26075,2025,55.5\n")
+    report = await import_indicator_file(sessions, revised, again, IndicatorFormat.LONG)
+    assert (report.added, report.revised) == (1, 0)
+    assert await count(sessions) == 3
+
+    publication = await Publications(
+        sessions, revised, LA, 0.0, now=lambda: datetime(2026, 2, 1, tzinfo=UTC)
+    ).current()
+    periods = publication.indicators[("perceptions-of-safety", "26075")].periods
+    assert [(p.period.label, p.total.value, p.definition_version) for p in periods] == [
+        ("2024", 58.0, old.version),
+        ("2025", 55.5, old.version + 1),
+    ]

@@ -35,6 +35,7 @@ class IndicatorValue:
     low: float | None
     high: float | None
     source: str
+    definition_version: int = 0  # of its indicator's definition, when it was imported
     row: int = field(default=0, compare=False)  # where in its file, for messages
 
     @property

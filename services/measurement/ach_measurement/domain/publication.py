@@ -53,6 +53,9 @@ class PeriodFigures:
     total: Figure
     groups: Mapping[str, tuple[Figure, ...]]  # by dimension
     disparities: Mapping[str, Disparities]  # by dimension, over published groups
+    # The definition version the figures follow: the current one for counted measures; for a
+    # population indicator, the version its values were imported under (a change is a series break).
+    definition_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ def publish(measures: Sequence[Measure], units: Units, zone: ZoneInfo, now: date
                     total=shown,
                     groups=by_dimension,
                     disparities=gaps,
+                    definition_version=m.version,
                 )
             )
         published[m.id] = MeasureFigures(m, tuple(periods))
@@ -344,7 +348,10 @@ def publish_indicator(
             parse_period(years[0], measure.period), parse_period(years[-1], measure.period)
         )
         for p in span:
-            of_year = {v.group: v for v in mine if v.period == p.label}
+            # Values imported under several versions of the definition: the newest.
+            of_year: dict[str, IndicatorValue] = {}
+            for v in sorted((v for v in mine if v.period == p.label), key=lambda v: v.definition_version):
+                of_year[v.group] = v
             total = (
                 _indicator_figure(TOTAL, of_year[TOTAL])
                 if TOTAL in of_year
@@ -364,6 +371,7 @@ def publish_indicator(
                     total=total,
                     groups={INDICATOR_DIMENSION: groups} if groups else {},
                     disparities=gaps,
+                    definition_version=max((v.definition_version for v in of_year.values()), default=0),
                 )
             )
     return MeasureFigures(measure, tuple(periods))

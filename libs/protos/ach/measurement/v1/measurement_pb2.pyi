@@ -524,9 +524,14 @@ class PeriodFigures(_message.Message):
     PROVISIONAL_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     BREAKDOWNS_FIELD_NUMBER: _builtins.int
+    DEFINITION_VERSION_FIELD_NUMBER: _builtins.int
     period: _builtins.str
     provisional: _builtins.bool
     """the period, or the time its units have to meet the measure, is not over"""
+    definition_version: _builtins.int
+    """The measure definition's version the figures follow; for a population indicator, the version its
+    values were imported under (a change between periods is a break in the series).
+    """
     @_builtins.property
     def total(self) -> Global___Figure: ...
     @_builtins.property
@@ -538,10 +543,11 @@ class PeriodFigures(_message.Message):
         provisional: _builtins.bool = ...,
         total: Global___Figure | None = ...,
         breakdowns: _abc.Iterable[Global___Breakdown] | None = ...,
+        definition_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdowns", b"breakdowns", "period", b"period", "provisional", b"provisional", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdowns", b"breakdowns", "definition_version", b"definition_version", "period", b"period", "provisional", b"provisional", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

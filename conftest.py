@@ -39,6 +39,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 shutil.rmtree(claims)
 
 
+def _kafka_servers() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def _kafka_reachable(servers: str) -> bool:
+    host, _, port = servers.split(",")[0].rpartition(":")
+    return _reachable(host, int(port))
+
+
 TEST_PARTNERS = ["ach-backbone", "clinic-1", "cbo-1", "cbo-2", "cbo-pantry"]
 
 
@@ -58,9 +67,8 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevPki]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    host, _, port = servers.split(",")[0].rpartition(":")
-    if not _reachable(host, int(port)):
+    servers = _kafka_servers()
+    if not _kafka_reachable(servers):
         pytest.fail(f"no Kafka broker at {servers}: run 'make kafka' (make test starts it)")
     return servers
 
@@ -104,9 +112,8 @@ def kafka_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def _delete_topics(namespace: str) -> None:
     from kafka.admin import KafkaAdminClient
 
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    host, _, port = servers.split(",")[0].rpartition(":")
-    if not _reachable(host, int(port)):
+    servers = _kafka_servers()
+    if not _kafka_reachable(servers):
         return
     with contextlib.suppress(Exception):  # best effort: a test's outcome never depends on it
         admin = KafkaAdminClient(bootstrap_servers=servers.split(","), request_timeout_ms=10_000)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import inspect
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -125,6 +126,35 @@ class Runtime:
 
     def run_in_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.background.append(task)
+
+    def serve_http(self, app: Any, name: str) -> None:
+        """Serve a plain-HTTP (ASGI) application on HTTP_PORT, in the service's loop, traced and
+        measured (``http.server.duration`` by route and status); nothing when HTTP_PORT is 0. For
+        public, read-only content only: no credentials are asked for here."""
+        port = self.settings.http_port
+        if not port:
+            return
+
+        async def serve() -> None:
+            import uvicorn
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            class Server(uvicorn.Server):
+                # The service owns the signals (its graceful stop), not uvicorn.
+                @contextlib.contextmanager
+                def capture_signals(self) -> Iterator[None]:
+                    yield
+
+            def span(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+                return f"{name} {scope.get('method', '')}".strip(), {}
+
+            traced = OpenTelemetryMiddleware(app, default_span_details=span)
+            config = uvicorn.Config(
+                traced, host="0.0.0.0", port=port, log_config=None, access_log=False, lifespan="off"
+            )
+            await Server(config).serve()
+
+        self.run_in_background(serve)
 
 
 Wiring = Callable[[Runtime], None]

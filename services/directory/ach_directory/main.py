@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import uvicorn
 from ach.directory.v1 import directory_pb2_grpc
 from ach.partners.v1 import partners_pb2
 from ach_events.outbox import Outbox
@@ -44,17 +41,7 @@ def wire(runtime: Runtime) -> None:
     api = DirectoryApi(runtime.sessions, runtime.outbox, lambda: runtime.partners)
     runtime.serve(api, directory_pb2_grpc.add_DirectoryServiceServicer_to_server)
 
-    if runtime.settings.http_port:
-        hsds = HsdsApi(runtime.sessions)
-        port = runtime.settings.http_port
-
-        async def serve_hsds_api() -> None:
-            config = uvicorn.Config(
-                hsds.app(), host="0.0.0.0", port=port, log_config=None, access_log=False, lifespan="off"
-            )
-            await QuietServer(config).serve()
-
-        runtime.run_in_background(serve_hsds_api)
+    runtime.serve_http(HsdsApi(runtime.sessions).app(), "HSDS API")
 
     async def refresh() -> None:
         published = await refresh_summaries(runtime.sessions, runtime.outbox)
@@ -67,14 +54,6 @@ def wire(runtime: Runtime) -> None:
     runtime.consume((PARTNER_INTAKE,), {partners_pb2.ServiceUpdateReported: reports.on_service_update})
 
     runtime.owned_by("service", ServiceRecord, owners_of)
-
-
-class QuietServer(uvicorn.Server):
-    """Uvicorn inside the service's event loop: the service owns the signals (graceful stop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def import_directory(database_url: str, path: Path, *, show_progress: bool = True) -> ImportReport:

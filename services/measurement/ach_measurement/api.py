@@ -11,14 +11,12 @@ from ach_platform.errors import InvalidArgument, NotFound, too_long
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_measurement import exports, mappers
+from ach_measurement import exports, mappers, scorecards
 from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain import funnel
-from ach_measurement.domain.definitions import Calculation, Measure
+from ach_measurement.domain.definitions import Measure
 from ach_measurement.domain.periods import Period, PeriodKind, parse_period
-from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFigures, Publication
-from ach_measurement.domain.scorecard import scorecard_row
-from ach_measurement.domain.suppression import Status
+from ach_measurement.domain.publication import MeasureFigures, PeriodFigures, Publication
 from ach_measurement.publications import Publications
 from ach_measurement.store import funnel_counts
 
@@ -196,7 +194,7 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
             )
         if bool(request.dimension) != bool(request.group):
             raise InvalidArgument.of("group", "a group's scorecard names both dimension and group")
-        geography = ""
+        card = None
         if request.scorecard_id:
             card = self._scorecards.get(request.scorecard_id)
             if card is None:
@@ -205,54 +203,18 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
                 raise InvalidArgument.of(
                     "measure_ids", "a scorecard names its own measures: leave this empty"
                 )
-            ids, geography = list(card.measures), card.geography
-        else:
-            ids = list(request.measure_ids) or [m.id for m in self._publications.measures if not m.imported]
+        ids, geography = scorecards.measure_ids(self._publications.measures, card, request.measure_ids)
         publication = await self._publications.current(request.partner_id)
-        rows = []
-        for measure_id in ids:
-            measure = self._publications.by_id[measure_id]
-            if measure.imported:
-                figures = publication.indicators.get((measure_id, geography), MeasureFigures(measure, ()))
-            else:
-                figures = publication.measures[measure_id]
-            row = self._scorecard_row(figures, request.period, request.dimension, request.group)
-            if row is not None:
-                if measure.imported:
-                    row.geography = geography
-                rows.append(row)
-        return measurement_pb2.Scorecard(rows=rows, as_of=to_timestamp(publication.as_of))
-
-    @staticmethod
-    def _scorecard_row(
-        figures: MeasureFigures, period_label: str, dimension: str, group: str
-    ) -> measurement_pb2.ScorecardRow | None:
-        measure = figures.measure
-        if dimension and dimension not in {d for p in figures.periods for d in p.groups} | set(
-            measure.breakdowns
-        ):
-            return None
-        try:
-            period = parse_period(period_label, measure.period) if period_label else None
-        except ValueError:
-            period = None  # a scorecard mixes months and years: each measure shows its latest period
-        periods = [p for p in figures.periods if period is None or p.period <= period]
-        if not periods:
-            return None
-
-        def chosen(pf: PeriodFigures) -> Figure:
-            if not dimension:
-                return pf.total
-            for f in pf.groups.get(dimension, ()):
-                if f.group == group:
-                    return f
-            empty = 0.0 if measure.calculation is Calculation.COUNT else None  # no unit in the group
-            return Figure(
-                group, Status.FREE, 0 if empty is not None else None, None, empty, None, None, False
+        rows = [
+            mappers.scorecard_row(r)
+            for r in scorecards.rows(
+                publication,
+                self._publications.by_id,
+                ids,
+                geography,
+                request.period,
+                request.dimension,
+                request.group,
             )
-
-        series = [(p.period, chosen(p).value) for p in periods]
-        baseline = measure.baseline[1] if measure.baseline and not dimension else None
-        row = scorecard_row(series, measure.targets if not dimension else {}, measure.polarity, baseline)
-        last = periods[-1]
-        return mappers.scorecard_row(measure, row, chosen(last).status, last.provisional)
+        ]
+        return measurement_pb2.Scorecard(rows=rows, as_of=to_timestamp(publication.as_of))

@@ -28,6 +28,12 @@ GEOGRAPHIES = Path(__file__).parent / "geographies.yaml"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
+def place_names(path: Path = GEOGRAPHIES) -> dict[str, str]:
+    """The counties' names by FIPS code (ZIP codes and neighbourhoods are their own names)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {str(code): str(name) for code, name in data.get("counties", {}).items()}
+
+
 def network_geographies(path: Path = GEOGRAPHIES) -> frozenset[str]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return frozenset(

@@ -11,8 +11,9 @@ from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain.definitions import Measure, Selection
 from ach_measurement.domain.disparity import Disparities
 from ach_measurement.domain.publication import Figure, PeriodFigures
-from ach_measurement.domain.scorecard import Direction, ScorecardRow
+from ach_measurement.domain.scorecard import Direction
 from ach_measurement.domain.suppression import Status
+from ach_measurement.scorecards import Row
 
 STATUS = {
     Status.FREE: pb.CONFIDENTIALITY_STATUS_FREE,
@@ -110,15 +111,17 @@ def period_figures(p: PeriodFigures, dimension: str = "") -> pb.PeriodFigures:
     return message
 
 
-def scorecard_row(m: Measure, row: ScorecardRow, status: Status, provisional: bool) -> pb.ScorecardRow:
+def scorecard_row(r: Row) -> pb.ScorecardRow:
+    m, row = r.measure, r.columns
     message = pb.ScorecardRow(
         measure_id=m.id,
         name=text(m.name),
         time_period=row.period.label,
         trend=DIRECTION[row.trend.direction],
         trend_periods=row.trend.periods,
-        status=STATUS[status],
-        provisional=provisional,
+        status=STATUS[r.status],
+        provisional=r.provisional,
+        geography=r.geography,
         unit=m.unit.value,
         polarity=m.polarity.value,
     )

@@ -22,6 +22,9 @@ class MeasurementSettings(Settings):
     )
     # Published figures are recomputed at most this often (when facts have changed).
     refresh_s: Seconds = 5.0
+    # Where residents reach the public scorecard page (its embed code links there); by default the
+    # service's own HTTP port on this machine.
+    public_url: str = Field("", max_length=200, pattern=r"^(https?://[^\s\"'<>]+)?$")
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -1,0 +1,95 @@
+"""The public page's charts, drawn on the server as SVG (pygal), so a phone shows them without
+script: a measure's "turn the curve" chart (history, the forecast ahead, targets, baseline) and its
+groups side by side. Only published values reach a chart; the page puts a table behind each one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pygal
+from markupsafe import Markup, escape
+from pygal.style import Style
+
+from ach_measurement.domain.periods import Period
+
+FORECAST_AHEAD = 3  # periods drawn past the last one
+
+# Dark on white, at least 4.5:1 against the background; series also differ by dash, not colour alone.
+STYLE = Style(
+    background="#ffffff",
+    plot_background="#ffffff",
+    foreground="#1a1a1a",
+    foreground_strong="#1a1a1a",
+    foreground_subtle="#595959",
+    colors=("#1f4e79", "#8a4b00", "#0b6e4f", "#595959"),
+    font_family="system-ui, sans-serif",
+    label_font_size=16,
+    major_label_font_size=16,
+    legend_font_size=17,
+    title_font_size=18,
+    tooltip_font_size=16,
+)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    period: Period
+    actual: float | None
+    forecast: float | None
+    target: float | None
+
+
+def _accessible(svg: str, label: str) -> Markup:
+    """The SVG as an image with a name; its figures are in the table the page puts beside it."""
+    head = f'<svg role="img" aria-label="{escape(label)}" focusable="false" '
+    return Markup(svg.replace("<svg ", head, 1))
+
+
+def _chart(kind: type[pygal.graph.graph.Graph], title: str, shown: Callable[[float], str]) -> pygal.Graph:
+    return kind(
+        style=STYLE,
+        title=title,
+        js=[],  # no script: nothing is fetched, nothing runs
+        disable_xml_declaration=True,
+        width=600,
+        height=420,
+        show_legend=True,
+        legend_at_bottom=True,
+        legend_at_bottom_columns=2,
+        x_label_rotation=30,
+        truncate_label=-1,
+        value_formatter=lambda v: shown(v) if v is not None else "",
+        margin=16,
+    )
+
+
+def turn_the_curve(
+    title: str,
+    points: Sequence[CurvePoint],
+    baseline: float | None,
+    names: dict[str, str],
+    shown: Callable[[float], str],
+) -> Markup:
+    chart = _chart(pygal.Line, title, shown)
+    chart.x_labels = [p.period.label for p in points]
+    chart.add(names["actual"], [p.actual for p in points], stroke_style={"width": 3})
+    chart.add(names["forecast"], [p.forecast for p in points], stroke_style={"width": 3, "dasharray": "8,6"})
+    if any(p.target is not None for p in points):
+        chart.add(names["target"], [p.target for p in points], stroke=False, dots_size=6)
+    if baseline is not None:
+        chart.add(
+            names["baseline"],
+            [baseline] * len(points),
+            show_dots=False,
+            stroke_style={"width": 2, "dasharray": "2,4"},
+        )
+    return _accessible(chart.render(is_unicode=True), title)
+
+
+def groups_chart(title: str, values: Sequence[tuple[str, float]], shown: Callable[[float], str]) -> Markup:
+    chart = _chart(pygal.HorizontalBar, title, shown)
+    chart.show_legend = False
+    chart.x_labels = [name for name, _ in values]
+    chart.add(title, [v for _, v in values])
+    return _accessible(chart.render(is_unicode=True), title)

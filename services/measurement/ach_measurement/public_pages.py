@@ -180,7 +180,8 @@ def row_view(row: scorecards.Row, words: Words, href: str, group: str = "", dime
     t = c.trend
     trend_text = words(t.direction.value)
     if t.direction in (Direction.UP, Direction.DOWN):
-        trend_text += f", {words('good') if t.good else words('bad')}, {t.periods} {words('periods')}"
+        many = words("periods") if t.periods != 1 else words("one_period")
+        trend_text += f", {words('good') if t.good else words('bad')}, {t.periods} {many}"
     return RowView(
         measure_id=m.id,
         name=words.text(m.name),

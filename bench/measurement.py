@@ -31,6 +31,7 @@ SOURCES = {
     "ach.screening.events.v1": "/ach/screening",
     "ach.screening.demographics.v1": "/ach/screening",
     "ach.referrals.events.v1": "/ach/referrals",
+    "ach.notifications.events.v1": "/ach/notifications",
 }
 PER_CHUNK = 10_000  # screenings per generated chunk (about 50,000 events)
 

@@ -34,6 +34,7 @@ SOURCES = {
     "ach.screening.events.v1": "/ach/screening",
     "ach.screening.demographics.v1": "/ach/screening",
     "ach.referrals.events.v1": "/ach/referrals",
+    "ach.notifications.events.v1": "/ach/notifications",
 }
 
 
@@ -75,10 +76,11 @@ def test_events_become_the_published_figures(
     )
 
     facts_stored = len(facts.screenings) + len(facts.demographics) + len(facts.needs) + len(facts.referrals)
-    facts_stored += len(facts.changes) + len(facts.reroutes)
+    facts_stored += len(facts.changes) + len(facts.reroutes) + len(facts.feedback)
     rows = "SELECT (SELECT COUNT(*) FROM screening_fact) + (SELECT COUNT(*) FROM screening_demographics_fact)"
     rows += " + (SELECT COUNT(*) FROM need_fact) + (SELECT COUNT(*) FROM referral_fact)"
     rows += " + (SELECT COUNT(*) FROM referral_change_fact) + (SELECT COUNT(*) FROM referral_reroute_fact)"
+    rows += " + (SELECT COUNT(*) FROM resident_feedback_fact)"
     eventually(
         lambda: stack.query("measurement", rows)[0][0] == facts_stored or None, 90, "every fact stored once"
     )

@@ -200,7 +200,10 @@ def test_the_public_page_shows_the_apis_figures_in_english_and_spanish_on_phones
         api = measurement_pb2_grpc.MeasurementServiceStub(channel)
 
         def scorecard(**fields: str) -> measurement_pb2.Scorecard:
-            return api.GetScorecard(measurement_pb2.GetScorecardRequest(**fields), timeout=30)
+            answer: measurement_pb2.Scorecard = api.GetScorecard(
+                measurement_pb2.GetScorecardRequest(**fields), timeout=30
+            )
+            return answer
 
         # The figures settle once every fact is in (the page and the API read the same publication).
         def settled() -> measurement_pb2.Scorecard | None:

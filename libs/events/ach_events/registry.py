@@ -31,6 +31,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         referrals_pb2.ReferralEscalated,
         directory_pb2.ServiceChanged,
         notifications_pb2.NotificationDelivered,
+        notifications_pb2.ResidentFeedbackRecorded,
         funding_pb2.TransferPosted,
         identity_pb2.PartnerChanged,
         audit_pb2.AccessRecorded,

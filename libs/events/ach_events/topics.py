@@ -97,7 +97,10 @@ NOTIFICATION_EVENTS = Topic(
     key="referral id (the notification's subject)",
     producer="notifications",
     consumers=("measurement",),
-    event_types=("ach.notifications.v1.NotificationDelivered",),
+    event_types=(
+        "ach.notifications.v1.NotificationDelivered",
+        "ach.notifications.v1.ResidentFeedbackRecorded",
+    ),
 )
 IDENTITY_PARTNERS = Topic(
     name="ach.identity.partners.v1",

@@ -206,9 +206,9 @@ def service_principal(service: str) -> str:
 RESERVED_PRINCIPALS = frozenset({*(service_principal(s) for s in DEFAULT_PORTS), "ach-topic-admin", "admin"})
 
 
-# Services that also answer plain HTTP (the directory's HSDS API, the public scorecard page), by
-# default on this port.
-DEFAULT_HTTP_PORTS: dict[str, int] = {"directory": 8080, "measurement": 8081}
+# Services that also answer plain HTTP (the directory's HSDS API, the public scorecard page, the SMS
+# gateway's replies), by default on this port.
+DEFAULT_HTTP_PORTS: dict[str, int] = {"directory": 8080, "measurement": 8081, "notifications": 8082}
 
 # Unless TOKEN_PORT / HEALTH_PORT say otherwise, a service's bearer-token port is its gRPC port + 100
 # and its health-only port its gRPC port + 1000.

@@ -22,6 +22,7 @@ from ach_measurement.domain.facts import (
     ChangeFacts,
     Demographics,
     Facts,
+    FeedbackFacts,
     NeedFacts,
     ReferralFacts,
     Reroute,
@@ -121,6 +122,17 @@ class DeliveryFact(SQLModel, table=True):
     delivered_at: datetime
 
 
+class ResidentFeedbackFact(SQLModel, table=True):
+    """A resident's answer after their referral closed: did they get the help they needed? (The
+    first answer counts.)"""
+
+    __tablename__ = "resident_feedback_fact"
+
+    referral_id: str = Field(primary_key=True, max_length=36)
+    got_help: bool
+    answered_at: datetime
+
+
 class RebuildProgress(SQLModel, table=True):
     """Where a rebuild of the facts has read to, per partition (so a stopped rebuild goes on)."""
 
@@ -148,6 +160,7 @@ FACT_TABLES: tuple[type[SQLModel], ...] = (
     ReferralChangeFact,
     ReferralRerouteFact,
     DeliveryFact,
+    ResidentFeedbackFact,
 )
 
 
@@ -290,6 +303,8 @@ async def load_facts(session: AsyncSession) -> Facts:
                 x.from_partner_id,
             )
         )
+    for f in (await session.exec(select(ResidentFeedbackFact))).all():
+        facts.feedback.append(FeedbackFacts(f.referral_id, f.got_help, _utc(f.answered_at)))
     return facts
 
 

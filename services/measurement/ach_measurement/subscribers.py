@@ -26,6 +26,7 @@ from ach_measurement.store import (
     ReferralChangeFact,
     ReferralFact,
     ReferralRerouteFact,
+    ResidentFeedbackFact,
     ScreeningDemographicsFact,
     ScreeningFact,
     record,
@@ -163,6 +164,20 @@ async def on_notification_delivered(
     )
 
 
+async def on_resident_feedback(
+    session: AsyncSession, _e: Envelope, event: notifications_pb2.ResidentFeedbackRecorded
+) -> None:
+    answered_at = _placed("ResidentFeedbackRecorded", "answered_at", event.answered_at)
+    _ids("ResidentFeedbackRecorded", 36, referral_id=event.referral_id)
+    await record(
+        session,
+        ResidentFeedbackFact,
+        referral_id=event.referral_id,
+        got_help=event.got_help,
+        answered_at=answered_at,
+    )
+
+
 async def on_demographics_recorded(
     session: AsyncSession, _e: Envelope, event: screening_pb2.ScreeningDemographicsRecorded
 ) -> None:
@@ -193,5 +208,6 @@ HANDLERS: Mapping[type[Message] | str, EventHandler] = {
     referrals_pb2.ReferralStatusChanged: on_status_changed,
     referrals_pb2.ReferralRerouted: on_rerouted,
     notifications_pb2.NotificationDelivered: on_notification_delivered,
+    notifications_pb2.ResidentFeedbackRecorded: on_resident_feedback,
     screening_pb2.ScreeningDemographicsRecorded: on_demographics_recorded,
 }

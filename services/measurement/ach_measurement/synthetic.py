@@ -13,6 +13,7 @@ from ach_measurement.domain.facts import (
     ChangeFacts,
     Demographics,
     Facts,
+    FeedbackFacts,
     NeedFacts,
     ReferralFacts,
     Reroute,
@@ -37,6 +38,7 @@ START = datetime(2026, 1, 1, 8, tzinfo=UTC)
 def sample_facts(seed: int = 7, screenings: int = 600, months: int = 6, prefix: str = "") -> Facts:
     """``prefix`` starts every id, so several samples can be told apart (a benchmark makes many)."""
     rng = random.Random(seed)
+    answers = random.Random(seed + 1)
     facts = Facts()
     residents = [f"{prefix}res-{i:04d}" for i in range(screenings * 2 // 3)]
     sequence = 0
@@ -117,11 +119,17 @@ def sample_facts(seed: int = 7, screenings: int = 600, months: int = 6, prefix: 
                     facts.changes.append(
                         ChangeFacts(rid, Change(sequence, "completed", outcome, "", t), target)
                     )
+                    # About half answer the question after closing (a stream of its own: the
+                    # other facts stay as they were for a seed).
+                    if answers.random() < 0.5:
+                        got_help = answers.random() < (0.85 if outcome == "need-met" else 0.25)
+                        facts.feedback.append(FeedbackFacts(rid, got_help, t + timedelta(hours=6)))
     return facts
 
 
 def events_of(facts: Facts) -> list[tuple[str, str, Message]]:
     """The events that would have told the facts: (topic name, key, message), in no useful order."""
+    from ach.notifications.v1 import notifications_pb2
     from ach.referrals.v1 import referrals_pb2
     from ach.screening.v1 import screening_pb2
     from ach_platform.clock import to_timestamp
@@ -133,6 +141,7 @@ def events_of(facts: Facts) -> list[tuple[str, str, Message]]:
         "ach.referrals.events.v1",
     )
     events: list[tuple[str, str, Message]] = []
+    residents = {r.referral_id: r.resident_id for r in facts.referrals}
     for s in facts.screenings:
         completed = screening_pb2.ScreeningCompleted(
             screening_id=s.screening_id,
@@ -215,6 +224,21 @@ def events_of(facts: Facts) -> list[tuple[str, str, Message]]:
         if c.change.outcome:
             change.outcome = value_of(referrals_pb2.ReferralOutcome, c.change.outcome)
         events.append((referral_topic, c.referral_id, change))
+    for f in facts.feedback:
+        events.append(
+            (
+                "ach.notifications.events.v1",
+                f.referral_id,
+                notifications_pb2.ResidentFeedbackRecorded(
+                    referral_id=f.referral_id,
+                    resident_id=residents.get(f.referral_id, ""),
+                    got_help=f.got_help,
+                    asked_at=to_timestamp(f.answered_at),
+                    answered_at=to_timestamp(f.answered_at),
+                    channel="sms",
+                ),
+            )
+        )
     for x in facts.reroutes:
         events.append(
             (

@@ -88,7 +88,9 @@ def test_figures_do_not_depend_on_the_order_facts_arrived_in() -> None:
         referrals=random.Random(4).sample(facts.referrals, len(facts.referrals)),
         changes=random.Random(5).sample(facts.changes, len(facts.changes)),
         reroutes=random.Random(6).sample(facts.reroutes, len(facts.reroutes)),
+        feedback=random.Random(7).sample(facts.feedback, len(facts.feedback)),
     )
+    assert facts.feedback
     assert _published(facts) == _published(shuffled)
 
 
@@ -355,3 +357,29 @@ def test_a_group_hidden_in_one_measure_is_hidden_in_the_others_of_that_month() -
         for t in (counts, rate, other)
     }
     assert hidden[counts] == hidden[rate] == hidden[other] == {"x", "y"}
+
+
+def test_the_residents_own_word_is_counted_beside_the_cbos_outcome() -> None:
+    """Of the referrals handed off in a month whose resident answered the question after closing,
+    the share who said they got the help they needed; one answer per referral."""
+    from ach_measurement.domain.facts import FeedbackFacts
+    from ach_measurement.domain.periods import PeriodKind, period_of
+
+    facts = sample_facts(seed=3, screenings=3000, months=3)
+    first = facts.feedback[0]
+    later = first.answered_at + timedelta(days=1)
+    facts.feedback.append(FeedbackFacts(first.referral_id, not first.got_help, later))  # answered again
+    answers = {f.referral_id: f.got_help for f in reversed(facts.feedback)}  # the first answer counts
+    asked: dict[str, list[bool]] = defaultdict(list)
+    for r in facts.referrals:
+        if not r.informational and r.referral_id in answers:
+            asked[period_of(r.created_at, PeriodKind.MONTH, LA).label].append(answers[r.referral_id])
+    shown = {
+        p.period.label: p.total
+        for p in _published(facts).measures["residents-say-they-got-help"].periods
+        if p.total.status is Status.FREE and p.total.value is not None
+    }
+    assert len(shown) >= 2
+    for label, total in shown.items():
+        assert (total.numerator, total.denominator) == (sum(asked[label]), len(asked[label]))
+        assert total.value == sum(asked[label]) / len(asked[label]) * 100

@@ -35,7 +35,7 @@ from ach_notifications.publishers import publish_delivered
 from ach_notifications.residents import ResidentContacts
 from ach_notifications.sealing import SecretBox
 from ach_notifications.settings import DeliverySettings
-from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
+from ach_notifications.store import DeliveryRecord, HelpQuestion, PartnerChannel, PartnerCircuit
 from ach_notifications.transports import Attempt, Result, Transports
 
 log = logging.getLogger(__name__)
@@ -324,6 +324,8 @@ class DeliveryWorker:
                     outcome = "withheld"
                 elif result.ok:
                     row.status, row.delivered_at, row.last_error = DELIVERED, now, ""
+                    if result.question is not None:
+                        asked(session, row, result.question, now)
                     breaker = breaker.after_success()
                     outcome = "delivered"
                     latency.record(
@@ -359,6 +361,22 @@ class DeliveryWorker:
                         publish_delivered(session, self._outbox, row, now)
         for kind, outcome in counted:
             attempts_counter.add(1, {"channel": kind, "outcome": outcome})
+
+
+def asked(session: AsyncSession, row: DeliveryRecord, question: tuple[str, str], now: datetime) -> None:
+    """The question a delivery asked, open for the resident's answer (with the delivery's outcome)."""
+    digest, language = question
+    session.add(
+        HelpQuestion(
+            id=row.id,
+            referral_id=str(row.payload.get("referral_id", "")),
+            resident_id=str(row.payload.get("resident_id", "")),
+            language=language,
+            address_digest=digest,
+            asked_at=now,
+            open_until=now + domain.QUESTION_OPEN,
+        )
+    )
 
 
 async def circuit_for_update(session: AsyncSession, partner_id: str) -> PartnerCircuit:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import hmac
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -196,11 +198,60 @@ def resident_template(
         return ""
     if need_domain in silent_domains:
         return ""
+    if to_status == "completed":
+        # The one question, asked where the answer can come back: a text message's reply.
+        return HELP_QUESTION if preference.channel == "sms" else ""
     return {
         "requested": "referral-sent",
         "accepted": "referral-accepted",
         INFORMATIONAL: "service-information",
     }.get(to_status, "")
+
+
+# --- Community voice: one question after a referral closes, answered by replying -----------------
+
+HELP_QUESTION = "help-question"
+HELP_THANKS = "help-thanks"  # the reply to an answer
+HELP_UNCLEAR = "help-unclear"  # the reply to a text that is no answer
+QUESTION_OPEN = timedelta(days=14)
+# Yes and no in the languages residents are written to (accents and case aside).
+YES = frozenset({"yes", "y", "yeah", "si", "s", "1", "co", "vang", "shi", "是", "是的", "有", "oo", "opo"})
+NO = frozenset({"no", "n", "nope", "2", "khong", "bu", "不", "没有", "否", "hindi", "wala"})
+
+
+def answer_of(text: str) -> bool | None:
+    """A reply as the resident's answer (True: they got the help they needed), or None for anything
+    else. Only the first word counts; the reply itself is never kept (it may say anything)."""
+    words = unicodedata.normalize("NFKD", text[:200]).encode("ascii", "ignore").decode().lower().split()
+    first = words[0].strip(".,;:!?¡¿\"'()") if words else ""
+    if not first:  # a reply in a script without ASCII letters (Chinese): the first characters
+        first = text.strip()[:2].strip("\u3002\uff01!?\uff1f ")
+    if first in YES:
+        return True
+    if first in NO:
+        return False
+    return None
+
+
+def address_digest(key: bytes, address: str) -> str:
+    """A keyed digest of a phone number, so a reply can be matched to the question sent to that
+    number without the number being stored. North American numbers compare on their ten digits
+    (+1 209 555 0100 and 209-555-0100 are one number)."""
+    digits = "".join(c for c in address if c.isdigit())
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
+
+
+def gateway_signature(token: str, url: str, form: Mapping[str, str]) -> str:
+    """The SMS gateway's signature of a request it sends (Twilio's X-Twilio-Signature): base64 of
+    HMAC-SHA1 over the URL followed by every form field's name and value, sorted by name."""
+    signed = url + "".join(f"{k}{form[k]}" for k in sorted(form))
+    return base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+
+
+def signed_by_gateway(token: str, url: str, form: Mapping[str, str], header: str) -> bool:
+    return bool(token and header) and hmac.compare_digest(gateway_signature(token, url, form), header)
 
 
 @dataclass(frozen=True)

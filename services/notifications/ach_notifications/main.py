@@ -12,14 +12,17 @@ from ach.residents.v1 import residents_pb2
 from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
+from ach_platform.settings import ConfigError
 
 from ach_notifications.api import NotificationApi
 from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.residents import IdentityContacts
 from ach_notifications.sealing import SecretBox
 from ach_notifications.settings import NotificationSettings
+from ach_notifications.sms_replies import SmsReplies
 from ach_notifications.store import DeliveryRecord, PartnerChannel, seal_stored_secrets
 from ach_notifications.subscribers import NotificationSubscribers
+from ach_notifications.transports import ADDRESS_DIGESTS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ def wire(runtime: Runtime) -> None:
         worker.new_deliveries,
         message_residents=residents is not None,
         silent_domains=config.silent_domains(),
+        ask_for_help=bool(config.sms_reply_url),
     )
     api = NotificationApi(runtime.sessions, destinations=settings.destinations, box=box)
 
@@ -81,6 +85,17 @@ def wire(runtime: Runtime) -> None:
         },
     )
     runtime.run_in_background(worker.run)
+    if config.sms_reply_url:
+        if not runtime.settings.http_port:
+            raise ConfigError("NOTIFY_SMS_REPLY_URL needs HTTP_PORT: the gateway posts replies there")
+        sms_replies = SmsReplies(
+            runtime.sessions,
+            runtime.outbox,
+            config.sms_gateway_token.get_secret_value(),
+            config.sms_reply_url,
+            box.derived_key(ADDRESS_DIGESTS),
+        )
+        runtime.serve_http(sms_replies.app(), "SMS replies")
 
 
 DEFINITION = ServiceDefinition("notifications", Path(__file__).parent / "migrations", wire)

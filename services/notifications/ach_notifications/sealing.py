@@ -5,6 +5,8 @@ dropping the old)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -20,6 +22,7 @@ class SecretUnreadable(Exception):
 
 class SecretBox:
     def __init__(self, keys: list[bytes]) -> None:
+        self._first = keys[0] if keys else b""
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except ValueError:
@@ -45,6 +48,10 @@ class SecretBox:
         if not keys:
             raise ConfigError(f"NOTIFY_SECRETS_KEY_FILE: {path} holds no key")
         return cls(keys)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for one purpose (e.g. digests of residents' numbers), from the sealing key."""
+        return hmac.new(self._first, purpose.encode(), hashlib.sha256).digest()
 
     def seal(self, secret: str) -> str:
         return PREFIX + self._fernet.encrypt(secret.encode()).decode() if secret else ""

@@ -70,6 +70,9 @@ class NotificationSettings(Settings):
     sms_gateway_user: str = Field("", validation_alias="SMS_GATEWAY_USER")
     sms_gateway_token: SecretStr = Field(SecretStr(""), validation_alias="SMS_GATEWAY_TOKEN")
     sms_from: str = Field("", validation_alias="SMS_FROM")
+    # The URL the SMS gateway posts residents' replies to (this service's HTTP port, path
+    # /sms/replies, as the public sees it: the gateway signs it). Unset: no question is asked.
+    sms_reply_url: str = Field("", max_length=500, pattern=r"^(https?://\S+)?$")
     # The ACH coordinator's partner id: escalations go to it too; it asks identity for addresses.
     coordinator: str = "ach-backbone"
     # Unset: the default silent domains; empty: none.

@@ -93,6 +93,25 @@ class ResidentPreference(SQLModel, table=True):
     version: int = 0
 
 
+class HelpQuestion(SQLModel, table=True):
+    """The question "did you get the help you needed?" sent to a resident after a referral closed,
+    and their answer. The number it went to is kept only as a keyed digest (to match the reply);
+    the reply's text is never kept."""
+
+    __tablename__ = "help_question"
+
+    id: str = Field(primary_key=True, max_length=36)  # the delivery that asked it
+    referral_id: str = Field(index=True, max_length=36)
+    resident_id: str = Field(max_length=100)
+    language: str = Field(max_length=35)
+    address_digest: str = Field(index=True, max_length=64)
+    asked_at: datetime
+    open_until: datetime
+    answered_at: datetime | None = None
+    got_help: bool | None = None
+    answer_message_id: str = Field(default="", index=True, max_length=64)  # the gateway's id: once
+
+
 async def preference_of(session: AsyncSession, resident_id: str) -> ResidentPreference | None:
     """The preference identity acts on when it gives the address: the surviving record's, also for
     a referral made under an id merged into it (ResidentsMerged, kept as ResidentAlias)."""

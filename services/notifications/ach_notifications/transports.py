@@ -7,7 +7,7 @@ import json
 import smtplib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -26,6 +26,8 @@ from ach_notifications.settings import DeliverySettings
 
 # What the partner reads in its delivery log: the class of the problem, never which address or port
 # answered (the operator's log has the host).
+# The purpose of the key that digests residents' numbers (see domain.address_digest).
+ADDRESS_DIGESTS = "resident-address-digests"
 REFUSED_DESTINATION = "destination not allowed: webhooks go to public addresses only"
 
 
@@ -49,6 +51,8 @@ class Result:
     error: str = ""
     retry_after_s: float = 0.0
     withheld: bool = False  # not sent on purpose (the resident asked not to be contacted): no retry
+    # A question sent to a resident: the digest of the number it went to, and its language.
+    question: tuple[str, str] | None = None
 
 
 class Transports:
@@ -179,7 +183,13 @@ class Transports:
         )
         trace.get_current_span().set_attribute("ach.message_language", message.language)
         if contact.channel == "sms":
-            return await self._sms(attempt.delivery_id, contact.address, message.text)
+            sent = await self._sms(attempt.delivery_id, contact.address, message.text)
+            if sent.ok and payload["template"] == domain.HELP_QUESTION and self._box is not None:
+                digest = domain.address_digest(self._box.derived_key(ADDRESS_DIGESTS), contact.address)
+                return replace(sent, question=(digest, message.language))
+            return sent
+        if payload["template"] == domain.HELP_QUESTION:  # answers come back by text only
+            return Result(False, "the question is asked by text message only", withheld=True)
         return await self._mail(attempt.delivery_id, contact.address, message.subject, message.text)
 
     async def _sms(self, delivery_id: str, to: str, text: str) -> Result:

@@ -155,7 +155,16 @@ SMS_ES = domain.ContactPreference(do_not_contact=False, channel="sms", language=
         ("requested", "food-insecurity", SMS_ES, "referral-sent"),
         ("accepted", "housing-instability", SMS_ES, "referral-accepted"),
         ("in-progress", "food-insecurity", SMS_ES, ""),
-        ("completed", "food-insecurity", SMS_ES, ""),
+        ("completed", "food-insecurity", SMS_ES, "help-question"),  # did you get the help you needed?
+        (
+            "completed",
+            "food-insecurity",
+            domain.ContactPreference(False, "email", "es"),
+            "",
+        ),  # replies by text
+        ("completed", "food-insecurity", domain.ContactPreference(True, "sms", "es"), ""),  # do not contact
+        ("completed", "intimate-partner-violence", SMS_ES, ""),  # silenced domain
+        ("completed", "elder-abuse", SMS_ES, ""),
         ("rejected", "food-insecurity", SMS_ES, ""),
         ("requested", "food-insecurity", None, ""),  # nothing known of the resident's wish
         ("requested", "food-insecurity", domain.ContactPreference(True, "sms", "es"), ""),  # do not contact
@@ -195,12 +204,20 @@ def test_every_message_exists_in_every_language_names_the_organization_and_never
     table = domain.resident_templates()
     templates = {t for t, _ in table}
     languages = {lang for _, lang in table}
-    assert templates == {"referral-sent", "referral-accepted", "service-information"}
+    assert templates == {
+        "referral-sent",
+        "referral-accepted",
+        "service-information",
+        "help-question",
+        "help-thanks",
+        "help-unclear",
+    }
     assert {"en", "es", "vi", "zh", "tl"} <= languages
     assert set(table) == {(t, lang) for t in templates for lang in languages}, "a translation is missing"
     needs = ("food", "housing", "transport", "utilit", "safety", "violence", "comida", "vivienda")
     for (template, language), (subject, text) in table.items():
-        assert "{organization}" in text and subject, (template, language)
+        replies = template in ("help-thanks", "help-unclear")  # answers to the resident's reply
+        assert ("{organization}" in text or replies) and subject, (template, language)
         assert not any(word in text.lower() for word in needs), (template, language)
 
 
@@ -230,3 +247,54 @@ def test_a_service_information_message_gives_name_address_phone_and_hours_in_the
     assert bare.text == "Your care team found a service for you: Food Line. Questions? Call your clinic."
     assert domain.resident_template("informational", "food-insecurity", SMS_ES) == "service-information"
     assert domain.resident_template("informational", "intimate-partner-violence", SMS_ES) == ""
+
+
+# --- Community voice: the resident's reply ---
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Sí", True),
+        ("si, gracias", True),
+        ("YES!", True),
+        ("yes please", True),
+        ("Có", True),
+        ("是", True),
+        ("oo po", True),
+        ("No.", False),
+        ("no", False),
+        ("không", False),
+        ("否", False),
+        ("Hindi", False),
+        ("maybe", None),
+        ("my address is 12 Main St", None),
+        ("", None),
+        ("   ", None),
+    ],
+)
+def test_a_reply_is_an_answer_only_when_it_says_yes_or_no(reply: str, answer: bool | None) -> None:
+    assert domain.answer_of(reply) is answer
+
+
+def test_a_number_matches_in_any_writing_and_only_under_the_same_key() -> None:
+    key = b"k" * 32
+    assert domain.address_digest(key, "209-555-0100") == domain.address_digest(key, "+1 (209) 555 0100")
+    assert domain.address_digest(key, "209-555-0100") != domain.address_digest(key, "209-555-0101")
+    assert domain.address_digest(key, "209-555-0100") != domain.address_digest(b"j" * 32, "209-555-0100")
+    assert "2095550100" not in domain.address_digest(key, "209-555-0100")
+
+
+def test_only_the_gateways_signature_is_accepted() -> None:
+    url, form = (
+        "https://ach.example.org/sms/replies",
+        {"From": "+12095550100", "Body": "Si", "MessageSid": "SM1"},
+    )
+    # Twilio's published example: the URL, then each field's name and value sorted by name.
+    signed = domain.gateway_signature("token", url, form)
+    assert domain.signed_by_gateway("token", url, form, signed)
+    assert not domain.signed_by_gateway("other-token", url, form, signed)
+    assert not domain.signed_by_gateway("token", url, {**form, "Body": "No"}, signed)
+    assert not domain.signed_by_gateway("token", url + "?x=1", form, signed)
+    assert not domain.signed_by_gateway("", url, form, domain.gateway_signature("", url, form))
+    assert not domain.signed_by_gateway("token", url, form, "")

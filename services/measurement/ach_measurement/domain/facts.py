@@ -125,6 +125,8 @@ class ReferralUnit:
     site_id: str = ""
     changes: tuple[Change, ...] = ()  # in sequence order
     reroutes: tuple[Reroute, ...] = ()
+    # The resident's own answer after it closed, "did you get the help you needed?" (None: none given)
+    resident_got_help: bool | None = None
 
     @property
     def internal(self) -> bool:
@@ -337,6 +339,13 @@ CONDITIONS: Mapping[UnitKind, Mapping[str, Condition]] = {
             parse_duration,
         ),
         "unresolved": _c("closed without the need met", lambda r, _: bool(r.unresolved_reason)),
+        "resident_answered": _c(
+            "the resident answered whether they got the help they needed",
+            lambda r, _: r.resident_got_help is not None,
+        ),
+        "resident_got_help": _c(
+            "the resident said they got the help they needed", lambda r, _: r.resident_got_help is True
+        ),
     },
     UnitKind.REJECTION: {},
     UnitKind.REROUTE: {},
@@ -463,6 +472,13 @@ class RerouteFacts:
     from_partner_id: str
 
 
+@dataclass(frozen=True)
+class FeedbackFacts:
+    referral_id: str
+    got_help: bool
+    answered_at: datetime
+
+
 @dataclass
 class Facts:
     """Everything the projection holds, as plain values."""
@@ -473,6 +489,7 @@ class Facts:
     referrals: list[ReferralFacts] = field(default_factory=list)
     changes: list[ChangeFacts] = field(default_factory=list)
     reroutes: list[RerouteFacts] = field(default_factory=list)
+    feedback: list[FeedbackFacts] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -514,6 +531,10 @@ def assemble(facts: Facts) -> Units:
     for x in facts.reroutes:
         reroutes[x.referral_id].append(x.reroute)
 
+    answers: dict[str, bool] = {}
+    for f in sorted(facts.feedback, key=lambda f: f.answered_at):
+        answers.setdefault(f.referral_id, f.got_help)  # the first answer counts
+
     referral_units = tuple(
         ReferralUnit(
             id=r.referral_id,
@@ -529,6 +550,7 @@ def assemble(facts: Facts) -> Units:
             site_id=site_of(r.screening_id),
             changes=tuple(sorted(changes.get(r.referral_id, ()), key=lambda c: c.sequence)),
             reroutes=tuple(sorted(reroutes.get(r.referral_id, ()), key=lambda x: x.sequence)),
+            resident_got_help=answers.get(r.referral_id),
         )
         for r in sorted(facts.referrals, key=lambda r: r.referral_id)
     )

@@ -383,3 +383,45 @@ class NotificationDelivered(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationDelivered: _TypeAlias = NotificationDelivered  # noqa: Y015
+
+@_typing.final
+class ResidentFeedbackRecorded(_message.Message):
+    """Event: after a referral closed, the resident answered the network's one question, "did you get
+    the help you needed?" (community voice), by the channel they chose. The resident's own word,
+    beside the organization's outcome; never the text of their reply, never their address.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    GOT_HELP_FIELD_NUMBER: _builtins.int
+    ASKED_AT_FIELD_NUMBER: _builtins.int
+    ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    resident_id: _builtins.str
+    got_help: _builtins.bool
+    channel: _builtins.str
+    """sms"""
+    @_builtins.property
+    def asked_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def answered_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        resident_id: _builtins.str = ...,
+        got_help: _builtins.bool = ...,
+        asked_at: _timestamp_pb2.Timestamp | None = ...,
+        answered_at: _timestamp_pb2.Timestamp | None = ...,
+        channel: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "asked_at", b"asked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "asked_at", b"asked_at", "channel", b"channel", "got_help", b"got_help", "referral_id", b"referral_id", "resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResidentFeedbackRecorded: _TypeAlias = ResidentFeedbackRecorded  # noqa: Y015

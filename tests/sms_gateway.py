@@ -1,17 +1,21 @@
 """An SMS gateway for tests: a real HTTP server with the Twilio-compatible "send a message" form
 (To, From, Body, basic auth) that the notifications service posts to. It records what a resident
-would receive."""
+would receive, and posts a resident's reply to the service's reply webhook as Twilio does (a form
+signed with the account's token in X-Twilio-Signature)."""
 
 from __future__ import annotations
 
 import base64
 import threading
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 USER, TOKEN = "ACtest", "test-token"
 
@@ -46,6 +50,34 @@ class SmsGateway:
     def messages(self) -> list[Sms]:
         with self.lock:
             return list(self.sent)
+
+    def reply(
+        self, reply_url: str, sender: str, body: str, message_id: str = "", token: str = TOKEN
+    ) -> tuple[int, str]:
+        """A resident's text back, as the gateway posts it: (HTTP status, the TwiML answered)."""
+        from ach_notifications.domain import gateway_signature
+
+        form = {
+            "MessageSid": message_id or f"SM{uuid.uuid4().hex}",
+            "AccountSid": USER,
+            "From": sender,
+            "To": "+12095550199",
+            "Body": body,
+        }
+        request = urllib.request.Request(
+            reply_url,
+            data=urlencode(form).encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": gateway_signature(token, reply_url, form),
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
 
 
 @contextmanager

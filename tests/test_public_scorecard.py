@@ -332,3 +332,6 @@ def test_the_public_page_shows_the_apis_figures_in_english_and_spanish_on_phones
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert "frame-ancestors *" in get(embed)[1]["content-security-policy"]
     assert get(base + "/")[0] == 200  # the redirect to a language is followed
+    # What the AchPublicPageSlow alert reads: the page's latency histogram, by the service.
+    metrics = get(f"http://127.0.0.1:{service.env['METRICS_PORT']}/metrics")[2]
+    assert "http_server_duration_milliseconds_bucket" in metrics

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from ach.partners.v1 import partners_pb2
 from ach.referrals.v1 import referrals_pb2, referrals_pb2_grpc
@@ -143,7 +144,11 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
     with sms_gateway() as sms, webhook_receiver() as receiver:
         for name, value in sms.env().items():
             monkeypatch.setenv(name, value)
-        stack.start(*SERVICES)
+        stack.start()  # the registry first: notifications asks identity where residents' texts go
+        notifications = stack.add("notifications")
+        reply_url = f"http://127.0.0.1:{notifications.env['HTTP_PORT']}/sms/replies"
+        notifications.env["NOTIFY_SMS_REPLY_URL"] = reply_url
+        stack.start(*SERVICES, "measurement")
         for partner in ("cbo-pantry", "cbo-2", "clinic-1"):
             register_webhook(stack, receiver, partner)
         receiver.fail_next["/clinic-1"] = 3  # the clinic's endpoint answers 500 three times first
@@ -221,16 +226,50 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
         time.sleep(1)  # nothing further arrives: each acknowledged notice once
         assert len(receiver.bodies("/clinic-1")) == 4 and len(receiver.bodies("/cbo-pantry")) == 1
 
-        # The resident's texts: sent (pantry), sent again (kitchen), accepted; in Spanish, to the
-        # phone on file, each once, naming the organization and never the need.
-        texts = eventually(lambda: sms.messages() if len(sms.messages()) >= 3 else None, what="three texts")
-        assert [m.to for m in texts] == ["209-555-0100"] * 3 and sms.unauthorized == 0
+        # The resident's texts: sent (pantry), sent again (kitchen), accepted, and once it closed the
+        # one question; in Spanish, to the phone on file, each once, naming the organization and
+        # never the need.
+        texts = eventually(lambda: sms.messages() if len(sms.messages()) >= 4 else None, what="four texts")
+        assert [m.to for m in texts] == ["209-555-0100"] * 4 and sms.unauthorized == 0
         assert partner_name("cbo-pantry") in texts[0].body and "recibió una remisión" in texts[0].body
         assert partner_name("cbo-2") in texts[1].body and "recibió una remisión" in texts[1].body
         assert partner_name("cbo-2") in texts[2].body and "aceptó su remisión" in texts[2].body
+        assert partner_name("cbo-2") in texts[3].body and "¿Recibió la ayuda que necesitaba?" in texts[3].body
         assert not any(word in m.body.lower() for m in texts for word in ("food", "comida", "aliment"))
-        assert len({m.idempotency_key for m in texts}) == 3
+        assert len({m.idempotency_key for m in texts}) == 4
         assert resident_contact(stack, resident, referral_id).address == "209-555-0100"
+
+        # Community voice: the resident answers by text; the answer travels to the measure.
+        feedback_of = "SELECT got_help FROM resident_feedback_fact WHERE referral_id = '" + referral_id + "'"
+        forged = sms.reply(reply_url, "+12095550100", "No", token="not-the-gateway")
+        assert forged[0] == 403  # only the gateway's signature is taken
+        stranger = sms.reply(reply_url, "+12095550111", "Sí")  # a number no question went to
+        assert stranger[0] == 200 and "<Message>" not in stranger[1]
+        unclear = sms.reply(reply_url, "+1 (209) 555-0100", "quizás")
+        assert unclear[0] == 200 and "Responda SÍ o NO" in unclear[1]
+        answer = sms.reply(reply_url, "+1 (209) 555-0100", "Sí, gracias", message_id="SM-answer")
+        assert answer == (200, answer[1]) and "Gracias por su respuesta" in answer[1]
+        again = sms.reply(reply_url, "+1 (209) 555-0100", "Sí, gracias", message_id="SM-answer")  # retried
+        assert again[0] == 200 and "Gracias" in again[1]
+        later = sms.reply(reply_url, "+1 (209) 555-0100", "No")  # the question is answered: once
+        assert later[0] == 200 and "<Message>" not in later[1]
+        eventually(lambda: stack.query("measurement", feedback_of) or None, 30, "the answer as a fact")
+        assert [bool(r[0]) for r in stack.query("measurement", feedback_of)] == [True]
+        kept = stack.query("notifications", "SELECT * FROM help_question")
+        assert len(kept) == 1 and not any("209" in str(v) or "gracias" in str(v).lower() for v in kept[0])
+        feedback_events = stack.query(
+            "notifications",
+            "SELECT payload FROM outbox_event WHERE event_type LIKE '%ResidentFeedbackRecorded'",
+        )
+        assert len(feedback_events) == 1 and b"209" not in bytes(feedback_events[0][0])
+        with stack.channel("measurement") as channel:
+            figures = measurement_pb2_grpc.MeasurementServiceStub(channel).GetMeasureFigures(
+                measurement_pb2.GetMeasureFiguresRequest(measure_id="residents-say-they-got-help"), timeout=30
+            )
+        # One answer: counted, never shown as the 1 of 1 it is.
+        assert figures.periods and not any(
+            p.total.HasField("numerator") and 0 < p.total.numerator < 11 for p in figures.periods
+        )
 
         # "Do not contact": identity gives no address any more, whatever the channel chosen.
         set_contact_preference(stack, resident, residents_pb2.CONTACT_CHANNEL_SMS, do_not_contact=True)
@@ -240,7 +279,7 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
             "",
             True,
         )
-        assert len(sms.messages()) == 3
+        assert len(sms.messages()) == 4
 
     with stack.channel("referrals", "clinic-1") as channel:
         referrals = referrals_pb2_grpc.ReferralServiceStub(channel)

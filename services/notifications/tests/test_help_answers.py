@@ -1,0 +1,68 @@
+"""Residents' answers to the question after a referral closed, against a real database (SQLite and
+PostgreSQL): a reply answers the newest open question sent to that number, once, even when replies
+arrive at the same time or the gateway posts one again; an expired question takes no answer; the
+answer is published with it (outbox) and nothing of the reply or the number is kept."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from ach_events.outbox import Outbox
+from ach_notifications import domain
+from ach_notifications.sms_replies import SmsReplies
+from ach_notifications.store import HelpQuestion
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+KEY = b"k" * 32
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+PHONE = "209-555-0100"
+
+
+def question(referral_id: str, asked_days_ago: float, phone: str = PHONE) -> HelpQuestion:
+    asked = NOW - timedelta(days=asked_days_ago)
+    return HelpQuestion(
+        id=f"delivery-{referral_id}",
+        referral_id=referral_id,
+        resident_id="resident-1",
+        language="es",
+        address_digest=domain.address_digest(KEY, phone),
+        asked_at=asked,
+        open_until=asked + domain.QUESTION_OPEN,
+    )
+
+
+async def test_a_reply_answers_one_open_question_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        session.add(question("referral-old", 3))
+        session.add(question("referral-new", 1))
+        session.add(question("referral-expired", 20))
+        session.add(question("referral-other-phone", 1, phone="209-555-0111"))
+    replies = SmsReplies(sessions, Outbox(source="/ach/notifications"), "token", "http://x/sms/replies", KEY)
+
+    # Five replies at once from the resident's phone: two questions are open, so two answers.
+    outcomes = await asyncio.gather(
+        *(replies.answer("+12095550100", "Sí", f"SM{i}", now=NOW) for i in range(5))
+    )
+    assert sorted(o for o, _ in outcomes) == ["answered", "answered", "unmatched", "unmatched", "unmatched"]
+    assert all("Gracias" in t for o, t in outcomes if o == "answered")
+    assert await replies.answer("+12095550100", "Sí", "SM0", now=NOW) == (
+        "repeated",
+        domain.resident_message(domain.HELP_THANKS, "es", "").text,
+    )
+    assert (await replies.answer("+12095550111", "tal vez", "SM9", now=NOW))[0] == "unclear"
+
+    async with sessions() as session:
+        answered = {
+            q.referral_id: q.got_help
+            for q in (await session.exec(select(HelpQuestion))).all()
+            if q.answered_at
+        }
+        events = (
+            await session.exec(text("SELECT event_type, payload FROM outbox_event"))  # type: ignore[call-overload]
+        ).all()
+    assert answered == {"referral-new": True, "referral-old": True}  # never the expired one
+    assert [t for t, _ in events] == ["ach.notifications.v1.ResidentFeedbackRecorded"] * 2
+    assert not any(b"209" in bytes(p) or "Sí".encode() in bytes(p) for _, p in events)

@@ -103,6 +103,8 @@ def announce(pki: dev_pki.DevPki) -> None:
         )
     table += [
         f"  {'HSDS API':<14} http://127.0.0.1:{settings['directory'].http_port}/services (read-only)",
+        f"  {'scorecard':<14} http://127.0.0.1:{settings['measurement'].http_port}/en/ "
+        f"(public page; /es/ en español)",
         f"  {'kafka':<14} {kafka_bootstrap_servers()}",
         "",
         "  Calls need a partner's client certificate (or a bearer token); the demo partners' are in",

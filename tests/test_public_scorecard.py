@@ -327,6 +327,10 @@ def test_the_public_page_shows_the_apis_figures_in_english_and_spanish_on_phones
     assert status == 400 and "dimension" in body and "Traceback" not in body
     assert get(f"{base}/en/measures/no-such-measure")[0] == 404
     assert get(f"{base}/fr/")[0] == 404
+    status, _, body = get(f"{base}/en/?period=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert status == 400 and "<script>" not in body and "period" in body  # named, never echoed
+    assert get(f"{base}/es/?dimension=%00")[0] == 400
+    assert get(f"{base}/en/measures/{'x' * 300}")[0] == 404
     assert get(f"{base}/en/measures/{RATIO_MEASURE}?period=" + "9" * 200)[0] == 400
     status, headers, _ = get(f"{base}/en/")
     assert "frame-ancestors 'none'" in headers["content-security-policy"]

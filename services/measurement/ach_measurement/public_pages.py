@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,7 +32,7 @@ from ach_measurement import charts, scorecards
 from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain.definitions import Calculation, Measure, MeasureUnit, RbaKind
 from ach_measurement.domain.facts import PARTY_DIMENSIONS
-from ach_measurement.domain.periods import Period, parse_period
+from ach_measurement.domain.periods import parse_period
 from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFigures, Publication
 from ach_measurement.domain.scorecard import Direction, forecast
 from ach_measurement.domain.suppression import SMALLEST_SHOWN, Status
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 PAGES = Path(__file__).parent / "pages"
 LANGUAGES = ("en", "es")
 KINDS = (RbaKind.HOW_MUCH, RbaKind.HOW_WELL, RbaKind.BETTER_OFF)
-KEPT_PAGES = 1024  # rendered pages kept per publication (the parameters are checked, so few exist)
+KEPT_PAGES = 512  # rendered pages kept per publication, the most recently read
 MAX_PARAMETER = 100
 HEADERS = {
     "Content-Security-Policy": (
@@ -164,7 +165,7 @@ COLUMNS = (
 )
 
 
-def row_view(row: scorecards.Row, words: Words, href: str, group: str = "", dimension: str = "") -> RowView:
+def row_view(row: scorecards.Row, words: Words, href: str, group: str = "") -> RowView:
     m, c = row.measure, row.columns
     hidden = row.status is not Status.FREE
     cells = []
@@ -202,7 +203,7 @@ def row_view(row: scorecards.Row, words: Words, href: str, group: str = "", dime
 @dataclass
 class _Kept:
     publication: Publication | None = None
-    pages: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    pages: OrderedDict[tuple[Any, ...], str] = field(default_factory=OrderedDict)
 
 
 class PublicPages:
@@ -258,11 +259,14 @@ class PublicPages:
                 self._kept = _Kept(publication)
             try:
                 key = (render.__name__, lang, *self._checked(request))
-                html = self._kept.pages.get(key)
+                pages = self._kept.pages
+                html = pages.get(key)
                 if html is None:
-                    html = render(publication, words, request)
-                    if len(self._kept.pages) < KEPT_PAGES:
-                        self._kept.pages[key] = html
+                    html = pages[key] = render(publication, words, request)
+                    if len(pages) > KEPT_PAGES:
+                        pages.popitem(last=False)  # the least recently read
+                else:
+                    pages.move_to_end(key)
             except BadParameter as exc:
                 return self._error(words, 400, "bad_request", f"{exc.name}: {exc.expected}")
             except PageNotFound:
@@ -315,7 +319,7 @@ class PublicPages:
                 for group in groups_of(figures, dimension):
                     row = scorecards.row_of(figures, period, dimension, group)
                     if row is not None:
-                        rows.append(row_view(row, words, href, group, dimension))
+                        rows.append(row_view(row, words, href, group))
             if rows:
                 sections.append(Section(words(kind.value), tuple(rows)))
         return self._render(
@@ -608,10 +612,3 @@ def _disparities(m: Measure, p: PeriodFigures, dimension: str, words: Words) -> 
         if d.attributable_proportion is None
         else f"{d.attributable_proportion * 100:.1f}%",
     }
-
-
-def period_of_label(label: str, figures: MeasureFigures) -> Period | None:
-    for p in figures.periods:
-        if p.period.label == label:
-            return p.period
-    return None

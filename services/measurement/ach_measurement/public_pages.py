@@ -454,9 +454,7 @@ class PublicPages:
                     continue
                 rows = [(words.of("groups", f.group), f, _figure_cell(m, f, words)) for f in found]
                 published = [(label, f.value) for label, f, _ in rows if f.value is not None]
-                title = (
-                    f"{words.text(m.name)}, {words('by_group').lower()} {words.of('dimensions', dimension)}"
-                )
+                title = f"{words.text(m.name)}, {words('by')} {words.of('dimensions', dimension)}"
                 breakdowns.append(
                     {
                         "dimension": dimension,

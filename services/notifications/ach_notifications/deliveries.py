@@ -36,7 +36,7 @@ from ach_notifications.residents import ResidentContacts
 from ach_notifications.sealing import SecretBox
 from ach_notifications.settings import DeliverySettings
 from ach_notifications.store import DeliveryRecord, HelpQuestion, PartnerChannel, PartnerCircuit
-from ach_notifications.transports import Attempt, Result, Transports
+from ach_notifications.transports import Asked, Attempt, Result, Transports
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ach_notifications.deliveries")
@@ -363,16 +363,16 @@ class DeliveryWorker:
             attempts_counter.add(1, {"channel": kind, "outcome": outcome})
 
 
-def asked(session: AsyncSession, row: DeliveryRecord, question: tuple[str, str], now: datetime) -> None:
+def asked(session: AsyncSession, row: DeliveryRecord, question: Asked, now: datetime) -> None:
     """The question a delivery asked, open for the resident's answer (with the delivery's outcome)."""
-    digest, language = question
     session.add(
         HelpQuestion(
             id=row.id,
             referral_id=str(row.payload.get("referral_id", "")),
             resident_id=str(row.payload.get("resident_id", "")),
-            language=language,
-            address_digest=digest,
+            language=question.language,
+            channel=question.channel,
+            reply_key=question.reply_key,
             asked_at=now,
             open_until=now + domain.QUESTION_OPEN,
         )

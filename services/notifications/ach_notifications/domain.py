@@ -199,8 +199,7 @@ def resident_template(
     if need_domain in silent_domains:
         return ""
     if to_status == "completed":
-        # The one question, asked where the answer can come back: a text message's reply.
-        return HELP_QUESTION if preference.channel == "sms" else ""
+        return HELP_QUESTION  # the one question (asked where an answer can come back: the caller)
     return {
         "requested": "referral-sent",
         "accepted": "referral-accepted",
@@ -211,6 +210,8 @@ def resident_template(
 # --- Community voice: one question after a referral closes, answered by replying -----------------
 
 HELP_QUESTION = "help-question"
+HELP_QUESTION_EMAIL = "help-question-email"  # by e-mail: a link to a page with two buttons
+HELP_ANSWERS = ("help-yes", "help-no")  # the page's buttons
 HELP_THANKS = "help-thanks"  # the reply to an answer
 HELP_UNCLEAR = "help-unclear"  # the reply to a text that is no answer
 QUESTION_OPEN = timedelta(days=14)
@@ -243,6 +244,11 @@ def address_digest(key: bytes, address: str) -> str:
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
 
 
+def link_digest(key: bytes, token: str) -> str:
+    """A keyed digest of an e-mailed answer link's token (the token itself is not stored)."""
+    return hmac.new(key, b"link:" + token.encode(), hashlib.sha256).hexdigest()
+
+
 def gateway_signature(token: str, url: str, form: Mapping[str, str]) -> str:
     """The SMS gateway's signature of a request it sends (Twilio's X-Twilio-Signature): base64 of
     HMAC-SHA1 over the URL followed by every form field's name and value, sorted by name."""
@@ -269,7 +275,11 @@ def resident_templates() -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def resident_message(
-    template: str, language: str, organization: str, service: Mapping[str, Any] | None = None
+    template: str,
+    language: str,
+    organization: str,
+    service: Mapping[str, Any] | None = None,
+    link: str = "",
 ) -> ResidentMessage:
     """The message in the resident's language: the exact tag, else its primary language (es-MX ->
     es), else English. Names the organization (or the service, with its details), never the need
@@ -282,7 +292,9 @@ def resident_message(
             details = service_details(service, candidate) if service is not None else ""
             name = service_label(service) if service is not None else organization
             return ResidentMessage(
-                candidate, subject, " ".join(text.format(organization=name, details=details).split())
+                candidate,
+                subject,
+                " ".join(text.format(organization=name, details=details, link=link).split()),
             )
     raise KeyError(f"no {template} message in English")
 

@@ -13,7 +13,9 @@ from ach_events.runtime import Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_events.topics import REFERRAL_EVENTS, RESIDENT_EVENTS
 from ach_platform.settings import ConfigError
+from starlette.applications import Starlette
 
+from ach_notifications.answer_pages import AnswerPages
 from ach_notifications.api import NotificationApi
 from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.residents import IdentityContacts
@@ -54,7 +56,7 @@ def wire(runtime: Runtime) -> None:
         worker.new_deliveries,
         message_residents=residents is not None,
         silent_domains=config.silent_domains(),
-        ask_for_help=bool(config.sms_reply_url),
+        answer_channels=config.answer_channels(),
     )
     api = NotificationApi(runtime.sessions, destinations=settings.destinations, box=box)
 
@@ -85,17 +87,15 @@ def wire(runtime: Runtime) -> None:
         },
     )
     runtime.run_in_background(worker.run)
-    if config.sms_reply_url:
+    if config.answer_channels():
         if not runtime.settings.http_port:
-            raise ConfigError("NOTIFY_SMS_REPLY_URL needs HTTP_PORT: the gateway posts replies there")
-        sms_replies = SmsReplies(
-            runtime.sessions,
-            runtime.outbox,
-            config.sms_gateway_token.get_secret_value(),
-            config.sms_reply_url,
-            box.derived_key(ADDRESS_DIGESTS),
-        )
-        runtime.serve_http(sms_replies.app(), "SMS replies")
+            raise ConfigError("NOTIFY_SMS_REPLY_URL and NOTIFY_ANSWER_URL need HTTP_PORT: answers come there")
+        key = box.derived_key(ADDRESS_DIGESTS)
+        routes = AnswerPages(runtime.sessions, runtime.outbox, key).routes() if config.answer_url else []
+        if config.sms_reply_url:
+            token = config.sms_gateway_token.get_secret_value()
+            routes += SmsReplies(runtime.sessions, runtime.outbox, token, config.sms_reply_url, key).routes()
+        runtime.serve_http(Starlette(routes=routes), "residents' answers")
 
 
 DEFINITION = ServiceDefinition("notifications", Path(__file__).parent / "migrations", wire)

@@ -46,7 +46,7 @@ def publish_feedback(session: AsyncSession, outbox: Outbox, question: HelpQuesti
             got_help=question.got_help,
             asked_at=to_timestamp(question.asked_at),
             answered_at=to_timestamp(question.answered_at),
-            channel="sms",
+            channel=question.channel,
         ),
         key=question.referral_id,
     )

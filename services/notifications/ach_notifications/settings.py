@@ -39,6 +39,8 @@ class DeliverySettings:
     sms_user: str = ""
     sms_token: str = ""
     sms_from: str = ""
+    # Where residents answer the question by e-mail: the public address of this service's HTTP port.
+    answer_url: str = ""
 
 
 def _silent_domains(text: object) -> object:
@@ -73,6 +75,9 @@ class NotificationSettings(Settings):
     # The URL the SMS gateway posts residents' replies to (this service's HTTP port, path
     # /sms/replies, as the public sees it: the gateway signs it). Unset: no question is asked.
     sms_reply_url: str = Field("", max_length=500, pattern=r"^(https?://\S+)?$")
+    # The public address of this service's HTTP port (https://...), where residents who chose
+    # e-mail answer the question with one click (/answers/<token>). Unset: they are not asked.
+    answer_url: str = Field("", max_length=500, pattern=r"^(https?://\S+)?$")
     # The ACH coordinator's partner id: escalations go to it too; it asks identity for addresses.
     coordinator: str = "ach-backbone"
     # Unset: the default silent domains; empty: none.
@@ -107,6 +112,7 @@ class NotificationSettings(Settings):
             sms_user=self.sms_gateway_user,
             sms_token=self.sms_gateway_token.get_secret_value(),
             sms_from=self.sms_from,
+            answer_url=self.answer_url,
         )
 
     def silent_domains(self) -> frozenset[str]:
@@ -131,3 +137,10 @@ class NotificationSettings(Settings):
             if not path.is_file():
                 raise ConfigError(f"{variable}: no file at {path} (messages to residents need it)")
         return self.identity_address, ca, cert, key
+
+    def answer_channels(self) -> frozenset[str]:
+        """The channels residents' answers can come back by: texts when the gateway posts replies
+        here, e-mail when the answer pages are reachable."""
+        return frozenset({"sms"} if self.sms_reply_url else set()) | frozenset(
+            {"email"} if self.answer_url else set()
+        )

@@ -18,7 +18,6 @@ from opentelemetry import metrics
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -62,8 +61,8 @@ class SmsReplies:
         self._url = public_url  # the URL the gateway posts to, as configured there (it is signed)
         self._key = digest_key
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route(PATH, self.receive, methods=["POST"])])
+    def routes(self) -> list[Route]:
+        return [Route(PATH, self.receive, methods=["POST"])]
 
     async def receive(self, request: Request) -> Response:
         body = b""
@@ -104,7 +103,11 @@ class SmsReplies:
                     return "repeated", domain.resident_message(domain.HELP_THANKS, seen.language, "").text
             open_questions = await session.exec(
                 select(HelpQuestion)
-                .where(HelpQuestion.address_digest == digest, col(HelpQuestion.answered_at).is_(None))
+                .where(
+                    HelpQuestion.reply_key == digest,
+                    HelpQuestion.channel == "sms",
+                    col(HelpQuestion.answered_at).is_(None),
+                )
                 .order_by(col(HelpQuestion.asked_at).desc())
                 .limit(5)
                 .with_for_update()  # two replies at once: one answer
@@ -116,7 +119,19 @@ class SmsReplies:
             got_help = domain.answer_of(text)
             if got_help is None:
                 return "unclear", domain.resident_message(domain.HELP_UNCLEAR, question.language, "").text
-            question.answered_at, question.got_help, question.answer_message_id = now, got_help, message_id
-            session.add(question)
-            publish_feedback(session, self._outbox, question)
+            answered(session, self._outbox, question, got_help, now, message_id)
             return "answered", domain.resident_message(domain.HELP_THANKS, question.language, "").text
+
+
+def answered(
+    session: AsyncSession,
+    outbox: Outbox,
+    question: HelpQuestion,
+    got_help: bool,
+    now: datetime,
+    message_id: str = "",
+) -> None:
+    """The resident's answer, kept and published in the caller's transaction."""
+    question.answered_at, question.got_help, question.answer_message_id = now, got_help, message_id
+    session.add(question)
+    publish_feedback(session, outbox, question)

@@ -95,8 +95,9 @@ class ResidentPreference(SQLModel, table=True):
 
 class HelpQuestion(SQLModel, table=True):
     """The question "did you get the help you needed?" sent to a resident after a referral closed,
-    and their answer. The number it went to is kept only as a keyed digest (to match the reply);
-    the reply's text is never kept."""
+    and their answer. What finds it again is kept only as a keyed digest (``reply_key``): of the
+    number a text went to (its reply comes from that number), or of the link an e-mail carried.
+    The reply's text is never kept."""
 
     __tablename__ = "help_question"
 
@@ -104,7 +105,8 @@ class HelpQuestion(SQLModel, table=True):
     referral_id: str = Field(index=True, max_length=36)
     resident_id: str = Field(max_length=100)
     language: str = Field(max_length=35)
-    address_digest: str = Field(index=True, max_length=64)
+    channel: str = Field(max_length=10)  # sms | email
+    reply_key: str = Field(index=True, max_length=64)
     asked_at: datetime
     open_until: datetime
     answered_at: datetime | None = None

@@ -40,14 +40,14 @@ class NotificationSubscribers:
         new_deliveries: asyncio.Event | None = None,
         message_residents: bool = False,
         silent_domains: frozenset[str] = domain.DEFAULT_SILENT_DOMAINS,
-        ask_for_help: bool = False,
+        answer_channels: frozenset[str] = frozenset(),
     ) -> None:
         self._outbox = outbox
         self._new_deliveries = new_deliveries
         self._coordinator = coordinator  # the ACH coordinator's partner id: escalations reach it
         self._message_residents = message_residents  # identity can tell where messages go
         self._silent_domains = silent_domains  # need domains residents get no message about
-        self._ask_for_help = ask_for_help  # replies can come back (the SMS gateway posts them)
+        self._answer_channels = answer_channels  # where residents' answers can come back from
 
     async def on_referral_created(
         self, session: AsyncSession, envelope: Envelope, event: referrals_pb2.ReferralCreated
@@ -174,7 +174,7 @@ class NotificationSubscribers:
         template = domain.resident_template(to_status, need_domain, preference, self._silent_domains)
         if not template or preference is None:
             return
-        if template == domain.HELP_QUESTION and not self._ask_for_help:
+        if template == domain.HELP_QUESTION and preference.channel not in self._answer_channels:
             return
         now = utc_now()
         session.add(

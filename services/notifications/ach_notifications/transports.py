@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import smtplib
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from ach_notifications.destinations import (
     GuardedResolver,
     check_literal,
 )
-from ach_notifications.residents import ContactUnavailable, ResidentContacts
+from ach_notifications.residents import ContactUnavailable, ResidentAddress, ResidentContacts
 from ach_notifications.sealing import SecretBox, SecretUnreadable
 from ach_notifications.settings import DeliverySettings
 
@@ -51,8 +52,16 @@ class Result:
     error: str = ""
     retry_after_s: float = 0.0
     withheld: bool = False  # not sent on purpose (the resident asked not to be contacted): no retry
-    # A question sent to a resident: the digest of the number it went to, and its language.
-    question: tuple[str, str] | None = None
+    question: Asked | None = None  # a question sent to a resident
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question that went out: the keyed digest its answer is found by, its language and channel."""
+
+    reply_key: str
+    language: str
+    channel: str
 
 
 class Transports:
@@ -175,22 +184,46 @@ class Transports:
         if not contact.channel:
             return Result(False, "the resident asked not to be contacted", withheld=True)
         service = payload.get("service")
+        organization = (
+            self._organization_name(payload["organization_id"]) if payload["organization_id"] else ""
+        )
+        if payload["template"] == domain.HELP_QUESTION:
+            return await self._question(attempt, contact, organization)
         message = domain.resident_message(
             payload["template"],
             contact.language,
-            self._organization_name(payload["organization_id"]) if payload["organization_id"] else "",
+            organization,
             service if isinstance(service, dict) else None,
         )
         trace.get_current_span().set_attribute("ach.message_language", message.language)
         if contact.channel == "sms":
-            sent = await self._sms(attempt.delivery_id, contact.address, message.text)
-            if sent.ok and payload["template"] == domain.HELP_QUESTION and self._box is not None:
-                digest = domain.address_digest(self._box.derived_key(ADDRESS_DIGESTS), contact.address)
-                return replace(sent, question=(digest, message.language))
-            return sent
-        if payload["template"] == domain.HELP_QUESTION:  # answers come back by text only
-            return Result(False, "the question is asked by text message only", withheld=True)
+            return await self._sms(attempt.delivery_id, contact.address, message.text)
         return await self._mail(attempt.delivery_id, contact.address, message.subject, message.text)
+
+    async def _question(self, attempt: Attempt, contact: ResidentAddress, organization: str) -> Result:
+        """The question after a referral closed, by the resident's channel: a text to reply to, or
+        an e-mail with a link to answer with one click (a fresh token per attempt; only the one
+        that went out is kept, as a digest)."""
+        s = self._settings
+        if self._box is None or (contact.channel == "email" and not s.answer_url):
+            return Result(False, "no way for the resident's answer to come back", withheld=True)
+        key = self._box.derived_key(ADDRESS_DIGESTS)
+        if contact.channel == "sms":
+            message = domain.resident_message(domain.HELP_QUESTION, contact.language, organization)
+            sent = await self._sms(attempt.delivery_id, contact.address, message.text)
+            reply_key = domain.address_digest(key, contact.address)
+        else:
+            token = secrets.token_urlsafe(24)
+            link = f"{s.answer_url.rstrip('/')}/answers/{token}"
+            message = domain.resident_message(
+                domain.HELP_QUESTION_EMAIL, contact.language, organization, link=link
+            )
+            sent = await self._mail(attempt.delivery_id, contact.address, message.subject, message.text)
+            reply_key = domain.link_digest(key, token)
+        trace.get_current_span().set_attribute("ach.message_language", message.language)
+        return (
+            replace(sent, question=Asked(reply_key, message.language, contact.channel)) if sent.ok else sent
+        )
 
     async def _sms(self, delivery_id: str, to: str, text: str) -> Result:
         s = self._settings

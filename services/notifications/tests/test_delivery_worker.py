@@ -6,31 +6,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
+import re
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+import uvicorn
 from ach.notifications.v1 import notifications_pb2
 from ach_events.outbox import Outbox, OutboxEvent
+from ach_notifications.answer_pages import AnswerPages
 from ach_notifications.deliveries import DeliveryWorker
 from ach_notifications.destinations import DestinationPolicy
 from ach_notifications.domain import RESIDENTS, BreakerPolicy, RetryPolicy
 from ach_notifications.residents import ContactUnavailable, ResidentAddress
+from ach_notifications.sealing import SecretBox
 from ach_notifications.settings import DeliverySettings
-from ach_notifications.store import DeliveryRecord, PartnerChannel, PartnerCircuit
+from ach_notifications.store import DeliveryRecord, HelpQuestion, PartnerChannel, PartnerCircuit
+from ach_notifications.transports import ADDRESS_DIGESTS
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.applications import Starlette
 
+from tests.harness import free_port
 from tests.sms_gateway import SmsGateway, sms_gateway
 from tests.webhook_receiver import signature_valid
 
@@ -476,3 +489,95 @@ async def test_a_resident_who_asked_not_to_be_contacted_since_gets_nothing(
     async with sessions() as session:
         [event] = (await session.exec(select(OutboxEvent))).all()
     assert event.event_type == "ach.notifications.v1.NotificationDelivered"
+
+
+async def test_by_email_the_link_opens_a_page_and_a_button_answers_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The question by e-mail (SMTP, a real relay), its link's page in the resident's language
+    (opening it answers nothing: mail scanners open links), one press of a button answers, once."""
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.content)
+            return "250 OK"
+
+    smtp_port, http_port = free_port(), free_port()
+    relay = Controller(Handler(), hostname="127.0.0.1", port=smtp_port)
+    relay.start()
+    box = SecretBox([Fernet.generate_key()])
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        delivery_id = await add_resident_message(sessions, "help-question", "email")
+        worker = DeliveryWorker(
+            sessions,
+            Outbox(source="/ach/notifications"),
+            settings(smtp_host="127.0.0.1", smtp_port=smtp_port, answer_url=base),
+            residents=Contacts("email", "ana@example.org", "es-MX"),
+            organization_name=lambda partner_id: "Banco de Comida",
+            box=box,
+        )
+
+        async def sent() -> bool:
+            return (await rows(sessions))[0].status == DELIVERED
+
+        await run_until(worker, sent)
+    finally:
+        relay.stop()
+    [raw] = received
+    mail = message_from_bytes(raw, policy=email.policy.default)
+    body = mail.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    words = body.decode()
+    assert mail["Subject"] == "¿Recibió la ayuda que necesitaba?" and "Banco de Comida" in words
+    link = re.search(r"http://\S+/answers/[A-Za-z0-9_-]+", words)
+    assert link is not None
+    async with sessions() as session:
+        [question] = (await session.exec(select(HelpQuestion))).all()
+    assert (question.id, question.channel, question.language) == (delivery_id, "email", "es")
+    assert link.group(0).rsplit("/", 1)[1] not in question.reply_key  # only a digest is kept
+
+    pages = AnswerPages(sessions, Outbox(source="/ach/notifications"), box.derived_key(ADDRESS_DIGESTS))
+    server = uvicorn.Server(
+        uvicorn.Config(Starlette(routes=pages.routes()), port=http_port, log_level="error")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):  # uvicorn says it is listening by a flag only
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+
+        def fetch(url: str, form: dict[str, str] | None = None) -> tuple[int, str, Message]:
+            data = urlencode(form).encode() if form is not None else None
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+                    return r.status, r.read().decode(), r.headers
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode(), e.headers
+
+        status, html, headers = await asyncio.to_thread(fetch, link.group(0))  # opened: not answered
+        assert status == 200 and 'value="yes"' in html and "Sí, recibí la ayuda" in html
+        assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        async with sessions() as session:
+            assert (await session.get(HelpQuestion, delivery_id)).answered_at is None  # type: ignore[union-attr]
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(fetch, link.group(0), {"answer": a}) for a in ("no", "no", "yes"))
+        )
+        assert all(s == 200 and "Gracias" in h for s, h, _ in answers)
+        assert (await asyncio.to_thread(fetch, base + "/answers/" + "A" * 32))[0] == 404  # no such link
+        assert (await asyncio.to_thread(fetch, base + "/answers/%3Cscript%3E"))[0] == 404
+    finally:
+        server.should_exit = True
+        await serving
+    async with sessions() as session:
+        kept = await session.get(HelpQuestion, delivery_id)
+        events = (
+            await session.exec(  # type: ignore[call-overload]
+                text("SELECT payload FROM outbox_event WHERE event_type LIKE '%ResidentFeedbackRecorded'")
+            )
+        ).all()
+    assert kept is not None and kept.answered_at is not None and len(events) == 1  # one answer counts
+    assert b"ana@example.org" not in bytes(events[0][0])

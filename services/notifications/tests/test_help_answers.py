@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 from ach_events.outbox import Outbox
 from ach_notifications import domain
+from ach_notifications.answer_pages import AnswerPages
 from ach_notifications.sms_replies import SmsReplies
 from ach_notifications.store import HelpQuestion
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
 
 KEY = b"k" * 32
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
@@ -28,7 +30,8 @@ def question(referral_id: str, asked_days_ago: float, phone: str = PHONE) -> Hel
         referral_id=referral_id,
         resident_id="resident-1",
         language="es",
-        address_digest=domain.address_digest(KEY, phone),
+        channel="sms",
+        reply_key=domain.address_digest(KEY, phone),
         asked_at=asked,
         open_until=asked + domain.QUESTION_OPEN,
     )
@@ -66,3 +69,42 @@ async def test_a_reply_answers_one_open_question_once(sessions: async_sessionmak
     assert answered == {"referral-new": True, "referral-old": True}  # never the expired one
     assert [t for t, _ in events] == ["ach.notifications.v1.ResidentFeedbackRecorded"] * 2
     assert not any(b"209" in bytes(p) or "Sí".encode() in bytes(p) for _, p in events)
+
+
+def _request(method: str, token: str, body: bytes = b"") -> Request:
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": f"/answers/{token}",
+        "path_params": {"token": token},
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "query_string": b"",
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+async def test_an_emailed_link_answers_once_when_pressed_twice_at_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    token = "t" * 32
+    async with sessions() as session, session.begin():
+        asked = question("referral-mail", 1)
+        asked.channel, asked.reply_key = "email", domain.link_digest(KEY, token)
+        session.add(asked)
+    pages = AnswerPages(sessions, Outbox(source="/ach/notifications"), KEY)
+    opened = await pages.answer(_request("GET", token))
+    assert opened.status_code == 200 and b'value="no"' in bytes(opened.body)
+    pressed = await asyncio.gather(
+        *(pages.answer(_request("POST", token, f"answer={a}".encode())) for a in ("no", "yes") * 4)
+    )
+    assert all(p.status_code == 200 and b"Gracias" in bytes(p.body) for p in pressed)
+    async with sessions() as session:
+        events = (
+            await session.exec(text("SELECT payload FROM outbox_event"))  # type: ignore[call-overload]
+        ).all()
+    assert len(events) == 1  # one answer, whichever came first
+    assert (await pages.answer(_request("GET", "u" * 32))).status_code == 404

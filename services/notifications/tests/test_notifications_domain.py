@@ -156,12 +156,7 @@ SMS_ES = domain.ContactPreference(do_not_contact=False, channel="sms", language=
         ("accepted", "housing-instability", SMS_ES, "referral-accepted"),
         ("in-progress", "food-insecurity", SMS_ES, ""),
         ("completed", "food-insecurity", SMS_ES, "help-question"),  # did you get the help you needed?
-        (
-            "completed",
-            "food-insecurity",
-            domain.ContactPreference(False, "email", "es"),
-            "",
-        ),  # replies by text
+        ("completed", "food-insecurity", domain.ContactPreference(False, "email", "es"), "help-question"),
         ("completed", "food-insecurity", domain.ContactPreference(True, "sms", "es"), ""),  # do not contact
         ("completed", "intimate-partner-violence", SMS_ES, ""),  # silenced domain
         ("completed", "elder-abuse", SMS_ES, ""),
@@ -209,14 +204,17 @@ def test_every_message_exists_in_every_language_names_the_organization_and_never
         "referral-accepted",
         "service-information",
         "help-question",
+        "help-question-email",
         "help-thanks",
         "help-unclear",
+        "help-yes",
+        "help-no",
     }
     assert {"en", "es", "vi", "zh", "tl"} <= languages
     assert set(table) == {(t, lang) for t in templates for lang in languages}, "a translation is missing"
     needs = ("food", "housing", "transport", "utilit", "safety", "violence", "comida", "vivienda")
     for (template, language), (subject, text) in table.items():
-        replies = template in ("help-thanks", "help-unclear")  # answers to the resident's reply
+        replies = template in ("help-thanks", "help-unclear", "help-yes", "help-no")  # no organization
         assert ("{organization}" in text or replies) and subject, (template, language)
         assert not any(word in text.lower() for word in needs), (template, language)
 

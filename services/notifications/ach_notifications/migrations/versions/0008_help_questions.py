@@ -24,7 +24,8 @@ def upgrade() -> None:
         sa.Column("referral_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
         sa.Column("resident_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=35), nullable=False),
-        sa.Column("address_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("reply_key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("asked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("open_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("answered_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
@@ -33,7 +34,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_help_question_referral_id", "help_question", ["referral_id"])
-    op.create_index("ix_help_question_address_digest", "help_question", ["address_digest"])
+    op.create_index("ix_help_question_reply_key", "help_question", ["reply_key"])
     op.create_index("ix_help_question_answer_message_id", "help_question", ["answer_message_id"])
 
 

@@ -296,6 +296,18 @@ def test_the_public_page_shows_the_apis_figures_in_english_and_spanish_on_phones
                     page.goto(f"{base}/{lang}/measures/{COUNT_MEASURE}")
                     chart_drawn(page)
                     no_small_counts(page.evaluate(READ_CELLS))
+                    # Nor on the charts of a count: axis labels, values, tooltips.
+                    drawn = page.evaluate(
+                        "[...document.querySelectorAll('svg text, svg desc.value')].map(t => t.textContent)"
+                    )
+                    period = re.compile(r"\d{4}(-\d{2}|-Q\d)?")
+                    numbers = [
+                        float(n.replace(",", ""))
+                        for t in drawn
+                        if not period.fullmatch(t.strip())
+                        for n in re.findall(r"\d[\d,]*(?:\.\d+)?", t)
+                    ]
+                    assert numbers and not [n for n in numbers if 1 <= n <= 10], drawn
 
                     page.goto(f"{base}/{lang}/scorecards/{SCORECARD}")
                     page.screenshot(path=f"{shot}-population.png", full_page=True)

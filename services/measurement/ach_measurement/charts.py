@@ -4,6 +4,7 @@ groups side by side. Only published values reach a chart; the page puts a table 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,20 @@ class CurvePoint:
     target: float | None
 
 
+def count_axis(values: Sequence[float | None]) -> list[float]:
+    """Value-axis labels for counts: 0 and steps of at least 20, so no label reads 1 to 10 where a
+    count would stand."""
+    top = max((v for v in values if v is not None), default=0.0)
+    step = 20.0
+    for nice in (20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10_000, 20_000, 50_000, 100_000):
+        step = float(nice)
+        if top / nice <= 6:
+            break
+    else:
+        step = float(10 ** math.ceil(math.log10(max(top, 1) / 6)))
+    return [step * i for i in range(int(top // step) + 2)]
+
+
 def _accessible(svg: str, label: str) -> Markup:
     """The SVG as an image with a name; its figures are in the table the page puts beside it."""
     head = f'<svg role="img" aria-label="{escape(label)}" focusable="false" '
@@ -70,8 +85,12 @@ def turn_the_curve(
     baseline: float | None,
     names: dict[str, str],
     shown: Callable[[float], str],
+    counts: bool = False,
 ) -> Markup:
     chart = _chart(pygal.Line, title, shown)
+    if counts:
+        every = [v for p in points for v in (p.actual, p.forecast, p.target)] + [baseline]
+        chart.y_labels = count_axis(every)
     chart.x_labels = [p.period.label for p in points]
     chart.add(names["actual"], [p.actual for p in points], stroke_style={"width": 3})
     chart.add(names["forecast"], [p.forecast for p in points], stroke_style={"width": 3, "dasharray": "8,6"})
@@ -87,8 +106,12 @@ def turn_the_curve(
     return _accessible(chart.render(is_unicode=True), title)
 
 
-def groups_chart(title: str, values: Sequence[tuple[str, float]], shown: Callable[[float], str]) -> Markup:
+def groups_chart(
+    title: str, values: Sequence[tuple[str, float]], shown: Callable[[float], str], counts: bool = False
+) -> Markup:
     chart = _chart(pygal.HorizontalBar, title, shown)
+    if counts:
+        chart.y_labels = count_axis([v for _, v in values])
     chart.show_legend = False
     chart.x_labels = [name for name, _ in values]
     chart.add(title, [v for _, v in values])

@@ -403,6 +403,7 @@ class PublicPages:
             m.baseline[1] if m.baseline else None,
             names,
             lambda v: shown_value(m, v, words),
+            counts=_counted(m),
         )
         return chart, points
 
@@ -471,7 +472,9 @@ class PublicPages:
                             }
                             for label, f, cell in rows
                         ],
-                        "chart": charts.groups_chart(title, published, lambda v: shown_value(m, v, words))
+                        "chart": charts.groups_chart(
+                            title, published, lambda v: shown_value(m, v, words), counts=_counted(m)
+                        )
                         if published
                         else None,
                         "disparities": _disparities(m, chosen, dimension, words),
@@ -542,6 +545,10 @@ def _parses(label: str, kind: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _counted(m: Measure) -> bool:
+    return m.calculation is Calculation.COUNT or m.unit is MeasureUnit.COUNT
 
 
 def _drawable(m: Measure, value: float | None) -> float | None:

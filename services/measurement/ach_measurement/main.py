@@ -20,7 +20,6 @@ from ach_measurement.catalog import check_together, load_measures, load_scorecar
 from ach_measurement.domain.definitions import MeasureError
 from ach_measurement.domain.indicators import IndicatorFileError, IndicatorFormat
 from ach_measurement.indicator_imports import import_indicator_file, network_geographies, place_names
-from ach_measurement.public_pages import PublicPages
 from ach_measurement.publications import Publications
 from ach_measurement.rebuild import Rebuild, RebuildRefused
 from ach_measurement.settings import MeasurementSettings
@@ -38,6 +37,8 @@ def wire(runtime: Runtime) -> None:
     runtime.serve(api, measurement_pb2_grpc.add_MeasurementServiceServicer_to_server)
     runtime.consume(subscribers.TOPICS, subscribers.HANDLERS)
     runtime.run_in_background(publications.warm)
+    from ach_measurement.public_pages import PublicPages  # the service's only: commands need none of it
+
     public_url = settings.public_url or f"http://127.0.0.1:{runtime.settings.http_port}"
     pages = PublicPages(publications, scorecards, public_url, place_names())
     runtime.serve_http(pages.app(), "public scorecard")

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach_measurement.catalog import load_measures
+from ach_measurement.domain.scorecard import FIGURES as COLUMNS
 from ach_measurement.main import load_sample_indicators
 from ach_measurement.public_pages import Words, shown_change, shown_value
 from ach_measurement.synthetic import events_of, sample_facts
@@ -36,15 +37,6 @@ pytestmark = pytest.mark.slow
 
 SCREENSHOTS = ROOT / "build" / "screenshots"
 FREE = measurement_pb2.CONFIDENTIALITY_STATUS_FREE
-COLUMNS = (
-    "prior_actual",
-    "current_actual",
-    "current_target",
-    "next_target",
-    "forecast",
-    "variance_from_target",
-    "baseline_change",
-)
 RATIO_MEASURE = "referred-within-7-days"
 COUNT_MEASURE = "screenings"
 SCORECARD = "jackson-shared-goals"

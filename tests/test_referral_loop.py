@@ -248,7 +248,7 @@ def test_reject_reroute_accept_complete_with_signed_webhooks(
         unclear = sms.reply(reply_url, "+1 (209) 555-0100", "quizás")
         assert unclear[0] == 200 and "Responda SÍ o NO" in unclear[1]
         answer = sms.reply(reply_url, "+1 (209) 555-0100", "Sí, gracias", message_id="SM-answer")
-        assert answer == (200, answer[1]) and "Gracias por su respuesta" in answer[1]
+        assert answer[0] == 200 and "Gracias por su respuesta" in answer[1]
         again = sms.reply(reply_url, "+1 (209) 555-0100", "Sí, gracias", message_id="SM-answer")  # retried
         assert again[0] == 200 and "Gracias" in again[1]
         later = sms.reply(reply_url, "+1 (209) 555-0100", "No")  # the question is answered: once

@@ -129,8 +129,9 @@ class Runtime:
 
     def serve_http(self, app: Any, name: str) -> None:
         """Serve a plain-HTTP (ASGI) application on HTTP_PORT, in the service's loop, traced and
-        measured (``http.server.duration`` by route and status); nothing when HTTP_PORT is 0. For
-        public, read-only content only: no credentials are asked for here."""
+        measured (``http.server.duration``); nothing when HTTP_PORT is 0. No client certificate
+        is asked for here: public pages, or requests the application checks itself (a gateway's
+        signature, a link's token)."""
         port = self.settings.http_port
         if not port:
             return

@@ -15,7 +15,7 @@ from ach_measurement import exports, mappers, scorecards
 from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain import funnel
 from ach_measurement.domain.definitions import Measure
-from ach_measurement.domain.periods import Period, PeriodKind, parse_period
+from ach_measurement.domain.periods import Period, is_period_label, parse_period
 from ach_measurement.domain.publication import MeasureFigures, PeriodFigures, Publication
 from ach_measurement.publications import Publications
 from ach_measurement.store import funnel_counts
@@ -37,14 +37,6 @@ def _period(field: str, label: str, figures: MeasureFigures) -> Period | None:
         return parse_period(label, figures.measure.period)
     except ValueError as exc:
         raise InvalidArgument.of(field, str(exc)) from None
-
-
-def _parses(label: str, kind: PeriodKind) -> bool:
-    try:
-        parse_period(label, kind)
-    except ValueError:
-        return False
-    return True
 
 
 class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
@@ -188,7 +180,7 @@ class MeasurementApi(measurement_pb2_grpc.MeasurementServiceServicer):
         unknown = [m for m in request.measure_ids if m not in self._publications.by_id]
         if unknown:
             raise InvalidArgument.of("measure_ids", f"{unknown[0][:80]!r} is not a measure")
-        if request.period and not any(_parses(request.period, kind) for kind in PeriodKind):
+        if request.period and not is_period_label(request.period):
             raise InvalidArgument.of(
                 "period", "is not a month (YYYY-MM), a quarter (YYYY-Qn) or a year (YYYY)"
             )

@@ -45,13 +45,8 @@ def count_axis(values: Sequence[float | None]) -> list[float]:
     """Value-axis labels for counts: 0 and steps of at least 20, so no label reads 1 to 10 where a
     count would stand."""
     top = max((v for v in values if v is not None), default=0.0)
-    step = 20.0
-    for nice in (20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10_000, 20_000, 50_000, 100_000):
-        step = float(nice)
-        if top / nice <= 6:
-            break
-    else:
-        step = float(10 ** math.ceil(math.log10(max(top, 1) / 6)))
+    nice = (20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10_000, 20_000, 50_000, 100_000)
+    step = float(next((n for n in nice if top / n <= 6), 10 ** math.ceil(math.log10(max(top, 6) / 6))))
     return [step * i for i in range(int(top // step) + 2)]
 
 

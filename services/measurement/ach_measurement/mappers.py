@@ -11,7 +11,7 @@ from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain.definitions import Measure, Selection
 from ach_measurement.domain.disparity import Disparities
 from ach_measurement.domain.publication import Figure, PeriodFigures
-from ach_measurement.domain.scorecard import Direction
+from ach_measurement.domain.scorecard import FIGURES, Direction
 from ach_measurement.domain.suppression import Status
 from ach_measurement.scorecards import Row
 
@@ -125,15 +125,7 @@ def scorecard_row(r: Row) -> pb.ScorecardRow:
         unit=m.unit.value,
         polarity=m.polarity.value,
     )
-    for name in (
-        "prior_actual",
-        "current_actual",
-        "current_target",
-        "next_target",
-        "forecast",
-        "variance_from_target",
-        "baseline_change",
-    ):
+    for name in FIGURES:
         value = getattr(row, name)
         if value is not None:
             setattr(message, name, value)

@@ -32,9 +32,9 @@ from ach_measurement import charts, scorecards
 from ach_measurement.catalog import ScorecardDefinition
 from ach_measurement.domain.definitions import Calculation, Measure, MeasureUnit, RbaKind
 from ach_measurement.domain.facts import PARTY_DIMENSIONS
-from ach_measurement.domain.periods import parse_period
+from ach_measurement.domain.periods import is_period_label
 from ach_measurement.domain.publication import Figure, MeasureFigures, PeriodFigures, Publication
-from ach_measurement.domain.scorecard import Direction, forecast
+from ach_measurement.domain.scorecard import FIGURES, Direction, forecast
 from ach_measurement.domain.suppression import SMALLEST_SHOWN, Status
 from ach_measurement.publications import NETWORK, Publications
 
@@ -103,7 +103,7 @@ def shown_value(measure: Measure, value: float | None, words: Words) -> str:
     would stand."""
     if value is None or math.isnan(value):
         return "—"
-    if measure.calculation is Calculation.COUNT or measure.unit is MeasureUnit.COUNT:
+    if _counted(measure):
         if 0 < value < SMALLEST_SHOWN:
             return words("fewer_than_11")
         return f"{round(value):,}"
@@ -154,22 +154,13 @@ class Section:
 
 
 ARROWS = {Direction.UP: "↑", Direction.DOWN: "↓", Direction.FLAT: "→", Direction.NONE: ""}
-COLUMNS = (
-    "prior_actual",
-    "current_actual",
-    "current_target",
-    "next_target",
-    "forecast",
-    "variance_from_target",
-    "baseline_change",
-)
 
 
 def row_view(row: scorecards.Row, words: Words, href: str, group: str = "") -> RowView:
     m, c = row.measure, row.columns
     hidden = row.status is not Status.FREE
     cells = []
-    for column in COLUMNS:
+    for column in FIGURES:
         value = getattr(c, column)
         if column in ("variance_from_target", "baseline_change"):
             text = shown_change(value)
@@ -519,9 +510,7 @@ class PublicPages:
 
     def _period_label(self, request: Request) -> str:
         label = request.query_params.get("period", "")
-        if label and not any(
-            _parses(label, kind) for kind in {m.period for m in self._publications.measures}
-        ):
+        if label and not is_period_label(label, {m.period for m in self._publications.measures}):
             raise BadParameter("period", "a month (YYYY-MM), a quarter (YYYY-Qn) or a year (YYYY)")
         return label
 
@@ -539,14 +528,6 @@ def _query(**values: str) -> str:
     return "?" + "&".join(given) if given else ""
 
 
-def _parses(label: str, kind: Any) -> bool:
-    try:
-        parse_period(label, kind)
-    except ValueError:
-        return False
-    return True
-
-
 def _counted(m: Measure) -> bool:
     return m.calculation is Calculation.COUNT or m.unit is MeasureUnit.COUNT
 
@@ -556,7 +537,7 @@ def _drawable(m: Measure, value: float | None) -> float | None:
     than 11")."""
     if value is None:
         return None
-    if (m.calculation is Calculation.COUNT or m.unit is MeasureUnit.COUNT) and 0 < value < SMALLEST_SHOWN:
+    if _counted(m) and 0 < value < SMALLEST_SHOWN:
         return None
     return value
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from urllib.parse import parse_qs
 
 from ach_events.outbox import Outbox
 from ach_platform.clock import as_utc, utc_now
@@ -21,7 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ach_notifications import domain
-from ach_notifications.sms_replies import answered, replies
+from ach_notifications.sms_replies import answered, bounded_form, replies
 from ach_notifications.store import HelpQuestion
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -76,12 +75,10 @@ class AnswerPages:
         now = utc_now()
         form: dict[str, str] = {}
         if request.method == "POST":
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_FORM:
-                    return Response("too large", status_code=413)
-            form = {k: v[0] for k, v in parse_qs(body.decode("ascii", "replace"), max_num_fields=10).items()}
+            posted = await bounded_form(request, MAX_FORM)
+            if posted is None:
+                return Response("too large", status_code=413)
+            form = posted
         async with self._sessions() as session, session.begin():
             question = await self._question(session, request.path_params["token"], now)
             if question is None:

@@ -38,6 +38,18 @@ replies = meter.create_counter(
 )
 
 
+async def bounded_form(request: Request, limit: int) -> dict[str, str] | None:
+    """A posted form's fields (the first value of each), read no further than ``limit`` bytes;
+    None when the body is larger."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=100, keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items()}
+
+
 def twiml(text: str = "") -> Response:
     """The gateway's answer: a message back to the resident, or none."""
     inner = f"<Message>{escape(text)}</Message>" if text else ""
@@ -65,14 +77,10 @@ class SmsReplies:
         return [Route(PATH, self.receive, methods=["POST"])]
 
     async def receive(self, request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                replies.add(1, {"outcome": "refused"})
-                return Response("too large", status_code=413)
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=100, keep_blank_values=True)
-        form = {k: v[0] for k, v in fields.items()}
+        form = await bounded_form(request, MAX_BODY)
+        if form is None:
+            replies.add(1, {"outcome": "refused"})
+            return Response("too large", status_code=413)
         if not domain.signed_by_gateway(
             self._token, self._url, form, request.headers.get("x-twilio-signature", "")
         ):

@@ -25,10 +25,11 @@ from ach_notifications.residents import ContactUnavailable, ResidentAddress, Res
 from ach_notifications.sealing import SecretBox, SecretUnreadable
 from ach_notifications.settings import DeliverySettings
 
+# The purpose of the key that digests what finds a resident's answer: the number a question was
+# texted to, the token of an e-mailed link (domain.address_digest, domain.link_digest).
+ADDRESS_DIGESTS = "resident-address-digests"
 # What the partner reads in its delivery log: the class of the problem, never which address or port
 # answered (the operator's log has the host).
-# The purpose of the key that digests residents' numbers (see domain.address_digest).
-ADDRESS_DIGESTS = "resident-address-digests"
 REFUSED_DESTINATION = "destination not allowed: webhooks go to public addresses only"
 
 

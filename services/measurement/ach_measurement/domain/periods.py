@@ -4,6 +4,7 @@ a screening at 23:30 on 31 March in California lands in March, not in April."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -86,3 +87,14 @@ def parse_period(label: str, kind: PeriodKind) -> Period:
 
 def periods_between(first: Period, last: Period) -> list[Period]:
     return [first.shifted(i) for i in range(last.minus(first) + 1)]
+
+
+def is_period_label(label: str, kinds: Iterable[PeriodKind] = tuple(PeriodKind)) -> bool:
+    """Whether ``label`` names a period of one of these kinds."""
+    for kind in kinds:
+        try:
+            parse_period(label, kind)
+        except ValueError:
+            continue
+        return True
+    return False

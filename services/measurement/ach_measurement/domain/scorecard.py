@@ -36,6 +36,18 @@ class Trend:
     periods: int  # consecutive periods moving that way
 
 
+# The row's figures (each a number or None), in the order Clear Impact shows them.
+FIGURES = (
+    "prior_actual",
+    "current_actual",
+    "current_target",
+    "next_target",
+    "forecast",
+    "variance_from_target",
+    "baseline_change",
+)
+
+
 @dataclass(frozen=True)
 class ScorecardRow:
     period: Period

@@ -69,9 +69,7 @@ async def test_a_reply_answers_one_open_question_once(sessions: async_sessionmak
     assert answered == {"referral-new": True, "referral-old": True}  # never the expired one
     assert [t for t, _ in events] == ["ach.notifications.v1.ResidentFeedbackRecorded"] * 2
     # The phone's digits, not "209" alone: an event id holds that by chance.
-    assert not any(
-        part in bytes(p) for _, p in events for part in (b"5550100", b"555-0100", "Sí".encode())
-    )
+    assert not any(part in bytes(p) for _, p in events for part in (b"5550100", b"555-0100", "Sí".encode()))
 
 
 def _request(method: str, token: str, body: bytes = b"") -> Request:

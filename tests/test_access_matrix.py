@@ -319,12 +319,62 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: funding_pb2.GetAccountBalanceRequest(account_id=f"partner:{me}:payable"),
         frozenset({"fund-manager", "referral-target"}),
     ),
-    "/ach.funding.v1.FundingService/ListTransfers": (
+    "/ach.funding.v1.FundingService/ListTransactions": (
         "funding",
         funding_pb2_grpc.FundingServiceStub,
-        "ListTransfers",
-        lambda me: funding_pb2.ListTransfersRequest(account_id=f"partner:{me}:payable", page_size=-1),
+        "ListTransactions",
+        lambda me: funding_pb2.ListTransactionsRequest(account_id=f"partner:{me}:payable", page_size=-1),
         frozenset({"fund-manager", "referral-target"}),
+    ),
+    # Writes without a key: INVALID_ARGUMENT once past the policy, nothing written.
+    "/ach.funding.v1.FundingService/PostTransaction": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "PostTransaction",
+        lambda me: funding_pb2.PostTransactionRequest(kind="grant"),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/ResolvePending": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "ResolvePending",
+        lambda me: funding_pb2.ResolvePendingRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/RecordContribution": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "RecordContribution",
+        lambda me: funding_pb2.RecordContributionRequest(stream_id="x" * 101),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/ListFundStreams": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "ListFundStreams",
+        lambda me: funding_pb2.ListFundStreamsRequest(),
+        frozenset({"fund-manager", "ach-admin"}),
+    ),
+    "/ach.funding.v1.FundingService/VerifyJournal": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "VerifyJournal",
+        lambda me: funding_pb2.VerifyJournalRequest(),
+        frozenset({"fund-manager", "ach-admin"}),
+    ),
+    "/ach.funding.v1.FundingService/ListOutcomePayments": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "ListOutcomePayments",
+        lambda me: funding_pb2.ListOutcomePaymentsRequest(partner_id=me, page_size=-1),
+        frozenset({"fund-manager", "referral-target"}),
+    ),
+    "/ach.funding.v1.FundingService/TraceStream": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "TraceStream",
+        lambda me: funding_pb2.TraceStreamRequest(stream_id="no-such-stream"),
+        EVERYONE,
     ),
     "/ach.notifications.v1.NotificationService/ListDeliveries": (
         "notifications",
@@ -414,6 +464,15 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
     ),
     "/ach.funding.v1.FundingService/GetAccountBalance": (
         lambda me: funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-elsewhere:payable"),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/ListOutcomePayments": (
+        lambda me: funding_pb2.ListOutcomePaymentsRequest(partner_id="cbo-elsewhere"),
+        frozenset({"fund-manager"}),
+    ),
+    # The shipped example's stream, funded by the demo's wellness-fund: no test partner's.
+    "/ach.funding.v1.FundingService/TraceStream": (
+        lambda me: funding_pb2.TraceStreamRequest(stream_id="health-plan-reinvestment-2026"),
         frozenset({"fund-manager"}),
     ),
     "/ach.measurement.v1.MeasurementService/GetScorecard": (

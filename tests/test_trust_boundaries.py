@@ -520,7 +520,13 @@ def test_no_partner_routes_the_networks_referrals_to_itself_or_pays_itself(
         lambda: metric(scrape(funding), "ach_funding_internal_referrals_unpaid_total") >= 1,
         what="the funding service's judgement of the internal referral",
     )
-    assert stack.count_rows("funding", "SELECT count(*) FROM transfer") == 0
+    assert (
+        stack.count_rows("funding", "SELECT count(*) FROM ledger_entry WHERE account_id LIKE 'partner:%'")
+        == 0
+    )
+    assert (
+        stack.count_rows("funding", "SELECT count(*) FROM outcome_payment WHERE status = 'not-payable'") == 1
+    )
     directory.close()
 
 

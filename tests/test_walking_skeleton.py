@@ -12,6 +12,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 from ach.audit.v1 import audit_pb2, audit_pb2_grpc
+from ach.common.v1 import common_pb2
 from ach.funding.v1 import funding_pb2, funding_pb2_grpc
 from ach.measurement.v1 import measurement_pb2, measurement_pb2_grpc
 from ach.notifications.v1 import notifications_pb2, notifications_pb2_grpc
@@ -97,6 +98,16 @@ def test_screening_to_funded_outcome_across_all_services(
     resident = stack.consenting_resident("clinic-1", need_domains=("food-insecurity",))
     stack.wait_consents_replicated(1)
 
+    with stack.channel("funding", "funder-1") as channel:  # the fund has money to pay outcomes with
+        funding_pb2_grpc.FundingServiceStub(channel).RecordContribution(
+            funding_pb2.RecordContributionRequest(
+                idempotency_key="walking-skeleton-1",
+                stream_id="health-plan-reinvestment-2026",
+                amount=common_pb2.Money(cents=100_000, currency="USD"),
+            ),
+            timeout=10,
+        )
+
     with stack.channel("screening", "clinic-1") as channel:
         result = screening_pb2_grpc.ScreeningServiceStub(channel).SubmitScreening(
             screening_request(resident), timeout=10
@@ -132,13 +143,16 @@ def test_screening_to_funded_outcome_across_all_services(
 
     with stack.channel("funding") as channel:
         funding = funding_pb2_grpc.FundingServiceStub(channel)
+        payable = funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-pantry:payable")
+        # Promised (reserved) on acceptance, posted on need met.
         balance = eventually(
-            lambda: funding.GetAccountBalance(
-                funding_pb2.GetAccountBalanceRequest(account_id="partner:cbo-pantry:payable"), timeout=5
-            ),
+            lambda: b if (b := funding.GetAccountBalance(payable, timeout=5)).credits_posted.cents else None,
             what="the CBO's payment",
         )
+        verified = funding.VerifyJournal(funding_pb2.VerifyJournalRequest(), timeout=10)
     assert balance.credits_posted.cents == 5000 and balance.debits_posted.cents == 0
+    assert balance.credits_pending.cents == 0
+    assert verified.intact and verified.transactions >= 3  # contribution, reservation, its post
 
     expected = dict(
         screenings_completed=1,

@@ -32,7 +32,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         directory_pb2.ServiceChanged,
         notifications_pb2.NotificationDelivered,
         notifications_pb2.ResidentFeedbackRecorded,
-        funding_pb2.TransferPosted,
+        funding_pb2.TransactionPosted,
         identity_pb2.PartnerChanged,
         audit_pb2.AccessRecorded,
         residents_pb2.ConsentChanged,

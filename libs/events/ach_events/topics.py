@@ -145,10 +145,10 @@ AUDIT_EVENTS = Topic(
 )
 FUNDING_EVENTS = Topic(
     name="ach.funding.events.v1",
-    key="transfer id",
+    key="transaction id",
     producer="funding",
     consumers=(),
-    event_types=("ach.funding.v1.TransferPosted",),
+    event_types=("ach.funding.v1.TransactionPosted",),
 )
 
 

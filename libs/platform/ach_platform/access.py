@@ -243,10 +243,27 @@ POLICY: dict[str, Rule] = {
         owner_roles=_r("referral-target"),
         owner=RequestNamesCaller("account_id", "partner:{caller}:payable"),
     ),
-    "/ach.funding.v1.FundingService/ListTransfers": Rule(
+    "/ach.funding.v1.FundingService/ListTransactions": Rule(
         roles=_r("fund-manager"),
         owner_roles=_r("referral-target"),
         owner=RequestNamesCaller("account_id", "partner:{caller}:payable"),
+    ),
+    # Only fund managers write to the ledger; what a write may do is the ledger's rules.
+    "/ach.funding.v1.FundingService/PostTransaction": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/ResolvePending": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/RecordContribution": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/ListFundStreams": Rule(roles=_r("fund-manager", "ach-admin")),
+    "/ach.funding.v1.FundingService/VerifyJournal": Rule(roles=_r("fund-manager", "ach-admin")),
+    # A CBO sees its own outcome payments; a funder traces the stream it funds.
+    "/ach.funding.v1.FundingService/ListOutcomePayments": Rule(
+        roles=_r("fund-manager"),
+        owner_roles=_r("referral-target"),
+        owner=RequestNamesCaller("partner_id"),
+    ),
+    "/ach.funding.v1.FundingService/TraceStream": Rule(
+        roles=_r("fund-manager"),
+        owner_roles=_r(ANY),
+        owner=PartyTo("fund-stream", "stream_id"),
     ),
     # Notifications: ops (the backbone) read every delivery log; a partner reads its own.
     "/ach.notifications.v1.NotificationService/ListDeliveries": Rule(

@@ -26,25 +26,65 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ach.common.v1 import common_pb2 as ach_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61\x63h/funding/v1/funding.proto\x12\x0e\x61\x63h.funding.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x61\x63h/common/v1/common.proto\".\n\x18GetAccountBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x7f\n\x0e\x41\x63\x63ountBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\rdebits_posted\x18\x02 \x01(\x0b\x32\x14.ach.common.v1.Money\x12,\n\x0e\x63redits_posted\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\"=\n\x14ListTransfersRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"\xd2\x01\n\x08Transfer\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x62it_account_id\x18\x02 \x01(\t\x12\x19\n\x11\x63redit_account_id\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x06 \x01(\t\x12-\n\tposted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x15ListTransfersResponse\x12+\n\ttransfers\x18\x01 \x03(\x0b\x32\x18.ach.funding.v1.Transfer\"<\n\x0eTransferPosted\x12*\n\x08transfer\x18\x01 \x01(\x0b\x32\x18.ach.funding.v1.Transfer2\xcd\x01\n\x0e\x46undingService\x12]\n\x11GetAccountBalance\x12(.ach.funding.v1.GetAccountBalanceRequest\x1a\x1e.ach.funding.v1.AccountBalance\x12\\\n\rListTransfers\x12$.ach.funding.v1.ListTransfersRequest\x1a%.ach.funding.v1.ListTransfersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61\x63h/funding/v1/funding.proto\x12\x0e\x61\x63h.funding.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x61\x63h/common/v1/common.proto\"Y\n\x18GetAccountBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x02\n\x0e\x41\x63\x63ountBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\rdebits_posted\x18\x02 \x01(\x0b\x32\x14.ach.common.v1.Money\x12,\n\x0e\x63redits_posted\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\x12,\n\x0e\x64\x65\x62its_pending\x18\x04 \x01(\x0b\x32\x14.ach.common.v1.Money\x12-\n\x0f\x63redits_pending\x18\x05 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12%\n\x07\x62\x61lance\x18\x07 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\'\n\tavailable\x18\x08 \x01(\x0b\x32\x14.ach.common.v1.Money\"e\n\x05\x45ntry\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\"\n\x04side\x18\x02 \x01(\x0e\x32\x14.ach.funding.v1.Side\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\"\xd2\x03\n\x11LedgerTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\r\n\x05phase\x18\x05 \x01(\t\x12&\n\x07\x65ntries\x18\x06 \x03(\x0b\x32\x15.ach.funding.v1.Entry\x12\x1f\n\x17resolves_transaction_id\x18\x07 \x01(\t\x12\x12\n\nresolution\x18\x08 \x01(\t\x12\x41\n\x08metadata\x18\t \x03(\x0b\x32/.ach.funding.v1.LedgerTransaction.MetadataEntry\x12\x0c\n\x04memo\x18\n \x01(\t\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04hash\x18\r \x01(\t\x12\x10\n\x08replayed\x18\x0e \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x17ListTransactionsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"S\n\x18ListTransactionsResponse\x12\x37\n\x0ctransactions\x18\x01 \x03(\x0b\x32!.ach.funding.v1.LedgerTransaction\"\xaf\x02\n\x16PostTransactionRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x15.ach.funding.v1.Entry\x12\x0f\n\x07pending\x18\x04 \x01(\x08\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x08metadata\x18\x06 \x03(\x0b\x32\x34.ach.funding.v1.PostTransactionRequest.MetadataEntry\x12\x0c\n\x04memo\x18\x07 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x86\x01\n\x15ResolvePendingRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x1e\n\x16pending_transaction_id\x18\x02 \x01(\t\x12\x0c\n\x04void\x18\x03 \x01(\x08\x12&\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x15.ach.funding.v1.Entry\"{\n\x19RecordContributionRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tstream_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\x0c\n\x04memo\x18\x04 \x01(\t\"\x18\n\x16ListFundStreamsRequest\"\xd4\x02\n\nFundStream\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x0f\n\x07name_en\x18\x02 \x01(\t\x12\x0f\n\x07name_es\x18\x03 \x01(\t\x12\x19\n\x11\x66under_partner_id\x18\x04 \x01(\t\x12\x0e\n\x06starts\x18\x05 \x01(\t\x12\x0c\n\x04\x65nds\x18\x06 \x01(\t\x12\x12\n\ncost_types\x18\x07 \x03(\t\x12\x14\n\x0cneed_domains\x18\x08 \x03(\t\x12\x13\n\x0bgeographies\x18\t \x03(\t\x12\x15\n\rshare_percent\x18\n \x01(\x05\x12\x1f\n\x17pays_internal_referrals\x18\x0b \x01(\x08\x12\x11\n\treporting\x18\x0c \x01(\t\x12%\n\x07\x62\x61lance\x18\r \x01(\x0b\x32\x14.ach.common.v1.Money\x12\'\n\tavailable\x18\x0e \x01(\x0b\x32\x14.ach.common.v1.Money\"F\n\x17ListFundStreamsResponse\x12+\n\x07streams\x18\x01 \x03(\x0b\x32\x1a.ach.funding.v1.FundStream\"S\n\x1aListOutcomePaymentsRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xd8\x01\n\x0eOutcomePayment\x12\x13\n\x0breferral_id\x18\x01 \x01(\t\x12\x19\n\x11target_partner_id\x18\x02 \x01(\t\x12\x13\n\x0bneed_domain\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\x1e\n\x16pending_transaction_id\x18\x06 \x01(\t\x12\x1b\n\x13paid_transaction_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"O\n\x1bListOutcomePaymentsResponse\x12\x30\n\x08payments\x18\x01 \x03(\x0b\x32\x1e.ach.funding.v1.OutcomePayment\"\'\n\x12TraceStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"\xca\x01\n\tCentTrace\x12#\n\x1b\x63ontribution_transaction_id\x18\x01 \x01(\t\x12\x1e\n\x16payment_transaction_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\x12\x13\n\x0breferral_id\x18\x04 \x01(\t\x12\x13\n\x0bneed_domain\x18\x05 \x01(\t\x12\x17\n\x0fpaid_partner_id\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\"\x90\x01\n\x13TraceStreamResponse\x12)\n\x06traces\x18\x01 \x03(\x0b\x32\x19.ach.funding.v1.CentTrace\x12)\n\x0b\x63ontributed\x18\x02 \x01(\x0b\x32\x14.ach.common.v1.Money\x12#\n\x05spent\x18\x03 \x01(\x0b\x32\x14.ach.common.v1.Money\"\x16\n\x14VerifyJournalRequest\"`\n\x15VerifyJournalResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x14\n\x0ctransactions\x18\x02 \x01(\x03\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12\x10\n\x08sequence\x18\x04 \x01(\x03\"K\n\x11TransactionPosted\x12\x36\n\x0btransaction\x18\x01 \x01(\x0b\x32!.ach.funding.v1.LedgerTransaction*=\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0e\n\nSIDE_DEBIT\x10\x01\x12\x0f\n\x0bSIDE_CREDIT\x10\x02\x32\xfe\x06\n\x0e\x46undingService\x12]\n\x11GetAccountBalance\x12(.ach.funding.v1.GetAccountBalanceRequest\x1a\x1e.ach.funding.v1.AccountBalance\x12\x65\n\x10ListTransactions\x12\'.ach.funding.v1.ListTransactionsRequest\x1a(.ach.funding.v1.ListTransactionsResponse\x12\\\n\x0fPostTransaction\x12&.ach.funding.v1.PostTransactionRequest\x1a!.ach.funding.v1.LedgerTransaction\x12Z\n\x0eResolvePending\x12%.ach.funding.v1.ResolvePendingRequest\x1a!.ach.funding.v1.LedgerTransaction\x12\x62\n\x12RecordContribution\x12).ach.funding.v1.RecordContributionRequest\x1a!.ach.funding.v1.LedgerTransaction\x12\x62\n\x0fListFundStreams\x12&.ach.funding.v1.ListFundStreamsRequest\x1a\'.ach.funding.v1.ListFundStreamsResponse\x12n\n\x13ListOutcomePayments\x12*.ach.funding.v1.ListOutcomePaymentsRequest\x1a+.ach.funding.v1.ListOutcomePaymentsResponse\x12V\n\x0bTraceStream\x12\".ach.funding.v1.TraceStreamRequest\x1a#.ach.funding.v1.TraceStreamResponse\x12\\\n\rVerifyJournal\x12$.ach.funding.v1.VerifyJournalRequest\x1a%.ach.funding.v1.VerifyJournalResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ach.funding.v1.funding_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LEDGERTRANSACTION_METADATAENTRY']._loaded_options = None
+  _globals['_LEDGERTRANSACTION_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_POSTTRANSACTIONREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_POSTTRANSACTIONREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_SIDE']._serialized_start=3226
+  _globals['_SIDE']._serialized_end=3287
   _globals['_GETACCOUNTBALANCEREQUEST']._serialized_start=109
-  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_end=155
-  _globals['_ACCOUNTBALANCE']._serialized_start=157
-  _globals['_ACCOUNTBALANCE']._serialized_end=284
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=286
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=347
-  _globals['_TRANSFER']._serialized_start=350
-  _globals['_TRANSFER']._serialized_end=560
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=562
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=630
-  _globals['_TRANSFERPOSTED']._serialized_start=632
-  _globals['_TRANSFERPOSTED']._serialized_end=692
-  _globals['_FUNDINGSERVICE']._serialized_start=695
-  _globals['_FUNDINGSERVICE']._serialized_end=900
+  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_end=198
+  _globals['_ACCOUNTBALANCE']._serialized_start=201
+  _globals['_ACCOUNTBALANCE']._serialized_end=515
+  _globals['_ENTRY']._serialized_start=517
+  _globals['_ENTRY']._serialized_end=618
+  _globals['_LEDGERTRANSACTION']._serialized_start=621
+  _globals['_LEDGERTRANSACTION']._serialized_end=1087
+  _globals['_LEDGERTRANSACTION_METADATAENTRY']._serialized_start=1040
+  _globals['_LEDGERTRANSACTION_METADATAENTRY']._serialized_end=1087
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1089
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1153
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1155
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1238
+  _globals['_POSTTRANSACTIONREQUEST']._serialized_start=1241
+  _globals['_POSTTRANSACTIONREQUEST']._serialized_end=1544
+  _globals['_POSTTRANSACTIONREQUEST_METADATAENTRY']._serialized_start=1040
+  _globals['_POSTTRANSACTIONREQUEST_METADATAENTRY']._serialized_end=1087
+  _globals['_RESOLVEPENDINGREQUEST']._serialized_start=1547
+  _globals['_RESOLVEPENDINGREQUEST']._serialized_end=1681
+  _globals['_RECORDCONTRIBUTIONREQUEST']._serialized_start=1683
+  _globals['_RECORDCONTRIBUTIONREQUEST']._serialized_end=1806
+  _globals['_LISTFUNDSTREAMSREQUEST']._serialized_start=1808
+  _globals['_LISTFUNDSTREAMSREQUEST']._serialized_end=1832
+  _globals['_FUNDSTREAM']._serialized_start=1835
+  _globals['_FUNDSTREAM']._serialized_end=2175
+  _globals['_LISTFUNDSTREAMSRESPONSE']._serialized_start=2177
+  _globals['_LISTFUNDSTREAMSRESPONSE']._serialized_end=2247
+  _globals['_LISTOUTCOMEPAYMENTSREQUEST']._serialized_start=2249
+  _globals['_LISTOUTCOMEPAYMENTSREQUEST']._serialized_end=2332
+  _globals['_OUTCOMEPAYMENT']._serialized_start=2335
+  _globals['_OUTCOMEPAYMENT']._serialized_end=2551
+  _globals['_LISTOUTCOMEPAYMENTSRESPONSE']._serialized_start=2553
+  _globals['_LISTOUTCOMEPAYMENTSRESPONSE']._serialized_end=2632
+  _globals['_TRACESTREAMREQUEST']._serialized_start=2634
+  _globals['_TRACESTREAMREQUEST']._serialized_end=2673
+  _globals['_CENTTRACE']._serialized_start=2676
+  _globals['_CENTTRACE']._serialized_end=2878
+  _globals['_TRACESTREAMRESPONSE']._serialized_start=2881
+  _globals['_TRACESTREAMRESPONSE']._serialized_end=3025
+  _globals['_VERIFYJOURNALREQUEST']._serialized_start=3027
+  _globals['_VERIFYJOURNALREQUEST']._serialized_end=3049
+  _globals['_VERIFYJOURNALRESPONSE']._serialized_start=3051
+  _globals['_VERIFYJOURNALRESPONSE']._serialized_end=3147
+  _globals['_TRANSACTIONPOSTED']._serialized_start=3149
+  _globals['_TRANSACTIONPOSTED']._serialized_end=3224
+  _globals['_FUNDINGSERVICE']._serialized_start=3290
+  _globals['_FUNDINGSERVICE']._serialized_end=4184
 # @@protoc_insertion_point(module_scope)

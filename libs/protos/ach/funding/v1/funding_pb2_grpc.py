@@ -39,10 +39,45 @@ class FundingServiceStub:
                 request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetAccountBalanceRequest.SerializeToString,
                 response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.AccountBalance.FromString,
                 _registered_method=True)
-        self.ListTransfers = channel.unary_unary(
-                '/ach.funding.v1.FundingService/ListTransfers',
-                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersRequest.SerializeToString,
-                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersResponse.FromString,
+        self.ListTransactions = channel.unary_unary(
+                '/ach.funding.v1.FundingService/ListTransactions',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsResponse.FromString,
+                _registered_method=True)
+        self.PostTransaction = channel.unary_unary(
+                '/ach.funding.v1.FundingService/PostTransaction',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.PostTransactionRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.ResolvePending = channel.unary_unary(
+                '/ach.funding.v1.FundingService/ResolvePending',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ResolvePendingRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.RecordContribution = channel.unary_unary(
+                '/ach.funding.v1.FundingService/RecordContribution',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.RecordContributionRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.ListFundStreams = channel.unary_unary(
+                '/ach.funding.v1.FundingService/ListFundStreams',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsResponse.FromString,
+                _registered_method=True)
+        self.ListOutcomePayments = channel.unary_unary(
+                '/ach.funding.v1.FundingService/ListOutcomePayments',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsResponse.FromString,
+                _registered_method=True)
+        self.TraceStream = channel.unary_unary(
+                '/ach.funding.v1.FundingService/TraceStream',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamResponse.FromString,
+                _registered_method=True)
+        self.VerifyJournal = channel.unary_unary(
+                '/ach.funding.v1.FundingService/VerifyJournal',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.FromString,
                 _registered_method=True)
 
 
@@ -50,13 +85,64 @@ class FundingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetAccountBalance(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """An account's running totals, or its posted totals as of a moment (as_of).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListTransfers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def ListTransactions(self, request, context):
+        """The journal, newest first, or the transactions touching one account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostTransaction(self, request, context):
+        """A balanced transaction, posted at once or pending; idempotent on its key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolvePending(self, request, context):
+        """Post (in full or in part) or void a pending transaction; idempotent on its key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordContribution(self, request, context):
+        """Money into a fund stream from a funding partner (cash in, restricted net assets up).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFundStreams(self, request, context):
+        """The fund streams, their restrictions and their room.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOutcomePayments(self, request, context):
+        """Outcome payments: reserved, owed (waiting for funds), paid, voided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TraceStream(self, request, context):
+        """Follow a stream's contributions to the payments they made and the outcomes that earned them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyJournal(self, request, context):
+        """Re-compute the journal's hash chain and the accounts' totals from the entries.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -69,10 +155,45 @@ def add_FundingServiceServicer_to_server(servicer, server):
                     request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetAccountBalanceRequest.FromString,
                     response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.AccountBalance.SerializeToString,
             ),
-            'ListTransfers': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListTransfers,
-                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersRequest.FromString,
-                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersResponse.SerializeToString,
+            'ListTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransactions,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsResponse.SerializeToString,
+            ),
+            'PostTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostTransaction,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.PostTransactionRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'ResolvePending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolvePending,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ResolvePendingRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'RecordContribution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordContribution,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.RecordContributionRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'ListFundStreams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFundStreams,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsResponse.SerializeToString,
+            ),
+            'ListOutcomePayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOutcomePayments,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsResponse.SerializeToString,
+            ),
+            'TraceStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.TraceStream,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamResponse.SerializeToString,
+            ),
+            'VerifyJournal': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyJournal,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -113,7 +234,7 @@ class FundingService:
             _registered_method=True)
 
     @staticmethod
-    def ListTransfers(request,
+    def ListTransactions(request,
             target,
             options=(),
             channel_credentials=None,
@@ -126,9 +247,198 @@ class FundingService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ach.funding.v1.FundingService/ListTransfers',
-            ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersRequest.SerializeToString,
-            ach_dot_funding_dot_v1_dot_funding__pb2.ListTransfersResponse.FromString,
+            '/ach.funding.v1.FundingService/ListTransactions',
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/PostTransaction',
+            ach_dot_funding_dot_v1_dot_funding__pb2.PostTransactionRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolvePending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/ResolvePending',
+            ach_dot_funding_dot_v1_dot_funding__pb2.ResolvePendingRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordContribution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/RecordContribution',
+            ach_dot_funding_dot_v1_dot_funding__pb2.RecordContributionRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFundStreams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/ListFundStreams',
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListFundStreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOutcomePayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/ListOutcomePayments',
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListOutcomePaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TraceStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/TraceStream',
+            ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.TraceStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/VerifyJournal',
+            ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.FromString,
             options,
             channel_credentials,
             insecure,

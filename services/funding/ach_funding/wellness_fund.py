@@ -1,0 +1,146 @@
+"""The Wellness Fund's books over the ledger: the chart of accounts, contributions into streams,
+and charging a cost to the streams that may pay it.
+
+A cost charged to streams is written as the nonprofit rules have it: the restricted money is
+released (fund stream → net assets without donor restrictions, its purpose met) and the expense is
+owed to the partner (expense → the partner's payable), all in one balanced transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from ach_platform.errors import FailedPrecondition, NotFound
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ach_funding.domain.ledger import AccountKind, Entry, Phase, Side, TransactionDraft
+from ach_funding.domain.streams import Cost, CostType, FundStream, allocate, eligible, refusal, stream_account
+from ach_funding.fund_catalog import FundCatalog
+from ach_funding.ledger import Ledger, Written, view
+from ach_funding.store import LedgerAccount, accounts_for_update
+
+CASH = "cash"
+NET_ASSETS = "net-assets"
+
+
+def expense_account(cost_type: CostType) -> str:
+    return f"expense:{cost_type.value}"
+
+
+def payable_account(partner_id: str) -> str:
+    return f"partner:{partner_id}:payable"
+
+
+class WellnessFund:
+    def __init__(self, ledger: Ledger, catalog: FundCatalog) -> None:
+        self.ledger = ledger
+        self.catalog = catalog
+        self._opened = False
+
+    async def open_books(self, session: AsyncSession, now: datetime) -> None:
+        """The accounts every fund has, and one per stream (idempotent; once per process)."""
+        if self._opened:
+            return
+        await self.ledger.open_account(session, CASH, AccountKind.CASH, now, name="Operating cash")
+        # Net assets without donor restrictions may show a deficit: it is reported, not refused.
+        await self.ledger.open_account(
+            session,
+            NET_ASSETS,
+            AccountKind.NET_ASSETS,
+            now,
+            name="Without donor restrictions",
+            overdraft_allowed=True,
+        )
+        for cost_type in CostType:
+            await self.ledger.open_account(session, expense_account(cost_type), AccountKind.EXPENSE, now)
+        for stream in self.catalog.streams:
+            await self.ledger.open_account(
+                session,
+                stream.account_id,
+                AccountKind.FUND_STREAM,
+                now,
+                name=stream.name_en,
+                partner_id=stream.funder_partner_id,
+            )
+        self._opened = True
+
+    async def record_contribution(
+        self, session: AsyncSession, key: str, stream_id: str, cents: int, now: datetime, memo: str = ""
+    ) -> Written:
+        stream = self.catalog.stream(stream_id)
+        if stream is None:
+            raise NotFound(f"no fund stream {stream_id}")
+        await self.open_books(session, now)
+        draft = TransactionDraft(
+            idempotency_key=key,
+            kind="contribution",
+            entries=(Entry(CASH, Side.DEBIT, cents), Entry(stream.account_id, Side.CREDIT, cents)),
+            memo=memo,
+            metadata={"stream_id": stream_id, "funder_partner_id": stream.funder_partner_id},
+        )
+        return await self.ledger.write(session, draft, now)
+
+    async def room(self, session: AsyncSession, streams: list[FundStream]) -> dict[str, int]:
+        """What each stream may still spend (its balance less its reservations), its row locked."""
+        locked = await accounts_for_update(session, [s.account_id for s in streams])
+        return {s.stream_id: view(locked[s.account_id]).available for s in streams if s.account_id in locked}
+
+    async def charge(
+        self,
+        session: AsyncSession,
+        *,
+        key: str,
+        cost: Cost,
+        partner_id: str,
+        now: datetime,
+        phase: Phase = Phase.POSTED,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Written | None:
+        """Charge the cost to the streams that may pay it (the one that expires first first) and
+        owe it to the partner; None when they have not enough room between them."""
+        await self.open_books(session, now)
+        candidates = eligible(self.catalog.streams, cost)
+        if not candidates:
+            reasons = (
+                "; ".join(filter(None, (refusal(s, cost) for s in self.catalog.streams))) or "no fund streams"
+            )
+            raise FailedPrecondition(
+                f"no fund stream may pay this cost: {reasons}", violation_type="RESTRICTION"
+            )
+        charged = allocate(candidates, await self.room(session, candidates), cost)
+        if charged is None:
+            return None
+        await self.ledger.open_account(
+            session, payable_account(partner_id), AccountKind.PAYABLE, now, partner_id=partner_id
+        )
+        entries: list[Entry] = []
+        for stream_id, cents in charged:
+            entries += [
+                Entry(stream_account(stream_id), Side.DEBIT, cents),
+                Entry(NET_ASSETS, Side.CREDIT, cents),
+            ]
+        entries += [
+            Entry(expense_account(cost.cost_type), Side.DEBIT, cost.cents),
+            Entry(payable_account(partner_id), Side.CREDIT, cost.cents),
+        ]
+        draft = TransactionDraft(
+            idempotency_key=key,
+            kind=cost.cost_type.value,
+            entries=tuple(entries),
+            phase=phase,
+            metadata={
+                **(metadata or {}),
+                "partner_id": partner_id,
+                "need_domain": cost.need_domain,
+                "streams": ",".join(f"{s}:{c}" for s, c in charged),
+            },
+        )
+        return await self.ledger.write(session, draft, now)
+
+
+def stream_view(stream: FundStream, account: LedgerAccount | None) -> tuple[int, int]:
+    if account is None:
+        return 0, 0
+    v = view(account)
+    return v.balance, v.available

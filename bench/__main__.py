@@ -1,8 +1,9 @@
 """Run every benchmark: python -m bench (make bench). Env: BENCH_N, BENCH_CLIENTS, BENCH_CALLS,
 BENCH_PARTNER_N, BENCH_DIRECTORY_N, BENCH_SEARCH_N, BENCH_LOOP_RATE, BENCH_LOOP_SECONDS,
 BENCH_LOOP_BACKENDS, BENCH_CHAIN_ROUNDS, BENCH_MEASURE_N, BENCH_MEASURE_RATE, BENCH_MEASURE_SECONDS,
-BENCH_PAGE_CALLS, BENCH_PAGE_SCREENINGS,
-BENCH_ONLY (backbone, chain, screening, directory, loop, measurement or page), KAFKA_BOOTSTRAP_SERVERS,
+BENCH_PAGE_CALLS, BENCH_PAGE_SCREENINGS, BENCH_LEDGER_N, BENCH_LEDGER_WRITERS,
+BENCH_ONLY (backbone, chain, screening, directory, loop, measurement, page or ledger),
+KAFKA_BOOTSTRAP_SERVERS,
 TEST_DATABASE_URL (PostgreSQL server; fresh databases are made for the run)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import backbone, chain, directory, measurement, public_page, referral_loop, screening
+from bench import backbone, chain, directory, funding, measurement, public_page, referral_loop, screening
 from bench.results import print_table, write_json
 from tests.databases import drop_postgres_database, fresh_postgres_database
 
@@ -49,6 +50,8 @@ def main() -> None:
         figures += measurement.run(bootstrap, server)
     if only in ("", "page"):
         figures += public_page.run(bootstrap)
+    if only in ("", "ledger"):
+        figures += funding.run(server)
     print()
     print_table(figures)
     out = Path(__file__).parent / "results.json"

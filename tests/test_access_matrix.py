@@ -26,6 +26,7 @@ from ach.screening.v1 import screening_pb2, screening_pb2_grpc
 from ach_platform.access import POLICY
 from ach_platform.codes import value_of
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.conftest import ALL_SERVICES
 from tests.harness import Stack, eventually
@@ -42,6 +43,7 @@ ROLE_PARTNERS = {  # one partner per role, of a type that may hold it
     "ach-admin": "backbone",
 }
 EVERYONE = frozenset(ROLE_PARTNERS)
+LATE = Timestamp(seconds=4_000_000_000)  # a statement from 2096: ends before it starts
 ADMIN_OR_OWNERS = frozenset({"ach-admin", "screener", "referral-source"})
 # A resident on another partner's books (clinic-1's), registered by the test before the matrix runs.
 OTHERS: dict[str, str] = {}
@@ -369,6 +371,76 @@ CASES: dict[str, tuple[str, type, str, Request, frozenset[str]]] = {
         lambda me: funding_pb2.ListOutcomePaymentsRequest(partner_id=me, page_size=-1),
         frozenset({"fund-manager", "referral-target"}),
     ),
+    "/ach.funding.v1.FundingService/RequestDisbursement": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "RequestDisbursement",
+        lambda me: funding_pb2.RequestDisbursementRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/DecideDisbursement": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "DecideDisbursement",
+        lambda me: funding_pb2.DecideDisbursementRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/ListDisbursements": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "ListDisbursements",
+        lambda me: funding_pb2.ListDisbursementsRequest(page_size=-1),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/InvoicePartner": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "InvoicePartner",
+        lambda me: funding_pb2.InvoicePartnerRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/RecordPartnerPayment": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "RecordPartnerPayment",
+        lambda me: funding_pb2.PartnerPaymentRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/PayPartner": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "PayPartner",
+        lambda me: funding_pb2.PartnerPaymentRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/RecordSharedCost": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "RecordSharedCost",
+        lambda me: funding_pb2.RecordSharedCostRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/InvoiceSharedCosts": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "InvoiceSharedCosts",
+        lambda me: funding_pb2.InvoiceSharedCostsRequest(),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/GetFundReport": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "GetFundReport",
+        lambda me: funding_pb2.GetFundReportRequest(year=1),
+        frozenset({"fund-manager", "ach-admin"}),
+    ),
+    "/ach.funding.v1.FundingService/GetPartnerStatement": (
+        "funding",
+        funding_pb2_grpc.FundingServiceStub,
+        "GetPartnerStatement",
+        lambda me: funding_pb2.GetPartnerStatementRequest(partner_id=me, start=LATE),
+        EVERYONE,
+    ),
     "/ach.funding.v1.FundingService/TraceStream": (
         "funding",
         funding_pb2_grpc.FundingServiceStub,
@@ -468,6 +540,10 @@ SOMEONE_ELSES: dict[str, tuple[Request, frozenset[str]]] = {
     ),
     "/ach.funding.v1.FundingService/ListOutcomePayments": (
         lambda me: funding_pb2.ListOutcomePaymentsRequest(partner_id="cbo-elsewhere"),
+        frozenset({"fund-manager"}),
+    ),
+    "/ach.funding.v1.FundingService/GetPartnerStatement": (
+        lambda me: funding_pb2.GetPartnerStatementRequest(partner_id="cbo-elsewhere"),
         frozenset({"fund-manager"}),
     ),
     # The shipped example's stream, funded by the demo's wellness-fund: no test partner's.

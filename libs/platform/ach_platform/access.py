@@ -260,6 +260,19 @@ POLICY: dict[str, Rule] = {
         owner_roles=_r("referral-target"),
         owner=RequestNamesCaller("partner_id"),
     ),
+    "/ach.funding.v1.FundingService/RequestDisbursement": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/DecideDisbursement": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/ListDisbursements": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/InvoicePartner": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/RecordPartnerPayment": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/PayPartner": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/RecordSharedCost": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/InvoiceSharedCosts": Rule(roles=_r("fund-manager")),
+    "/ach.funding.v1.FundingService/GetFundReport": Rule(roles=_r("fund-manager", "ach-admin")),
+    # A partner reads its own statement (what it was invoiced and paid, earned and was paid).
+    "/ach.funding.v1.FundingService/GetPartnerStatement": Rule(
+        roles=_r("fund-manager"), owner_roles=_r(ANY), owner=RequestNamesCaller("partner_id")
+    ),
     "/ach.funding.v1.FundingService/TraceStream": Rule(
         roles=_r("fund-manager"),
         owner_roles=_r(ANY),

@@ -3,7 +3,7 @@ malformed file stops the service, naming the file and every problem."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,8 @@ from ach_platform.data_files import DataFileError, read_data_file
 from ach_platform.settings import ConfigError
 from ach_platform.vocabulary import NEED_DOMAINS
 
+from ach_funding.domain.community_bank import Share
+from ach_funding.domain.disbursements import ApprovalPolicy
 from ach_funding.domain.outcome_payments import Rate
 from ach_funding.domain.streams import CostType, FundStream
 
@@ -25,6 +27,10 @@ MAX_RATES = 5000
 class FundCatalog:
     streams: tuple[FundStream, ...]
     rates: tuple[Rate, ...]
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    shares: tuple[Share, ...] = ()
+    # year -> cost type -> cents
+    budgets: dict[int, dict[CostType, int]] = field(default_factory=dict)
 
     def stream(self, stream_id: str) -> FundStream | None:
         return next((s for s in self.streams if s.stream_id == stream_id), None)
@@ -130,6 +136,80 @@ def load_catalog(path: Path | None = None) -> FundCatalog:
             cents = 0
         starts, ends = p.day(row, "starts", where), p.day(row, "ends", where, required=False)
         rates.append(Rate(domain, cents, starts or date.min, ends))
+    approvals = _approvals(data.get("approvals") or {}, p)
+    shares = _shares(data.get("community_bank") or {}, p)
+    budgets = _budgets(data.get("budgets") or [], p)
     if p.items:
         raise ConfigError(f"{path}: " + "; ".join(p.items))
-    return FundCatalog(tuple(streams), tuple(rates))
+    return FundCatalog(tuple(streams), tuple(rates), approvals, shares, budgets)
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _approvals(raw: Any, p: _Problems) -> ApprovalPolicy:
+    if not isinstance(raw, dict):
+        p.items.append("approvals: a mapping")
+        return ApprovalPolicy()
+    required = raw.get("required", 2)
+    ceiling = raw.get("rapid_release_ceiling_cents", 250_000)
+    if not _whole(required, 1, 10):
+        p.items.append("approvals.required: a whole number from 1 to 10")
+        required = 2
+    if not _whole(ceiling, 1, 10**11):
+        p.items.append("approvals.rapid_release_ceiling_cents: a positive whole number of cents")
+        ceiling = 250_000
+    return ApprovalPolicy(required, ceiling)
+
+
+def _shares(raw: Any, p: _Problems) -> tuple[Share, ...]:
+    rows = raw.get("shares", []) if isinstance(raw, dict) else None
+    if not isinstance(rows, list) or len(rows) > 200:
+        p.items.append("community_bank.shares: a list of at most 200")
+        return ()
+    shares = []
+    for i, row in enumerate(rows):
+        where = f"community_bank.shares[{i}]"
+        if not isinstance(row, dict):
+            p.items.append(f"{where}: a mapping")
+            continue
+        partner = p.text(row, "partner", where, 100)
+        points = row.get("basis_points")
+        if not _whole(points, 1, 10_000):
+            p.items.append(f"{where}.basis_points: a whole number from 1 to 10000")
+            continue
+        shares.append(Share(partner, int(points or 0)))
+    if shares and sum(s.basis_points for s in shares) != 10_000:
+        p.items.append("community_bank.shares: the basis points add up to 10000")
+    if len({s.partner_id for s in shares}) != len(shares):
+        p.items.append("community_bank.shares: a partner appears twice")
+    return tuple(shares)
+
+
+def _budgets(raw: Any, p: _Problems) -> dict[int, dict[CostType, int]]:
+    if not isinstance(raw, list) or len(raw) > 50:
+        p.items.append("budgets: a list of at most 50 years")
+        return {}
+    budgets: dict[int, dict[CostType, int]] = {}
+    for i, row in enumerate(raw):
+        where = f"budgets[{i}]"
+        if (
+            not isinstance(row, dict)
+            or not _whole(row.get("year"), 2000, 2100)
+            or not isinstance(row.get("lines"), list)
+        ):
+            p.items.append(f"{where}: a year (2000-2100) and its lines")
+            continue
+        lines: dict[CostType, int] = {}
+        for j, line in enumerate(row["lines"][:100]):
+            kind = line.get("cost_type") if isinstance(line, dict) else None
+            cents = line.get("cents") if isinstance(line, dict) else None
+            if kind not in CostType._value2member_map_ or not _whole(cents, 0, 10**13):
+                p.items.append(f"{where}.lines[{j}]: a cost type and a whole number of cents")
+                continue
+            lines[CostType(kind)] = lines.get(CostType(kind), 0) + int(cents)  # type: ignore[arg-type]
+        if row["year"] in budgets:
+            p.items.append(f"{where}.year: {row['year']} has a budget already")
+        budgets[int(row["year"])] = lines
+    return budgets

@@ -35,7 +35,7 @@ from ach_funding.domain.ledger import (
     Totals,
     TransactionDraft,
 )
-from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction
+from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction, view
 
 T = TypeVar("T")
 _meter = metrics.get_meter("ach_funding.ledger")
@@ -62,18 +62,6 @@ class Written:
     transaction: LedgerTransaction
     entries: list[LedgerEntry]
     replayed: bool = False
-
-
-def view(account: LedgerAccount) -> AccountView:
-    return AccountView(
-        account.id,
-        AccountKind(account.kind),
-        account.currency,
-        account.overdraft_allowed,
-        Totals(
-            account.debits_posted, account.credits_posted, account.debits_pending, account.credits_pending
-        ),
-    )
 
 
 def journal_row(t: LedgerTransaction, entries: Sequence[LedgerEntry]) -> JournalRow:

@@ -19,9 +19,12 @@ from ach_platform.settings import ServiceSettings
 
 from ach_funding import ledger
 from ach_funding.api import FundingApi
+from ach_funding.community_bank import CommunityBank
+from ach_funding.disbursements import Disbursements
 from ach_funding.fund_catalog import FundCatalog, load_catalog
 from ach_funding.ledger import Ledger
 from ach_funding.outcome_payments import OutcomePayments
+from ach_funding.partner_billing import PartnerBilling
 from ach_funding.settings import FundingSettings
 from ach_funding.subscribers import ReferralOutcomes
 from ach_funding.wellness_fund import WellnessFund
@@ -42,9 +45,15 @@ def wire(runtime: Runtime) -> None:
     settings = FundingSettings.load()
     fund = WellnessFund(Ledger(runtime.outbox), catalog(settings))
     payments = OutcomePayments(fund)
-    runtime.serve(
-        FundingApi(runtime.sessions, fund, payments), funding_pb2_grpc.add_FundingServiceServicer_to_server
+    api = FundingApi(
+        runtime.sessions,
+        fund,
+        payments,
+        Disbursements(fund, fund.catalog.approvals),
+        PartnerBilling(fund),
+        CommunityBank(fund),
     )
+    runtime.serve(api, funding_pb2_grpc.add_FundingServiceServicer_to_server)
     runtime.consume(
         [REFERRAL_EVENTS], {referrals_pb2.ReferralStatusChanged: ReferralOutcomes(payments).on_status_changed}
     )

@@ -12,6 +12,7 @@ from ach_platform.errors import FieldViolation, InvalidArgument
 
 from ach_funding.domain.ledger import Entry, Phase, Side, TransactionDraft
 from ach_funding.domain.streams import FundStream
+from ach_funding.reports import FundReport
 from ach_funding.store import LedgerEntry, LedgerTransaction, OutcomePayment
 
 SIDES = {funding_pb2.SIDE_DEBIT: Side.DEBIT, funding_pb2.SIDE_CREDIT: Side.CREDIT}
@@ -105,4 +106,58 @@ def payment(p: OutcomePayment) -> funding_pb2.OutcomePayment:
         pending_transaction_id=p.pending_transaction_id or "",
         paid_transaction_id=p.paid_transaction_id or "",
         reason=p.reason,
+    )
+
+
+def fund_report(r: FundReport) -> funding_pb2.FundReport:
+    return funding_pb2.FundReport(
+        year=r.year,
+        streams=[
+            funding_pb2.StreamUse(
+                stream_id=u.stream.stream_id,
+                name_en=u.stream.name_en,
+                ends=u.stream.ends.isoformat(),
+                contributed=money(u.contributed),
+                spent=money(u.spent),
+                reserved=money(u.reserved),
+                available=money(u.available),
+            )
+            for u in r.streams
+        ],
+        budget=[
+            funding_pb2.BudgetLine(
+                purpose=b.purpose,
+                budget=money(b.budget),
+                actual=money(b.actual),
+                variance=money(b.variance),
+                used_percent=b.used_percent or 0.0,
+            )
+            for b in r.budget
+        ],
+        runway=funding_pb2.Runway(
+            secured=money(r.runway.secured),
+            monthly_burn=money(r.runway.monthly_burn),
+            months=r.runway.months or 0.0,
+            runs_out=r.runway.runs_out.strftime("%Y-%m") if r.runway.runs_out else "",
+        ),
+        cost_per_outcome=[
+            funding_pb2.DomainCost(
+                need_domain=d.need_domain,
+                outcomes=d.outcomes,
+                spent=money(d.cents),
+                per_outcome=money(d.per_outcome),
+            )
+            for d in r.cost_per_outcome
+        ],
+        partners=[
+            funding_pb2.PartnerPayments(
+                partner_id=p.partner_id,
+                outcomes_paid=p.outcomes_paid,
+                outcome_payments=money(p.outcome_cents),
+                owed=money(p.owed),
+                paid_out=money(p.paid_out),
+            )
+            for p in r.partners
+        ],
+        rapid_releases=money(r.rapid_releases),
     )

@@ -1,14 +1,20 @@
-"""What funders ask for: where each cent of a stream came from and what it paid."""
+"""What funders and the network ask of the fund: where each cent of a stream came from and what it
+paid; the year's report (streams' use, budget against actual, runway, cost per outcome, payments
+per CBO)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding import store
+from ach_funding.domain.budget import BudgetLine, Runway, add_months, runway
 from ach_funding.domain.streams import FundStream, Inflow, Outflow, lineage
+from ach_funding.fund_catalog import FundCatalog
+from ach_funding.store import LedgerAccount, view
 
 
 @dataclass(frozen=True)
@@ -50,3 +56,106 @@ async def trace_stream(session: AsyncSession, stream: FundStream) -> StreamTrace
             )
         )
     return StreamTrace(traces, sum(i.cents for i in inflows), sum(o.cents for o in outflows))
+
+
+@dataclass(frozen=True)
+class StreamUse:
+    stream: FundStream
+    contributed: int
+    spent: int
+    reserved: int
+    available: int
+
+
+@dataclass(frozen=True)
+class PartnerPayments:
+    partner_id: str
+    outcomes_paid: int
+    outcome_cents: int
+    owed: int  # the payable's balance: earned, not yet paid out
+    paid_out: int
+
+
+@dataclass(frozen=True)
+class DomainCost:
+    need_domain: str
+    outcomes: int
+    cents: int
+
+    @property
+    def per_outcome(self) -> int:
+        return self.cents // self.outcomes if self.outcomes else 0
+
+
+@dataclass(frozen=True)
+class FundReport:
+    year: int
+    streams: list[StreamUse]
+    budget: list[BudgetLine]
+    runway: Runway
+    cost_per_outcome: list[DomainCost]
+    partners: list[PartnerPayments]
+    rapid_releases: int  # cents released from the emergency path in the year
+
+
+async def fund_report(session: AsyncSession, catalog: FundCatalog, year: int, today: date) -> FundReport:
+    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    streams = []
+    for s in catalog.streams:
+        account = await session.get(LedgerAccount, s.account_id)
+        if account is None:
+            streams.append(StreamUse(s, 0, 0, 0, 0))
+            continue
+        streams.append(
+            StreamUse(
+                s,
+                account.credits_posted,
+                account.debits_posted,
+                account.debits_pending,
+                view(account).available,
+            )
+        )
+    spent = await store.debits_by_account_prefix(session, "expense:", start, end)
+    pooled = await store.debits_by_account_prefix(session, "cost-pool:", start, end)
+    actual = {k.removeprefix("expense:"): v for k, v in spent.items()}
+    actual["infrastructure"] = actual.get("infrastructure", 0) + sum(pooled.values())
+    planned = {c.value: cents for c, cents in catalog.budgets.get(year, {}).items()}
+    budget = [BudgetLine(p, planned.get(p, 0), actual.get(p, 0)) for p in sorted(set(planned) | set(actual))]
+    month_start = datetime(today.year, today.month, 1, tzinfo=UTC)
+    three_back = datetime.combine(add_months(month_start.date(), -3), datetime.min.time(), UTC)
+    burned = sum(
+        (await store.debits_by_account_prefix(session, "expense:", three_back, month_start)).values()
+    ) + sum((await store.debits_by_account_prefix(session, "cost-pool:", three_back, month_start)).values())
+    secured = await store.balance_of_kind(session, "cash") + await store.balance_of_kind(
+        session, "receivable"
+    )
+    paid = await store.paid_outcomes(session)
+    by_domain: dict[str, list[int]] = {}
+    by_partner: dict[str, list[int]] = {}
+    for partner_id, domain, cents in paid:
+        by_domain.setdefault(domain, [0, 0])
+        by_domain[domain][0] += 1
+        by_domain[domain][1] += cents
+        by_partner.setdefault(partner_id, [0, 0])
+        by_partner[partner_id][0] += 1
+        by_partner[partner_id][1] += cents
+    payables = {a.partner_id or a.id: a for a in await store.accounts_of_kind(session, "payable")}
+    partners = [
+        PartnerPayments(
+            p,
+            by_partner.get(p, [0, 0])[0],
+            by_partner.get(p, [0, 0])[1],
+            view(payables[p]).balance if p in payables else 0,
+            payables[p].debits_posted if p in payables else 0,
+        )
+        for p in sorted(set(by_partner) | set(payables))
+    ]
+    return FundReport(
+        year,
+        streams,
+        budget,
+        runway(secured, burned // 3, today),
+        [DomainCost(d, n, c) for d, (n, c) in sorted(by_domain.items())],
+        partners,
+        actual.get("rapid-release", 0),
+    )

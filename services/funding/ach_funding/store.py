@@ -10,6 +10,8 @@ from sqlalchemy import BigInteger, Column, Index, Text, func
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ach_funding.domain.ledger import AccountKind, AccountView, Totals
+
 
 class LedgerAccount(SQLModel, table=True):
     __tablename__ = "ledger_account"
@@ -91,6 +93,52 @@ class OutcomePayment(SQLModel, table=True):
     updated_at: datetime
 
 
+class DisbursementRequest(SQLModel, table=True):
+    """A grant, reimbursement or rapid release asked for: reserved, then approved or rejected."""
+
+    __tablename__ = "disbursement_request"
+
+    id: str = Field(primary_key=True, max_length=36)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    body_digest: str = Field(max_length=64)
+    requested_by: str = Field(max_length=100)
+    payee_partner_id: str = Field(max_length=100, index=True)
+    cost_type: str = Field(max_length=20, index=True)
+    need_domain: str = Field(default="", max_length=100)
+    geography: str = Field(default="", max_length=20)
+    cents: int = Field(sa_type=BigInteger)
+    purpose: str = Field(default="", max_length=500)
+    status: str = Field(max_length=20, index=True)
+    approvals_needed: int
+    pending_transaction_id: str = Field(max_length=36)
+    posted_transaction_id: str | None = Field(default=None, max_length=36)
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+class DisbursementApproval(SQLModel, table=True):
+    """One fund manager's approval of a request: once each (the key)."""
+
+    __tablename__ = "disbursement_approval"
+
+    request_id: str = Field(primary_key=True, foreign_key="disbursement_request.id", max_length=36)
+    approver_partner_id: str = Field(primary_key=True, max_length=100)
+    approved_at: datetime
+
+
+def view(account: LedgerAccount) -> AccountView:
+    """The account as the ledger's rules see it."""
+    return AccountView(
+        account.id,
+        AccountKind(account.kind),
+        account.currency,
+        account.overdraft_allowed,
+        Totals(
+            account.debits_posted, account.credits_posted, account.debits_pending, account.credits_pending
+        ),
+    )
+
+
 async def accounts_for_update(session: AsyncSession, ids: Sequence[str]) -> dict[str, LedgerAccount]:
     """The accounts, locked in id order (two writers over the same accounts queue, never deadlock)."""
     query = (
@@ -130,19 +178,36 @@ async def entries_of(session: AsyncSession, transaction_ids: Sequence[str]) -> l
     return list((await session.exec(query)).all())
 
 
-async def posted_totals_as_of(session: AsyncSession, account_id: str, as_of: datetime) -> tuple[int, int]:
-    """(debits, credits) posted to the account up to the moment, in cents."""
+async def posted_totals_as_of(
+    session: AsyncSession, account_id: str, as_of: datetime, inclusive: bool = True
+) -> tuple[int, int]:
+    """(debits, credits) posted to the account up to the moment (or before it), in cents."""
+    before = col(LedgerEntry.created_at) <= as_of if inclusive else col(LedgerEntry.created_at) < as_of
     query = (
         select(LedgerEntry.side, func.coalesce(func.sum(LedgerEntry.cents), 0))
-        .where(
-            LedgerEntry.account_id == account_id,
-            LedgerEntry.phase == "posted",
-            col(LedgerEntry.created_at) <= as_of,
-        )
+        .where(LedgerEntry.account_id == account_id, LedgerEntry.phase == "posted", before)
         .group_by(col(LedgerEntry.side))
     )
     sums = {side: int(total) for side, total in (await session.exec(query)).all()}
     return sums.get("debit", 0), sums.get("credit", 0)
+
+
+async def entries_between(
+    session: AsyncSession, account_id: str, start: datetime, end: datetime
+) -> list[tuple[LedgerEntry, str]]:
+    """The account's posted entries in [start, end), with their transaction's kind, in journal order."""
+    query = (
+        select(LedgerEntry, LedgerTransaction.kind)
+        .join(LedgerTransaction, col(LedgerTransaction.id) == col(LedgerEntry.transaction_id))
+        .where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.phase == "posted",
+            col(LedgerEntry.created_at) >= start,
+            col(LedgerEntry.created_at) < end,
+        )
+        .order_by(col(LedgerTransaction.sequence), col(LedgerEntry.id))
+    )
+    return [(e, k) for e, k in (await session.exec(query)).all()]
 
 
 async def journal(session: AsyncSession, after_sequence: int, limit: int) -> list[LedgerTransaction]:
@@ -212,3 +277,43 @@ async def stream_flows(session: AsyncSession, account_id: str) -> list[tuple[str
         .order_by(col(LedgerTransaction.sequence), col(LedgerEntry.id))
     )
     return [(t, s, int(c), m) for t, s, c, m in (await session.exec(query)).all()]
+
+
+async def debits_by_account_prefix(
+    session: AsyncSession, prefix: str, start: datetime, end: datetime
+) -> dict[str, int]:
+    """Posted debits in [start, end) on each account whose id starts with the prefix."""
+    query = (
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.cents))
+        .where(
+            col(LedgerEntry.account_id).startswith(prefix),
+            LedgerEntry.side == "debit",
+            LedgerEntry.phase == "posted",
+            col(LedgerEntry.created_at) >= start,
+            col(LedgerEntry.created_at) < end,
+        )
+        .group_by(col(LedgerEntry.account_id))
+    )
+    return {a: int(c) for a, c in (await session.exec(query)).all()}
+
+
+async def accounts_of_kind(session: AsyncSession, kind: str) -> list[LedgerAccount]:
+    return list((await session.exec(select(LedgerAccount).where(LedgerAccount.kind == kind))).all())
+
+
+async def balance_of_kind(session: AsyncSession, kind: str) -> int:
+    """The posted balance of every account of a debit-normal kind (cash, receivables), together."""
+    query = select(
+        func.coalesce(func.sum(LedgerAccount.debits_posted), 0),
+        func.coalesce(func.sum(LedgerAccount.credits_posted), 0),
+    ).where(LedgerAccount.kind == kind)
+    debits, credits = (await session.exec(query)).one()
+    return int(debits) - int(credits)
+
+
+async def paid_outcomes(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """(partner, need domain, cents) of every paid outcome payment."""
+    query = select(OutcomePayment.target_partner_id, OutcomePayment.need_domain, OutcomePayment.cents).where(
+        OutcomePayment.status == "paid"
+    )
+    return [(p, d, int(c)) for p, d, c in (await session.exec(query)).all()]

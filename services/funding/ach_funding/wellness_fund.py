@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_funding.domain.ledger import AccountKind, Entry, Phase, Side, TransactionDraft
 from ach_funding.domain.streams import Cost, CostType, FundStream, allocate, eligible, refusal, stream_account
 from ach_funding.fund_catalog import FundCatalog
-from ach_funding.ledger import Ledger, Written, view
-from ach_funding.store import LedgerAccount, accounts_for_update
+from ach_funding.ledger import Ledger, Written
+from ach_funding.store import LedgerAccount, LedgerTransaction, accounts_for_update, entries_of, view
 
 CASH = "cash"
 NET_ASSETS = "net-assets"
@@ -80,6 +80,42 @@ class WellnessFund:
             metadata={"stream_id": stream_id, "funder_partner_id": stream.funder_partner_id},
         )
         return await self.ledger.write(session, draft, now)
+
+    async def post(self, session: AsyncSession, draft: TransactionDraft, now: datetime) -> Written:
+        """A fund manager's own transaction. Money leaves a stream only where its restrictions are
+        checked (an outcome payment, a disbursement) or as the exact reversal of an earlier
+        transaction (``kind: reversal``, ``metadata.reverses``): never by a hand-written entry."""
+        from_streams = [
+            e for e in draft.entries if e.side is Side.DEBIT and e.account_id.startswith("stream:")
+        ]
+        if from_streams and draft.kind != "reversal":
+            raise FailedPrecondition(
+                f"entries: {from_streams[0].account_id} is spent only by an outcome payment or a "
+                "disbursement, where its restrictions are checked",
+                violation_type="RESTRICTION",
+                subject=from_streams[0].account_id,
+            )
+        if draft.kind == "reversal":
+            await self._check_reversal(session, draft)
+        return await self.ledger.write(session, draft, now)
+
+    async def _check_reversal(self, session: AsyncSession, draft: TransactionDraft) -> None:
+        original_id = draft.metadata.get("reverses", "")
+        original = await session.get(LedgerTransaction, original_id) if original_id else None
+        if original is None or original.phase != "posted":
+            raise FailedPrecondition(
+                "metadata.reverses: names no posted transaction", violation_type="REVERSAL"
+            )
+        mirrored = sorted(
+            (e.account_id, "credit" if e.side == "debit" else "debit", e.cents, e.currency)
+            for e in await entries_of(session, [original.id])
+        )
+        asked = sorted((e.account_id, e.side.value, e.cents, e.currency) for e in draft.entries)
+        if mirrored != asked:
+            raise FailedPrecondition(
+                "entries: a reversal mirrors every entry of the transaction it reverses",
+                violation_type="REVERSAL",
+            )
 
     async def room(self, session: AsyncSession, streams: list[FundStream]) -> dict[str, int]:
         """What each stream may still spend (its balance less its reservations), its row locked."""

@@ -16,8 +16,8 @@ from ach_events.outbox import Outbox
 from ach_funding import ledger, store
 from ach_funding.domain.ledger import AccountKind, Entry, Phase, Resolution, Side, TransactionDraft
 from ach_funding.fund_catalog import load_catalog
-from ach_funding.ledger import Ledger, retrying_conflicts, view
-from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction
+from ach_funding.ledger import Ledger, retrying_conflicts
+from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction, view
 from ach_funding.wellness_fund import CASH, NET_ASSETS, WellnessFund
 from ach_platform import migrations
 from ach_platform.database import create_engine, session_factory

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 from ach_funding.domain import ledger
+from ach_funding.domain.community_bank import Share, split
 from ach_funding.domain.ledger import (
     AccountKind,
     AccountView,
@@ -270,3 +271,17 @@ def test_the_rate_in_force_on_the_day() -> None:
     assert rate_for(rates, "food-insecurity", date(2026, 7, 1)) == 5500
     assert rate_for(rates, "stress", date(2026, 4, 1)) == 0
     assert rate_for(rates, "housing-instability", date(2026, 4, 1)) == 0
+
+
+@given(
+    st.integers(1, 10**9),
+    st.lists(st.integers(1, 10_000), min_size=1, max_size=12),
+)
+def test_shared_costs_split_to_the_cent_by_share(cents: int, points: list[int]) -> None:
+    shares = [Share(f"p{i}", b) for i, b in enumerate(points)]
+    parts = split(cents, shares)
+    assert sum(c for _, c in parts) == cents
+    total = sum(points)
+    for (_, c), b in zip(parts, points, strict=True):
+        assert abs(c - cents * b / total) < 1
+    assert split(cents, shares) == parts  # the same every time

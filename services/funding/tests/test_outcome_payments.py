@@ -18,9 +18,9 @@ from ach_events.outbox import Outbox
 from ach_funding import ledger, reports
 from ach_funding.domain.ledger import Phase
 from ach_funding.fund_catalog import load_catalog
-from ach_funding.ledger import Ledger, retrying_conflicts, view
+from ach_funding.ledger import Ledger, retrying_conflicts
 from ach_funding.outcome_payments import OutcomePayments
-from ach_funding.store import LedgerAccount, LedgerTransaction, OutcomePayment
+from ach_funding.store import LedgerAccount, LedgerTransaction, OutcomePayment, view
 from ach_funding.wellness_fund import WellnessFund
 from ach_platform import migrations
 from ach_platform.clock import to_timestamp

@@ -727,3 +727,627 @@ class TransactionPosted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransactionPosted: _TypeAlias = TransactionPosted  # noqa: Y015
+
+@_typing.final
+class RequestDisbursementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAYEE_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    COST_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    GEOGRAPHY_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    payee_partner_id: _builtins.str
+    cost_type: _builtins.str
+    """grant, reimbursement, rapid-release"""
+    need_domain: _builtins.str
+    geography: _builtins.str
+    purpose: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        payee_partner_id: _builtins.str = ...,
+        cost_type: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        need_domain: _builtins.str = ...,
+        geography: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cost_type", b"cost_type", "geography", b"geography", "idempotency_key", b"idempotency_key", "need_domain", b"need_domain", "payee_partner_id", b"payee_partner_id", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestDisbursementRequest: _TypeAlias = RequestDisbursementRequest  # noqa: Y015
+
+@_typing.final
+class DecideDisbursementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    approve: _builtins.bool
+    """false: reject"""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideDisbursementRequest: _TypeAlias = DecideDisbursementRequest  # noqa: Y015
+
+@_typing.final
+class Disbursement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    PAYEE_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    COST_TYPE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    APPROVALS_NEEDED_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    PENDING_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    POSTED_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    requested_by: _builtins.str
+    payee_partner_id: _builtins.str
+    cost_type: _builtins.str
+    need_domain: _builtins.str
+    purpose: _builtins.str
+    status: _builtins.str
+    """requested, approved, rejected"""
+    approvals_needed: _builtins.int
+    pending_transaction_id: _builtins.str
+    posted_transaction_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def approved_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+        payee_partner_id: _builtins.str = ...,
+        cost_type: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        need_domain: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        status: _builtins.str = ...,
+        approvals_needed: _builtins.int = ...,
+        approved_by: _abc.Iterable[_builtins.str] | None = ...,
+        pending_transaction_id: _builtins.str = ...,
+        posted_transaction_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "approvals_needed", b"approvals_needed", "approved_by", b"approved_by", "cost_type", b"cost_type", "need_domain", b"need_domain", "payee_partner_id", b"payee_partner_id", "pending_transaction_id", b"pending_transaction_id", "posted_transaction_id", b"posted_transaction_id", "purpose", b"purpose", "request_id", b"request_id", "requested_by", b"requested_by", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Disbursement: _TypeAlias = Disbursement  # noqa: Y015
+
+@_typing.final
+class ListDisbursementsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COST_TYPE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    cost_type: _builtins.str
+    page_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        cost_type: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_type", b"cost_type", "page_size", b"page_size", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisbursementsRequest: _TypeAlias = ListDisbursementsRequest  # noqa: Y015
+
+@_typing.final
+class ListDisbursementsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISBURSEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def disbursements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Disbursement]: ...
+    def __init__(
+        self,
+        *,
+        disbursements: _abc.Iterable[Global___Disbursement] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disbursements", b"disbursements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisbursementsResponse: _TypeAlias = ListDisbursementsResponse  # noqa: Y015
+
+@_typing.final
+class InvoicePartnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    partner_id: _builtins.str
+    kind: _builtins.str
+    """pledge, dues, fee, shared-savings"""
+    stream_id: _builtins.str
+    """a pledge's stream (or restricted shared savings)"""
+    period: _builtins.str
+    """e.g. 2026 or 2026-Q3"""
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        stream_id: _builtins.str = ...,
+        period: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "kind", b"kind", "partner_id", b"partner_id", "period", b"period", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoicePartnerRequest: _TypeAlias = InvoicePartnerRequest  # noqa: Y015
+
+@_typing.final
+class PartnerPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    partner_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        partner_id: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerPaymentRequest: _TypeAlias = PartnerPaymentRequest  # noqa: Y015
+
+@_typing.final
+class GetPartnerStatementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "partner_id", b"partner_id", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPartnerStatementRequest: _TypeAlias = GetPartnerStatementRequest  # noqa: Y015
+
+@_typing.final
+class StatementBalance(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    OPENING_FIELD_NUMBER: _builtins.int
+    CLOSING_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    @_builtins.property
+    def opening(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def closing(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        opening: _common_pb2.Money | None = ...,
+        closing: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closing", b"closing", "opening", b"opening"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "closing", b"closing", "opening", b"opening"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementBalance: _TypeAlias = StatementBalance  # noqa: Y015
+
+@_typing.final
+class StatementLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    transaction_id: _builtins.str
+    kind: _builtins.str
+    side: Global___Side.ValueType
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        transaction_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        side: Global___Side.ValueType = ...,
+        amount: _common_pb2.Money | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "at", b"at", "kind", b"kind", "side", b"side", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementLine: _TypeAlias = StatementLine  # noqa: Y015
+
+@_typing.final
+class PartnerStatement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    BALANCES_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    @_builtins.property
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementBalance]: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        balances: _abc.Iterable[Global___StatementBalance] | None = ...,
+        lines: _abc.Iterable[Global___StatementLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balances", b"balances", "lines", b"lines", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerStatement: _TypeAlias = PartnerStatement  # noqa: Y015
+
+@_typing.final
+class RecordSharedCostRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    period: _builtins.str
+    memo: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        period: _builtins.str = ...,
+        memo: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "memo", b"memo", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordSharedCostRequest: _TypeAlias = RecordSharedCostRequest  # noqa: Y015
+
+@_typing.final
+class InvoiceSharedCostsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    period: _builtins.str
+    def __init__(
+        self,
+        *,
+        period: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceSharedCostsRequest: _TypeAlias = InvoiceSharedCostsRequest  # noqa: Y015
+
+@_typing.final
+class GetFundReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFundReportRequest: _TypeAlias = GetFundReportRequest  # noqa: Y015
+
+@_typing.final
+class StreamUse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    NAME_EN_FIELD_NUMBER: _builtins.int
+    ENDS_FIELD_NUMBER: _builtins.int
+    CONTRIBUTED_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    stream_id: _builtins.str
+    name_en: _builtins.str
+    ends: _builtins.str
+    @_builtins.property
+    def contributed(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def spent(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def reserved(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def available(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        stream_id: _builtins.str = ...,
+        name_en: _builtins.str = ...,
+        ends: _builtins.str = ...,
+        contributed: _common_pb2.Money | None = ...,
+        spent: _common_pb2.Money | None = ...,
+        reserved: _common_pb2.Money | None = ...,
+        available: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "contributed", b"contributed", "reserved", b"reserved", "spent", b"spent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "contributed", b"contributed", "ends", b"ends", "name_en", b"name_en", "reserved", b"reserved", "spent", b"spent", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamUse: _TypeAlias = StreamUse  # noqa: Y015
+
+@_typing.final
+class BudgetLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    ACTUAL_FIELD_NUMBER: _builtins.int
+    VARIANCE_FIELD_NUMBER: _builtins.int
+    USED_PERCENT_FIELD_NUMBER: _builtins.int
+    purpose: _builtins.str
+    used_percent: _builtins.float
+    @_builtins.property
+    def budget(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def actual(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def variance(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        purpose: _builtins.str = ...,
+        budget: _common_pb2.Money | None = ...,
+        actual: _common_pb2.Money | None = ...,
+        variance: _common_pb2.Money | None = ...,
+        used_percent: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "budget", b"budget", "variance", b"variance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "budget", b"budget", "purpose", b"purpose", "used_percent", b"used_percent", "variance", b"variance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetLine: _TypeAlias = BudgetLine  # noqa: Y015
+
+@_typing.final
+class Runway(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECURED_FIELD_NUMBER: _builtins.int
+    MONTHLY_BURN_FIELD_NUMBER: _builtins.int
+    MONTHS_FIELD_NUMBER: _builtins.int
+    RUNS_OUT_FIELD_NUMBER: _builtins.int
+    months: _builtins.float
+    """0 with runs_out empty: nothing is being spent"""
+    runs_out: _builtins.str
+    """YYYY-MM"""
+    @_builtins.property
+    def secured(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def monthly_burn(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        secured: _common_pb2.Money | None = ...,
+        monthly_burn: _common_pb2.Money | None = ...,
+        months: _builtins.float = ...,
+        runs_out: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["monthly_burn", b"monthly_burn", "secured", b"secured"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["monthly_burn", b"monthly_burn", "months", b"months", "runs_out", b"runs_out", "secured", b"secured"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Runway: _TypeAlias = Runway  # noqa: Y015
+
+@_typing.final
+class DomainCost(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEED_DOMAIN_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    SPENT_FIELD_NUMBER: _builtins.int
+    PER_OUTCOME_FIELD_NUMBER: _builtins.int
+    need_domain: _builtins.str
+    outcomes: _builtins.int
+    @_builtins.property
+    def spent(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def per_outcome(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        need_domain: _builtins.str = ...,
+        outcomes: _builtins.int = ...,
+        spent: _common_pb2.Money | None = ...,
+        per_outcome: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["per_outcome", b"per_outcome", "spent", b"spent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["need_domain", b"need_domain", "outcomes", b"outcomes", "per_outcome", b"per_outcome", "spent", b"spent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DomainCost: _TypeAlias = DomainCost  # noqa: Y015
+
+@_typing.final
+class PartnerPayments(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    OUTCOMES_PAID_FIELD_NUMBER: _builtins.int
+    OUTCOME_PAYMENTS_FIELD_NUMBER: _builtins.int
+    OWED_FIELD_NUMBER: _builtins.int
+    PAID_OUT_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    outcomes_paid: _builtins.int
+    @_builtins.property
+    def outcome_payments(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def owed(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def paid_out(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        outcomes_paid: _builtins.int = ...,
+        outcome_payments: _common_pb2.Money | None = ...,
+        owed: _common_pb2.Money | None = ...,
+        paid_out: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome_payments", b"outcome_payments", "owed", b"owed", "paid_out", b"paid_out"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome_payments", b"outcome_payments", "outcomes_paid", b"outcomes_paid", "owed", b"owed", "paid_out", b"paid_out", "partner_id", b"partner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerPayments: _TypeAlias = PartnerPayments  # noqa: Y015
+
+@_typing.final
+class FundReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    RUNWAY_FIELD_NUMBER: _builtins.int
+    COST_PER_OUTCOME_FIELD_NUMBER: _builtins.int
+    PARTNERS_FIELD_NUMBER: _builtins.int
+    RAPID_RELEASES_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    @_builtins.property
+    def streams(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamUse]: ...
+    @_builtins.property
+    def budget(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetLine]: ...
+    @_builtins.property
+    def runway(self) -> Global___Runway: ...
+    @_builtins.property
+    def cost_per_outcome(self) -> _containers.RepeatedCompositeFieldContainer[Global___DomainCost]: ...
+    @_builtins.property
+    def partners(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartnerPayments]: ...
+    @_builtins.property
+    def rapid_releases(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        streams: _abc.Iterable[Global___StreamUse] | None = ...,
+        budget: _abc.Iterable[Global___BudgetLine] | None = ...,
+        runway: Global___Runway | None = ...,
+        cost_per_outcome: _abc.Iterable[Global___DomainCost] | None = ...,
+        partners: _abc.Iterable[Global___PartnerPayments] | None = ...,
+        rapid_releases: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rapid_releases", b"rapid_releases", "runway", b"runway"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "cost_per_outcome", b"cost_per_outcome", "partners", b"partners", "rapid_releases", b"rapid_releases", "runway", b"runway", "streams", b"streams", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FundReport: _TypeAlias = FundReport  # noqa: Y015

@@ -79,6 +79,56 @@ class FundingServiceStub:
                 request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.SerializeToString,
                 response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.FromString,
                 _registered_method=True)
+        self.RequestDisbursement = channel.unary_unary(
+                '/ach.funding.v1.FundingService/RequestDisbursement',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.RequestDisbursementRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.FromString,
+                _registered_method=True)
+        self.DecideDisbursement = channel.unary_unary(
+                '/ach.funding.v1.FundingService/DecideDisbursement',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.DecideDisbursementRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.FromString,
+                _registered_method=True)
+        self.ListDisbursements = channel.unary_unary(
+                '/ach.funding.v1.FundingService/ListDisbursements',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsResponse.FromString,
+                _registered_method=True)
+        self.InvoicePartner = channel.unary_unary(
+                '/ach.funding.v1.FundingService/InvoicePartner',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.InvoicePartnerRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.RecordPartnerPayment = channel.unary_unary(
+                '/ach.funding.v1.FundingService/RecordPartnerPayment',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.PayPartner = channel.unary_unary(
+                '/ach.funding.v1.FundingService/PayPartner',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.GetPartnerStatement = channel.unary_unary(
+                '/ach.funding.v1.FundingService/GetPartnerStatement',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetPartnerStatementRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerStatement.FromString,
+                _registered_method=True)
+        self.RecordSharedCost = channel.unary_unary(
+                '/ach.funding.v1.FundingService/RecordSharedCost',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.RecordSharedCostRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.InvoiceSharedCosts = channel.unary_unary(
+                '/ach.funding.v1.FundingService/InvoiceSharedCosts',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.InvoiceSharedCostsRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+                _registered_method=True)
+        self.GetFundReport = channel.unary_unary(
+                '/ach.funding.v1.FundingService/GetFundReport',
+                request_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetFundReportRequest.SerializeToString,
+                response_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.FundReport.FromString,
+                _registered_method=True)
 
 
 class FundingServiceServicer:
@@ -147,6 +197,70 @@ class FundingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestDisbursement(self, request, context):
+        """Grants, reimbursements, rapid releases: reserved on request, posted on the last approval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideDisbursement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDisbursements(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InvoicePartner(self, request, context):
+        """Funding partners: invoices (pledges, dues, fees, shared savings), their payments, payments out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPartnerPayment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayPartner(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPartnerStatement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordSharedCost(self, request, context):
+        """The community bank: shared infrastructure costs, invoiced to the partners by share.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InvoiceSharedCosts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFundReport(self, request, context):
+        """The year's report: streams' use, budget against actual, runway, cost per outcome, payments per CBO.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FundingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +308,56 @@ def add_FundingServiceServicer_to_server(servicer, server):
                     servicer.VerifyJournal,
                     request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.FromString,
                     response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.SerializeToString,
+            ),
+            'RequestDisbursement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestDisbursement,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.RequestDisbursementRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.SerializeToString,
+            ),
+            'DecideDisbursement': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideDisbursement,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.DecideDisbursementRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.SerializeToString,
+            ),
+            'ListDisbursements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisbursements,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsResponse.SerializeToString,
+            ),
+            'InvoicePartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvoicePartner,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.InvoicePartnerRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'RecordPartnerPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPartnerPayment,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'PayPartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayPartner,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'GetPartnerStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPartnerStatement,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetPartnerStatementRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.PartnerStatement.SerializeToString,
+            ),
+            'RecordSharedCost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordSharedCost,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.RecordSharedCostRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'InvoiceSharedCosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvoiceSharedCosts,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.InvoiceSharedCostsRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.SerializeToString,
+            ),
+            'GetFundReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFundReport,
+                    request_deserializer=ach_dot_funding_dot_v1_dot_funding__pb2.GetFundReportRequest.FromString,
+                    response_serializer=ach_dot_funding_dot_v1_dot_funding__pb2.FundReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +603,276 @@ class FundingService:
             '/ach.funding.v1.FundingService/VerifyJournal',
             ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalRequest.SerializeToString,
             ach_dot_funding_dot_v1_dot_funding__pb2.VerifyJournalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestDisbursement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/RequestDisbursement',
+            ach_dot_funding_dot_v1_dot_funding__pb2.RequestDisbursementRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideDisbursement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/DecideDisbursement',
+            ach_dot_funding_dot_v1_dot_funding__pb2.DecideDisbursementRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.Disbursement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisbursements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/ListDisbursements',
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.ListDisbursementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvoicePartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/InvoicePartner',
+            ach_dot_funding_dot_v1_dot_funding__pb2.InvoicePartnerRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPartnerPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/RecordPartnerPayment',
+            ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayPartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/PayPartner',
+            ach_dot_funding_dot_v1_dot_funding__pb2.PartnerPaymentRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPartnerStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/GetPartnerStatement',
+            ach_dot_funding_dot_v1_dot_funding__pb2.GetPartnerStatementRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.PartnerStatement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordSharedCost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/RecordSharedCost',
+            ach_dot_funding_dot_v1_dot_funding__pb2.RecordSharedCostRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvoiceSharedCosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/InvoiceSharedCosts',
+            ach_dot_funding_dot_v1_dot_funding__pb2.InvoiceSharedCostsRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.LedgerTransaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFundReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ach.funding.v1.FundingService/GetFundReport',
+            ach_dot_funding_dot_v1_dot_funding__pb2.GetFundReportRequest.SerializeToString,
+            ach_dot_funding_dot_v1_dot_funding__pb2.FundReport.FromString,
             options,
             channel_credentials,
             insecure,

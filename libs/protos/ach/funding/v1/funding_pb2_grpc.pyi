@@ -51,6 +51,20 @@ class FundingServiceStub:
     """Follow a stream's contributions to the payments they made and the outcomes that earned them."""
     VerifyJournal: _grpc.UnaryUnaryMultiCallable[_funding_pb2.VerifyJournalRequest, _funding_pb2.VerifyJournalResponse]
     """Re-compute the journal's hash chain and the accounts' totals from the entries."""
+    RequestDisbursement: _grpc.UnaryUnaryMultiCallable[_funding_pb2.RequestDisbursementRequest, _funding_pb2.Disbursement]
+    """Grants, reimbursements, rapid releases: reserved on request, posted on the last approval."""
+    DecideDisbursement: _grpc.UnaryUnaryMultiCallable[_funding_pb2.DecideDisbursementRequest, _funding_pb2.Disbursement]
+    ListDisbursements: _grpc.UnaryUnaryMultiCallable[_funding_pb2.ListDisbursementsRequest, _funding_pb2.ListDisbursementsResponse]
+    InvoicePartner: _grpc.UnaryUnaryMultiCallable[_funding_pb2.InvoicePartnerRequest, _funding_pb2.LedgerTransaction]
+    """Funding partners: invoices (pledges, dues, fees, shared savings), their payments, payments out."""
+    RecordPartnerPayment: _grpc.UnaryUnaryMultiCallable[_funding_pb2.PartnerPaymentRequest, _funding_pb2.LedgerTransaction]
+    PayPartner: _grpc.UnaryUnaryMultiCallable[_funding_pb2.PartnerPaymentRequest, _funding_pb2.LedgerTransaction]
+    GetPartnerStatement: _grpc.UnaryUnaryMultiCallable[_funding_pb2.GetPartnerStatementRequest, _funding_pb2.PartnerStatement]
+    RecordSharedCost: _grpc.UnaryUnaryMultiCallable[_funding_pb2.RecordSharedCostRequest, _funding_pb2.LedgerTransaction]
+    """The community bank: shared infrastructure costs, invoiced to the partners by share."""
+    InvoiceSharedCosts: _grpc.UnaryUnaryMultiCallable[_funding_pb2.InvoiceSharedCostsRequest, _funding_pb2.LedgerTransaction]
+    GetFundReport: _grpc.UnaryUnaryMultiCallable[_funding_pb2.GetFundReportRequest, _funding_pb2.FundReport]
+    """The year's report: streams' use, budget against actual, runway, cost per outcome, payments per CBO."""
 
 @_typing.type_check_only
 class FundingServiceAsyncStub(FundingServiceStub):
@@ -73,6 +87,20 @@ class FundingServiceAsyncStub(FundingServiceStub):
     """Follow a stream's contributions to the payments they made and the outcomes that earned them."""
     VerifyJournal: _aio.UnaryUnaryMultiCallable[_funding_pb2.VerifyJournalRequest, _funding_pb2.VerifyJournalResponse]  # type: ignore[assignment]
     """Re-compute the journal's hash chain and the accounts' totals from the entries."""
+    RequestDisbursement: _aio.UnaryUnaryMultiCallable[_funding_pb2.RequestDisbursementRequest, _funding_pb2.Disbursement]  # type: ignore[assignment]
+    """Grants, reimbursements, rapid releases: reserved on request, posted on the last approval."""
+    DecideDisbursement: _aio.UnaryUnaryMultiCallable[_funding_pb2.DecideDisbursementRequest, _funding_pb2.Disbursement]  # type: ignore[assignment]
+    ListDisbursements: _aio.UnaryUnaryMultiCallable[_funding_pb2.ListDisbursementsRequest, _funding_pb2.ListDisbursementsResponse]  # type: ignore[assignment]
+    InvoicePartner: _aio.UnaryUnaryMultiCallable[_funding_pb2.InvoicePartnerRequest, _funding_pb2.LedgerTransaction]  # type: ignore[assignment]
+    """Funding partners: invoices (pledges, dues, fees, shared savings), their payments, payments out."""
+    RecordPartnerPayment: _aio.UnaryUnaryMultiCallable[_funding_pb2.PartnerPaymentRequest, _funding_pb2.LedgerTransaction]  # type: ignore[assignment]
+    PayPartner: _aio.UnaryUnaryMultiCallable[_funding_pb2.PartnerPaymentRequest, _funding_pb2.LedgerTransaction]  # type: ignore[assignment]
+    GetPartnerStatement: _aio.UnaryUnaryMultiCallable[_funding_pb2.GetPartnerStatementRequest, _funding_pb2.PartnerStatement]  # type: ignore[assignment]
+    RecordSharedCost: _aio.UnaryUnaryMultiCallable[_funding_pb2.RecordSharedCostRequest, _funding_pb2.LedgerTransaction]  # type: ignore[assignment]
+    """The community bank: shared infrastructure costs, invoiced to the partners by share."""
+    InvoiceSharedCosts: _aio.UnaryUnaryMultiCallable[_funding_pb2.InvoiceSharedCostsRequest, _funding_pb2.LedgerTransaction]  # type: ignore[assignment]
+    GetFundReport: _aio.UnaryUnaryMultiCallable[_funding_pb2.GetFundReportRequest, _funding_pb2.FundReport]  # type: ignore[assignment]
+    """The year's report: streams' use, budget against actual, runway, cost per outcome, payments per CBO."""
 
 class FundingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -146,5 +174,79 @@ class FundingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_funding_pb2.VerifyJournalResponse, _abc.Awaitable[_funding_pb2.VerifyJournalResponse]]:
         """Re-compute the journal's hash chain and the accounts' totals from the entries."""
+
+    @_abc_1.abstractmethod
+    def RequestDisbursement(
+        self,
+        request: _funding_pb2.RequestDisbursementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.Disbursement, _abc.Awaitable[_funding_pb2.Disbursement]]:
+        """Grants, reimbursements, rapid releases: reserved on request, posted on the last approval."""
+
+    @_abc_1.abstractmethod
+    def DecideDisbursement(
+        self,
+        request: _funding_pb2.DecideDisbursementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.Disbursement, _abc.Awaitable[_funding_pb2.Disbursement]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDisbursements(
+        self,
+        request: _funding_pb2.ListDisbursementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.ListDisbursementsResponse, _abc.Awaitable[_funding_pb2.ListDisbursementsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def InvoicePartner(
+        self,
+        request: _funding_pb2.InvoicePartnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.LedgerTransaction, _abc.Awaitable[_funding_pb2.LedgerTransaction]]:
+        """Funding partners: invoices (pledges, dues, fees, shared savings), their payments, payments out."""
+
+    @_abc_1.abstractmethod
+    def RecordPartnerPayment(
+        self,
+        request: _funding_pb2.PartnerPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.LedgerTransaction, _abc.Awaitable[_funding_pb2.LedgerTransaction]]: ...
+
+    @_abc_1.abstractmethod
+    def PayPartner(
+        self,
+        request: _funding_pb2.PartnerPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.LedgerTransaction, _abc.Awaitable[_funding_pb2.LedgerTransaction]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPartnerStatement(
+        self,
+        request: _funding_pb2.GetPartnerStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.PartnerStatement, _abc.Awaitable[_funding_pb2.PartnerStatement]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordSharedCost(
+        self,
+        request: _funding_pb2.RecordSharedCostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.LedgerTransaction, _abc.Awaitable[_funding_pb2.LedgerTransaction]]:
+        """The community bank: shared infrastructure costs, invoiced to the partners by share."""
+
+    @_abc_1.abstractmethod
+    def InvoiceSharedCosts(
+        self,
+        request: _funding_pb2.InvoiceSharedCostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.LedgerTransaction, _abc.Awaitable[_funding_pb2.LedgerTransaction]]: ...
+
+    @_abc_1.abstractmethod
+    def GetFundReport(
+        self,
+        request: _funding_pb2.GetFundReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funding_pb2.FundReport, _abc.Awaitable[_funding_pb2.FundReport]]:
+        """The year's report: streams' use, budget against actual, runway, cost per outcome, payments per CBO."""
 
 def add_FundingServiceServicer_to_server(servicer: FundingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

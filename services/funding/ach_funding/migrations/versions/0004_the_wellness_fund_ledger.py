@@ -115,6 +115,40 @@ def upgrade() -> None:
         batch_op.create_index("ix_ledger_entry_account_time", ["account_id", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_entry_transaction_id"), ["transaction_id"], unique=False)
 
+    op.create_table(
+        "disbursement_request",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("body_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("payee_partner_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("cost_type", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("need_domain", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("geography", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("cents", sa.BigInteger(), nullable=False),
+        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("approvals_needed", sa.Integer(), nullable=False),
+        sa.Column("pending_transaction_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("posted_transaction_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("decided_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("idempotency_key"),
+    )
+    with op.batch_alter_table("disbursement_request", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_disbursement_request_payee_partner_id"), ["payee_partner_id"])
+        batch_op.create_index(batch_op.f("ix_disbursement_request_cost_type"), ["cost_type"])
+        batch_op.create_index(batch_op.f("ix_disbursement_request_status"), ["status"])
+    op.create_table(
+        "disbursement_approval",
+        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("approver_partner_id", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("approved_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["request_id"], ["disbursement_request.id"]),
+        sa.PrimaryKeyConstraint("request_id", "approver_partner_id"),
+    )
+
     # The journal starts at the genesis hash.
     op.bulk_insert(
         sa.table("ledger_chain_head", sa.column("id"), sa.column("sequence"), sa.column("hash")),
@@ -129,6 +163,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.rename_table("legacy_account", "account")
     op.rename_table("legacy_transfer", "transfer")
+    op.drop_table("disbursement_approval")
+    op.drop_table("disbursement_request")
     op.drop_table("ledger_entry")
     op.drop_table("outcome_payment")
     op.drop_table("ledger_transaction")

@@ -4,7 +4,9 @@ path — idempotency check, account locks, overdraft rule, hash chain, outbox ev
 in ten a duplicate of an earlier key, beside a plain INSERT of the same rows (the transaction and
 its two entries) into tables without the ledger's rules, same database, same writers, same run.
 After the run: no transaction lost or doubled, the books balance, the chain verifies.
-BENCH_LEDGER_N writes, BENCH_LEDGER_WRITERS concurrent writers (PostgreSQL; SQLite has one)."""
+Writes go through the group-commit writer (the API's path for standalone writes); a fifth as many
+through one database transaction each (the path writes share with other state) for comparison.
+BENCH_LEDGER_N writes, BENCH_LEDGER_WRITERS concurrent writers (on SQLite they queue for its one connection)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from ach_events.outbox import Outbox
 from ach_funding import ledger
 from ach_funding.domain.ledger import AccountKind, Entry, Side, TransactionDraft
+from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger, retrying_conflicts
 from ach_funding.main import DEFINITION
 from ach_funding.store import LedgerAccount, LedgerTransaction
@@ -80,6 +83,11 @@ async def _run(url: str, n: int, writers: int) -> tuple[list[Figure], str]:
         )  # type: ignore[call-overload]
         await session.exec(text("CREATE TABLE plain_entry AS SELECT * FROM ledger_entry WHERE 1 = 0"))  # type: ignore[call-overload]
     work = drafts(n)
+    # The one-transaction-per-write path, for comparison: the same shape of writes, new keys.
+    alone = [
+        TransactionDraft(f"alone-{d.idempotency_key}", d.kind, d.entries)
+        for d in drafts(max(n // 5, 1), seed=8)
+    ]
     queue: asyncio.Queue[TransactionDraft] = asyncio.Queue()
 
     async def timed(write: object) -> list[float]:
@@ -91,21 +99,26 @@ async def _run(url: str, n: int, writers: int) -> tuple[list[Figure], str]:
             latencies.append(time.perf_counter() - t0)
         return latencies
 
-    async def through_the_ledger(d: TransactionDraft) -> None:
+    async def one_at_a_time(d: TransactionDraft) -> None:
         await retrying_conflicts(sessions, lambda s: books.write(s, d, datetime.now(UTC)))
+
+    writer = JournalWriter(sessions, books)
+
+    async def committed_together(d: TransactionDraft) -> None:
+        await writer.write(d)
 
     async def plain(d: TransactionDraft) -> None:
         tid = str(uuid.uuid4())
         async with sessions() as s, s.begin():
-            await s.exec(  # type: ignore[call-overload]
+            await s.execute(
                 text(PLAIN_TRANSACTION),
                 {"id": tid, "k": f"{d.idempotency_key}-{tid[:8]}", "t": datetime.now(UTC)},
             )
-            await s.exec(  # type: ignore[call-overload]
+            await s.execute(
                 text(PLAIN_ENTRY),
                 [
                     {
-                        "i": random.getrandbits(62),
+                        "i": random.getrandbits(31),
                         "tid": tid,
                         "a": e.account_id,
                         "s": e.side.value,
@@ -117,8 +130,8 @@ async def _run(url: str, n: int, writers: int) -> tuple[list[Figure], str]:
             )
 
     results: dict[str, tuple[float, list[float]]] = {}
-    for name, write in (("plain", plain), ("ledger", through_the_ledger)):
-        for d in work:
+    for name, write in (("plain", plain), ("ledger", committed_together), ("alone", one_at_a_time)):
+        for d in work if name != "alone" else alone:
             queue.put_nowait(d)
         t0 = time.perf_counter()
         lat = [x for part in await asyncio.gather(*[timed(write) for _ in range(writers)]) for x in part]
@@ -126,22 +139,31 @@ async def _run(url: str, n: int, writers: int) -> tuple[list[Figure], str]:
     async with sessions() as session:
         written = (await session.exec(select(func.count()).select_from(LedgerTransaction))).one()
         accounts = (await session.exec(select(LedgerAccount))).all()
-    unique = len({d.idempotency_key for d in work})
+    await writer.close()
+    unique = len({d.idempotency_key for d in work}) + len({d.idempotency_key for d in alone})
     debits = sum(a.debits_posted for a in accounts)
     credits = sum(a.credits_posted for a in accounts)
     verified = await ledger.verify_in(sessions)
     await engine.dispose()
     check = (
-        f"{backend}: {written} transactions for {unique} keys ({len(work)} writes), "
+        f"{backend}: {written} transactions for {unique} keys ({len(work) + len(alone)} writes), "
         f"debits {debits} = credits {credits}: {debits == credits}, chain intact: {verified.intact}"
     )
     if written != unique or debits != credits or not verified.intact:
         raise AssertionError(f"the ledger lost or doubled: {check}")
     rate, lat = results["ledger"]
     plain_rate, plain_lat = results["plain"]
+    alone_rate, _ = results["alone"]
     figures = [
         Figure(
-            f"ledger postings/s ({backend}, {writers} writers)",
+            f"ledger postings/s, one transaction each ({backend})",
+            alone_rate,
+            "postings/s",
+            "plain INSERT of the same rows",
+            plain_rate,
+        ),
+        Figure(
+            f"ledger postings/s, committed together ({backend}, {writers} writers)",
             rate,
             "postings/s",
             "plain INSERT of the same rows",
@@ -163,10 +185,10 @@ async def _run(url: str, n: int, writers: int) -> tuple[list[Figure], str]:
 
 def run(server: str | None) -> list[Figure]:
     n = int(os.environ.get("BENCH_LEDGER_N", "5000"))
-    writers = int(os.environ.get("BENCH_LEDGER_WRITERS", "16"))
+    writers = int(os.environ.get("BENCH_LEDGER_WRITERS", "32"))
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as scratch:
-        got, check = asyncio.run(_run(f"sqlite:///{scratch}/ledger.db", n, 1))
+        got, check = asyncio.run(_run(f"sqlite:///{scratch}/ledger.db", n, writers))
         figures += got
         print(check)
     if server:

@@ -19,6 +19,7 @@ from ach_funding import ledger, mappers, reports, store
 from ach_funding.community_bank import CommunityBank
 from ach_funding.disbursements import Disbursements
 from ach_funding.domain.ledger import MAX_ID, MAX_MEMO, Resolution, Side
+from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger, Written, retrying_conflicts
 from ach_funding.outcome_payments import OutcomePayments
 from ach_funding.partner_billing import PartnerBilling, statement
@@ -57,6 +58,7 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
         disbursements: Disbursements,
         billing: PartnerBilling,
         bank: CommunityBank,
+        writer: JournalWriter,
     ) -> None:
         self._sessions = sessions
         self._fund = fund
@@ -65,12 +67,22 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
         self._disbursements = disbursements
         self._billing = billing
         self._bank = bank
+        self._writer = writer
 
     async def _write(
         self, work: Callable[[AsyncSession], Awaitable[Written]]
     ) -> funding_pb2.LedgerTransaction:
-        done = await retrying_conflicts(self._sessions, work)
+        return self._written(await retrying_conflicts(self._sessions, work))
+
+    @staticmethod
+    def _written(done: Written) -> funding_pb2.LedgerTransaction:
         return mappers.transaction(done.transaction, done.entries, replayed=done.replayed)
+
+    async def _books_open(self) -> None:
+        if self._fund.opened:
+            return
+        async with self._sessions() as session, session.begin():
+            await self._fund.open_books(session, utc_now())
 
     async def GetAccountBalance(
         self, request: funding_pb2.GetAccountBalanceRequest, context: grpc.aio.ServicerContext
@@ -131,7 +143,11 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
     ) -> funding_pb2.LedgerTransaction:
         draft = mappers.draft(request)
         now = utc_now()
-        return await self._write(lambda session: self._fund.post(session, draft, now))
+        if draft.kind == "reversal":  # checked against what it reverses, in its own transaction
+            return await self._write(lambda session: self._fund.post(session, draft, now))
+        self._fund.check_spending(draft)
+        await self._books_open()
+        return self._written(await self._writer.write(draft, now))
 
     async def ResolvePending(
         self, request: funding_pb2.ResolvePendingRequest, context: grpc.aio.ServicerContext
@@ -172,12 +188,11 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
             raise InvalidArgument(problems)
         if request.amount.currency and request.amount.currency != "USD":
             raise InvalidArgument.of("amount.currency", "is not a currency of the ledger")
-        now = utc_now()
-        done = await self._write(
-            lambda session: self._fund.record_contribution(
-                session, request.idempotency_key, request.stream_id, request.amount.cents, now, request.memo
-            )
+        draft = self._fund.contribution(
+            request.idempotency_key, request.stream_id, request.amount.cents, request.memo
         )
+        await self._books_open()
+        done = self._written(await self._writer.write(draft))
         await self._payments.pay_waiting(self._sessions)  # money arrived: what was owed is paid
         return done
 

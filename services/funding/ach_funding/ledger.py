@@ -35,7 +35,7 @@ from ach_funding.domain.ledger import (
     Totals,
     TransactionDraft,
 )
-from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction, view
+from ach_funding.store import EntryRow, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionRow, view
 
 T = TypeVar("T")
 _meter = metrics.get_meter("ach_funding.ledger")
@@ -59,12 +59,12 @@ def stamp(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Written:
-    transaction: LedgerTransaction
-    entries: list[LedgerEntry]
+    transaction: TransactionRow
+    entries: Sequence[EntryRow]
     replayed: bool = False
 
 
-def journal_row(t: LedgerTransaction, entries: Sequence[LedgerEntry]) -> JournalRow:
+def journal_row(t: TransactionRow, entries: Sequence[EntryRow]) -> JournalRow:
     return JournalRow(
         sequence=t.sequence,
         transaction_id=t.id,
@@ -103,7 +103,7 @@ async def retrying_conflicts(
 
 class Ledger:
     def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
+        self.outbox = outbox
 
     async def open_account(
         self,
@@ -325,7 +325,7 @@ class Ledger:
         session.add_all(rows)
         session.add(head)
         await session.flush()
-        self._outbox.add(
+        self.outbox.add(
             session,
             FUNDING_EVENTS,
             funding_pb2.TransactionPosted(transaction=mappers.transaction(transaction, rows, for_event=True)),
@@ -335,7 +335,7 @@ class Ledger:
         return Written(transaction, rows)
 
 
-def ledger_entry(row: LedgerEntry) -> Entry:
+def ledger_entry(row: EntryRow) -> Entry:
     return Entry(row.account_id, Side(row.side), row.cents, row.currency)
 
 

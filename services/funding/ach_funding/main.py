@@ -22,6 +22,7 @@ from ach_funding.api import FundingApi
 from ach_funding.community_bank import CommunityBank
 from ach_funding.disbursements import Disbursements
 from ach_funding.fund_catalog import FundCatalog, load_catalog
+from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger
 from ach_funding.outcome_payments import OutcomePayments
 from ach_funding.partner_billing import PartnerBilling
@@ -52,6 +53,7 @@ def wire(runtime: Runtime) -> None:
         Disbursements(fund, fund.catalog.approvals),
         PartnerBilling(fund),
         CommunityBank(fund),
+        JournalWriter(runtime.sessions, fund.ledger),
     )
     runtime.serve(api, funding_pb2_grpc.add_FundingServiceServicer_to_server)
     runtime.consume(

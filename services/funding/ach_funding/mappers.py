@@ -13,7 +13,7 @@ from ach_platform.errors import FieldViolation, InvalidArgument
 from ach_funding.domain.ledger import Entry, Phase, Side, TransactionDraft
 from ach_funding.domain.streams import FundStream
 from ach_funding.reports import FundReport
-from ach_funding.store import LedgerEntry, LedgerTransaction, OutcomePayment
+from ach_funding.store import EntryRow, OutcomePayment, TransactionRow
 
 SIDES = {funding_pb2.SIDE_DEBIT: Side.DEBIT, funding_pb2.SIDE_CREDIT: Side.CREDIT}
 PROTO_SIDES = {v: k for k, v in SIDES.items()}
@@ -24,7 +24,7 @@ def money(cents: int, currency: str = "USD") -> common_pb2.Money:
 
 
 def transaction(
-    t: LedgerTransaction, entries: Sequence[LedgerEntry], *, replayed: bool = False, for_event: bool = False
+    t: TransactionRow, entries: Sequence[EntryRow], *, replayed: bool = False, for_event: bool = False
 ) -> funding_pb2.LedgerTransaction:
     """The event leaves the memo out (free text a fund manager typed: minimum necessary)."""
     return funding_pb2.LedgerTransaction(

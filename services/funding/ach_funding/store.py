@@ -4,13 +4,74 @@ journal) and their entries, the chain's head, and each referral's outcome paymen
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import BigInteger, Column, Index, Text, func
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding.domain.ledger import AccountKind, AccountView, Totals
+
+
+class TransactionRow(Protocol):
+    """A journal transaction as read or about to be written (a table row, or a plain record the
+    batched writer builds without the ORM's cost)."""
+
+    id: str
+    sequence: int
+    idempotency_key: str
+    body_digest: str
+    kind: str
+    phase: str
+    resolves_id: str | None
+    resolution: str | None
+    memo: str
+    metadata_json: str
+    expires_at: datetime | None
+    created_at: datetime
+    previous_hash: str
+    hash: str
+
+
+class EntryRow(Protocol):
+    transaction_id: str
+    account_id: str
+    side: str
+    cents: int
+    currency: str
+    phase: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class NewTransaction:
+    id: str
+    sequence: int
+    idempotency_key: str
+    body_digest: str
+    kind: str
+    phase: str
+    memo: str
+    metadata_json: str
+    expires_at: datetime | None
+    created_at: datetime
+    previous_hash: str
+    hash: str = ""
+    resolves_id: str | None = None
+    resolution: str | None = None
+
+
+@dataclass(slots=True)
+class NewEntry:
+    transaction_id: str
+    account_id: str
+    side: str
+    cents: int
+    currency: str
+    phase: str
+    created_at: datetime
 
 
 class LedgerAccount(SQLModel, table=True):

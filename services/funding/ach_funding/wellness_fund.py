@@ -38,6 +38,10 @@ class WellnessFund:
         self.catalog = catalog
         self._opened = False
 
+    @property
+    def opened(self) -> bool:
+        return self._opened
+
     async def open_books(self, session: AsyncSession, now: datetime) -> None:
         """The accounts every fund has, and one per stream (idempotent; once per process)."""
         if self._opened:
@@ -65,26 +69,36 @@ class WellnessFund:
             )
         self._opened = True
 
-    async def record_contribution(
-        self, session: AsyncSession, key: str, stream_id: str, cents: int, now: datetime, memo: str = ""
-    ) -> Written:
+    def contribution(self, key: str, stream_id: str, cents: int, memo: str = "") -> TransactionDraft:
         stream = self.catalog.stream(stream_id)
         if stream is None:
             raise NotFound(f"no fund stream {stream_id}")
-        await self.open_books(session, now)
-        draft = TransactionDraft(
+        return TransactionDraft(
             idempotency_key=key,
             kind="contribution",
             entries=(Entry(CASH, Side.DEBIT, cents), Entry(stream.account_id, Side.CREDIT, cents)),
             memo=memo,
             metadata={"stream_id": stream_id, "funder_partner_id": stream.funder_partner_id},
         )
+
+    async def record_contribution(
+        self, session: AsyncSession, key: str, stream_id: str, cents: int, now: datetime, memo: str = ""
+    ) -> Written:
+        draft = self.contribution(key, stream_id, cents, memo)
+        await self.open_books(session, now)
         return await self.ledger.write(session, draft, now)
 
     async def post(self, session: AsyncSession, draft: TransactionDraft, now: datetime) -> Written:
         """A fund manager's own transaction. Money leaves a stream only where its restrictions are
         checked (an outcome payment, a disbursement) or as the exact reversal of an earlier
         transaction (``kind: reversal``, ``metadata.reverses``): never by a hand-written entry."""
+        self.check_spending(draft)
+        if draft.kind == "reversal":
+            await self._check_reversal(session, draft)
+        return await self.ledger.write(session, draft, now)
+
+    @staticmethod
+    def check_spending(draft: TransactionDraft) -> None:
         from_streams = [
             e for e in draft.entries if e.side is Side.DEBIT and e.account_id.startswith("stream:")
         ]
@@ -95,9 +109,6 @@ class WellnessFund:
                 violation_type="RESTRICTION",
                 subject=from_streams[0].account_id,
             )
-        if draft.kind == "reversal":
-            await self._check_reversal(session, draft)
-        return await self.ledger.write(session, draft, now)
 
     async def _check_reversal(self, session: AsyncSession, draft: TransactionDraft) -> None:
         original_id = draft.metadata.get("reverses", "")

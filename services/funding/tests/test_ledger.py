@@ -16,6 +16,7 @@ from ach_events.outbox import Outbox
 from ach_funding import ledger, store
 from ach_funding.domain.ledger import AccountKind, Entry, Phase, Resolution, Side, TransactionDraft
 from ach_funding.fund_catalog import load_catalog
+from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger, retrying_conflicts
 from ach_funding.store import LedgerAccount, LedgerEntry, LedgerTransaction, view
 from ach_funding.wellness_fund import CASH, NET_ASSETS, WellnessFund
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 pytestmark = pytest.mark.postgres
@@ -358,3 +359,41 @@ async def run_operations(
             await check_books(sessions)
     finally:
         await engine.dispose()
+
+
+async def test_writes_committed_together_each_keep_their_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    f = fund()
+    await opened(sessions, f)
+    await with_payable(sessions, f)
+    writer = JournalWriter(sessions, f.ledger)
+    await writer.write(
+        TransactionDraft("c-0", "contribution", (Entry(CASH, D, 10_000), Entry("stream:general", C, 10_000)))
+    )
+    drafts = [grant(f"g-{i}", 100) for i in range(150)]  # 15,000 asked of 10,000: a third refused
+    drafts += drafts[:20]  # retried writes
+    drafts.append(grant("g-0", 101))  # a key used again with another body
+    outcomes = await asyncio.gather(*[writer.write(d) for d in drafts], return_exceptions=True)
+    await writer.close()
+    posted = [o for o in outcomes[:150] if isinstance(o, ledger.Written)]
+    overdrafts = [
+        o for o in outcomes[:150] if isinstance(o, FailedPrecondition) and o.violation_type == "OVERDRAFT"
+    ]
+    assert len(posted) == 100 and len(overdrafts) == 50
+    for first, again in zip(outcomes[:20], outcomes[150:170], strict=True):
+        if isinstance(first, ledger.Written):
+            assert (
+                isinstance(again, ledger.Written)
+                and again.replayed
+                and again.transaction.id == first.transaction.id
+            )
+    assert isinstance(outcomes[-1], FailedPrecondition) and outcomes[-1].violation_type == "IDEMPOTENCY"
+    assert view(await account(sessions, "stream:general")).balance == 0
+    assert (await account(sessions, "partner:cbo-1:payable")).credits_posted == 10_000
+    await check_books(sessions)
+    async with sessions() as session:
+        sequences = (
+            await session.exec(select(LedgerTransaction.sequence).order_by(col(LedgerTransaction.sequence)))
+        ).all()
+    assert list(sequences) == list(range(1, 102))  # one chain, no gaps, no doubles

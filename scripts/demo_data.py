@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+from ach.common.v1 import common_pb2
 from ach.directory.v1 import directory_pb2, directory_pb2_grpc
+from ach.funding.v1 import funding_pb2, funding_pb2_grpc
 from ach.identity.v1 import identity_pb2, identity_pb2_grpc
 from ach.residents.v1 import residents_pb2, residents_pb2_grpc
 from ach.screening.v1 import screening_pb2, screening_pb2_grpc
@@ -234,3 +236,41 @@ def load(pki: DevPki, identity_addr: str, directory_addr: str, screening_addr: s
                 f"screening by {partner}: positive for {', '.join(result.positive_domains) or 'nothing'}"
             )
     return done
+
+
+# The Wellness Fund's opening money (illustrative): contributions into the example streams of
+# services/funding/ach_funding/funds.yaml, and the year's dues. Keys make a re-run change nothing.
+CONTRIBUTIONS = (
+    ("demo-health-plan-2026", "health-plan-reinvestment-2026", 15_000_000),
+    ("demo-hospital-food-2026", "hospital-community-benefit-food", 4_000_000),
+    ("demo-rapid-release-2026", "rapid-release-emergency", 2_500_000),
+)
+DUES = (("demo-dues-county-2026", "county-health", 2_500_000),)
+
+
+def load_fund(pki: DevPki, funding_addr: str) -> list[str]:
+    """Money into the fund through its API, as its fund manager (wellness-fund) would."""
+    channel = partner_channel(
+        funding_addr, pki.ca_cert, cert=pki.client_cert("wellness-fund"), key=pki.client_key("wellness-fund")
+    )
+    with channel:
+        fund = funding_pb2_grpc.FundingServiceStub(channel)
+        for key, stream, cents in CONTRIBUTIONS:
+            gift = funding_pb2.RecordContributionRequest(
+                idempotency_key=key, stream_id=stream, amount=common_pb2.Money(cents=cents, currency="USD")
+            )
+            retrying(functools.partial(fund.RecordContribution, gift, timeout=10))
+        for key, partner, cents in DUES:
+            dues = funding_pb2.InvoicePartnerRequest(
+                idempotency_key=key,
+                partner_id=partner,
+                kind="dues",
+                period="2026",
+                amount=common_pb2.Money(cents=cents, currency="USD"),
+            )
+            retrying(functools.partial(fund.InvoicePartner, dues, timeout=10))
+    total = sum(c for _, _, c in CONTRIBUTIONS) // 100
+    return [
+        f"funding: ${total:,} contributed into {len(CONTRIBUTIONS)} fund streams; "
+        "dues invoiced to county-health"
+    ]

@@ -26,7 +26,7 @@ from ach_identity.main import bootstrap  # noqa: E402
 from ach_platform import dev_pki, migrations  # noqa: E402
 from ach_platform.auth import AuthSettings  # noqa: E402
 from ach_platform.settings import DEFAULT_PORTS, ConfigError, ServiceSettings, kafka_bootstrap_servers  # noqa: E402
-from demo_data import BACKBONE, DEMO_CBOS, PARTNERS, load, register_partners  # noqa: E402
+from demo_data import BACKBONE, DEMO_CBOS, PARTNERS, load, load_fund, register_partners  # noqa: E402
 
 SERVICES = list(DEFAULT_PORTS)
 
@@ -84,6 +84,7 @@ def announce(pki: dev_pki.DevPki) -> None:
             f"127.0.0.1:{settings['directory'].grpc_port}",
             f"127.0.0.1:{settings['screening'].grpc_port}",
         )
+        lines += load_fund(pki, f"127.0.0.1:{settings['funding'].grpc_port}")
     except grpc.RpcError as exc:
         lines = [f"demo data not loaded: {exc.code().name}: {exc.details()}"]  # type: ignore[attr-defined]
     lines.append(load_directory(settings["directory"].database_url))

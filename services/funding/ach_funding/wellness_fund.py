@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from ach_platform.errors import FailedPrecondition, NotFound
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding.domain.ledger import AccountKind, Entry, Phase, Side, TransactionDraft
 from ach_funding.domain.streams import Cost, CostType, FundStream, allocate, eligible, refusal, stream_account
 from ach_funding.fund_catalog import FundCatalog
 from ach_funding.ledger import Ledger, Written
-from ach_funding.store import LedgerAccount, LedgerTransaction, accounts_for_update, entries_of, view
+from ach_funding.store import LedgerAccount, LedgerTransaction, entries_of, view
 
 CASH = "cash"
 NET_ASSETS = "net-assets"
@@ -129,9 +130,15 @@ class WellnessFund:
             )
 
     async def room(self, session: AsyncSession, streams: list[FundStream]) -> dict[str, int]:
-        """What each stream may still spend (its balance less its reservations), its row locked."""
-        locked = await accounts_for_update(session, [s.account_id for s in streams])
-        return {s.stream_id: view(locked[s.account_id]).available for s in streams if s.account_id in locked}
+        """What each stream may still spend (its balance less its reservations), as read now; the
+        write locks every account it touches in one order and checks again."""
+        rows = (
+            await session.exec(
+                select(LedgerAccount).where(col(LedgerAccount.id).in_([s.account_id for s in streams]))
+            )
+        ).all()
+        found = {a.id: view(a).available for a in rows}
+        return {s.stream_id: found[s.account_id] for s in streams if s.account_id in found}
 
     async def charge(
         self,
@@ -183,7 +190,13 @@ class WellnessFund:
                 "streams": ",".join(f"{s}:{c}" for s, c in charged),
             },
         )
-        return await self.ledger.write(session, draft, now)
+        try:
+            return await self.ledger.write(session, draft, now)
+        except FailedPrecondition as exc:
+            # A stream spent meanwhile by another writer: no room now (the caller owes or waits).
+            if exc.violation_type == "OVERDRAFT" and exc.subject.startswith("stream:"):
+                return None
+            raise
 
 
 def stream_view(stream: FundStream, account: LedgerAccount | None) -> tuple[int, int]:

@@ -6,6 +6,9 @@ that the books balance, no account is below its limit and the chain verifies."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -397,3 +400,25 @@ async def test_writes_committed_together_each_keep_their_outcome(
             await session.exec(select(LedgerTransaction.sequence).order_by(col(LedgerTransaction.sequence)))
         ).all()
     assert list(sequences) == list(range(1, 102))  # one chain, no gaps, no doubles
+
+
+async def test_the_verify_command_says_whether_the_journal_holds(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    f = fund()
+    await opened(sessions, f)
+    for n in range(3):
+        await retrying_conflicts(sessions, contributing(f, f"c{n}", 100))
+    env = {**os.environ, "DATABASE_URL": database_url, "FUNDING_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "ach_funding.main", "verify"]
+    intact = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert intact.returncode == 0 and "journal intact: 3 transactions" in intact.stdout, intact.stderr[-500:]
+    async with sessions() as session, session.begin():
+        await session.exec(text("UPDATE ledger_transaction SET memo = 'changed' WHERE sequence = 2"))  # type: ignore[call-overload]
+    broken = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert broken.returncode == 1 and "NOT intact at sequence 2" in broken.stdout
+    assert "Traceback" not in broken.stderr

@@ -18,6 +18,7 @@ from ach_events.outbox import Outbox
 from ach_funding import ledger, reports
 from ach_funding.domain.ledger import Phase
 from ach_funding.fund_catalog import load_catalog
+from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger, retrying_conflicts
 from ach_funding.outcome_payments import OutcomePayments
 from ach_funding.store import LedgerAccount, LedgerTransaction, OutcomePayment, view
@@ -269,3 +270,33 @@ async def test_a_streams_cents_are_traced_to_the_outcomes_they_paid(
     # First in, first out: the first 3,000 cents paid r-1, with 4,500 of the second contribution.
     assert [(t.referral_id, t.cents) for t in trace.traces] == [("r-1", 3000), ("r-1", 4500), ("r-2", 7500)]
     assert len({t.contribution_id for t in trace.traces}) == 2
+
+
+async def test_concurrent_outcomes_and_contributions_pay_each_referral_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    f = fund()
+    p = OutcomePayments(f)
+    writer = JournalWriter(sessions, f.ledger)
+    await contribute(sessions, f, "general", 100_000)
+
+    async def referral(n: int) -> None:
+        r = f"r-{n}"
+        domain = "food-insecurity" if n % 2 else "housing-instability"
+        await consume(sessions, p, accepted(r, domain=domain))
+        await consume(sessions, p, need_met(r, domain=domain))
+
+    async def money(n: int) -> None:
+        await writer.write(f.contribution(f"c-{n}", "food" if n % 2 else "general", 20_000))
+
+    await asyncio.gather(*[referral(n) for n in range(30)], *[money(n) for n in range(10)])
+    await p.pay_waiting(sessions)
+    await writer.close()
+    async with sessions() as session:
+        rows = (await session.exec(select(OutcomePayment))).all()
+    assert len(rows) == 30 and {r.status for r in rows} <= {"paid", "owed"}
+    for r in rows:
+        assert await posted_payments(sessions, r.referral_id) == (1 if r.status == "paid" else 0)
+    paid = sum(r.cents for r in rows if r.status == "paid")
+    assert await paid_to(sessions, "cbo-1") == paid
+    assert (await ledger.verify_in(sessions)).intact

@@ -6,7 +6,8 @@ its two entries) into tables without the ledger's rules, same database, same wri
 After the run: no transaction lost or doubled, the books balance, the chain verifies.
 Writes go through the group-commit writer (the API's path for standalone writes); a fifth as many
 through one database transaction each (the path writes share with other state) for comparison.
-BENCH_LEDGER_N writes, BENCH_LEDGER_WRITERS concurrent writers (on SQLite they queue for its one connection)."""
+BENCH_LEDGER_N writes, BENCH_LEDGER_WRITERS concurrent writers (on SQLite they queue for its one
+connection)."""
 
 from __future__ import annotations
 

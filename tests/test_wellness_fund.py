@@ -109,7 +109,16 @@ def test_the_fund_through_its_api_as_partners_would_try_it(
             assert code == grpc.StatusCode.INVALID_ARGUMENT and field in fields, (field, fields)
         code, _, message = refusal(lambda: post(entry(f"stream:{STREAM}", D, 100), entry("cash", C, 100)))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "restrictions" in message
-        code, _, message = refusal(lambda: post(entry("cash", C, 600_000), entry("net-assets", D, 600_000)))
+        # Owing a CBO or paying out cash by hand would skip a disbursement's approvals.
+        code, _, message = refusal(
+            lambda: post(entry("expense:grant", D, 100), entry("partner:cbo-1:payable", C, 100))
+        )
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "approved disbursement" in message
+        code, _, message = refusal(lambda: post(entry("expense:grant", D, 100), entry("cash", C, 100)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "PayPartner" in message
+        code, _, message = refusal(
+            lambda: post(entry("cash", D, 600_000), entry("expense:grant", C, 600_000))
+        )
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "overdraft" in message
 
         grant = fund.RequestDisbursement(
@@ -124,6 +133,12 @@ def test_the_fund_through_its_api_as_partners_would_try_it(
         )
         assert grant.status == "requested" and grant.approvals_needed == 2
         decide = funding_pb2.DecideDisbursementRequest(request_id=grant.request_id, approve=True)
+        # Its reservation is posted by its approvals, not by hand.
+        by_hand = funding_pb2.ResolvePendingRequest(
+            idempotency_key="by-hand-1", pending_transaction_id=grant.pending_transaction_id
+        )
+        code, _, message = refusal(lambda: fund.ResolvePending(by_hand, timeout=10))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "disbursement" in message
         code, _, message = refusal(lambda: fund.DecideDisbursement(decide, timeout=10))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "requester" in message
     with stack.channel("funding") as channel:  # another fund manager

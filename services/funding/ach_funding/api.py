@@ -169,7 +169,7 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
         resolution = Resolution.VOID if request.void else Resolution.POST
         now = utc_now()
         return await self._write(
-            lambda session: self._ledger.resolve(
+            lambda session: self._fund.resolve_by_hand(
                 session, request.idempotency_key, request.pending_transaction_id, resolution, now, asked
             )
         )

@@ -18,6 +18,8 @@ from ach_funding.ledger import Written
 from ach_funding.store import LedgerAccount, LedgerEntry, view
 from ach_funding.wellness_fund import CASH, WellnessFund, payable_account
 
+MAX_LINES = 2000  # a statement's postings per account: a longer period is asked for in parts
+
 
 class InvoiceKind(StrEnum):
     PLEDGE = "pledge"  # restricted: credited to the stream it is for
@@ -140,7 +142,7 @@ async def statement(session: AsyncSession, partner_id: str, start: datetime, end
         opening = await _balance_at(session, account, start)
         closing = await _balance_at(session, account, end)
         balances.append((account_id, opening, closing))
-        for entry, kind in await store.entries_between(session, account_id, start, end):
+        for entry, kind in await store.entries_between(session, account_id, start, end, MAX_LINES):
             lines.append(StatementLine(account_id, entry, kind))
     return Statement(partner_id, balances, lines)
 

@@ -254,7 +254,7 @@ async def posted_totals_as_of(
 
 
 async def entries_between(
-    session: AsyncSession, account_id: str, start: datetime, end: datetime
+    session: AsyncSession, account_id: str, start: datetime, end: datetime, limit: int
 ) -> list[tuple[LedgerEntry, str]]:
     """The account's posted entries in [start, end), with their transaction's kind, in journal order."""
     query = (
@@ -267,6 +267,7 @@ async def entries_between(
             col(LedgerEntry.created_at) < end,
         )
         .order_by(col(LedgerTransaction.sequence), col(LedgerEntry.id))
+        .limit(limit)
     )
     return [(e, k) for e, k in (await session.exec(query)).all()]
 

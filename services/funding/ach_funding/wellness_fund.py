@@ -8,14 +8,15 @@ owed to the partner (expense → the partner's payable), all in one balanced tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ach_platform.errors import FailedPrecondition, NotFound
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ach_funding.domain.ledger import AccountKind, Entry, Phase, Side, TransactionDraft
+from ach_funding.domain.ledger import AccountKind, Entry, Phase, Resolution, Side, TransactionDraft
 from ach_funding.domain.streams import Cost, CostType, FundStream, allocate, eligible, refusal, stream_account
 from ach_funding.fund_catalog import FundCatalog
 from ach_funding.ledger import Ledger, Written
@@ -100,16 +101,49 @@ class WellnessFund:
 
     @staticmethod
     def check_spending(draft: TransactionDraft) -> None:
-        from_streams = [
-            e for e in draft.entries if e.side is Side.DEBIT and e.account_id.startswith("stream:")
-        ]
-        if from_streams and draft.kind != "reversal":
+        """A hand-written transaction moves no money out of the fund's control: it spends no
+        stream (restrictions are checked only on the paths that know the cost), owes no partner and
+        takes no cash (those need the approvals of a disbursement, or are an outcome payment)."""
+        if draft.kind == "reversal":
+            return
+        for e in draft.entries:
+            if e.side is Side.DEBIT and e.account_id.startswith("stream:"):
+                why = "is spent only by an outcome payment or a disbursement (its restrictions checked)"
+            elif (
+                e.side is Side.CREDIT
+                and e.account_id.startswith("partner:")
+                and e.account_id.endswith(":payable")
+            ):
+                why = "is owed only by an outcome payment or an approved disbursement"
+            elif e.side is Side.CREDIT and e.account_id == CASH:
+                why = "is paid out only to settle what a partner is owed (PayPartner) or a shared cost"
+            else:
+                continue
             raise FailedPrecondition(
-                f"entries: {from_streams[0].account_id} is spent only by an outcome payment or a "
-                "disbursement, where its restrictions are checked",
-                violation_type="RESTRICTION",
-                subject=from_streams[0].account_id,
+                f"entries: {e.account_id} {why}", violation_type="RESTRICTION", subject=e.account_id
             )
+
+    async def resolve_by_hand(
+        self,
+        session: AsyncSession,
+        key: str,
+        pending_id: str,
+        resolution: Resolution,
+        now: datetime,
+        asked: Sequence[Entry] = (),
+    ) -> Written:
+        """A fund manager resolves a reservation it made by hand; an outcome payment's or a
+        disbursement's is resolved by its own workflow (need met, approvals), never directly."""
+        pending = await session.get(LedgerTransaction, pending_id)
+        if pending is not None:
+            managed = json.loads(pending.metadata_json)
+            if "referral_id" in managed or "disbursement_id" in managed:
+                raise FailedPrecondition(
+                    f"transaction {pending_id} is resolved by its outcome payment or disbursement",
+                    violation_type="MANAGED",
+                    subject="pending_transaction_id",
+                )
+        return await self.ledger.resolve(session, key, pending_id, resolution, now, asked)
 
     async def _check_reversal(self, session: AsyncSession, draft: TransactionDraft) -> None:
         original_id = draft.metadata.get("reverses", "")

@@ -147,7 +147,7 @@ FUNDING_EVENTS = Topic(
     name="ach.funding.events.v1",
     key="transaction id",
     producer="funding",
-    consumers=(),
+    consumers=("measurement",),
     event_types=("ach.funding.v1.TransactionPosted",),
 )
 

@@ -101,13 +101,32 @@ def turn_the_curve(
     return _accessible(chart.render(is_unicode=True), title)
 
 
+def money_axis(values: Sequence[float]) -> list[float]:
+    """Value-axis labels for amounts: 0 and up to five round steps (1, 2 or 5 times a power of ten)."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return [0.0, 1.0]
+    power = 10 ** math.floor(math.log10(top / 5)) if top >= 5 else 1
+    step = float(next(m * power for m in (1, 2, 5, 10) if top / (m * power) <= 5))
+    return [step * i for i in range(int(top // step) + 2)]
+
+
 def groups_chart(
-    title: str, values: Sequence[tuple[str, float]], shown: Callable[[float], str], counts: bool = False
+    title: str,
+    values: Sequence[tuple[str, float]],
+    shown: Callable[[float], str],
+    counts: bool = False,
+    money: bool = False,
 ) -> Markup:
     chart = _chart(pygal.HorizontalBar, title, shown)
+    names = [name for name, _ in values]
+    if money:  # long names would squeeze the bars: the table beside the chart has them whole
+        chart.y_labels = money_axis([v for _, v in values])
+        chart.x_label_rotation = 0
+        names = [name if len(name) <= 24 else name[:23].rstrip() + "…" for name in names]
     if counts:
         chart.y_labels = count_axis([v for _, v in values])
     chart.show_legend = False
-    chart.x_labels = [name for name, _ in values]
+    chart.x_labels = names
     chart.add(title, [v for _, v in values])
     return _accessible(chart.render(is_unicode=True), title)

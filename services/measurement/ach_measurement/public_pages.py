@@ -16,6 +16,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from starlette.routing import Route
 
 from ach_measurement import charts, scorecards
 from ach_measurement.catalog import ScorecardDefinition
+from ach_measurement.domain.budget import Line, Money, PublicBudget, public_budget
 from ach_measurement.domain.definitions import Calculation, Measure, MeasureUnit, RbaKind
 from ach_measurement.domain.facts import PARTY_DIMENSIONS
 from ach_measurement.domain.periods import is_period_label
@@ -95,6 +97,12 @@ class Words:
 
 
 # ---- numbers as the page shows them ---------------------------------------------------------------
+
+
+def dollars(cents: int, words: Words) -> str:
+    """Whole dollars, grouped as the language writes them ($1,234 and $1.234)."""
+    text = f"{round(cents / 100):,}"
+    return "$" + (text.replace(",", ".") if words.lang == "es" else text)
 
 
 def shown_value(measure: Measure, value: float | None, words: Words) -> str:
@@ -204,7 +212,9 @@ class PublicPages:
         cards: Sequence[ScorecardDefinition],
         public_url: str,
         place_names: Mapping[str, str],
+        money: Callable[[], Awaitable[Sequence[Money]]] | None = None,
     ) -> None:
+        self._money = money
         self._publications = publications
         self._cards = {c.id: c for c in cards}
         self._public_url = public_url.rstrip("/")
@@ -224,6 +234,7 @@ class PublicPages:
                 Route("/{lang}/scorecards/{card}", self.page(self.scorecard)),
                 Route("/{lang}/measures/{measure}", self.page(self.measure)),
                 Route("/{lang}/embed/{measure}", self.page(self.embed, EMBED_HEADERS)),
+                Route("/{lang}/budget", self.budget),
             ]
         )
 
@@ -280,6 +291,69 @@ class PublicPages:
         if any(len(v) > MAX_PARAMETER or "\x00" in v for v in values[:2]):
             raise PageNotFound
         return tuple(values)
+
+    async def budget(self, request: Request) -> Response:
+        """The Wellness Fund's public budget, from the fund's posted transactions (small cells
+        hidden as everywhere)."""
+        lang = request.path_params["lang"]
+        if lang not in LANGUAGES or self._money is None:
+            return self._error(Words(lang if lang in LANGUAGES else "en"), 404, "not_found", "")
+        words = Words(lang)
+        try:
+            figures = public_budget(await self._money(), datetime.now(UTC).date())
+            html = self._render_budget(figures, words)
+        except Exception as exc:  # the reader gets a page, the log the kind (never a value)
+            log.error("public page failed: %s", type(exc).__name__, extra={"page": "budget"})
+            return self._error(words, 500, "bad_request", "")
+        return HTMLResponse(html, headers=dict(HEADERS))
+
+    def _render_budget(self, b: PublicBudget, words: Words) -> str:
+        def lines(items: Sequence[Line], table: str) -> list[dict[str, Any]]:
+            return [
+                {
+                    "code": line.label,
+                    "label": words.of(table, line.label),
+                    "cents": line.cents,
+                    "text": dollars(line.cents, words) if line.cents is not None else words("hidden"),
+                }
+                for line in items
+            ]
+
+        def chart(title: str, items: Sequence[Line], table: str) -> Markup | None:
+            shown = [(words.of(table, line.label), line.cents / 100) for line in items if line.cents]
+            if not shown:
+                return None
+            return charts.groups_chart(title, shown, lambda v: dollars(round(v * 100), words), money=True)
+
+        charts_by = {
+            "money_in": chart(words("money_in"), b.money_in, "sources"),
+            "money_out": chart(words("money_out"), b.spent_by_purpose, "purposes"),
+            "money_by_need": chart(words("money_by_need"), b.spent_by_need_domain, "groups"),
+        }
+        runway = (
+            f"{b.runway_months:.1f}".replace(".", "," if words.lang == "es" else ".")
+            if b.runway_months is not None
+            else words("no_spending")
+        )
+        return self._render(
+            "budget.html",
+            words,
+            title=words("budget_title"),
+            path=f"/{words.lang}/budget",
+            year=b.year,
+            charts=charts_by,
+            money_in=lines(b.money_in, "sources"),
+            money_in_total=dollars(b.money_in_total, words) if b.money_in else None,
+            spent=lines(b.spent_by_purpose, "purposes"),
+            spent_total=dollars(b.spent_total, words)
+            if b.spent_total is not None and b.spent_by_purpose
+            else None,
+            by_need=lines(b.spent_by_need_domain, "groups"),
+            cash_on_hand=dollars(b.cash_on_hand, words),
+            monthly_spending=dollars(b.monthly_spending, words),
+            runway=runway,
+            runs_out=b.runs_out,
+        )
 
     def _error(self, words: Words, status: int, title: str, detail: str) -> Response:
         html = self._templates.get_template("error.html").render(

@@ -122,6 +122,25 @@ class DeliveryFact(SQLModel, table=True):
     delivered_at: datetime
 
 
+class MoneyFact(SQLModel, table=True):
+    """A posted transaction of the Wellness Fund as the public budget counts it: cash in (and from
+    where), cash out, and what was spent (by purpose and need domain; an outcome payment says it
+    paid for one referral, so small numbers of them can be protected)."""
+
+    __tablename__ = "money_fact"
+
+    transaction_id: str = Field(primary_key=True, max_length=ID)
+    posted_at: datetime = Field(index=True)
+    kind: str = Field(max_length=50)
+    source: str = Field(default="", max_length=ID)
+    cash_in: int = Field(default=0, sa_type=BigInteger)
+    cash_out: int = Field(default=0, sa_type=BigInteger)
+    spent: int = Field(default=0, sa_type=BigInteger)
+    purpose: str = Field(default="", max_length=50)
+    need_domain: str = Field(default="", max_length=ID)
+    referrals: int = 0  # outcome payments: the referral it paid for (1), else 0
+
+
 class ResidentFeedbackFact(SQLModel, table=True):
     """A resident's answer after their referral closed: did they get the help they needed? (The
     first answer counts.)"""
@@ -161,6 +180,7 @@ FACT_TABLES: tuple[type[SQLModel], ...] = (
     ReferralRerouteFact,
     DeliveryFact,
     ResidentFeedbackFact,
+    MoneyFact,
 )
 
 
@@ -226,10 +246,10 @@ async def funnel_counts(session: AsyncSession, need_domain: str) -> dict[str, in
 async def facts_version(session: AsyncSession) -> tuple[object, ...]:
     """Changes whenever the facts the figures read do: events' facts are only ever added; an
     indicator value may be revised by an import (its time then changes). Deliveries are counted by
-    the funnel alone: one delivered never recomputes the figures."""
+    the funnel alone and money by the budget page: neither recomputes the figures."""
     counts: list[object] = []
     for model in FACT_TABLES:
-        if model is DeliveryFact:
+        if model is DeliveryFact or model is MoneyFact:
             continue
         counts.append((await session.exec(select(func.count()).select_from(model))).one())
     imported = (
@@ -332,3 +352,7 @@ class IndicatorValueRow(SQLModel, table=True):
 
 async def stored_indicator_values(session: AsyncSession) -> list[IndicatorValueRow]:
     return list((await session.exec(select(IndicatorValueRow))).all())
+
+
+async def money_facts(session: AsyncSession) -> list[MoneyFact]:
+    return list((await session.exec(select(MoneyFact).order_by(col(MoneyFact.posted_at)))).all())

@@ -7,12 +7,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from ach.funding.v1 import funding_pb2
 from ach.notifications.v1 import notifications_pb2
 from ach.referrals.v1 import referrals_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.consumer import EventHandler, PoisonEvent
 from ach_events.envelope import Envelope
-from ach_events.topics import NOTIFICATION_EVENTS, REFERRAL_EVENTS, SCREENING_DEMOGRAPHICS, SCREENING_EVENTS
+from ach_events.topics import (
+    FUNDING_EVENTS,
+    NOTIFICATION_EVENTS,
+    REFERRAL_EVENTS,
+    SCREENING_DEMOGRAPHICS,
+    SCREENING_EVENTS,
+)
 from ach_platform.clock import from_timestamp
 from ach_platform.codes import code_of
 from google.protobuf.message import Message
@@ -22,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_measurement.store import (
     ID,
     DeliveryFact,
+    MoneyFact,
     NeedFact,
     ReferralChangeFact,
     ReferralFact,
@@ -200,7 +208,40 @@ async def on_demographics_recorded(
     )
 
 
-TOPICS = [SCREENING_EVENTS, SCREENING_DEMOGRAPHICS, REFERRAL_EVENTS, NOTIFICATION_EVENTS]
+async def on_transaction_posted(
+    session: AsyncSession, _e: Envelope, event: funding_pb2.TransactionPosted
+) -> None:
+    """Posted money only: a reservation moves none yet, and its release none at all."""
+    t = event.transaction
+    if t.phase != "posted":
+        return
+    posted_at = _placed("TransactionPosted", "transaction.created_at", t.created_at)
+    _ids("TransactionPosted", 36, transaction_id=t.transaction_id)
+    money = {"cash_in": 0, "cash_out": 0, "spent": 0}
+    purpose = ""
+    for entry in t.entries:
+        debit = entry.side == funding_pb2.SIDE_DEBIT
+        if entry.account_id == "cash":
+            money["cash_in" if debit else "cash_out"] += entry.amount.cents
+        elif debit and entry.account_id.startswith(("expense:", "cost-pool:")):
+            money["spent"] += entry.amount.cents
+            purpose = purpose or entry.account_id.split(":", 1)[1]
+    source = t.metadata.get("stream_id") or (t.kind if money["cash_in"] else "")
+    await record(
+        session,
+        MoneyFact,
+        transaction_id=t.transaction_id,
+        posted_at=posted_at,
+        kind=t.kind[:50],
+        source=source[:ID],
+        purpose=purpose[:50],
+        need_domain=t.metadata.get("need_domain", "")[:ID],
+        referrals=1 if t.metadata.get("referral_id") and money["spent"] else 0,
+        **money,
+    )
+
+
+TOPICS = [SCREENING_EVENTS, SCREENING_DEMOGRAPHICS, REFERRAL_EVENTS, NOTIFICATION_EVENTS, FUNDING_EVENTS]
 HANDLERS: Mapping[type[Message] | str, EventHandler] = {
     screening_pb2.ScreeningCompleted: on_screening_completed,
     screening_pb2.NeedIdentified: on_need_identified,
@@ -210,4 +251,5 @@ HANDLERS: Mapping[type[Message] | str, EventHandler] = {
     notifications_pb2.NotificationDelivered: on_notification_delivered,
     notifications_pb2.ResidentFeedbackRecorded: on_resident_feedback,
     screening_pb2.ScreeningDemographicsRecorded: on_demographics_recorded,
+    funding_pb2.TransactionPosted: on_transaction_posted,
 }

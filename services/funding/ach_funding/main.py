@@ -17,7 +17,7 @@ from ach_platform.clock import utc_now
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.settings import ServiceSettings
 
-from ach_funding import ledger
+from ach_funding import ledger, reports
 from ach_funding.api import FundingApi
 from ach_funding.community_bank import CommunityBank
 from ach_funding.disbursements import Disbursements
@@ -105,6 +105,33 @@ def verify_command(args: argparse.Namespace) -> int:
     return 1
 
 
+def report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--year", type=int, default=0, help="the budget year (default: this year)")
+    parser.add_argument("--out", type=Path, default=Path("."), help="the folder the CSV files go to")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``ach-funding report``: the year's fund report as CSV files, one a section."""
+    today = utc_now().date()
+    year = args.year or today.year
+    if not 2000 <= year <= 2100:
+        print(f"--year: {year} is not a year from 2000 to 2100")
+        return 2
+
+    async def run() -> reports.FundReport:
+        engine = create_engine(ServiceSettings.from_env("funding").database_url)
+        try:
+            await check_database(engine, 10, tables=["ledger_transaction"])
+            async with session_factory(engine)() as session:
+                return await reports.fund_report(session, catalog(FundingSettings.load()), year, today)
+        finally:
+            await engine.dispose()
+
+    written = reports.write_csv(asyncio.run(run()), args.out)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
 DEFINITION = ServiceDefinition(
     "funding",
     Path(__file__).parent / "migrations",
@@ -116,6 +143,7 @@ DEFINITION = ServiceDefinition(
             verify_arguments,
             verify_command,
         ),
+        Command("report", "the year's fund report as CSV files", report_arguments, report_command),
     ),
 )
 

@@ -4,9 +4,11 @@ per CBO)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -159,3 +161,87 @@ async def fund_report(session: AsyncSession, catalog: FundCatalog, year: int, to
         partners,
         actual.get("rapid-release", 0),
     )
+
+
+def _dollars(cents: int | None) -> str:
+    """Cents as a decimal dollar amount, exactly (no float)."""
+    if cents is None:
+        return ""
+    sign, cents = ("-" if cents < 0 else ""), abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+
+def write_csv(report: FundReport, folder: Path) -> list[Path]:
+    """One CSV a section of the report, amounts in dollars with cents (``_usd`` columns)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y = report.year
+    tables: dict[str, tuple[list[str], list[list[object]]]] = {
+        f"fund-streams-{y}.csv": (
+            ["stream_id", "name", "ends", "contributed_usd", "spent_usd", "reserved_usd", "available_usd"],
+            [
+                [
+                    u.stream.stream_id,
+                    u.stream.name_en,
+                    u.stream.ends.isoformat(),
+                    _dollars(u.contributed),
+                    _dollars(u.spent),
+                    _dollars(u.reserved),
+                    _dollars(u.available),
+                ]
+                for u in report.streams
+            ],
+        ),
+        f"budget-vs-actual-{y}.csv": (
+            ["purpose", "budget_usd", "actual_usd", "variance_usd", "used_percent"],
+            [
+                [
+                    b.purpose,
+                    _dollars(b.budget),
+                    _dollars(b.actual),
+                    _dollars(b.variance),
+                    "" if b.used_percent is None else b.used_percent,
+                ]
+                for b in report.budget
+            ],
+        ),
+        f"runway-{y}.csv": (
+            ["secured_usd", "monthly_burn_usd", "months", "runs_out"],
+            [
+                [
+                    _dollars(report.runway.secured),
+                    _dollars(report.runway.monthly_burn),
+                    "" if report.runway.months is None else report.runway.months,
+                    report.runway.runs_out.strftime("%Y-%m") if report.runway.runs_out else "",
+                ]
+            ],
+        ),
+        f"cost-per-outcome-{y}.csv": (
+            ["need_domain", "outcomes_paid", "spent_usd", "per_outcome_usd"],
+            [
+                [d.need_domain, d.outcomes, _dollars(d.cents), _dollars(d.per_outcome)]
+                for d in report.cost_per_outcome
+            ],
+        ),
+        f"payments-per-cbo-{y}.csv": (
+            ["partner_id", "outcomes_paid", "outcome_payments_usd", "owed_usd", "paid_out_usd"],
+            [
+                [
+                    p.partner_id,
+                    p.outcomes_paid,
+                    _dollars(p.outcome_cents),
+                    _dollars(p.owed),
+                    _dollars(p.paid_out),
+                ]
+                for p in report.partners
+            ],
+        ),
+    }
+    written = []
+    for name, (header, rows) in tables.items():
+        path = folder / name
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(header)
+            writer.writerows(rows)
+        written.append(path)
+    return written

@@ -4,6 +4,10 @@ shared costs, and the year's report, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -269,3 +273,34 @@ async def test_the_years_report(sessions: async_sessionmaker[AsyncSession]) -> N
     # Burn over December to February: 15,000 cents in three months; cash 92,500 lasts 18.5 months.
     assert report.runway.monthly_burn == 5_000 and report.runway.secured == 92_500
     assert report.runway.months == 18.5 and report.runway.runs_out == date(2027, 10, 1)
+
+
+async def test_the_report_command_writes_the_years_report_as_csv(
+    sessions: async_sessionmaker[AsyncSession], database_url: str, tmp_path: Path
+) -> None:
+    f = fund()
+    await run(sessions, lambda s: f.record_contribution(s, "c-1", "general", 100_001, AT))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "FUNDING_DATABASE_URL": database_url,
+        "FUNDING_FUNDS_FILE": str(Path(__file__).with_name("funds.yaml")),
+    }
+    command = [sys.executable, "-m", "ach_funding.main", "report", "--year", "2026", "--out", str(tmp_path)]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    with (tmp_path / "fund-streams-2026.csv").open(newline="") as found:
+        rows = {r["stream_id"]: r for r in csv.DictReader(found)}
+    assert rows["general"]["contributed_usd"] == "1000.01" and rows["general"]["available_usd"] == "1000.01"
+    with (tmp_path / "budget-vs-actual-2026.csv").open(newline="") as found:
+        budget = {r["purpose"]: r for r in csv.DictReader(found)}
+    assert (
+        budget["outcome-payment"]["budget_usd"] == "10000.00"
+        and budget["outcome-payment"]["actual_usd"] == "0.00"
+    )
+    bad = await asyncio.to_thread(
+        subprocess.run, [*command[:4], "--year", "1999"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "--year" in bad.stdout and "Traceback" not in bad.stderr

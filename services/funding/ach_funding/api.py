@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import grpc
@@ -18,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ach_funding import ledger, mappers, reports, store
 from ach_funding.community_bank import CommunityBank
 from ach_funding.disbursements import Disbursements
-from ach_funding.domain.ledger import MAX_ID, MAX_MEMO, Resolution, Side
+from ach_funding.domain.ledger import MAX_ID, MAX_MEMO, Resolution, Side, Totals
 from ach_funding.journal_writer import JournalWriter
 from ach_funding.ledger import Ledger, Written, retrying_conflicts
 from ach_funding.outcome_payments import OutcomePayments
@@ -99,17 +100,7 @@ class FundingApi(funding_pb2_grpc.FundingServiceServicer):
             v = view(account)
             if as_of is not None:
                 debits, credits = await store.posted_totals_as_of(session, account.id, as_of)
-                v = view(
-                    LedgerAccount(
-                        **{
-                            **account.model_dump(),
-                            "debits_posted": debits,
-                            "credits_posted": credits,
-                            "debits_pending": 0,
-                            "credits_pending": 0,
-                        }
-                    )
-                )
+                v = replace(v, totals=Totals(debits_posted=debits, credits_posted=credits))
         t, c = v.totals, account.currency
         return funding_pb2.AccountBalance(
             account_id=account.id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,14 +24,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding import mappers
 from ach_funding.domain import ledger as rules
-from ach_funding.domain.ledger import AccountKind, AccountView, Totals, TransactionDraft
+from ach_funding.domain.ledger import AccountView, TransactionDraft
 from ach_funding.ledger import (
     Ledger,
     Written,
-    journal_row,
+    idempotency_conflict,
+    new_transaction,
     refused,
     retrying_conflicts,
-    transaction_id_for,
     written,
 )
 from ach_funding.store import (
@@ -41,8 +41,11 @@ from ach_funding.store import (
     LedgerTransaction,
     NewEntry,
     NewTransaction,
+    values_of,
+    view,
 )
 
+log = logging.getLogger(__name__)
 batch_sizes = metrics.get_meter("ach_funding.journal_writer").create_histogram(
     "ach_funding_write_batch_size", unit="{transaction}", description="Writes committed together"
 )
@@ -81,20 +84,7 @@ async def _accounts_for_update(connection: AsyncConnection, ids: Sequence[str]) 
     query = (
         select(ACCOUNTS).where(ACCOUNTS.c.id.in_(sorted(set(ids)))).order_by(ACCOUNTS.c.id).with_for_update()
     )
-    return {
-        r.id: AccountView(
-            r.id,
-            AccountKind(r.kind),
-            r.currency,
-            r.overdraft_allowed,
-            Totals(r.debits_posted, r.credits_posted, r.debits_pending, r.credits_pending),
-        )
-        for r in (await connection.execute(query)).all()
-    }
-
-
-def _row(record: NewTransaction | NewEntry) -> dict[str, object]:
-    return {name: getattr(record, name) for name in record.__slots__}
+    return {r.id: view(r) for r in (await connection.execute(query)).all()}
 
 
 def _settle(done: asyncio.Future[Written], outcome: Written | BaseException) -> None:
@@ -143,7 +133,12 @@ class JournalWriter:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._commit(batch)
-            except Exception:  # the database refused the batch (a key taken meanwhile, say): one by one
+            except Exception as exc:  # the database refused the batch (a key taken meanwhile, say)
+                log.warning(
+                    "a batch of %d writes was refused (%s): writing them one by one",
+                    len(batch),
+                    type(exc).__name__,
+                )
                 for item in batch:
                     if not item.done.done():
                         await self._alone(item)
@@ -178,12 +173,7 @@ class JournalWriter:
                 if key in before or key in first_of:
                     known = before[key].body_digest if key in before else first_of[key][0]
                     if known != digest:
-                        refused.add(1, {"rule": "idempotency"})
-                        outcomes[i] = FailedPrecondition(
-                            "idempotency_key: used before with another body",
-                            violation_type="IDEMPOTENCY",
-                            subject="idempotency_key",
-                        )
+                        outcomes[i] = idempotency_conflict()
                     elif key in before:
                         outcomes[i] = Written(before[key], earlier.get(before[key].id, []), replayed=True)
                     continue  # a duplicate within the batch: the first's result, after the commit
@@ -195,7 +185,19 @@ class JournalWriter:
                     continue
                 first_of[key] = (digest, i)
                 sequence += 1
-                t, rows = self._transaction(p, digest, sequence, previous)
+                t, rows = new_transaction(
+                    key=key,
+                    digest=digest,
+                    kind=p.draft.kind,
+                    phase=p.draft.phase.value,
+                    entries=[(e, p.draft.phase) for e in p.draft.entries],
+                    metadata=p.draft.metadata,
+                    memo=p.draft.memo,
+                    now=p.now,
+                    sequence=sequence,
+                    previous=previous,
+                    expires_at=p.draft.expires_at,
+                )
                 previous = t.hash
                 new.append((i, t, rows))
             if new:
@@ -217,40 +219,6 @@ class JournalWriter:
             _settle(p.done, Written(t, rows, replayed=first != i))
 
     @staticmethod
-    def _transaction(
-        p: _Pending, digest: str, sequence: int, previous: str
-    ) -> tuple[NewTransaction, list[NewEntry]]:
-        d = p.draft
-        t = NewTransaction(
-            id=transaction_id_for(d.idempotency_key),
-            sequence=sequence,
-            idempotency_key=d.idempotency_key,
-            body_digest=digest,
-            kind=d.kind,
-            phase=d.phase.value,
-            memo=d.memo,
-            metadata_json=json.dumps(dict(sorted(d.metadata.items())), separators=(",", ":")),
-            expires_at=d.expires_at,
-            created_at=p.now,
-            previous_hash=previous,
-            hash="",
-        )
-        rows = [
-            NewEntry(
-                transaction_id=t.id,
-                account_id=e.account_id,
-                side=e.side.value,
-                cents=e.cents,
-                currency=e.currency,
-                phase=d.phase.value,
-                created_at=p.now,
-            )
-            for e in d.entries
-        ]
-        t.hash = journal_row(t, rows).chained_hash(previous)
-        return t, rows
-
-    @staticmethod
     async def _insert(
         connection: AsyncConnection,
         new: Sequence[tuple[int, NewTransaction, list[NewEntry]]],
@@ -259,8 +227,8 @@ class JournalWriter:
         sequence: int,
         previous: str,
     ) -> None:
-        await connection.execute(insert(TRANSACTIONS), [_row(t) for _, t, _ in new])
-        await connection.execute(insert(ENTRIES), [_row(r) for _, _, rows in new for r in rows])
+        await connection.execute(insert(TRANSACTIONS), [values_of(t) for _, t, _ in new])
+        await connection.execute(insert(ENTRIES), [values_of(r) for _, _, rows in new for r in rows])
         changed = [
             {
                 "b_id": i,
@@ -284,7 +252,6 @@ class JournalWriter:
                 ),
                 changed,
             )
-        heads = ChainHead.__table__  # type: ignore[attr-defined]
         await connection.execute(
-            update(heads).where(heads.c.id == 1).values(sequence=sequence, hash=previous)
+            update(HEADS).where(HEADS.c.id == 1).values(sequence=sequence, hash=previous)
         )

@@ -35,7 +35,17 @@ from ach_funding.domain.ledger import (
     Totals,
     TransactionDraft,
 )
-from ach_funding.store import EntryRow, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionRow, view
+from ach_funding.store import (
+    EntryRow,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    NewEntry,
+    NewTransaction,
+    TransactionRow,
+    values_of,
+    view,
+)
 
 T = TypeVar("T")
 _meter = metrics.get_meter("ach_funding.ledger")
@@ -79,6 +89,63 @@ def journal_row(t: TransactionRow, entries: Sequence[EntryRow]) -> JournalRow:
         created_at=stamp(t.created_at),
         expires_at=stamp(t.expires_at) if t.expires_at else "",
     )
+
+
+def idempotency_conflict() -> FailedPrecondition:
+    refused.add(1, {"rule": "idempotency"})
+    return FailedPrecondition(
+        "idempotency_key: used before with another body",
+        violation_type="IDEMPOTENCY",
+        subject="idempotency_key",
+    )
+
+
+def new_transaction(
+    *,
+    key: str,
+    digest: str,
+    kind: str,
+    phase: str,
+    entries: Sequence[tuple[Entry, Phase]],
+    metadata: Mapping[str, str],
+    memo: str,
+    now: datetime,
+    sequence: int,
+    previous: str,
+    expires_at: datetime | None = None,
+    resolves: str | None = None,
+    resolution: Resolution | None = None,
+) -> tuple[NewTransaction, list[NewEntry]]:
+    """A journal transaction and its entries, chained after ``previous`` (both write paths)."""
+    t = NewTransaction(
+        id=transaction_id_for(key),
+        sequence=sequence,
+        idempotency_key=key,
+        body_digest=digest,
+        kind=kind,
+        phase=phase,
+        memo=memo,
+        metadata_json=json.dumps(dict(sorted(metadata.items())), separators=(",", ":")),
+        expires_at=expires_at,
+        created_at=now,
+        previous_hash=previous,
+        resolves_id=resolves,
+        resolution=resolution.value if resolution else None,
+    )
+    rows = [
+        NewEntry(
+            transaction_id=t.id,
+            account_id=e.account_id,
+            side=e.side.value,
+            cents=e.cents,
+            currency=e.currency,
+            phase=p.value,
+            created_at=now,
+        )
+        for e, p in entries
+    ]
+    t.hash = journal_row(t, rows).chained_hash(previous)
+    return t, rows
 
 
 def transaction_id_for(key: str) -> str:
@@ -255,12 +322,7 @@ class Ledger:
 
     async def _replay(self, session: AsyncSession, existing: LedgerTransaction, digest: str) -> Written:
         if existing.body_digest != digest:
-            refused.add(1, {"rule": "idempotency"})
-            raise FailedPrecondition(
-                "idempotency_key: used before with another body",
-                violation_type="IDEMPOTENCY",
-                subject="idempotency_key",
-            )
+            raise idempotency_conflict()
         return Written(existing, await store.entries_of(session, [existing.id]), replayed=True)
 
     async def _append(
@@ -286,43 +348,27 @@ class Ledger:
             account.debits_posted, account.credits_posted = totals.debits_posted, totals.credits_posted
             account.debits_pending, account.credits_pending = totals.debits_pending, totals.credits_pending
             session.add(account)
-        transaction = LedgerTransaction(
-            id=transaction_id_for(key),
-            sequence=0,
-            idempotency_key=key,
-            body_digest=digest,
-            kind=kind,
-            phase=phase,
-            resolves_id=resolves,
-            resolution=resolution.value if resolution else None,
-            memo=memo,
-            metadata_json=json.dumps(dict(sorted(metadata.items())), separators=(",", ":")),
-            expires_at=expires_at,
-            created_at=now,
-            previous_hash="",
-            hash="",
-        )
-        rows = [
-            LedgerEntry(
-                transaction_id=transaction.id,
-                account_id=e.account_id,
-                side=e.side.value,
-                cents=e.cents,
-                currency=e.currency,
-                phase=p.value,
-                created_at=now,
-            )
-            for e, p in entries
-        ]
         # The chain's head last and briefly: writers over other accounts ran in parallel until here.
         head = await store.chain_head_for_update(session)
-        transaction.sequence = head.sequence + 1
-        transaction.previous_hash = head.hash
-        transaction.hash = journal_row(transaction, rows).chained_hash(head.hash)
+        transaction, rows = new_transaction(
+            key=key,
+            digest=digest,
+            kind=kind,
+            phase=phase,
+            entries=entries,
+            metadata=metadata,
+            memo=memo,
+            now=now,
+            sequence=head.sequence + 1,
+            previous=head.hash,
+            expires_at=expires_at,
+            resolves=resolves,
+            resolution=resolution,
+        )
         head.sequence, head.hash = transaction.sequence, transaction.hash
-        session.add(transaction)
+        session.add(LedgerTransaction(**values_of(transaction)))
         await session.flush()
-        session.add_all(rows)
+        session.add_all([LedgerEntry(**values_of(r)) for r in rows])
         session.add(head)
         await session.flush()
         self.outbox.add(

@@ -51,6 +51,12 @@ def change_of(event: referrals_pb2.ReferralStatusChanged) -> Change:
     return Change.ENDED if event.to_status in ENDS else Change.OTHER
 
 
+async def _locked(session: AsyncSession, referral_id: str) -> OutcomePayment | None:
+    """The referral's payment row, locked: its events and the sweep change it one at a time."""
+    query = select(OutcomePayment).where(OutcomePayment.referral_id == referral_id).with_for_update()
+    return (await session.exec(query)).first()
+
+
 class OutcomePayments:
     def __init__(self, fund: WellnessFund) -> None:
         self._fund = fund
@@ -59,10 +65,7 @@ class OutcomePayments:
         self, session: AsyncSession, event: referrals_pb2.ReferralStatusChanged
     ) -> None:
         change = change_of(event)
-        query = (
-            select(OutcomePayment).where(OutcomePayment.referral_id == event.referral_id).with_for_update()
-        )
-        row = (await session.exec(query)).first()
+        row = await _locked(session, event.referral_id)
         state = PaymentState(PaymentStatus(row.status), row.sequence) if row else None
         step = next_step(state, change, event.sequence)
         if step is Step.NOTHING:
@@ -92,7 +95,6 @@ class OutcomePayments:
             # Re-routed since it was reserved (a change between them never arrived): the promise
             # was to another CBO. Release it; the CBO that met the need is paid.
             await self._release(session, row, event.sequence, at)
-            row.target_partner_id, row.internal = event.target_partner_id, internal
             step = Step.PAY
         if step is Step.PAY and event.target_partner_id:
             row.target_partner_id, row.internal = event.target_partner_id, internal
@@ -126,10 +128,7 @@ class OutcomePayments:
         for referral_id in waiting:
 
             async def pay(session: AsyncSession, referral_id: str = referral_id) -> bool:
-                query = (
-                    select(OutcomePayment).where(OutcomePayment.referral_id == referral_id).with_for_update()
-                )
-                row = (await session.exec(query)).first()
+                row = await _locked(session, referral_id)
                 if row is None or row.status != PaymentStatus.OWED.value:
                     return False
                 await self._pay(session, row, utc_now())

@@ -5,7 +5,7 @@ partner's statement shows both sides for a period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -13,7 +13,7 @@ from ach_platform.errors import InvalidArgument, NotFound
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_funding import store
-from ach_funding.domain.ledger import AccountKind, Entry, Side, TransactionDraft
+from ach_funding.domain.ledger import AccountKind, Entry, Side, Totals, TransactionDraft
 from ach_funding.ledger import Written
 from ach_funding.store import LedgerAccount, LedgerEntry, view
 from ach_funding.wellness_fund import CASH, WellnessFund, payable_account
@@ -149,5 +149,4 @@ async def statement(session: AsyncSession, partner_id: str, start: datetime, end
 
 async def _balance_at(session: AsyncSession, account: LedgerAccount, moment: datetime) -> int:
     debits, credits = await store.posted_totals_as_of(session, account.id, moment, inclusive=False)
-    v = view(LedgerAccount(**{**account.model_dump(), "debits_posted": debits, "credits_posted": credits}))
-    return v.balance
+    return replace(view(account), totals=Totals(debits_posted=debits, credits_posted=credits)).balance

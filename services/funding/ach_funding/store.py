@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Column, Index, Text, func
 from sqlmodel import Field, SQLModel, col, select
@@ -187,7 +187,33 @@ class DisbursementApproval(SQLModel, table=True):
     approved_at: datetime
 
 
-def view(account: LedgerAccount) -> AccountView:
+class AccountRow(Protocol):
+    """An account's row: an ORM object, or a row read with a Core statement."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def overdraft_allowed(self) -> bool: ...
+    @property
+    def debits_posted(self) -> int: ...
+    @property
+    def credits_posted(self) -> int: ...
+    @property
+    def debits_pending(self) -> int: ...
+    @property
+    def credits_pending(self) -> int: ...
+
+
+def values_of(record: NewTransaction | NewEntry) -> dict[str, Any]:
+    """A new journal row's columns."""
+    return {name: getattr(record, name) for name in record.__slots__}
+
+
+def view(account: AccountRow) -> AccountView:
     """The account as the ledger's rules see it."""
     return AccountView(
         account.id,

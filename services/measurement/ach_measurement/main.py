@@ -37,29 +37,12 @@ def wire(runtime: Runtime) -> None:
     runtime.serve(api, measurement_pb2_grpc.add_MeasurementServiceServicer_to_server)
     runtime.consume(subscribers.TOPICS, subscribers.HANDLERS)
     runtime.run_in_background(publications.warm)
-    from ach_measurement.domain.budget import Money
     from ach_measurement.public_pages import PublicPages  # the service's only: commands need none of it
-    from ach_measurement.store import money_facts
+    from ach_measurement.store import StoredMoney
 
     public_url = settings.public_url or f"http://127.0.0.1:{runtime.settings.http_port}"
 
-    async def money() -> list[Money]:
-        async with runtime.sessions() as session:
-            return [
-                Money(
-                    f.posted_at,
-                    f.source,
-                    f.cash_in,
-                    f.cash_out,
-                    f.spent,
-                    f.purpose,
-                    f.need_domain,
-                    f.referrals,
-                )
-                for f in await money_facts(session)
-            ]
-
-    pages = PublicPages(publications, scorecards, public_url, place_names(), money)
+    pages = PublicPages(publications, scorecards, public_url, place_names(), StoredMoney(runtime.sessions))
     runtime.serve_http(pages.app(), "public scorecard")
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -205,6 +205,13 @@ class _Kept:
     pages: OrderedDict[tuple[Any, ...], str] = field(default_factory=OrderedDict)
 
 
+class MoneySource(Protocol):
+    """The fund's posted money, as measurement's projection holds it."""
+
+    async def version(self) -> object: ...
+    async def facts(self) -> Sequence[Money]: ...
+
+
 class PublicPages:
     def __init__(
         self,
@@ -212,9 +219,10 @@ class PublicPages:
         cards: Sequence[ScorecardDefinition],
         public_url: str,
         place_names: Mapping[str, str],
-        money: Callable[[], Awaitable[Sequence[Money]]] | None = None,
+        money: MoneySource | None = None,
     ) -> None:
         self._money = money
+        self._budget_pages: dict[str, tuple[object, str]] = {}  # lang -> (money's version, page)
         self._publications = publications
         self._cards = {c.id: c for c in cards}
         self._public_url = public_url.rstrip("/")
@@ -300,8 +308,15 @@ class PublicPages:
             return self._error(Words(lang if lang in LANGUAGES else "en"), 404, "not_found", "")
         words = Words(lang)
         try:
-            figures = public_budget(await self._money(), datetime.now(UTC).date())
-            html = self._render_budget(figures, words)
+            # Rendered again only when money moved (or the day turned): the page has no login.
+            today = datetime.now(UTC).date()
+            version = (await self._money.version(), today)
+            kept = self._budget_pages.get(lang)
+            if kept is not None and kept[0] == version:
+                html = kept[1]
+            else:
+                html = self._render_budget(public_budget(await self._money.facts(), today), words)
+                self._budget_pages[lang] = (version, html)
         except Exception as exc:  # the reader gets a page, the log the kind (never a value)
             log.error("public page failed: %s", type(exc).__name__, extra={"page": "budget"})
             return self._error(words, 500, "bad_request", "")

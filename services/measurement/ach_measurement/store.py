@@ -13,10 +13,12 @@ from typing import Any
 from ach_platform.clock import as_utc as _utc
 from ach_platform.database import insert_many_once, insert_once
 from sqlalchemy import JSON, BigInteger, Column, Table, func
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_measurement.domain import funnel
+from ach_measurement.domain.budget import Money
 from ach_measurement.domain.facts import (
     Change,
     ChangeFacts,
@@ -352,6 +354,29 @@ class IndicatorValueRow(SQLModel, table=True):
 
 async def stored_indicator_values(session: AsyncSession) -> list[IndicatorValueRow]:
     return list((await session.exec(select(IndicatorValueRow))).all())
+
+
+class StoredMoney:
+    """The fund's posted money for the public budget page: a version that changes when a money
+    fact is added (they are only ever added), and the facts themselves."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def version(self) -> object:
+        async with self._sessions() as session:
+            query = select(func.count(), func.max(MoneyFact.posted_at)).select_from(MoneyFact)
+            return tuple((await session.exec(query)).one())
+
+    async def facts(self) -> list[Money]:
+        async with self._sessions() as session:
+            rows = await money_facts(session)
+        return [
+            Money(
+                f.posted_at, f.source, f.cash_in, f.cash_out, f.spent, f.purpose, f.need_domain, f.referrals
+            )
+            for f in rows
+        ]
 
 
 async def money_facts(session: AsyncSession) -> list[MoneyFact]:

@@ -27,6 +27,7 @@ from ach_platform.access import OwnerResolver
 from ach_platform.auth import AuthSettings
 from ach_platform.database import check_database, create_engine, session_factory
 from ach_platform.grpc_server import GrpcServer, Registrar
+from ach_platform.leadership import Leadership
 from ach_platform.settings import ConfigError, ServiceSettings
 from ach_platform.telemetry import setup_telemetry, shutdown_telemetry
 from faststream.kafka import KafkaBroker
@@ -69,6 +70,7 @@ class Runtime:
     grpc_service_names: list[str] = field(default_factory=list)
     subscriptions: list[tuple[tuple[Topic, ...], Mapping[str, EventHandler]]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    singletons: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     pattern_subscriptions: list[PatternSubscription] = field(default_factory=list)
     owner_resolvers: dict[str, OwnerResolver] = field(default_factory=dict)
     partners: PartnerReplica | None = None  # the partner registry's replica, once the service started
@@ -125,7 +127,13 @@ class Runtime:
         self.resolve_owners(resource, resolve)
 
     def run_in_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Work every replica does (its own caches, its own deliveries)."""
         self.background.append(task)
+
+    def run_as_singleton(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Work one replica does at a time: started when this replica becomes the leader
+        (ach_platform.leadership), cancelled when it stops being one."""
+        self.singletons.append(task)
 
     def serve_http(self, app: Any, name: str) -> None:
         """Serve a plain-HTTP (ASGI) application on HTTP_PORT, in the service's loop, traced and
@@ -229,6 +237,7 @@ class RunningService:
         self.broker: KafkaBroker | None = None
         self.relay: OutboxRelay | None = None
         self.partners: PartnerReplica | None = None
+        self.leadership = Leadership.from_settings(definition.name)
 
     async def start(self) -> None:
         s = self.settings
@@ -242,8 +251,10 @@ class RunningService:
         self.relay = OutboxRelay(self.sessions, self.producer, self.outbox)
         self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{s.service}-outbox-relay"))
         outbox_keep, inbox_keep = keeping_periods()
-        pruner = Pruner(self.sessions, outbox_keep, inbox_keep)
-        self.tasks.append(asyncio.create_task(pruner.run(), name=f"{s.service}-pruning"))
+        self.leadership.add(Pruner(self.sessions, outbox_keep, inbox_keep).run)
+        for job in self.runtime.singletons:
+            self.leadership.add(job)
+        self.tasks.append(asyncio.create_task(self.leadership.campaign(), name=f"{s.service}-leadership"))
         for job in self.runtime.background:
             self.tasks.append(asyncio.create_task(job(), name=f"{s.service}-background"))
 
@@ -320,6 +331,7 @@ class RunningService:
             await consumer.drained()
         if self.relay:
             await self.relay.stop()
+        await self.leadership.resign()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -359,6 +371,22 @@ async def serve(definition: ServiceDefinition) -> None:
     log.info("stopped")
 
 
+def provision_topics(action: str) -> int:
+    """The chart's topics Job: ``topics apply`` (``plan`` only says what it would do)."""
+    from ach_platform.settings import kafka_bootstrap_servers
+
+    from ach_events import topic_plan
+
+    servers = kafka_bootstrap_servers()
+    done = topic_plan.plan(servers) if action == "plan" else topic_plan.apply(servers)
+    for change in done.changes:
+        if change.action != "unchanged":
+            print(change.line())
+    verb = "would change" if action == "plan" else "changed"
+    print(f"topics: {len(done.pending)} {verb}; {done.summary()}", file=sys.stderr)
+    return 0
+
+
 def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
     """The service's one command line: ``ach-<service> serve | migrate | <its own commands>``."""
     parser = argparse.ArgumentParser(
@@ -367,6 +395,8 @@ def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply the database migrations, then exit")
+    topics = sub.add_parser("topics", help="create the topic table's missing topics (never deletes)")
+    topics.add_argument("action", choices=["plan", "apply"])
     own = {command.name: command for command in definition.commands}
     for command in definition.commands:
         command.arguments(sub.add_parser(command.name, help=command.help, description=command.help))
@@ -374,6 +404,8 @@ def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
     try:
         if args.command in own:
             raise SystemExit(own[args.command].run(args))
+        if args.command == "topics":
+            raise SystemExit(provision_topics(args.action))
         if args.command == "migrate":
             settings = ServiceSettings.from_env(definition.name)
             migrations.upgrade(definition.migrations_dir, settings.database_url)

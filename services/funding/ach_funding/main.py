@@ -72,7 +72,7 @@ def wire(runtime: Runtime) -> None:
                 log.warning("funding sweep failed: %s", type(exc).__name__)
             await asyncio.sleep(settings.sweep_seconds)
 
-    runtime.run_in_background(sweep)
+    runtime.run_as_singleton(sweep)
 
     async def funder_of(stream_id: str) -> set[str] | None:
         stream = fund.catalog.stream(stream_id)

@@ -11,6 +11,7 @@ from ach.measurement.v1 import measurement_pb2_grpc
 from ach_events.runtime import Command, Runtime, ServiceDefinition
 from ach_events.runtime import cli as run_cli
 from ach_platform.database import check_database, create_engine, session_factory
+from ach_platform.leadership import HeldElsewhere, exclusively
 from ach_platform.settings import ConfigError, ServiceSettings, kafka_bootstrap_servers
 from tqdm import tqdm
 
@@ -137,8 +138,10 @@ def rebuild_facts(args: argparse.Namespace) -> int:
                     engine, kafka_bootstrap_servers(), subscribers.TOPICS, subscribers.HANDLERS, progress
                 )
                 try:
-                    report = await rebuild.run(restart=args.restart, accept_fewer=args.accept_fewer)
-                except RebuildRefused as exc:
+                    # One rebuild at a time in a cluster: two would switch tables under each other.
+                    async with exclusively(DEFINITION.name, "rebuild"):
+                        report = await rebuild.run(restart=args.restart, accept_fewer=args.accept_fewer)
+                except (RebuildRefused, HeldElsewhere) as exc:
                     print(f"ach-measurement: {exc}", file=sys.stderr)
                     return 1
         finally:

@@ -51,7 +51,7 @@ def wire(runtime: Runtime) -> None:
             directory_pb2.ServiceChanged: events.on_service_changed,
         },
     )
-    runtime.run_in_background(TimerWorker(runtime.sessions, workflow).run)
+    runtime.run_as_singleton(TimerWorker(runtime.sessions, workflow).run)
     # CBOs' case-management systems report statuses through their inbound topics (the gateway).
     runtime.consume(
         [PARTNER_INTAKE], {partners_pb2.ReferralStatusReported: events.on_referral_status_reported}

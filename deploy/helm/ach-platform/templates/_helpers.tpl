@@ -31,6 +31,24 @@ Kafka principal, and the env of its values entry (values templated). list: root,
   value: {{ add $svc.grpcPort $root.Values.auth.healthPortOffset | quote }}
 - name: HTTP_PORT
   value: {{ $svc.httpPort | default 0 | quote }}
+{{- with $root.Values.leaderElection }}
+{{- if .enabled }}
+- name: ACH_LEADER_ELECTION
+  value: kubernetes
+- name: ACH_LEASE_NAME
+  value: {{ include "ach.fullname" $root }}-{{ $name }}
+- name: ACH_LEASE_DURATION_S
+  value: {{ .leaseDurationSeconds | quote }}
+- name: ACH_LEASE_RENEW_DEADLINE_S
+  value: {{ .renewDeadlineSeconds | quote }}
+- name: ACH_LEASE_RETRY_S
+  value: {{ .retryPeriodSeconds | quote }}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+{{- end }}
+{{- end }}
 {{- include "ach.databaseEnv" (list $root $name) }}
 {{- if hasPrefix "SASL_" $root.Values.kafka.securityProtocol }}
 - name: KAFKA_SASL_USERNAME

@@ -1,0 +1,275 @@
+"""The chart and the platform's own use of the Kubernetes API, against a real API server (etcd and
+kube-apiserver on loopback, tests/kube_cluster.py): the rendered chart for the local and the
+production values is applied with a server-side dry run and then for real, and the replicas of a
+service elect one leader through the Lease the chart lets them use."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness import ROOT, eventually
+from tests.kube_cluster import KubeCluster, control_plane_binaries, k8s, running_cluster
+
+CHART = ROOT / "deploy" / "helm" / "ach-platform"
+HELM = ROOT / "scripts" / "helm.sh"
+RELEASE = "ach"
+SERVICES = ("screening", "referrals", "directory", "measurement", "funding", "notifications", "identity")
+
+
+@dataclass(frozen=True)
+class Installed:
+    namespace: str
+    objects: list[dict[str, Any]]
+
+
+def render(namespace: str, *values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    args = [str(HELM), "template", RELEASE, str(CHART), "--namespace", namespace]
+    for path in values:
+        args += ["-f", str(path)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def apply_all(cluster: KubeCluster, namespace: str, objects: list[dict[str, Any]], dry_run: bool) -> None:
+    dynamic: Any = importlib.import_module("kubernetes.dynamic")
+    client = dynamic.DynamicClient(cluster.api_client())
+    for obj in objects:
+        resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        client.server_side_apply(
+            resource,
+            body=obj,
+            namespace=namespace if resource.namespaced else None,
+            field_manager="ach-tests",
+            force_conflicts=True,
+            dry_run="All" if dry_run else None,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    with running_cluster(tmp_path_factory.mktemp("kube")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: KubeCluster) -> dict[str, Installed]:
+    """The chart as `make run`'s laptop cluster would have it (values-local.yaml) in ach-dev, and as a
+    county's production release (examples/production.yaml, with the Prometheus Operator's CRDs) in
+    ach-prod: each applied first as a server-side dry run (nothing stored), then for real."""
+
+    api = cluster.api_client()
+    _, etcd = control_plane_binaries()
+    crds = [yaml.safe_load(path.read_text()) for path in sorted((etcd.parent / "crds").glob("*.yaml"))]
+    apply_all(cluster, "", crds, dry_run=False)
+    extensions = k8s.ApiextensionsV1Api(api)
+
+    def established() -> bool | None:
+        for crd in crds:
+            got = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+            if not any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
+                return None
+        return True
+
+    eventually(established, 30, "the Prometheus Operator's CRDs established")
+    releases = {
+        "dev": ("ach-dev", render("ach-dev", CHART / "values-local.yaml")),
+        "prod": (
+            "ach-prod",
+            render(
+                "ach-prod",
+                CHART / "examples" / "production.yaml",
+                sets=("services.screening.image=registry.example/ach-screening@sha256:" + "0" * 64,),
+            ),
+        ),
+    }
+    core = k8s.CoreV1Api(api)
+    done = {}
+    for name, (namespace, objects) in releases.items():
+        core.create_namespace({"metadata": {"name": namespace}})
+        apply_all(cluster, namespace, objects, dry_run=True)
+        stored = k8s.AppsV1Api(api).list_namespaced_deployment(namespace).items
+        assert not stored, "a dry run stored something"
+        apply_all(cluster, namespace, objects, dry_run=False)
+        done[name] = Installed(namespace, objects)
+    return done
+
+
+def test_the_chart_applies_to_a_real_api_server_for_local_and_production_values(
+    cluster: KubeCluster, installed: dict[str, Installed]
+) -> None:
+
+    api = cluster.api_client()
+    apps, core, rbac = k8s.AppsV1Api(api), k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    for release in installed.values():
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in release.objects}
+        stored = {d.metadata.name: d for d in apps.list_namespaced_deployment(release.namespace).items}
+        assert set(stored) == {n for k, n in kinds if k == "Deployment"}
+        accounts = {a.metadata.name for a in core.list_namespaced_service_account(release.namespace).items}
+        for service in SERVICES:
+            assert stored[f"{RELEASE}-{service}"].spec.template.spec.service_account_name in accounts
+        roles = {r.metadata.name for r in rbac.list_namespaced_role(release.namespace).items}
+        assert f"{RELEASE}-referrals-leases" in roles
+        jobs = {n for k, n in kinds if k == "Job"}
+        assert any(n.startswith(f"{RELEASE}-topics-") for n in jobs), jobs
+    prod = {d.metadata.name: d for d in apps.list_namespaced_deployment("ach-prod").items}
+    assert prod[f"{RELEASE}-screening"].spec.replicas == 3
+    dev = {d.metadata.name: d for d in apps.list_namespaced_deployment("ach-dev").items}
+    assert {d.spec.replicas for d in dev.values()} == {1}
+    custom = k8s.CustomObjectsApi(api)
+    rules = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", "ach-prod", "prometheusrules")
+    assert rules["items"], "the production values' PrometheusRule was not stored"
+
+
+def test_the_api_server_refuses_a_manifest_the_schema_does_not_know(
+    cluster: KubeCluster, installed: dict[str, Installed]
+) -> None:
+    """What makes the apply above a check: a misspelt field is refused by the server, not dropped."""
+    from kubernetes.client.exceptions import ApiException
+
+    deployment = next(o for o in installed["dev"].objects if o["kind"] == "Deployment")
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolice"] = "Always"
+    with pytest.raises(ApiException) as refused:
+        apply_all(cluster, "ach-dev", [broken], dry_run=True)
+    assert "imagePullPolice" in str(refused.value.body)
+
+
+def service_account_kubeconfig(cluster: KubeCluster, namespace: str, account: str) -> Path:
+    """A kubeconfig holding a token the API server issued for the chart's service account (what a
+    pod of that Deployment would be given)."""
+
+    token = (
+        k8s.CoreV1Api(cluster.api_client())
+        .create_namespaced_service_account_token(account, namespace, {"spec": {"expirationSeconds": 3600}})
+        .status.token
+    )
+    return cluster.kubeconfig_for_token(token, f"{namespace}-{account}")
+
+
+class Candidate:
+    LEASE_S, RENEW_S, RETRY_S = 4, 3, 0.25
+
+    def __init__(self, name: str, kubeconfig: Path, namespace: str, lease: str, logs: Path) -> None:
+        self.name = name
+        self.log = logs / f"{name}.log"
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "ACH_LEADER_ELECTION": "kubernetes",
+            "POD_NAME": name,
+            "POD_NAMESPACE": namespace,
+            "ACH_LEASE_NAME": lease,
+            "ACH_LEASE_DURATION_S": str(self.LEASE_S),
+            "ACH_LEASE_RENEW_DEADLINE_S": str(self.RENEW_S),
+            "ACH_LEASE_RETRY_S": str(self.RETRY_S),
+            "PYTHONPATH": str(ROOT),
+        }
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.lease_candidate"], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        eventually(lambda: "started" in self.log.read_text() or None, 30, f"{name} started")
+
+    @property
+    def says_leading(self) -> bool:
+        lines = [line for line in self.log.read_text().splitlines() if line in ("leading", "following")]
+        return bool(lines) and lines[-1] == "leading"
+
+    def stop(self, sig: int) -> None:
+        self.process.send_signal(sig)
+        self.process.wait(15)
+
+
+def holder(cluster: KubeCluster, namespace: str, lease: str) -> str:
+
+    got = k8s.CoordinationV1Api(cluster.api_client()).read_namespaced_lease(lease, namespace)
+    return got.spec.holder_identity or ""
+
+
+def test_one_replica_leads_and_hands_over_when_stopped_or_killed(
+    cluster: KubeCluster, installed: dict[str, Installed], tmp_path: Path
+) -> None:
+    """Replicas of referrals compete for their Lease as the chart's service account: exactly one
+    leads; a graceful stop hands over at the others' next try, a killed leader after its lease ran out."""
+    namespace, lease = "ach-prod", f"{RELEASE}-referrals"
+    kubeconfig = service_account_kubeconfig(cluster, namespace, f"{RELEASE}-referrals")
+    candidates: list[Candidate] = []
+    try:
+        a = Candidate("referrals-a", kubeconfig, namespace, lease, tmp_path)
+        candidates.append(a)
+        eventually(lambda: holder(cluster, namespace, lease) == "referrals-a" or None, 20, "a leads")
+        b = Candidate("referrals-b", kubeconfig, namespace, lease, tmp_path)
+        candidates.append(b)
+        time.sleep(Candidate.LEASE_S / 2)
+        assert holder(cluster, namespace, lease) == "referrals-a"
+        assert a.says_leading and not b.says_leading, "two leaders at once"
+
+        # A graceful stop (SIGTERM, as at a rolling update) releases the lease: b takes it at its
+        # next try, long before the lease would have run out.
+        stopped = time.monotonic()
+        a.stop(signal.SIGTERM)
+        assert "stopped" in a.log.read_text()
+        eventually(lambda: holder(cluster, namespace, lease) == "referrals-b" or None, 10, "b leads")
+        handed_over = time.monotonic() - stopped
+        assert handed_over < Candidate.LEASE_S / 2, f"graceful hand-over took {handed_over:.1f} s"
+        eventually(lambda: b.says_leading or None, 5, "b says it leads")
+
+        # A killed leader (SIGKILL: no release) keeps the lease until it runs out; then c takes it.
+        c = Candidate("referrals-c", kubeconfig, namespace, lease, tmp_path)
+        candidates.append(c)
+        time.sleep(1)
+        assert not c.says_leading
+        killed = time.monotonic()
+        b.stop(signal.SIGKILL)
+        eventually(lambda: holder(cluster, namespace, lease) == "referrals-c" or None, 15, "c leads")
+        taken_over = time.monotonic() - killed
+        lease_s, retry_s = Candidate.LEASE_S, Candidate.RETRY_S
+        assert taken_over >= lease_s - 3 * retry_s, f"took a live lease ({taken_over:.1f} s)"
+        assert taken_over <= lease_s + 4 * retry_s, f"hand-over took {taken_over:.1f} s"
+        eventually(lambda: c.says_leading or None, 5, "c says it leads")
+    finally:
+        for candidate in candidates:
+            if candidate.process.poll() is None:
+                candidate.stop(signal.SIGKILL)
+
+
+def test_a_service_account_reaches_only_its_own_lease(
+    cluster: KubeCluster, installed: dict[str, Installed]
+) -> None:
+    """The chart's Role names the service's own Lease: referrals cannot take identity's (and so stop
+    its sweeps), nor read a Secret."""
+    from kubernetes.client.exceptions import ApiException
+
+    kubeconfig = service_account_kubeconfig(cluster, "ach-prod", f"{RELEASE}-referrals")
+    api = cluster.api_client(kubeconfig)
+    leases = k8s.CoordinationV1Api(api)
+    body = {
+        "metadata": {"name": f"{RELEASE}-identity"},
+        "spec": {"holderIdentity": "referrals-x", "leaseDurationSeconds": 15},
+    }
+    k8s.CoordinationV1Api(cluster.api_client()).create_namespaced_lease("ach-prod", body)
+    attempts: list[Callable[[], Any]] = [
+        lambda: leases.read_namespaced_lease(f"{RELEASE}-identity", "ach-prod"),
+        lambda: leases.replace_namespaced_lease(f"{RELEASE}-identity", "ach-prod", body),
+        lambda: k8s.CoreV1Api(api).list_namespaced_secret("ach-prod"),
+        lambda: leases.read_namespaced_lease(f"{RELEASE}-referrals", "ach-dev"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ApiException) as refused:
+            attempt()
+        assert refused.value.status == 403

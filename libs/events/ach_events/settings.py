@@ -15,6 +15,9 @@ class BackboneSettings(Settings):
         int, checked(whole_number(1, 30, "days")), Field(validation_alias="ACH_DLQ_RETENTION_DAYS")
     ] = 7
     kafka_replication_factor: Annotated[int, checked(whole_number(1, 7))] = 1
+    # false in a deployed cluster: the chart's topics Job creates them (as a principal allowed to);
+    # a service then only waits, at start-up, for the topics it needs to exist.
+    kafka_create_topics: bool = True
     # Published outbox rows and consumed events' inbox rows are pruned after these (the inbox's is
     # longer than any redelivery).
     outbox_keep_days: Annotated[int, checked(whole_number(1, 3650, "days"))] = 7

@@ -207,7 +207,9 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t.physical_name not in existing]
-        if missing:
+        if missing and not BackboneSettings.load().kafka_create_topics:
+            _wait_for_topics(admin, missing, deadline)
+        elif missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another service created it first
                 admin.create_topics(
                     [
@@ -222,6 +224,22 @@ def ensure_topics(
 
 
 NOT_YET = (3, 5)  # UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE
+
+
+def _wait_for_topics(admin: Any, missing: list[Topic], deadline: float) -> None:
+    """KAFKA_CREATE_TOPICS=false: someone else creates them (the chart's topics Job, which may be
+    running right now); wait for them until the deadline, then say which are missing."""
+    while True:
+        existing = set(admin.list_topics())
+        names = [t.physical_name for t in missing if t.physical_name not in existing]
+        if not names:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(
+                f"topics missing: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} "
+                "(KAFKA_CREATE_TOPICS=false: the chart's topics Job, or achctl topics apply, creates them)"
+            )
+        time.sleep(1)
 
 
 def _wait_for_leaders(admin: Any, names: list[str], deadline: float) -> None:

@@ -371,14 +371,16 @@ async def serve(definition: ServiceDefinition) -> None:
     log.info("stopped")
 
 
-def provision_topics(action: str) -> int:
+def provision_topics(service: str, action: str) -> int:
     """The chart's topics Job: ``topics apply`` (``plan`` only says what it would do)."""
-    from ach_platform.settings import kafka_bootstrap_servers
-
     from ach_events import topic_plan
 
-    servers = kafka_bootstrap_servers()
-    done = topic_plan.plan(servers) if action == "plan" else topic_plan.apply(servers)
+    s = ServiceSettings.from_env(service)
+    servers, timeout_s = s.kafka_bootstrap_servers, s.connect_timeout_s
+    if action == "plan":
+        done = topic_plan.plan(servers, timeout_s=timeout_s)
+    else:
+        done = topic_plan.apply(servers, timeout_s=timeout_s)
     for change in done.changes:
         if change.action != "unchanged":
             print(change.line())
@@ -397,6 +399,7 @@ def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
     sub.add_parser("migrate", help="apply the database migrations, then exit")
     topics = sub.add_parser("topics", help="create the topic table's missing topics (never deletes)")
     topics.add_argument("action", choices=["plan", "apply"])
+    topics.add_argument("--dry-run", action="store_true", help="apply: only say what it would change")
     own = {command.name: command for command in definition.commands}
     for command in definition.commands:
         command.arguments(sub.add_parser(command.name, help=command.help, description=command.help))
@@ -405,7 +408,7 @@ def cli(definition: ServiceDefinition, argv: Sequence[str] | None = None) -> Non
         if args.command in own:
             raise SystemExit(own[args.command].run(args))
         if args.command == "topics":
-            raise SystemExit(provision_topics(args.action))
+            raise SystemExit(provision_topics(definition.name, "plan" if args.dry_run else args.action))
         if args.command == "migrate":
             settings = ServiceSettings.from_env(definition.name)
             migrations.upgrade(definition.migrations_dir, settings.database_url)

@@ -62,7 +62,11 @@ def test_plan_apply_and_drift(kafka_bootstrap: str, kafka_namespace: str) -> Non
         # one topic has more partitions than the table says.
         screening = ALL_TOPICS[0]
         admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, screening.physical_name, configs={"retention.ms": "60000"})]
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, screening.physical_name, configs={"retention.ms": "60000"}
+                )
+            ]
         )
         stray = namespaced("ach.retired.events.v0")
         admin.create_topics([NewTopic(stray, 1, 1)])
@@ -83,7 +87,11 @@ def test_plan_apply_and_drift(kafka_bootstrap: str, kafka_namespace: str) -> Non
         fixed = topics_command("apply", bootstrap=kafka_bootstrap)
         assert fixed.returncode == 0, fixed.stderr
         configs = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, screening.physical_name, configs={"retention.ms": None})],
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, screening.physical_name, configs={"retention.ms": None}
+                )
+            ],
             config_filter="all",
         )
         assert str(configs["topic"][screening.physical_name]["retention.ms"]["value"]) == "31536000000"
@@ -93,7 +101,11 @@ def test_plan_apply_and_drift(kafka_bootstrap: str, kafka_namespace: str) -> Non
         assert after[grown.physical_name] == grown.partitions + 1
         # Other configs of the repaired topic survived (an incremental change, not a replacement).
         cleanup = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, screening.physical_name, configs={"max.message.bytes": None})],
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, screening.physical_name, configs={"max.message.bytes": None}
+                )
+            ],
             config_filter="all",
         )
         value = cleanup["topic"][screening.physical_name]["max.message.bytes"]["value"]

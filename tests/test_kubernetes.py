@@ -273,3 +273,151 @@ def test_a_service_account_reaches_only_its_own_lease(
         with pytest.raises(ApiException) as refused:
             attempt()
         assert refused.value.status == 403
+
+
+ACHCTL = Path(sys.executable).parent / "achctl"
+
+
+def achctl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ACHCTL), *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], status: int, says: str) -> None:
+    assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("achctl: error: ") and says in done.stderr, done.stderr
+
+
+def row(output: str, first: str) -> list[str]:
+    """The cells of the table row that starts with ``first``."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.replace("┃", "│").split("│")]
+        cells = [c for c in cells if c]
+        if cells and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r} in:\n{output}")
+
+
+def test_achctl_status_reads_deployments_lag_dead_letters_and_outboxes(
+    cluster: KubeCluster,
+    installed: dict[str, Installed],
+    kafka_bootstrap: str,
+    kafka_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """What county IT sees of a release: ready replicas and restarts as the API server has them (the
+    tests play the kubelet), each consumer group's lag, dead letters retained and the outbox backlog."""
+    from ach_events import topic_plan
+    from ach_events.topics import REFERRAL_EVENTS, dead_letter_topic, namespaced
+    from kafka.consumer import KafkaConsumer
+    from kafka.producer import KafkaProducer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    namespace = installed["dev"].namespace
+    api = cluster.api_client()
+    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    topic_plan.apply(kafka_bootstrap)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ACH_KAFKA_NAMESPACE": kafka_namespace,
+        "ACH_DATA_DIR": str(tmp_path / "data"),
+    }
+    # The referrals database, with one event committed two minutes ago and not yet published.
+    migrated = subprocess.run(
+        [str(Path(sys.executable).parent / "ach-referrals"), "migrate"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    import sqlite3
+
+    database = next((tmp_path / "data").glob("referrals*.db"))
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "INSERT INTO outbox_event (event_id, topic, key, event_type, headers, payload, created_at)"
+            " VALUES ('e-1', 't', 'k', 'x', '[]', x'00', datetime('now', '-120 seconds'))"
+        )
+
+    # Two referral events the measurement group has not handled; one referrals dead letter.
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for n in range(2):
+        producer.send(REFERRAL_EVENTS.physical_name, key=b"r", value=b"x%d" % n, partition=0).get(10)
+    producer.close()
+    group = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=namespaced("measurement"))
+    group.commit({TopicPartition(REFERRAL_EVENTS.physical_name, 0): OffsetAndMetadata(0, "", -1)})
+    group.close()
+    dead = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    dead.send(dead_letter_topic("referrals").physical_name, key=b"r", value=b"y").get(10)
+    dead.close()
+
+    kubeconfig = str(cluster.kubeconfig)
+    done = achctl("status", "-n", namespace, "--kubeconfig", kubeconfig, env=env)
+    assert done.returncode == 1, done.stderr  # nothing is ready: no kubelet has started anything
+    assert "8 Deployment(s) not ready" in done.stderr  # the seven services and the embedded broker
+    for service in SERVICES:
+        assert row(done.stdout, service)[1:] == ["0/1 (not ready)", "0", "0"], done.stdout
+
+    # Play the kubelet: every Deployment ready; the referrals pod restarted three times.
+    for deployment in apps.list_namespaced_deployment(namespace).items:
+        desired = deployment.spec.replicas or 1
+        status = {"replicas": desired, "readyReplicas": desired, "updatedReplicas": desired}
+        apps.patch_namespaced_deployment_status(deployment.metadata.name, namespace, {"status": status})
+    labels = {"app.kubernetes.io/part-of": "ach-platform", "app.kubernetes.io/name": "referrals"}
+    pod = {
+        "metadata": {"name": "ach-referrals-abc", "labels": labels},
+        "spec": {
+            "serviceAccountName": f"{RELEASE}-referrals",  # no controller makes a "default" one here
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "referrals", "image": "ach-referrals:dev"}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    container = {
+        "name": "referrals",
+        "image": "ach-referrals:dev",
+        "imageID": "",
+        "ready": True,
+        "restartCount": 3,
+        "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}},
+    }
+    core.patch_namespaced_pod_status(
+        "ach-referrals-abc", namespace, {"status": {"containerStatuses": [container]}}
+    )
+
+    done = achctl("status", "-n", namespace, "--kubeconfig", kubeconfig, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    deployments, events = done.stdout.split("Events", 1)
+    assert row(deployments, "referrals")[1:] == ["1/1", "1", "3"], deployments
+    assert row(deployments, "screening")[1:] == ["1/1", "1", "0"], deployments
+    assert row(events, "measurement")[1] == "2", events  # lag: two events not handled
+    assert row(events, "referrals")[2] == "1", events  # one dead letter
+    outbox = row(events, "referrals")[3:]
+    assert outbox[0] == "1" and outbox[2] == "0", events
+    assert 110 <= int(outbox[1].removesuffix(" s")) <= 200, events
+    assert row(events, "screening")[3].startswith("database unreadable"), events
+
+    # What it cannot reach: one line and a non-zero exit.
+    broken = tmp_path / "broken-kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: [}\n")
+    one_line_error(achctl("status", "--kubeconfig", str(broken), env=env), 2, "kubeconfig")
+    one_line_error(
+        achctl("status", "--kubeconfig", str(tmp_path / "absent"), env=env), 2, "kubeconfig not found"
+    )
+    elsewhere = yaml.safe_load(cluster.kubeconfig.read_text())
+    elsewhere["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    moved = tmp_path / "moved-kubeconfig"
+    moved.write_text(yaml.safe_dump(elsewhere))
+    one_line_error(achctl("status", "--kubeconfig", str(moved), env=env), 2, "Kubernetes API unreachable")
+    stranger = cluster.kubeconfig_for_token("not-a-token", "stranger")
+    one_line_error(achctl("status", "--kubeconfig", str(stranger), env=env), 2, "refused us (401")
+    unreachable = {**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    one_line_error(
+        achctl("status", "-n", namespace, "--kubeconfig", kubeconfig, env=unreachable),
+        2,
+        "Kafka broker unreachable",
+    )

@@ -88,6 +88,7 @@ test-infra:
 	@if [ -z "$${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then scripts/kafka/broker.sh start; fi
 	@if [ -z "$${TEST_DATABASE_URL:-}" ]; then scripts/postgres/server.sh start; fi
 	@scripts/browser/chromium.sh
+	@scripts/prometheus/install.sh
 
 .PHONY: test
 test: setup protos-check asyncapi-check lint helm-check image-check-sample test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,24 @@ handle_duration = meter.create_histogram(
 )
 end_to_end_lag = meter.create_histogram(
     "ach_event_lag", unit="s", description="From the event's ce_time to the end of its handling"
+)
+RESULTS = ("processed", "duplicate", "skipped", "dead_lettered")
+_live: weakref.WeakSet[EventConsumer] = weakref.WeakSet()
+
+
+def _lag_observations(_options: Any) -> list[metrics.Observation]:
+    observed: list[metrics.Observation] = []
+    for consumer in list(_live):
+        for topic, lag in consumer.lag_by_topic().items():
+            observed.append(metrics.Observation(lag, {"consumer": consumer.name, "topic": topic}))
+    return observed
+
+
+meter.create_observable_gauge(
+    "ach_consumer_lag",
+    callbacks=[_lag_observations],
+    unit="{event}",
+    description="Records on the broker not yet handled, by consumer and topic (high watermark - next)",
 )
 
 EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
@@ -129,6 +148,25 @@ class EventConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._commits = OffsetCommits(name, commit_every_s)
+        # For the lag gauge: the next offset to handle per partition, and the client that fetches.
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._kafka: AIOKafkaConsumer | None = None
+        _live.add(self)
+        # Every series exists from the start (at 0): an alert on increase() sees the first dead letter.
+        for topic in topics:
+            for result in RESULTS:
+                consumed_counter.add(0, {"consumer": name, "topic": topic.physical_name, "result": result})
+
+    def lag_by_topic(self) -> dict[str, int]:
+        kafka = self._kafka
+        if kafka is None:
+            return {}
+        lag: dict[str, int] = {}
+        for tp, next_offset in list(self._next_offsets.items()):
+            highwater = kafka.highwater(tp)
+            if highwater is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - next_offset, 0)
+        return lag
 
     def subscribe(self, broker: KafkaBroker) -> None:
         async def on_batch(message: KafkaMessage) -> None:
@@ -139,6 +177,9 @@ class EventConsumer:
                 await message.nack()  # seek back: the batch comes again (the database was away)
                 raise
             await self._commits.handled(message.consumer, records)  # type: ignore[arg-type]
+            self._kafka = message.consumer  # type: ignore[assignment]
+            for record in records:
+                self._next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
         topics = [] if self._pattern else [t.physical_name for t in self.topics]
         where: dict[str, Any] = {"pattern": self._pattern} if self._pattern else {}

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import zlib
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,7 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        outbox_topics: tuple[str, ...] = (),
     ) -> None:
         self._sessions = sessions
         self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
@@ -84,6 +86,24 @@ class OutboxRelay:
             unit="{event}",
             description="Outbox events committed but not yet published (counted at most every 5 s)",
         )
+        # The oldest event read but not yet published: while Kafka is away it stays, and its age grows.
+        self._oldest: datetime | None = None
+        self._published_types: Counter[str] = Counter()
+        meter.create_observable_gauge(
+            "ach_outbox_oldest_age",
+            callbacks=[lambda _options: [metrics.Observation(self.oldest_age_s())]],
+            unit="s",
+            description="Age of the oldest outbox event not yet on Kafka (0 when the outbox is empty)",
+        )
+        for topic in outbox_topics or ():
+            set_aside_counter.add(0, {"topic": topic})  # series from the start: alerts see the first one
+
+    def oldest_age_s(self) -> float:
+        oldest = self._oldest
+        if oldest is None:
+            return 0.0
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        return max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of unpublished rows; returns how many were published."""
@@ -93,7 +113,9 @@ class OutboxRelay:
         else:
             published = await self._publish_batch_locked()
         if published:
-            published_counter.add(published)
+            for event_type, n in self._published_types.items():
+                published_counter.add(n, {"event_type": event_type})
+            self._published_types.clear()
             publish_duration.record(asyncio.get_running_loop().time() - started)
         return published
 
@@ -108,6 +130,7 @@ class OutboxRelay:
                 col(OutboxEvent.event_type),
                 col(OutboxEvent.headers),
                 col(OutboxEvent.payload),
+                col(OutboxEvent.created_at),
             )
             .where(col(OutboxEvent.published_at).is_(None), col(OutboxEvent.set_aside_reason).is_(None))
             .order_by(col(OutboxEvent.seq))
@@ -127,8 +150,9 @@ class OutboxRelay:
                 return 0
             rows = list((await session.exec(self._unpublished().with_for_update(skip_locked=True))).all())
             if not rows:
-                self.backlog = 0
+                self.backlog, self._oldest = 0, None
                 return 0
+            self._oldest = rows[0].created_at
             set_aside = await self._send_all(rows)
             await self._mark_published(session, rows, set_aside)
         return len(rows)
@@ -139,8 +163,9 @@ class OutboxRelay:
         async with self._sessions() as session, session.begin():
             rows = list((await session.exec(self._unpublished())).all())
         if not rows:
-            self.backlog = 0
+            self.backlog, self._oldest = 0, None
             return 0
+        self._oldest = rows[0].created_at
         set_aside = await self._send_all(rows)
         async with self._sessions() as session, session.begin():
             await self._mark_published(session, rows, set_aside)
@@ -177,6 +202,8 @@ class OutboxRelay:
         self, session: AsyncSession, rows: list[Any], set_aside: dict[int, str]
     ) -> None:
         published = [r.seq for r in rows if r.seq not in set_aside]
+        # Counted by publish_batch once the batch is committed as published: the ops funnel.
+        self._published_types = Counter(r.event_type for r in rows if r.seq not in set_aside)
         if published:
             await session.exec(
                 update(OutboxEvent)
@@ -189,8 +216,10 @@ class OutboxRelay:
             )  # type: ignore[call-overload]
         now = asyncio.get_running_loop().time()
         if len(rows) < self._batch_size:
-            self.backlog = 0
-        elif now - self._counted_at >= COUNT_EVERY_S:
+            self.backlog, self._oldest = 0, None
+            return
+        self._oldest = rows[-1].created_at  # the rows behind it are younger still
+        if now - self._counted_at >= COUNT_EVERY_S:
             # Counting is a scan of the whole backlog: after every batch, a large backlog (an import
             # of 100,000 services) cost the database more than publishing it.
             remaining = await session.exec(

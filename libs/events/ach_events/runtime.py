@@ -43,7 +43,7 @@ from ach_events.partners import PartnerReplica
 from ach_events.pruning import Pruner
 from ach_events.relay import OutboxRelay
 from ach_events.settings import BackboneSettings
-from ach_events.topics import BrokerUnavailable, Topic, ensure_topics
+from ach_events.topics import ALL_TOPICS, BrokerUnavailable, Topic, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,10 @@ class RunningService:
         await start_producer(self.producer, s.kafka_bootstrap_servers, s.connect_timeout_s)
         self.definition.wiring(self.runtime)
 
-        self.relay = OutboxRelay(self.sessions, self.producer, self.outbox)
+        produced = tuple(
+            t.physical_name for t in ALL_TOPICS if t.producer == s.service and ".dlq." not in t.name
+        )
+        self.relay = OutboxRelay(self.sessions, self.producer, self.outbox, outbox_topics=produced)
         self.tasks.append(asyncio.create_task(self.relay.run(), name=f"{s.service}-outbox-relay"))
         outbox_keep, inbox_keep = keeping_periods()
         self.leadership.add(Pruner(self.sessions, outbox_keep, inbox_keep).run)

@@ -168,9 +168,26 @@ async def retrying_conflicts(
     raise AssertionError("unreachable")
 
 
+# The rules a write can be refused by (the refused counter's series exist from the start, at 0).
+REFUSAL_RULES = (
+    "idempotency",
+    "invalid",
+    "resolved",
+    "expired",
+    "overdraft",
+    "currency",
+    "account",
+    "restriction",
+    "reversal",
+    "managed",
+)
+
+
 class Ledger:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
+        for rule in REFUSAL_RULES:
+            refused.add(0, {"rule": rule})
 
     async def open_account(
         self,

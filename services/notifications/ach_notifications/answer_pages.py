@@ -54,6 +54,8 @@ class AnswerPages:
         self._sessions = sessions
         self._outbox = outbox
         self._key = digest_key
+        for outcome in ("answered", "unmatched", "refused"):  # every series from the start, at 0
+            replies.add(0, {"outcome": outcome})
 
     def routes(self) -> list[Route]:
         return [Route("/answers/{token}", self.answer, methods=["GET", "POST"])]

@@ -88,6 +88,17 @@ class DeliveryWorker:
             unit="{delivery}",
             description="Deliveries not yet acknowledged (backlog: alert when it grows)",
         )
+        self.open_circuits = 0
+        meter.create_observable_gauge(
+            "ach_notifications_open_circuits",
+            callbacks=[lambda _options: [metrics.Observation(self.open_circuits)]],
+            unit="{partner}",
+            description="Partners whose circuit is open: nothing is sent to them until it closes",
+        )
+        # Every series exists from the start (at 0): an alert on increase() sees the first failure.
+        for channel in ("webhook", "email", "sms"):
+            for outcome in ("delivered", "retry", "failed", "withheld"):
+                attempts_counter.add(0, {"channel": channel, "outcome": outcome})
 
     async def run(self) -> None:
         """Keep up to ``concurrency`` attempts in flight: a slow endpoint holds one slot, while the
@@ -107,7 +118,7 @@ class DeliveryWorker:
                             recorders.add(recorder)
                             recorder.add_done_callback(recorders.discard)
                     if time.monotonic() - last_count > 5:
-                        self.pending_gauge = await self._count_pending()
+                        self.pending_gauge, self.open_circuits = await self._count_pending()
                         last_count = time.monotonic()
                 except Exception:  # the database is away: try again, the rows wait
                     log.exception("delivery step failed")
@@ -192,12 +203,18 @@ class DeliveryWorker:
         wait = (as_utc(due) - now).total_seconds()
         return min(self._settings.poll_s, max(0.01, wait))
 
-    async def _count_pending(self) -> int:
+    async def _count_pending(self) -> tuple[int, int]:
+        """Deliveries pending, and partners whose circuit is open now."""
         async with self._sessions() as session:
             found = await session.exec(
                 select(func.count()).select_from(DeliveryRecord).where(DeliveryRecord.status == PENDING)
             )
-            return int(found.one())
+            opened = await session.exec(
+                select(func.count())
+                .select_from(PartnerCircuit)
+                .where(col(PartnerCircuit.open_until) > utc_now())
+            )
+            return int(found.one()), int(opened.one())
 
     async def _claim(self, now: datetime, room: int) -> list[Attempt]:
         d, e = DeliveryRecord, DeliveryRecord.__table__.alias("earlier")  # type: ignore[attr-defined]

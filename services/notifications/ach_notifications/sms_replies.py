@@ -72,6 +72,8 @@ class SmsReplies:
         self._token = token  # the gateway's auth token: it signs what it posts
         self._url = public_url  # the URL the gateway posts to, as configured there (it is signed)
         self._key = digest_key
+        for outcome in ("answered", "unmatched", "refused"):  # every series from the start, at 0
+            replies.add(0, {"outcome": outcome})
 
     def routes(self) -> list[Route]:
         return [Route(PATH, self.receive, methods=["POST"])]

@@ -12,6 +12,9 @@ from ach_events.outbox import Outbox
 from ach_events.topics import REFERRAL_EVENTS
 from ach_platform.clock import as_utc, to_timestamp
 from google.protobuf.message import Message
+from opentelemetry import metrics
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ach_referrals import domain
@@ -21,10 +24,41 @@ from ach_referrals.store import (
     ReferralRecord,
 )
 
+# The referral funnel for the ops dashboard, counted when the change commits (a rolled-back change
+# never happened). Stages, never ids: created, then each status it reaches, "need-met" for closings
+# with the need met.
+funnel = metrics.get_meter("ach_referrals.publishers").create_counter(
+    "ach_referrals_funnel", unit="{referral}", description="Referrals reaching each stage, by stage"
+)
+STAGES = ("created", *(s.value for s in domain.Status), "need-met")
+_COUNTED = "ach_referrals_funnel"
+
+
+def count_stage(session: AsyncSession, stage: str) -> None:
+    session.sync_session.info.setdefault(_COUNTED, []).append(stage)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for stage in session.info.pop(_COUNTED, ()):
+        funnel.add(1, {"stage": stage})
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_uncommitted(session: Session) -> None:
+    session.info.pop(_COUNTED, None)
+
+
+def zero_funnel() -> None:
+    """Every stage's series from the start, at 0."""
+    for stage in STAGES:
+        funnel.add(0, {"stage": stage})
+
 
 class ReferralPublisher:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
+        zero_funnel()
 
     def publish(self, session: AsyncSession, referral_id: str, message: Message) -> None:
         """Any referral event, keyed by its referral (its events stay in order)."""
@@ -36,6 +70,7 @@ class ReferralPublisher:
         r: ReferralRecord,
         information: referrals_pb2.ServiceInformation | None = None,
     ) -> None:
+        count_stage(session, "created")
         self.outbox.add(
             session,
             REFERRAL_EVENTS,
@@ -88,6 +123,9 @@ class ReferralPublisher:
         )
 
     def status_changed(self, session: AsyncSession, r: ReferralRecord, change: ReferralHistory) -> None:
+        count_stage(session, change.to_status)
+        if change.outcome == domain.Outcome.NEED_MET.value:
+            count_stage(session, "need-met")
         self.outbox.add(
             session,
             REFERRAL_EVENTS,

@@ -35,6 +35,8 @@ class TimerWorker:
         self._sessions = sessions
         self._workflow = workflow
         self._poll_s = poll_s
+        for kind in domain.TimerKind:  # every series from the start: an alert sees the first breach
+            fired.add(0, {"kind": kind.value})
 
     async def run(self) -> None:
         while True:

@@ -15,6 +15,9 @@ out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
 "$helm" template ach "$chart" --namespace ach -f "$chart/examples/production.yaml" \
   --set services.screening.image=registry.example/ach-screening@sha256:0000 > "$out/production.yaml"
 "$helm" template ach "$chart" --namespace ach -f "$chart/values-local.yaml" > "$out/local.yaml"
+# The local values with network policies on (the embedded broker's and SQLite's paths).
+"$helm" template ach "$chart" --namespace ach -f "$chart/values-local.yaml" --set networkPolicy.enabled=true \
+  > "$out/local-policies.yaml"
 
 # values.schema.json is strict: an unknown key or a wrong type fails, naming it.
 refused() {  # refused <what the error must name> <helm args...>
@@ -31,5 +34,13 @@ refused grpcPort --set services.referrals.grpcPort=seven
 refused colour --set colour=blue
 refused securityProtocol --set kafka.securityProtocol=KERBEROS
 refused "one replica" -f "$chart/values-local.yaml" --set services.identity.replicas=2
+# A required Secret name missing or empty: named.
+refused "tlsSecret is required" --set auth.tlsSecret=null
+refused "database.existingSecret" --set database.existingSecret=
+refused "credentialsSecret" --set kafka.credentialsSecret=null
+refused "ingressFrom" --set networkPolicy.ingressFrom=null
+refused "minReplicas 5 is above maxReplicas 3" --set autoscaling.enabled=true,services.funding.autoscaling.minReplicas=5,services.funding.autoscaling.maxReplicas=3
+refused "autoscaling.enabled" -f "$chart/values-local.yaml" --set autoscaling.enabled=true
 
-"$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/production.yaml" "$out/local.yaml"
+"$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/production.yaml" "$out/local.yaml" \
+  "$out/local-policies.yaml"

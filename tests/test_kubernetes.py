@@ -126,8 +126,17 @@ def test_the_chart_applies_to_a_real_api_server_for_local_and_production_values(
         assert f"{RELEASE}-referrals-leases" in roles
         jobs = {n for k, n in kinds if k == "Job"}
         assert any(n.startswith(f"{RELEASE}-topics-") for n in jobs), jobs
-    prod = {d.metadata.name: d for d in apps.list_namespaced_deployment("ach-prod").items}
-    assert prod[f"{RELEASE}-screening"].spec.replicas == 3
+    # Production: replicas are the autoscalers' (no controller runs here to apply them); a network
+    # policy per service.
+    autoscalers = {
+        h.metadata.name: h
+        for h in k8s.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler("ach-prod").items
+    }
+    assert set(autoscalers) == {f"{RELEASE}-{s}" for s in SERVICES}
+    assert autoscalers[f"{RELEASE}-screening"].spec.min_replicas == 3
+    policies = k8s.NetworkingV1Api(api).list_namespaced_network_policy("ach-prod").items
+    assert {p.metadata.name for p in policies} == {f"{RELEASE}-{s}" for s in SERVICES}
+    assert not k8s.NetworkingV1Api(api).list_namespaced_network_policy("ach-dev").items
     dev = {d.metadata.name: d for d in apps.list_namespaced_deployment("ach-dev").items}
     assert {d.spec.replicas for d in dev.values()} == {1}
     custom = k8s.CustomObjectsApi(api)

@@ -90,8 +90,17 @@ test-infra:
 	@scripts/browser/chromium.sh
 	@scripts/prometheus/install.sh
 
+# The tests' Go-built tools (kube-apiserver and etcd, the OpenTelemetry Collector; cached under
+# .cache after the first build) start building at once, beside the checks; the tests that need them
+# wait for the build (it holds a lock).
+.PHONY: test-tools
+test-tools:
+	@mkdir -p .cache
+	@nohup scripts/kube/build.sh > .cache/kube-build.log 2>&1 &
+	@nohup scripts/otelcol/build.sh > .cache/otelcol-build.log 2>&1 &
+
 .PHONY: test
-test: setup protos-check asyncapi-check lint helm-check image-check-sample test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
+test: test-tools setup protos-check asyncapi-check lint helm-check image-check-sample test-infra ## everything CI checks: generated code, lint, types, and all tests on real Kafka and PostgreSQL
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(scripts/postgres/server.sh url)}" \
 	  $(VENV)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

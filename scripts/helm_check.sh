@@ -40,6 +40,7 @@ refused "database.existingSecret" --set database.existingSecret=
 refused "credentialsSecret" --set kafka.credentialsSecret=null
 refused "ingressFrom" --set networkPolicy.ingressFrom=null
 refused "minReplicas 5 is above maxReplicas 3" --set autoscaling.enabled=true,services.funding.autoscaling.minReplicas=5,services.funding.autoscaling.maxReplicas=3
+refused "telemetry.collector.tracesEndpoint" --set telemetry.collector.enabled=true
 refused "autoscaling.enabled" -f "$chart/values-local.yaml" --set autoscaling.enabled=true
 
 "$root/.venv/bin/python" "$root/scripts/validate_manifests.py" "$k8s_version" "$out/default.yaml" "$out/production.yaml" "$out/local.yaml" \

@@ -93,3 +93,10 @@ capabilities:
 {{- $root := index . 0 -}}{{- $svc := index . 1 -}}
 {{- ternary $svc.replicas $root.Values.defaults.replicas (hasKey $svc "replicas") -}}
 {{- end -}}
+
+{{/* Where the services send traces: telemetry.otlpEndpoint, else the release's collector when on. */}}
+{{- define "ach.otlpEndpoint" -}}
+{{- if .Values.telemetry.otlpEndpoint -}}{{ .Values.telemetry.otlpEndpoint }}
+{{- else if .Values.telemetry.collector.enabled -}}http://{{ include "ach.fullname" . }}-otel-collector:4317
+{{- end -}}
+{{- end -}}

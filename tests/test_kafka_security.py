@@ -17,7 +17,7 @@ from ach.common.v1 import common_pb2
 from ach.partners.v1 import partners_pb2
 from ach.screening.v1 import screening_pb2
 from ach_events.envelope import Envelope
-from ach_events.kafka_security import KafkaSecurity
+from ach_events.kafka_security import KafkaSecurity, broker_security
 from ach_events.partner_topics import grant_services, inbound_topic, provision_partner, set_scram_credential
 from ach_events.service_grants import OUTBOUND_WRITERS, service_grants
 from ach_events.topics import PARTNER_INTAKE, REFERRAL_EVENTS, dead_letter_topic, ensure_topics
@@ -25,6 +25,7 @@ from ach_platform.settings import ConfigError
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from google.protobuf.message import Message
+from kafka.errors import TopicAuthorizationFailedError as KafkaPythonAuthorization
 
 from tests.harness import Stack
 
@@ -225,3 +226,48 @@ def test_a_partner_provisioned_while_the_gateway_runs_is_heard_within_the_discov
     admitted = asyncio.run(read(kafka_bootstrap, PARTNER_INTAKE.physical_name, 1, timeout_s=45))
     assert [a["ce_source"] for a in admitted] == [b"/partners/clinic-2"]
     assert stack.stop_all() == {"identity": 0}
+
+
+def test_only_the_topics_jobs_principal_creates_topics(
+    kafka_bootstrap: str,
+    kafka_namespace: str,
+    sasl_bootstrap: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a deployed cluster the services never create topics (KAFKA_CREATE_TOPICS=false): the topics
+    Job does, as ach-topics, whose grants name the table's topics literally; a service's principal
+    is refused, and a service waits for its topics instead of creating them."""
+    from ach_events import topic_plan
+    from ach_events.topics import ALL_TOPICS, BrokerUnavailable
+
+    bootstrap, cafile = sasl_bootstrap
+    grant_services(kafka_bootstrap, ["referrals"])
+    for principal in ("ach-topics", "ach-referrals"):
+        set_scram_credential(kafka_bootstrap, principal, f"{principal}-{kafka_namespace}")
+
+    def as_principal(principal: str) -> None:
+        broker_security.cache_clear()  # read once per process: read again as this principal
+        monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", principal)
+        monkeypatch.setenv("KAFKA_SASL_PASSWORD", f"{principal}-{kafka_namespace}")
+        monkeypatch.setenv("KAFKA_SSL_CAFILE", cafile)
+
+    try:
+        as_principal("ach-referrals")
+        monkeypatch.setenv("KAFKA_CREATE_TOPICS", "false")
+        with pytest.raises(BrokerUnavailable, match="topics missing"):
+            ensure_topics(bootstrap, (REFERRAL_EVENTS,), timeout_s=3)
+        with pytest.raises(KafkaPythonAuthorization):
+            topic_plan.apply(bootstrap, (REFERRAL_EVENTS,), timeout_s=5)
+
+        as_principal("ach-topics")
+        done = topic_plan.apply(bootstrap, timeout_s=10)
+        created = {c.topic for c in done.changes if c.action == "create"}
+        assert created == {t.physical_name for t in ALL_TOPICS}
+        assert topic_plan.plan(bootstrap, timeout_s=10).pending == ()
+
+        as_principal("ach-referrals")
+        ensure_topics(bootstrap, (REFERRAL_EVENTS,), timeout_s=10)  # there now: the service starts
+    finally:
+        broker_security.cache_clear()  # the next test reads its own settings

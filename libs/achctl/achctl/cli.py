@@ -179,7 +179,7 @@ def dlq_replay(
     backbone = Backbone(kafka_bootstrap_servers())
     try:
         letter = backbone.dead_letter(dead_letter_id)
-        topic = backbone.replay(letter, operator or os.environ.get("USER", ""))
+        topic = backbone.replay(letter, operator)
     finally:
         backbone.close()
     out.print(f"replayed {letter.id} ({letter.event_type}, event {letter.event_id}) to {topic}")

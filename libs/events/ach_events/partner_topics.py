@@ -126,10 +126,11 @@ def provision_partner(
 
 
 def grant_services(bootstrap_servers: str, services: list[str], timeout_s: float = 20) -> int:
-    """Create the services' own ACLs (``service_grants``); returns how many. Idempotent."""
-    from ach_events.service_grants import service_grants
+    """Create the services' own ACLs (``service_grants``) and the topics Job's; returns how many.
+    Idempotent."""
+    from ach_events.service_grants import service_grants, topic_provisioner_grants
 
-    acls = kafka_acls([g for s in services for g in service_grants(s)])
+    acls = kafka_acls([g for s in services for g in service_grants(s)] + topic_provisioner_grants())
     admin = _connect_admin(bootstrap_servers, timeout_s, time.monotonic() + timeout_s)
     try:
         failed = admin.create_acls(acls).get("failed", [])

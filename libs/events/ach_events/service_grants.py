@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ach_platform.settings import DEFAULT_PORTS, service_principal
+from ach_platform.settings import DEFAULT_PORTS, TOPIC_PROVISIONER, service_principal
 
-from ach_events.topics import DOMAIN_TOPICS, IDENTITY_PARTNERS, dead_letter_topic, namespaced
+from ach_events.topics import ALL_TOPICS, DOMAIN_TOPICS, IDENTITY_PARTNERS, dead_letter_topic, namespaced
 
 # Who writes the topics the table names for several producers.
 PRODUCERS_OF = {"every service": tuple(DEFAULT_PORTS), "identity (partner gateway)": ("identity",)}
@@ -24,7 +24,7 @@ OUTBOUND_WRITERS = ("screening", "notifications", "directory", "referrals")
 @dataclass(frozen=True)
 class Grant:
     principal: str
-    operation: str  # READ | WRITE | DESCRIBE
+    operation: str  # READ | WRITE | DESCRIBE (| CREATE, DESCRIBE_CONFIGS, ALTER_CONFIGS: the topics Job)
     resource: str  # TOPIC | GROUP
     name: str  # always literal
 
@@ -49,6 +49,17 @@ def service_grants(service: str) -> list[Grant]:
     if service == "identity":
         grants.append(Grant(principal, "READ", "GROUP", namespaced(GATEWAY_GROUP)))
     return list(dict.fromkeys(grants))
+
+
+def topic_provisioner_grants() -> list[Grant]:
+    """The topics Job's principal: create the table's topics and read and set their configs, each
+    named literally; it reads and writes no event. (The services only describe their topics.)"""
+    principal = f"User:{TOPIC_PROVISIONER}"
+    return [
+        Grant(principal, operation, "TOPIC", t.physical_name)
+        for t in ALL_TOPICS
+        for operation in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS")
+    ]
 
 
 def partner_topic_grants(partner_inbound: str, partner_outbound: str) -> list[Grant]:

@@ -203,7 +203,11 @@ def service_principal(service: str) -> str:
 
 # Names no partner may take: a partner's SCRAM credential would replace the service's (or the
 # broker admin's), and its ACLs would add to the service's.
-RESERVED_PRINCIPALS = frozenset({*(service_principal(s) for s in DEFAULT_PORTS), "ach-topic-admin", "admin"})
+# The chart's topics Job authenticates as this principal: the only one that creates topics.
+TOPIC_PROVISIONER = "ach-topics"
+RESERVED_PRINCIPALS = frozenset(
+    {*(service_principal(s) for s in DEFAULT_PORTS), TOPIC_PROVISIONER, "ach-topic-admin", "admin"}
+)
 
 
 # Services that also answer plain HTTP (the directory's HSDS API, the public scorecard page, the SMS
